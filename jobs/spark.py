@@ -1,0 +1,34 @@
+"""One place that builds the SparkSession (local[*] by default, spark-submit's master when present)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def get_spark(app_name: str = "rexdrug", master: str | None = None, conf: dict[str, str] | None = None):
+    # Executors must run the same interpreter (and venv) as the driver.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    # Under spark-submit the master comes from the submit command; only default it locally.
+    if master or not os.environ.get("SPARK_SUBMIT_OPTS") and "spark.master" not in (conf or {}):
+        builder = builder.master(master or os.environ.get("REXDRUG_SPARK_MASTER", "local[*]"))
+    defaults = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        "spark.sql.shuffle.partitions": os.environ.get("REXDRUG_SHUFFLE_PARTITIONS", "4"),
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.memory": os.environ.get("REXDRUG_DRIVER_MEMORY", "2g"),
+        "spark.python.worker.reuse": "true",
+    }
+    for key, value in {**defaults, **(conf or {})}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
