@@ -1,0 +1,175 @@
+"""Extraction rows -> normalized combination rows (pure; no Spark, no model).
+
+Input is a table of ``schemas.extraction.EXTRACTIONS`` (the parsed relations of each candidate
+sentence); output is the ``COMBINATIONS`` and ``COMBINATION_DRUGS`` tables plus ``EXTRACTION_ERRORS``
+rows for sentences whose model output could not be used.  Drug names are normalized with the drug KB:
+a regimen name (FOLFOX) becomes its components, so that the drug-set key of "FOLFOX + bevacizumab" is
+the same as the one of its four drugs written out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+
+from schemas.extraction import COMBINATION_DRUGS, COMBINATIONS, EXTRACTION_ERRORS
+
+Normalizer = Callable[[str], dict[str, Any]]
+
+# Parse statuses whose relations are used; anything else is an extraction error (raw text kept).
+USABLE_PARSE_STATUSES = frozenset({"ok", "repaired"})
+LABELS = ("POS", "COMB", "NEG")
+_PROVENANCE = ("model_id", "prompt_version", "run_id", "extracted_at")
+_SENTENCE_KEY = (
+    "extraction_key",
+    "pmid",
+    "pmid_version",
+    "sentence_index",
+    "sentence_start",
+    "sentence_end",
+    "sentence_text",
+    "text_hash",
+)
+
+
+def unnormalized_id(name: str) -> str:
+    """Stable key for a name the KB lacks: casefolded, inner whitespace collapsed."""
+    return "name:" + " ".join(name.casefold().split())
+
+
+def _drug_entries(drug: dict[str, Any], normalizer: Normalizer) -> list[dict[str, Any]]:
+    """One parsed drug -> one or more normalized drug structs (several for a regimen)."""
+    name = drug.get("name") or ""
+    base = {
+        "surface": name,
+        "start": drug.get("start"),
+        "end": drug.get("end"),
+        "grounded": bool(drug.get("grounded")),
+        "via_regimen": None,
+    }
+    norm = normalizer(name) or {}
+    components = norm.get("components") or []
+    if components:
+        entries = []
+        for comp in components:
+            entries.append(
+                {
+                    **base,
+                    "canonical_id": comp.get("id") or unnormalized_id(comp.get("preferred_name") or name),
+                    "preferred_name": comp.get("preferred_name"),
+                    "is_class": bool(comp.get("is_class")),
+                    "normalized": comp.get("id") is not None,
+                    "matched_by": comp.get("matched_by"),
+                    "via_regimen": norm.get("preferred_name") or name,
+                }
+            )
+        return entries
+    normalized = norm.get("id") is not None
+    return [
+        {
+            **base,
+            "canonical_id": norm["id"] if normalized else unnormalized_id(name),
+            "preferred_name": norm.get("preferred_name") if normalized else name,
+            "is_class": bool(norm.get("is_class")),
+            "normalized": normalized,
+            "matched_by": norm.get("matched_by") or "unnormalized",
+        }
+    ]
+
+
+def combination_id(extraction_key: str, relation_index: int) -> str:
+    return hashlib.sha1(f"{extraction_key}#{relation_index}".encode()).hexdigest()
+
+
+def build_combination_tables(
+    extractions: pa.Table, normalizer: Normalizer
+) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Return (combinations, combination_drugs, errors) for a batch of extraction rows.
+
+    A NO_COMB answer yields no combination row (the extraction row records that the sentence was
+    read).  A relation whose drugs fold to fewer than two distinct canonical ids is not a combination
+    and is reported as an error row (stage "normalize") rather than dropped silently.
+    """
+    combos: list[dict[str, Any]] = []
+    exploded: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for row in extractions.to_pylist():
+        key = {k: row.get(k) for k in _SENTENCE_KEY}
+        prov = {k: row.get(k) for k in _PROVENANCE}
+        if row.get("error"):
+            errors.append(_error(row, "engine", row["error"]))
+            continue
+        if row.get("parse_status") not in USABLE_PARSE_STATUSES:
+            errors.append(_error(row, "parse", f"{row.get('parse_status')}: {row.get('parse_reason') or ''}".strip()))
+            continue
+        for index, relation in enumerate(row.get("relations") or []):
+            label = relation.get("label")
+            if label not in LABELS:
+                continue  # NO_COMB: nothing to store beyond the extraction row
+            drugs = [entry for d in relation.get("drugs") or [] for entry in _drug_entries(d, normalizer)]
+            set_ids = sorted({d["canonical_id"] for d in drugs})
+            if len(set_ids) < 2:
+                errors.append(
+                    _error(row, "normalize", f"relation {index} ({label}) has fewer than two distinct drugs: {set_ids}")
+                )
+                continue
+            cid = combination_id(row["extraction_key"], index)
+            set_key = " + ".join(set_ids)
+            combos.append(
+                {
+                    "combination_id": cid,
+                    **key,
+                    "relation_index": index,
+                    "label": label,
+                    "drugs": drugs,
+                    "drug_set_key": set_key,
+                    "drug_set_ids": set_ids,
+                    "n_drugs": len(set_ids),
+                    "all_grounded": all(d["grounded"] for d in drugs),
+                    "all_normalized": all(d["normalized"] for d in drugs),
+                    "reasoning": row.get("think"),
+                    "parse_status": row.get("parse_status"),
+                    **prov,
+                }
+            )
+            for position, d in enumerate(drugs):
+                exploded.append(
+                    {
+                        "combination_id": cid,
+                        "pmid": row["pmid"],
+                        "pmid_version": row["pmid_version"],
+                        "sentence_index": row["sentence_index"],
+                        "label": label,
+                        "drug_set_key": set_key,
+                        "position": position,
+                        **{k: d[k] for k in ("surface", "start", "end", "grounded", "canonical_id")},
+                        **{k: d[k] for k in ("preferred_name", "is_class", "normalized", "via_regimen")},
+                        **prov,
+                    }
+                )
+    return (
+        _table(combos, COMBINATIONS),
+        _table(exploded, COMBINATION_DRUGS),
+        _table(errors, EXTRACTION_ERRORS),
+    )
+
+
+def _error(row: dict[str, Any], stage: str, reason: str) -> dict[str, Any]:
+    return {
+        "extraction_key": row.get("extraction_key"),
+        "pmid": row.get("pmid"),
+        "pmid_version": row.get("pmid_version"),
+        "sentence_index": row.get("sentence_index"),
+        "stage": stage,
+        "reason": reason,
+        "raw_output": row.get("raw_output"),
+        **{k: row.get(k) for k in _PROVENANCE},
+    }
+
+
+def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    # from_pylist with the schema matches nested struct fields by name; missing keys become nulls.
+    return pa.Table.from_pylist(rows, schema=schema)

@@ -1,0 +1,121 @@
+"""The drug-combination knowledge base: one row per drug set, built with SQL over the warehouse.
+
+Input is any DuckDB connection that has the ``current_combinations`` and ``current_articles``
+relations (the warehouse database, or test tables registered on an in-memory connection).  Only
+current articles count: a deleted or superseded article's combinations drop out of the KB, while the
+history tables keep them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+
+from schemas.kb import COMBINATION_KB
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMATS = ("parquet", "csv", "jsonl")
+
+# Label precedence only breaks exact ties deterministically; a tie between POS and NEG is "MIXED".
+_KB_SQL = """
+WITH combos AS (
+    SELECT c.*, a.pub_year
+    FROM current_combinations c
+    LEFT JOIN current_articles a USING (pmid, pmid_version)
+    WHERE ($model_id IS NULL OR c.model_id = $model_id)
+      AND ($prompt_version IS NULL OR c.prompt_version = $prompt_version)
+),
+members AS (
+    SELECT drug_set_key,
+           d.canonical_id AS member_id,
+           min(coalesce(d.preferred_name, d.surface)) AS member_name,
+           bool_or(coalesce(d.is_class, false)) AS is_class
+    FROM combos, UNNEST(drugs) AS t(d)
+    GROUP BY drug_set_key, d.canonical_id
+),
+member_lists AS (
+    SELECT drug_set_key,
+           list(member_id ORDER BY member_id) AS member_ids,
+           list(member_name ORDER BY member_id) AS member_names,
+           bool_or(is_class) AS has_class_member
+    FROM members GROUP BY drug_set_key
+),
+stats AS (
+    SELECT drug_set_key,
+           count(*) FILTER (WHERE label = 'POS') AS n_pos,
+           count(*) FILTER (WHERE label = 'COMB') AS n_comb,
+           count(*) FILTER (WHERE label = 'NEG') AS n_neg,
+           count(DISTINCT pmid) AS n_papers,
+           count(*) AS n_mentions,
+           list(DISTINCT pmid ORDER BY pmid) AS pmids,
+           min(pub_year)::INTEGER AS first_year,
+           max(pub_year)::INTEGER AS last_year,
+           list({'pmid': pmid, 'label': label, 'sentence': sentence_text}
+                ORDER BY pub_year DESC NULLS LAST, pmid, sentence_index)[1:$n_examples] AS example_sentences,
+           list(DISTINCT model_id ORDER BY model_id) AS model_ids
+    FROM combos GROUP BY drug_set_key
+)
+SELECT s.drug_set_key,
+       m.member_ids, m.member_names,
+       len(m.member_ids)::INTEGER AS n_members,
+       m.has_class_member,
+       s.n_pos, s.n_comb, s.n_neg,
+       CASE
+         WHEN s.n_pos > s.n_comb AND s.n_pos > s.n_neg THEN 'POS'
+         WHEN s.n_neg > s.n_pos AND s.n_neg > s.n_comb THEN 'NEG'
+         WHEN s.n_comb > s.n_pos AND s.n_comb > s.n_neg THEN 'COMB'
+         WHEN s.n_pos = s.n_neg AND s.n_pos > 0 THEN 'MIXED'
+         WHEN s.n_pos >= s.n_comb AND s.n_pos > 0 THEN 'POS'
+         ELSE 'NEG'
+       END AS consensus_label,
+       greatest(s.n_pos, s.n_comb, s.n_neg) / s.n_mentions::DOUBLE AS consensus_share,
+       s.n_papers, s.n_mentions, s.pmids, s.first_year, s.last_year,
+       s.example_sentences, s.model_ids
+FROM stats s JOIN member_lists m USING (drug_set_key)
+ORDER BY s.n_papers DESC, s.n_mentions DESC, s.drug_set_key
+"""
+
+
+def build_kb(con, *, model_id: str | None = None, prompt_version: str | None = None, n_examples: int = 3) -> pa.Table:
+    """Compute the KB table from ``current_combinations`` x ``current_articles`` on ``con``."""
+    if n_examples < 1:
+        raise ValueError("n_examples must be >= 1")
+    params = {"model_id": model_id, "prompt_version": prompt_version, "n_examples": n_examples}
+    result = con.sql(_KB_SQL, params=params).to_arrow_table()
+    return pa.Table.from_pylist(result.to_pylist(), schema=COMBINATION_KB)
+
+
+def export_kb(table: pa.Table, path: Path, fmt: str) -> Path:
+    """Write the KB as Parquet, CSV (lists as JSON text) or JSON lines; atomic (temp + rename)."""
+    import json
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if fmt == "parquet":
+        pq.write_table(table, tmp)
+    elif fmt == "jsonl":
+        with tmp.open("w", encoding="utf-8") as fh:
+            for row in table.to_pylist():
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    else:
+        flat = {
+            name: (
+                [json.dumps(v, ensure_ascii=False) for v in table.column(name).to_pylist()]
+                if pa.types.is_list(table.schema.field(name).type)
+                else table.column(name)
+            )
+            for name in table.column_names
+        }
+        pacsv.write_csv(pa.table(flat), tmp)
+    tmp.replace(path)
+    log.info("wrote %d drug sets to %s", table.num_rows, path)
+    return path

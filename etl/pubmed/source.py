@@ -1,0 +1,263 @@
+"""Opening PubMed XML sources as byte streams, tolerant of truncated/corrupt gzip.
+
+A *source* is a path (plain ``.xml`` or gzip, detected by its magic bytes rather than its name),
+``bytes``, or a binary file object.  Gzip is decoded by :class:`SafeGzipReader`, which hands over every
+byte it could decompress and then reports end-of-file, remembering *why* it stopped early, so that the
+XML parser keeps every complete record that precedes a truncation (``gzip.GzipFile`` raises instead and
+loses the last decompressed block).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+GZIP_MAGIC = b"\x1f\x8b"
+_READ_SIZE = 1 << 16
+
+Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
+
+
+class SafeGzipReader(io.RawIOBase):
+    """Streaming gzip decoder (multi-member aware) that never raises mid-stream.
+
+    On a truncated stream or corrupt data it returns what it has, then ``b""``; ``fault`` then holds a
+    human-readable reason (``None`` for a clean end).  Memory stays bounded by one input block plus
+    its decompressed output.
+    """
+
+    def __init__(self, raw: BinaryIO, prefix: bytes = b""):
+        self._raw = raw
+        self._pending = prefix  # compressed bytes already read from raw (magic sniffing)
+        self._dec = zlib.decompressobj(wbits=31)
+        self._out = b""
+        self._eof = False
+        self.fault: str | None = None
+        self.compressed_bytes = 0
+        self.decompressed_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _next_input(self) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        try:
+            data = self._raw.read(_READ_SIZE)
+        except OSError as exc:
+            self.fault = f"read error after {self.compressed_bytes} compressed bytes: {exc}"
+            return b""
+        return data or b""
+
+    def _fill(self) -> None:
+        while not self._out and not self._eof:
+            data = self._next_input()
+            if not data:
+                # Input exhausted: a clean end only if the current gzip member finished.
+                if self._member_started and not self._dec.eof and self.fault is None:
+                    self.fault = (
+                        f"gzip stream truncated after {self.compressed_bytes} compressed / "
+                        f"{self.decompressed_bytes} decompressed bytes"
+                    )
+                self._eof = True
+                return
+            self.compressed_bytes += len(data)
+            try:
+                self._out = self._decompress(data)
+            except zlib.error as exc:
+                self.fault = f"corrupt gzip data after {self.decompressed_bytes} decompressed bytes: {exc}"
+                self._eof = True
+                return
+
+    _member_started = False
+
+    def _decompress(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            if self._dec.eof:  # a new gzip member follows (NLM files are single-member, but be correct)
+                if not data.lstrip(b"\x00"):
+                    return b"".join(out)  # trailing zero padding
+                self._dec = zlib.decompressobj(wbits=31)
+            self._member_started = True
+            out.append(self._dec.decompress(data))
+            data = self._dec.unused_data if self._dec.eof else b""
+        chunk = b"".join(out)
+        self.decompressed_bytes += len(chunk)
+        return chunk
+
+    def readinto(self, buffer) -> int:
+        self._fill()
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            chunks = []
+            while True:
+                self._fill()
+                if not self._out:
+                    return b"".join(chunks)
+                chunks.append(self._out)
+                self._out = b""
+        self._fill()
+        data, self._out = self._out[:size], self._out[size:]
+        return data
+
+
+class ByteStream:
+    """A readable binary stream plus what is needed to report/restart: its fault and a reopen hook."""
+
+    def __init__(self, stream: BinaryIO, gzip_reader: SafeGzipReader | None, closer, reopen):
+        self.stream = stream
+        self.gzip_reader = gzip_reader
+        self._closer = closer
+        self.reopen = reopen  # () -> ByteStream, or None when the source cannot be read twice
+
+    @property
+    def fault(self) -> str | None:
+        return self.gzip_reader.fault if self.gzip_reader is not None else None
+
+    def read(self, size: int = -1) -> bytes:
+        return self.stream.read(size)
+
+    def close(self) -> None:
+        if self._closer is not None:
+            self._closer()
+
+
+def _wrap(raw: BinaryIO, closer, reopen) -> ByteStream:
+    head = raw.read(2) or b""
+    if head == GZIP_MAGIC:
+        reader = SafeGzipReader(raw, prefix=head)
+        return ByteStream(reader, reader, closer, reopen)
+    return ByteStream(_Prefixed(head, raw), None, closer, reopen)
+
+
+class _Prefixed(io.RawIOBase):
+    """``raw`` with ``prefix`` (bytes already consumed while sniffing) put back in front."""
+
+    def __init__(self, prefix: bytes, raw: BinaryIO):
+        self._prefix = prefix
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._prefix:
+            if size is None or size < 0:
+                data, self._prefix = self._prefix + (self._raw.read() or b""), b""
+                return data
+            data, self._prefix = self._prefix[:size], self._prefix[size:]
+            return data
+        return self._raw.read(size) or b""
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def open_source(source: Source) -> ByteStream:
+    """Open ``source`` as a decompressed byte stream. ``OSError`` if a path cannot be opened."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+
+        def reopen_bytes() -> ByteStream:
+            return _wrap(io.BytesIO(data), None, reopen_bytes)
+
+        return reopen_bytes()
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+
+        def reopen_path() -> ByteStream:
+            fh = open(path, "rb")  # noqa: SIM115 -- closed by ByteStream.close()
+            return _wrap(fh, fh.close, reopen_path)
+
+        return reopen_path()
+    if hasattr(source, "read"):
+        start = source.tell() if _seekable(source) else None
+
+        def reopen_fileobj() -> ByteStream:
+            source.seek(start)
+            return _wrap(source, None, reopen_fileobj)
+
+        return _wrap(source, None, reopen_fileobj if start is not None else None)
+    raise TypeError(
+        f"unsupported PubMed source type {type(source).__name__}: expected a path, bytes or a binary file"
+    )
+
+
+def _seekable(fileobj) -> bool:
+    try:
+        return bool(fileobj.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+# --- record splitter for recovery after an XML fault ------------------------------------------------
+
+RECORD_TAGS = (b"PubmedArticle", b"PubmedBookArticle", b"DeleteCitation", b"MedlineCitation")
+_START = re.compile(rb"<(PubmedArticle|PubmedBookArticle|DeleteCitation|MedlineCitation)[\s>/]")
+
+
+def split_records(stream: ByteStream, legacy: bool) -> Iterator[tuple[str, bytes | None]]:
+    """Yield ``(tag, chunk)`` for each top-level record found textually in ``stream``.
+
+    Used only to resume after the streaming parser hit malformed XML: each chunk runs from a record's
+    start tag to its end tag and is parsed on its own.  A chunk whose end tag is missing (another record
+    starts first, or the data ends) is yielded as ``(tag, None)``.  ``MedlineCitation`` is a top-level
+    record only in the legacy ``MedlineCitationSet`` format (``legacy=True``); elsewhere it is nested.
+    """
+    buf = b""
+    eof = False
+    pos = 0
+    while True:
+        m = _START.search(buf, pos)
+        while m and not legacy and m.group(1) == b"MedlineCitation":
+            m = _START.search(buf, m.end())
+        if m is None:
+            if eof:
+                return
+            buf = buf[max(pos, len(buf) - 64) :]  # keep a tail that may hold a split start tag
+            pos = 0
+            data = stream.read(_READ_SIZE)
+            if not data:
+                eof = True
+            buf += data
+            continue
+        tag = m.group(1)
+        end_tag = b"</" + tag + b">"
+        end = buf.find(end_tag, m.start())
+        nxt = _next_start(buf, m.end(), legacy)
+        if end != -1 and (nxt is None or end < nxt):
+            yield tag.decode(), buf[m.start() : end + len(end_tag)]
+            pos = end + len(end_tag)
+            continue
+        if nxt is not None:  # another record starts before this one ended: broken record
+            yield tag.decode(), None
+            pos = nxt
+            continue
+        if eof:
+            yield tag.decode(), None
+            return
+        data = stream.read(_READ_SIZE)
+        if not data:
+            eof = True
+        buf = buf[m.start() :] + data
+        pos = 0
+
+
+def _next_start(buf: bytes, start: int, legacy: bool) -> int | None:
+    m = _START.search(buf, start)
+    while m and not legacy and m.group(1) == b"MedlineCitation":
+        m = _START.search(buf, m.end())
+    return m.start() if m else None

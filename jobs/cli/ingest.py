@@ -1,0 +1,130 @@
+"""`rexdrug ingest`: PubMed XML (files/folders, or an E-utilities sweep) -> the Parquet + DuckDB warehouse.
+
+Prints the run summary as one JSON object on stdout.  Exit code: 0 when every file parsed without an
+error row, 1 when some file produced error rows (everything else is still written, and the error rows
+are in the ``ingest_errors`` table: a scheduler sees the failure, nothing is lost), 2 for a
+configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DATETYPES = ("edat", "mdat")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--input", nargs="+", metavar="FILE_OR_DIR", help="XML files (.xml/.xml.gz) or folders"
+    )
+    parser.add_argument(
+        "--source",
+        choices=("files", "entrez"),
+        default="files",
+        help="files (default, with --input) or entrez (an E-utilities sweep by date window)",
+    )
+    parser.add_argument("--warehouse", required=True, type=Path, metavar="DIR", help="warehouse folder")
+    parser.add_argument(
+        "--kind",
+        choices=("auto", "baseline", "update", "file"),
+        default="auto",
+        help="source kind of --input files (auto: NLM folder names baseline/ and updatefiles/)",
+    )
+    parser.add_argument("--force", action="store_true", help="re-ingest files already in the ledger")
+    parser.add_argument("--master", help="Spark master URL (default local[*], or spark-submit's)")
+    parser.add_argument("--run-id", help="run identifier recorded in the ledger (default: timestamp)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    entrez = parser.add_argument_group("E-utilities (--source entrez)")
+    entrez.add_argument(
+        "--since", type=date.fromisoformat, metavar="YYYY-MM-DD", help="first day of the window"
+    )
+    entrez.add_argument(
+        "--until",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="last day of the window (default: yesterday)",
+    )
+    entrez.add_argument(
+        "--datetype",
+        choices=(*DATETYPES, "both"),
+        default="both",
+        help="edat (new records), mdat (revised records) or both (default)",
+    )
+    entrez.add_argument(
+        "--config", type=Path, help="YAML file for the E-utilities settings (email, api_key...)"
+    )
+    entrez.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an E-utilities setting (repeatable)",
+    )
+
+
+def _entrez_files(args: argparse.Namespace) -> list[Path]:
+    """Land the window's efetch XML under WAREHOUSE/raw/entrez (resumable), return the files."""
+    from etl.config import load_config
+    from etl.pubmed.entrez import EntrezConfig, sweep
+    from etl.warehouse import WarehouseLayout
+
+    if args.input:
+        raise ValueError("--input and --source entrez are exclusive")
+    if args.since is None:
+        raise ValueError("--source entrez needs --since YYYY-MM-DD")
+    until = args.until or (date.today() - timedelta(days=1))
+    if until < args.since:
+        raise ValueError(f"--until {until} is before --since {args.since}")
+    config = load_config(EntrezConfig, args.config, args.overrides)
+    files: list[Path] = []
+    for datetype in DATETYPES if args.datetype == "both" else (args.datetype,):
+        # One landing folder per date type: a folder's manifest belongs to one query.  The sweep returns
+        # every file landed there so far; the ones already ingested are skipped by the ledger.
+        out_dir = WarehouseLayout(args.warehouse).entrez_raw / datetype
+        landed = sweep(config, args.since, until, datetype, out_dir)
+        log.info(
+            "E-utilities %s %s..%s: %d file(s) landed under %s",
+            datetype,
+            args.since,
+            until,
+            len(landed),
+            out_dir,
+        )
+        files.extend(landed)
+    return files
+
+
+def run(args: argparse.Namespace) -> int:
+    from jobs.ingest import run_ingest
+    from jobs.spark import get_spark
+
+    if args.source == "entrez":
+        inputs, kind = _entrez_files(args), "entrez"
+        if not inputs:
+            log.warning("the E-utilities window returned no records; refreshing the warehouse only")
+    else:
+        if not args.input:
+            raise ValueError("give --input FILE_OR_DIR... (or --source entrez --since DATE)")
+        inputs, kind = args.input, args.kind
+    spark = get_spark("rexdrug-ingest", master=args.master)
+    summary = run_ingest(
+        spark, inputs, args.warehouse, kind, args.run_id, force=args.force, show_progress=not args.no_progress
+    )
+    json.dump(summary.to_dict(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    if summary.files_with_errors:
+        log.warning(
+            "%d file(s) had errors; see the ingest_errors table: %s",
+            len(summary.files_with_errors),
+            ", ".join(summary.files_with_errors[:10]),
+        )
+        return 1
+    return 0

@@ -1,0 +1,38 @@
+"""`rexdrug kb build|export`: the drug-combination knowledge base (one row per drug set)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="kb_command", required=True)
+    build = sub.add_parser("build", help="(re)build the KB from the warehouse's current combinations")
+    export = sub.add_parser("export", help="build and export the KB to a file")
+    for p in (build, export):
+        p.add_argument("--warehouse", required=True, type=Path)
+        p.add_argument("--model-id", help="only combinations extracted by this model")
+        p.add_argument("--prompt-version", help="only combinations extracted with this prompt version")
+        p.add_argument("--examples", type=int, default=3, help="example sentences kept per drug set")
+    export.add_argument("--output", required=True, type=Path)
+    export.add_argument("--format", choices=["parquet", "csv", "jsonl"], help="default: from the file suffix")
+
+
+def run(args: argparse.Namespace) -> int:
+    from etl.kb import export_kb
+    from jobs.kb import build_and_store_kb
+
+    if not (args.warehouse / "warehouse.duckdb").exists() and not args.warehouse.is_dir():
+        raise ValueError(f"no warehouse at {args.warehouse} (run `rexdrug sweep` first)")
+    table = build_and_store_kb(
+        args.warehouse, model_id=args.model_id, prompt_version=args.prompt_version, n_examples=args.examples
+    )
+    if args.kb_command == "export":
+        fmt = args.format or args.output.suffix.lstrip(".").replace("json", "jsonl").replace("jsonll", "jsonl")
+        export_kb(table, args.output, fmt)
+    json.dump({"drug_sets": table.num_rows, "warehouse": str(args.warehouse)}, sys.stdout)
+    sys.stdout.write("\n")
+    return 0

@@ -1,0 +1,105 @@
+"""`rexdrug train traces|sft|grpo|merge --config YAML [key=value ...]`: the training recipe.
+
+The summary of each run (counts, losses, timings, dev metrics) is printed to stdout as JSON; progress
+and logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+
+from etl.config import load_config
+
+log = logging.getLogger(__name__)
+
+SUBCOMMANDS = ("traces", "sft", "grpo", "merge")
+
+
+@dataclass
+class MergeConfig:
+    base: str = "embedded"
+    adapter: str = ""
+    output: str = ""
+    dtype: str = "auto"
+
+    def validate(self) -> None:
+        if not self.adapter or not self.output:
+            raise ValueError("merge needs adapter=FOLDER and output=FOLDER")
+
+
+@dataclass
+class _Holder:  # lets `merge` share the --config/overrides handling of the others
+    merge: MergeConfig = field(default_factory=MergeConfig)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("step", choices=SUBCOMMANDS, help="what to run")
+    parser.add_argument("--config", default=None, help="YAML config (configs/training/*.yaml)")
+    # REMAINDER: `train sft --config X a=b` keeps the overrides after --config (argparse would otherwise
+    # bind the positionals before the option and reject the rest); --config is picked out in run().
+    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="key=value overrides, e.g. train.max_steps=2")
+
+
+def split_config_option(args: argparse.Namespace) -> None:
+    """Move a ``--config FILE`` / ``--config=FILE`` found among the overrides into ``args.config``."""
+    rest: list[str] = []
+    items = list(args.overrides or [])
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if item == "--config":
+            if i + 1 >= len(items):
+                raise ValueError("--config needs a file")
+            args.config = items[i + 1]
+            i += 2
+            continue
+        if item.startswith("--config="):
+            args.config = item.split("=", 1)[1]
+        elif item.startswith("-"):
+            raise ValueError(f"unknown option {item!r}; overrides are key=value")
+        else:
+            rest.append(item)
+        i += 1
+    args.overrides = rest
+
+
+def run(args: argparse.Namespace) -> int:
+    split_config_option(args)
+    summary = {"traces": _traces, "sft": _sft, "grpo": _grpo, "merge": _merge}[args.step](args)
+    json.dump(summary, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _sft(args) -> dict:
+    from training.sft import SFTConfigFile, run_sft
+
+    return run_sft(load_config(SFTConfigFile, args.config, args.overrides))
+
+
+def _grpo(args) -> dict:
+    from training.grpo import GRPOConfigFile, run_grpo
+
+    return run_grpo(load_config(GRPOConfigFile, args.config, args.overrides))
+
+
+def _traces(args) -> dict:
+    from training.data import load_drugcomb, split_train_dev
+    from training.traces import TraceAgents, TraceConfig
+
+    config = load_config(TraceConfig, args.config, args.overrides)
+    train, _dev = split_train_dev(load_drugcomb(config.train_file), config.dev_fraction, config.split_seed)
+    counts = TraceAgents(config).run(train)
+    return {"output": config.output, **counts}
+
+
+def _merge(args) -> dict:
+    from training.common import merge_adapter
+
+    config = load_config(_Holder, args.config, [f"merge.{o}" for o in args.overrides]).merge
+    out = merge_adapter(config.base, config.adapter, config.output, dtype=config.dtype)
+    return {"merged": str(out)}

@@ -1,0 +1,633 @@
+"""The nightly sweep: PubMed in, a warehouse of normalized drug combinations out.
+
+Stages (each a pure function from ``etl/`` or ``model/`` wired here with ``mapInArrow``):
+
+    ingest -> refresh -> sentences -> candidates -> extract -> combinations -> commit -> refresh
+
+Crash safety: every stage of a run writes under ``<warehouse>/_staging/<run_id>/``; nothing is visible
+in the warehouse until the commit stage, which first drops a ``_COMMITTING`` marker (everything is
+staged), then moves each staged dataset into ``<table>/run_id=<run_id>/`` (one atomic rename each) and
+finally appends the run to the ``sweep_runs`` ledger.  On start, a staged run without the marker is
+discarded (its work is redone: the same inputs give the same rows) and one with the marker is rolled
+forward, so a sweep killed at any point and started again leaves the same tables as an uninterrupted
+run: no duplicates, no loss.  Ingestion has its own per-file idempotency (``jobs/ingest.py``).
+
+Incremental: a candidate sentence is extracted only when its key (pmid, pmid version, sentence text
+hash, model id, prompt version) is not in the ``extractions`` table yet; a new model or prompt
+version adds rows beside the old ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from etl.config import to_dict
+from etl.warehouse import ARTICLE_TABLES, ARTICLE_VIEWS, FLAT_GLOB, TableSpec, ViewSpec, refresh_duckdb
+from schemas.extraction import (
+    COMBINATION_DRUGS,
+    COMBINATIONS,
+    EXTRACTION_ERRORS,
+    EXTRACTIONS,
+    SWEEP_RUNS,
+    SWEEP_SENTENCES,
+)
+from model.engines.base import EngineConfig
+from model.prompting import PromptConfig, prompt_version
+from schemas.kb import COMBINATION_KB
+from schemas.spark import conform
+
+log = logging.getLogger(__name__)
+
+# Tables the sweep owns: name -> schema; each lives in <warehouse>/<name>/run_id=<run>/part-*.parquet
+SWEEP_TABLE_SCHEMAS: dict[str, pa.Schema] = {
+    "extractions": EXTRACTIONS,
+    "combinations": COMBINATIONS,
+    "combination_drugs": COMBINATION_DRUGS,
+    "extraction_errors": EXTRACTION_ERRORS,
+}
+SENTENCES_TABLE = "sentences"
+RUNS_TABLE = "sweep_runs"
+KB_TABLE = "combination_kb"  # written by jobs/kb.py
+STAGING = "_staging"
+COMMIT_MARKER = "_COMMITTING"
+# One folder per committed run; one level deep only, so Spark leftovers (_temporary) are never read.
+RUN_GLOB = "run_id=*/*.parquet"
+
+
+def sweep_tables() -> list[TableSpec]:
+    specs = [TableSpec(name, name, schema, RUN_GLOB) for name, schema in SWEEP_TABLE_SCHEMAS.items()]
+    specs.append(TableSpec(SENTENCES_TABLE, SENTENCES_TABLE, SWEEP_SENTENCES, RUN_GLOB))
+    specs.append(TableSpec(RUNS_TABLE, RUNS_TABLE, SWEEP_RUNS, FLAT_GLOB))
+    specs.append(TableSpec(KB_TABLE, KB_TABLE, COMBINATION_KB, FLAT_GLOB))
+    return specs
+
+
+# Current views: an article that was deleted or superseded by a newer version drops out of these,
+# never out of the history tables.
+SWEEP_VIEWS: tuple[ViewSpec, ...] = (
+    # Sentences of the current text of current articles (a revised abstract under the same PMID
+    # version gets new sentences; the old ones stay in history).
+    ViewSpec(
+        "current_sentences",
+        """SELECT s.* FROM sentences s
+           SEMI JOIN current_articles a
+             ON s.pmid = a.pmid AND s.pmid_version = a.pmid_version AND s.abstract_hash = md5(a.abstract)""",
+    ),
+    *(
+        ViewSpec(
+            f"current_{table}",
+            f"""SELECT t.* FROM {table} t
+                SEMI JOIN current_sentences s
+                  ON t.pmid = s.pmid AND t.pmid_version = s.pmid_version AND t.text_hash = s.text_hash""",
+        )
+        for table in ("extractions", "combinations")
+    ),
+    ViewSpec(
+        "current_combination_drugs",
+        "SELECT d.* FROM combination_drugs d SEMI JOIN current_combinations c USING (combination_id)",
+    ),
+)
+
+
+@dataclass
+class SweepConfig:
+    """Everything a sweep needs; the defaults here are the only defaults (YAML and CLI override)."""
+
+    warehouse: Path = Path("warehouse")
+    source: str = "files"  # "files" | "entrez" | "demo"
+    inputs: list[str] = field(default_factory=list)  # files or folders (source "files")
+    input_kind: str = "auto"  # "baseline" | "update" | "file" | "auto" (NLM's folder names)
+    since: str | None = None  # source "entrez": YYYY/MM/DD
+    until: str | None = None
+    datetype: str = "edat"  # "edat" (new records) | "mdat" (revised records)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    extract_partitions: int = 0  # 0: Spark's default parallelism
+    batch_size: int = 16  # sentences per engine call
+    threads_per_task: int = 0  # torch threads per extraction task; 0: cores / concurrent tasks
+    max_candidates: int | None = None  # cap per run (the demo uses it); None: all
+    master: str | None = None
+    build_kb: bool = True
+
+    def validate(self) -> None:
+        if self.source not in ("files", "entrez", "demo"):
+            raise ValueError(f"source must be files, entrez or demo, not {self.source!r}")
+        if self.source == "files" and not self.inputs:
+            raise ValueError("source 'files' needs at least one input file or folder (--input)")
+        if self.source == "entrez" and not self.since:
+            raise ValueError("source 'entrez' needs --since (YYYY/MM/DD)")
+        if self.input_kind not in ("baseline", "update", "file", "auto"):
+            raise ValueError(f"input_kind must be baseline, update, file or auto, not {self.input_kind!r}")
+        if self.datetype not in ("edat", "mdat", "pdat"):
+            raise ValueError(f"datetype must be edat, mdat or pdat, not {self.datetype!r}")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if self.max_candidates is not None and self.max_candidates < 0:
+            raise ValueError("max_candidates must be >= 0")
+        self.engine.validate()
+        self.prompt.validate()
+
+
+@dataclass
+class SweepSummary:
+    run_id: str
+    warehouse: str
+    model_id: str
+    prompt_version: str
+    n_input_files: int = 0
+    n_articles: int = 0
+    n_sentences: int = 0
+    n_candidates: int = 0
+    n_skipped: int = 0
+    n_extracted: int = 0
+    n_combinations: int = 0
+    n_errors: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    recovered_runs: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class StageTimer:
+    """Wall time per stage, logged as the sweep goes (the progress a person sees on stderr)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        log.info("stage %s ...", stage)
+        pause_point(stage)
+        start = time.perf_counter()
+        yield
+        elapsed = time.perf_counter() - start
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + elapsed
+        log.info("stage %s done in %.1fs", stage, elapsed)
+
+
+def pause_point(stage: str) -> None:
+    """Crash-test hook: with REXDRUG_PAUSE_AT_STAGE=<stage>, touch REXDRUG_PAUSE_MARKER and hang there.
+
+    The kill -9 recovery tests use it to stop a real sweep process at a known point; unset, it is a
+    no-op.
+    """
+    import os
+
+    if os.environ.get("REXDRUG_PAUSE_AT_STAGE") != stage:
+        return
+    marker = os.environ.get("REXDRUG_PAUSE_MARKER")
+    if marker:
+        Path(marker).touch()
+    log.warning("paused at stage %s for a crash test", stage)
+    while True:
+        time.sleep(1)
+
+
+# --------------------------------------------------------------------------------------------------
+# staging, commit and recovery
+
+
+class SweepLayout:
+    def __init__(self, warehouse: Path) -> None:
+        self.root = Path(warehouse)
+
+    def table_dir(self, name: str) -> Path:
+        return self.root / name
+
+    def staging(self, run_id: str) -> Path:
+        return self.root / STAGING / run_id
+
+    def staged(self, run_id: str, name: str) -> Path:
+        return self.staging(run_id) / name
+
+
+def recover_staging(layout: SweepLayout) -> list[str]:
+    """Discard runs that never reached commit; finish the ones that did (roll forward)."""
+    root = layout.root / STAGING
+    recovered: list[str] = []
+    if not root.is_dir():
+        return recovered
+    for run_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        marker = run_dir / COMMIT_MARKER
+        if marker.exists():
+            log.warning("finishing the commit of interrupted run %s", run_dir.name)
+            _commit_staged(layout, run_dir.name, json.loads(marker.read_text()))
+            recovered.append(run_dir.name)
+        else:
+            log.warning("discarding uncommitted staged run %s (its work is redone)", run_dir.name)
+            shutil.rmtree(run_dir)
+    return recovered
+
+
+def _commit_staged(layout: SweepLayout, run_id: str, run_row: dict[str, Any]) -> None:
+    """Move staged datasets into place (idempotent: a rename already done is skipped), then ledger."""
+    for name in [SENTENCES_TABLE, *SWEEP_TABLE_SCHEMAS]:
+        src = layout.staged(run_id, name)
+        dest = layout.table_dir(name) / f"run_id={run_id}"
+        if src.exists() and not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            src.rename(dest)
+            pause_point("commit-rename")  # between two renames: the worst moment to die
+    ledger_dir = layout.table_dir(RUNS_TABLE)
+    ledger_dir.mkdir(parents=True, exist_ok=True)
+    ledger_file = ledger_dir / f"run-{run_id}.parquet"
+    if not ledger_file.exists():
+        row = dict(run_row)
+        for key in ("started_at", "finished_at"):
+            if isinstance(row.get(key), str):
+                row[key] = datetime.fromisoformat(row[key])
+        _write_parquet_atomic(pa.Table.from_pylist([row], schema=SWEEP_RUNS), ledger_file)
+    shutil.rmtree(layout.staging(run_id), ignore_errors=True)
+
+
+def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+
+
+def _dataset_exists(path: Path) -> bool:
+    return path.is_dir() and any(path.rglob("*.parquet"))
+
+
+# --------------------------------------------------------------------------------------------------
+# worker-side functions (run inside Spark's Python workers; must be importable and picklable)
+
+_RUNNER_CACHE: dict[str, Any] = {}
+
+
+def _cached_runner(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, threads: int):
+    """One engine per Python worker process, created on first use and kept across tasks."""
+    key = json.dumps([to_dict(engine_cfg), to_dict(prompt_cfg)], sort_keys=True)
+    runner = _RUNNER_CACHE.get(key)
+    if runner is None:
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
+        runner = build_runner(engine_cfg, prompt_cfg)
+        _RUNNER_CACHE[key] = runner
+    return runner
+
+
+def build_runner(engine_cfg: EngineConfig, prompt_cfg: PromptConfig):
+    from etl.drugs import default_matcher
+    from model.engines import create_engine
+    from model.extraction import ExtractionRunner
+
+    matcher = default_matcher()
+    return ExtractionRunner(create_engine(engine_cfg, matcher=matcher), prompt_cfg, matcher=matcher)
+
+
+def extraction_rows(candidates: list[dict[str, Any]], runner, run_id: str) -> list[dict[str, Any]]:
+    """Run the model over candidate rows; an engine failure becomes an error on each row, not a crash."""
+    items = [
+        {"sentence": c["sentence_text"], "context": c.get("context") or "", "hints": c.get("hints") or []}
+        for c in candidates
+    ]
+    now = datetime.now(timezone.utc)
+    try:
+        results = runner.run(items)
+    except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the sweep
+        log.exception("engine failed on a batch of %d sentences", len(items))
+        results = [{"error": f"{type(exc).__name__}: {exc}"} for _ in items]
+    rows = []
+    for cand, res in zip(candidates, results, strict=True):
+        relations = res.get("parsed") or []
+        if res.get("parse_status") in ("engine_error", "input_error"):
+            res = {**res, "error": f"{res['parse_status']}: {res.get('parse_reason')}"}
+        rows.append(
+            {
+                **{k: cand[k] for k in _EXTRACTION_KEY_COLUMNS},
+                "raw_output": res.get("raw_output"),
+                "think": res.get("think"),
+                "parse_status": res.get("parse_status") or ("engine_error" if res.get("error") else None),
+                "parse_reason": res.get("parse_reason"),
+                "relations": relations,
+                "n_relations": len(relations),
+                "error": res.get("error"),
+                "model_id": cand["model_id"],
+                "prompt_version": cand["prompt_version"],
+                "run_id": run_id,
+                "extracted_at": now,
+            }
+        )
+    return rows
+
+
+_EXTRACTION_KEY_COLUMNS = (
+    "extraction_key",
+    "pmid",
+    "pmid_version",
+    "sentence_index",
+    "sentence_start",
+    "sentence_end",
+    "sentence_text",
+    "text_hash",
+)
+
+
+def make_extract_fn(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, batch_size: int, threads: int, run_id: str):
+    def extract(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        runner = _cached_runner(engine_cfg, prompt_cfg, threads)
+        pending: list[dict[str, Any]] = []
+        for batch in batches:
+            pending.extend(batch.to_pylist())
+            while len(pending) >= batch_size:
+                chunk, pending = pending[:batch_size], pending[batch_size:]
+                yield from _to_batches(extraction_rows(chunk, runner, run_id), EXTRACTIONS)
+        if pending:
+            yield from _to_batches(extraction_rows(pending, runner, run_id), EXTRACTIONS)
+
+    return extract
+
+
+def make_sentences_fn():
+    def sentences(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from etl.candidates import sentence_table
+        from etl.drugs import default_matcher
+
+        matcher = default_matcher()
+        for batch in batches:
+            articles = pa.Table.from_batches([batch])
+            hashes = {
+                (p, v): h
+                for p, v, h in zip(*(articles.column(c).to_pylist() for c in ("pmid", "pmid_version", "abstract_hash")))
+            }
+            sentences = sentence_table(articles, matcher=matcher)
+            keys = zip(sentences.column("pmid").to_pylist(), sentences.column("pmid_version").to_pylist())
+            sentences = sentences.append_column("abstract_hash", pa.array([hashes[k] for k in keys], pa.string()))
+            yield from conform(sentences, SWEEP_SENTENCES).to_batches()
+
+    return sentences
+
+
+def make_combinations_fn(which: int):
+    """``which`` selects (combinations, combination_drugs, errors) from the one pure function."""
+
+    def combos(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from etl.combinations import build_combination_tables
+        from etl.drugs import normalize
+
+        for batch in batches:
+            tables = build_combination_tables(pa.Table.from_batches([batch]), normalize)
+            yield from tables[which].to_batches()
+
+    return combos
+
+
+def _to_batches(rows: list[dict[str, Any]], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    yield from pa.Table.from_pylist(rows, schema=schema).to_batches()
+
+
+# --------------------------------------------------------------------------------------------------
+# driver
+
+
+def resolve_model_identity(engine_cfg: EngineConfig, prompt_cfg: PromptConfig) -> tuple[str, str]:
+    """The model id and prompt version stored with every row, known before any model is loaded."""
+    try:
+        from model.engines import engine_model_id
+    except ImportError:  # TODO(lead): remove once model.engines owns it
+        def engine_model_id(cfg):
+            import os
+            if cfg.kind.startswith("rule_"):
+                return f"rule:{cfg.kind[5:]}"
+            base = "embedded:SmolLM2-135M-Instruct" if cfg.model == "embedded" else cfg.model
+            if cfg.adapter_path:
+                base += f"+adapter:{os.path.basename(os.path.normpath(cfg.adapter_path))}"
+            return base if cfg.kind == "transformers" else f"{cfg.kind}:{base}"
+
+    return engine_model_id(engine_cfg), prompt_version(prompt_cfg)
+
+
+def run_sweep(config: SweepConfig, spark=None) -> SweepSummary:
+    """Run every stage once; one sweep per warehouse at a time (a second one fails fast)."""
+    config.validate()
+    layout = SweepLayout(config.warehouse)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with _sweep_lock(layout.root / ".sweep.lock"):
+        return _run_sweep_locked(config, layout, spark)
+
+
+@contextmanager
+def _sweep_lock(path: Path) -> Iterator[None]:
+    """One sweep per warehouse; the lock dies with its process, so kill -9 never leaves it held."""
+    import fcntl
+
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another sweep is running on {path.parent}") from None
+        yield
+
+
+def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepSummary:
+    from jobs.ingest import run_ingest
+    from jobs.spark import get_spark
+    from schemas.spark import to_spark
+
+    recovered = recover_staging(layout)
+    model_id, prompt_ver = resolve_model_identity(config.engine, config.prompt)
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    summary = SweepSummary(run_id, str(layout.root), model_id, prompt_ver, recovered_runs=recovered)
+    timer = StageTimer()
+    started = datetime.now(timezone.utc)
+    spark = spark or get_spark("rexdrug-sweep", master=config.master)
+    staging = layout.staging(run_id)
+    staging.mkdir(parents=True, exist_ok=True)
+
+    with timer("ingest"):
+        inputs, kind = resolve_inputs(config, layout)
+        ingest = run_ingest(spark, inputs, layout.root, kind, run_id)
+        summary.n_input_files = ingest.files
+
+    with timer("refresh"):
+        db = refresh_all(layout.root)
+
+    with timer("sentences"):
+        new_articles = _export_new_articles(db, layout, staging)
+        summary.n_articles = new_articles.num_rows if new_articles is not None else 0
+        if summary.n_articles:
+            (
+                spark.read.parquet(str(staging / "work" / "new_articles.parquet"))
+                .mapInArrow(make_sentences_fn(), to_spark(SWEEP_SENTENCES))
+                .write.parquet(str(layout.staged(run_id, SENTENCES_TABLE)))
+            )
+            summary.n_sentences = spark.read.parquet(str(layout.staged(run_id, SENTENCES_TABLE))).count()
+
+    with timer("candidates"):
+        candidates_path, n_candidates, n_skipped = _select_candidates(
+            db, layout, run_id, model_id, prompt_ver, config.max_candidates
+        )
+        summary.n_candidates, summary.n_skipped = n_candidates, n_skipped
+
+    with timer("extract"):
+        if summary.n_candidates:
+            cands = spark.read.parquet(str(candidates_path))
+            parts = config.extract_partitions or spark.sparkContext.defaultParallelism
+            parts = max(1, min(parts, summary.n_candidates))
+            threads = config.threads_per_task or _default_threads(spark, parts)
+            extract = make_extract_fn(config.engine, config.prompt, config.batch_size, threads, run_id)
+            (
+                cands.repartition(parts, "extraction_key")
+                .mapInArrow(extract, to_spark(EXTRACTIONS))
+                .write.parquet(str(layout.staged(run_id, "extractions")))
+            )
+            summary.n_extracted = spark.read.parquet(str(layout.staged(run_id, "extractions"))).count()
+
+    with timer("combinations"):
+        if summary.n_extracted:
+            extractions = spark.read.parquet(str(layout.staged(run_id, "extractions")))
+            for which, name in enumerate(("combinations", "combination_drugs", "extraction_errors")):
+                schema = SWEEP_TABLE_SCHEMAS[name]
+                extractions.mapInArrow(make_combinations_fn(which), to_spark(schema)).write.parquet(
+                    str(layout.staged(run_id, name))
+                )
+            summary.n_combinations = spark.read.parquet(str(layout.staged(run_id, "combinations"))).count()
+            summary.n_errors = spark.read.parquet(str(layout.staged(run_id, "extraction_errors"))).count()
+
+    with timer("commit"):
+        shutil.rmtree(staging / "work", ignore_errors=True)  # intermediate files, not tables
+        run_row = {
+            "run_id": run_id,
+            "status": "committed",
+            "source": config.source,
+            "model_id": model_id,
+            "prompt_version": prompt_ver,
+            "n_articles": summary.n_articles,
+            "n_sentences": summary.n_sentences,
+            "n_candidates": summary.n_candidates,
+            "n_skipped": summary.n_skipped,
+            "n_extracted": summary.n_extracted,
+            "n_combinations": summary.n_combinations,
+            "n_errors": summary.n_errors,
+            "stage_seconds": [{"stage": k, "seconds": v} for k, v in timer.seconds.items()],
+            "started_at": started.isoformat(),
+            "finished_at": datetime.now(timezone.utc).isoformat(),
+        }
+        (staging / COMMIT_MARKER).write_text(json.dumps(run_row))
+        _commit_staged(layout, run_id, run_row)
+
+    with timer("refresh"):
+        refresh_all(layout.root)
+    summary.stage_seconds = timer.seconds
+    return summary
+
+
+def _default_threads(spark, parts: int) -> int:
+    import os
+
+    cores = os.cpu_count() or 1
+    concurrent = max(1, min(parts, spark.sparkContext.defaultParallelism))
+    return max(1, cores // concurrent)
+
+
+def refresh_all(warehouse: Path) -> Path:
+    """(Re)build the DuckDB database with the article and sweep tables and their current views."""
+    return refresh_duckdb(warehouse, [*ARTICLE_TABLES, *sweep_tables()], [*ARTICLE_VIEWS, *SWEEP_VIEWS])
+
+
+def _connect(db_path: Path):
+    import duckdb
+
+    return duckdb.connect(str(db_path), read_only=True)
+
+
+def _export_new_articles(db_path: Path, layout: SweepLayout, staging: Path) -> pa.Table | None:
+    """Current articles with an abstract whose sentences are not in the warehouse yet."""
+    with _connect(db_path) as con:
+        table = con.sql(
+            """
+            SELECT a.pmid, a.pmid_version, a.title, a.abstract, a.chemicals, md5(a.abstract) AS abstract_hash
+            FROM current_articles a
+            WHERE a.abstract IS NOT NULL AND length(trim(a.abstract)) > 0
+              AND NOT EXISTS (SELECT 1 FROM sentences s
+                              WHERE s.pmid = a.pmid AND s.pmid_version = a.pmid_version
+                                AND s.abstract_hash = md5(a.abstract))
+            ORDER BY a.pmid, a.pmid_version
+            """
+        ).to_arrow_table()
+    if table.num_rows:
+        (staging / "work").mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, staging / "work" / "new_articles.parquet")
+    return table
+
+
+def _select_candidates(
+    db_path: Path, layout: SweepLayout, run_id: str, model_id: str, prompt_ver: str, cap: int | None
+) -> tuple[Path, int, int]:
+    """Candidate sentences of current articles not yet extracted with this model and prompt.
+
+    Returns the staged parquet path, the number of candidates to extract and the number skipped
+    because they were extracted before.  Sentences come from the warehouse and from this run's stage.
+    """
+    import duckdb
+
+    staged_sentences = layout.staged(run_id, SENTENCES_TABLE)
+    out = layout.staging(run_id) / "work" / "candidates.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sources = ["SELECT * FROM current_sentences"]
+    if _dataset_exists(staged_sentences):
+        sources.append(f"SELECT * FROM read_parquet('{staged_sentences.as_posix()}/**/*.parquet')")
+    keyed = f"""
+        SELECT s.*, sha1(concat_ws('|', s.pmid, s.pmid_version, s.text_hash, $model_id, $prompt)) AS extraction_key
+        FROM ({' UNION ALL BY NAME '.join(sources)}) s
+        WHERE s.is_candidate"""
+    todo = f"""
+        SELECT k.* FROM ({keyed}) k
+        WHERE NOT EXISTS (SELECT 1 FROM extractions e WHERE e.extraction_key = k.extraction_key)"""
+    limit = f" LIMIT {int(cap)}" if cap is not None else ""
+    select = f"""
+        SELECT t.extraction_key, t.pmid, t.pmid_version, t.sentence_index,
+               t.start::INTEGER AS sentence_start, t."end"::INTEGER AS sentence_end,
+               t.text AS sentence_text, t.text_hash,
+               a.abstract AS context,
+               list_distinct([m.surface FOR m IN t.mentions]) AS hints,
+               $model_id AS model_id, $prompt AS prompt_version
+        FROM ({todo}) t JOIN current_articles a USING (pmid, pmid_version)
+        ORDER BY t.pmid, t.pmid_version, t.sentence_index{limit}"""
+    params = {"model_id": model_id, "prompt": prompt_ver}
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        n_keyed = con.execute(f"SELECT count(*) FROM ({keyed})", params).fetchone()[0]
+        n_todo = con.execute(f"SELECT count(*) FROM ({todo})", params).fetchone()[0]
+        con.execute(f"COPY ({select}) TO '{out.as_posix()}' (FORMAT parquet)", params)
+    n = min(n_todo, cap) if cap is not None else n_todo
+    return out, n, n_keyed - n_todo
+
+
+def resolve_inputs(config: SweepConfig, layout: SweepLayout) -> tuple[list[Path], str]:
+    """The XML files (or folders) to ingest and their NLM kind ("auto": from NLM's folder names)."""
+    if config.source == "demo":
+        from etl.paths import data_path
+
+        return [data_path(*DEMO_BASELINE), data_path(*DEMO_UPDATE)], "auto"
+    if config.source == "entrez":
+        from etl.config import from_dict
+        from etl.pubmed.entrez import EntrezConfig, sweep
+
+        landed = sweep(from_dict(EntrezConfig, {}), config.since, config.until, config.datetype, layout.root / "raw" / "entrez")
+        return sorted(landed), "entrez"
+    return [Path(p) for p in config.inputs], config.input_kind
+
+
+# Real NLM records bundled for the demo (see data/pubmed/README.md): a 2026 baseline sample and the
+# next update file's sample, which deletes and revises records.
+DEMO_BASELINE = ("pubmed", "pmparser", "tests", "testthat", "pubmed_sample", "baseline", "pubmed26n1334.xml.gz")
+DEMO_UPDATE = ("pubmed", "pmparser", "tests", "testthat", "pubmed_sample", "updatefiles", "pubmed26n1335.xml.gz")

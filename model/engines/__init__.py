@@ -1,0 +1,33 @@
+"""Inference engines behind one interface: ``Engine.generate(batch_of_messages, SamplingConfig)``.
+
+``create_engine(config)`` builds one: ``transformers`` (default, CPU/GPU), ``vllm`` (offline LLM on
+GPUs; the optional ``[vllm]`` extra), ``openai`` (any OpenAI-compatible HTTP server) and the rule
+baselines ``rule_all_drugs``, ``rule_no_comb``, ``rule_cue``.  Heavy libraries are imported only when
+the engine is created.
+"""
+
+from __future__ import annotations
+
+from model.engines.base import ENGINE_KINDS, Engine, EngineConfig, SamplingConfig, wrap_answer
+
+__all__ = ["ENGINE_KINDS", "Engine", "EngineConfig", "SamplingConfig", "create_engine", "wrap_answer"]
+
+
+def create_engine(config: EngineConfig, *, matcher=None) -> Engine:
+    """The engine for ``config.kind`` (``matcher`` is used by the rule baselines only)."""
+    config.validate()
+    if config.kind == "transformers":
+        from model.engines.transformers_engine import TransformersEngine
+
+        return TransformersEngine(config)
+    if config.kind == "vllm":
+        from model.engines.vllm_engine import VLLMEngine
+
+        return VLLMEngine(config)
+    if config.kind == "openai":
+        from model.engines.openai_engine import OpenAIEngine
+
+        return OpenAIEngine(config)
+    from model.engines.rules import RULES
+
+    return RULES[config.kind](matcher=matcher)

@@ -1,0 +1,93 @@
+"""The engine interface: chat messages in, completion texts out, batched."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+ENGINE_KINDS = ("transformers", "vllm", "openai", "rule_all_drugs", "rule_no_comb", "rule_cue")
+
+
+@dataclass
+class SamplingConfig:
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    seed: int | None = 0
+    # Constrained decoding: the completion is forced to ``<answer>JSON</answer>`` matching the answer
+    # schema (no reasoning).  Off by default: it costs speed and hides format errors we want to see.
+    constrained: bool = False
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+    def validate(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError("sampling.max_new_tokens must be >= 1")
+        if self.temperature < 0 or not (0 < self.top_p <= 1):
+            raise ValueError("sampling.temperature must be >= 0 and sampling.top_p in (0, 1]")
+
+
+@dataclass
+class EngineConfig:
+    kind: str = "transformers"
+    model: str = "embedded"  # 'embedded', a local HF folder, or a hub id (needs allow_download)
+    adapter_path: str | None = None  # a LoRA adapter folder layered on the model (peft)
+    allow_download: bool = False  # hub ids may be fetched only when the user asked for it
+    device: str = "auto"  # transformers: auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    batch_size: int = 8  # prompts per forward pass (transformers) / per request chunk (vllm)
+    threads: int | None = None  # torch CPU threads (None: torch default)
+    # vLLM
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.85
+    max_model_len: int | None = None
+    # OpenAI-compatible HTTP
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this environment variable, never config
+    served_model: str | None = None  # model name sent to the server (default: ``model``)
+    concurrency: int = 8
+    timeout_s: float = 120.0
+    max_retries: int = 4
+    backoff_s: float = 1.0
+    structured_output_field: str = "structured_outputs"  # structured_outputs (vLLM) | response_format
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def validate(self) -> None:
+        if self.kind not in ENGINE_KINDS:
+            raise ValueError(f"engine.kind must be one of {', '.join(ENGINE_KINDS)}, got {self.kind!r}")
+        if self.batch_size < 1 or self.concurrency < 1 or self.tensor_parallel_size < 1:
+            raise ValueError("engine.batch_size, engine.concurrency and engine.tensor_parallel_size must be >= 1")
+        if self.max_retries < 0 or self.timeout_s <= 0:
+            raise ValueError("engine.max_retries must be >= 0 and engine.timeout_s > 0")
+        if self.structured_output_field not in ("structured_outputs", "response_format"):
+            raise ValueError("engine.structured_output_field must be structured_outputs or response_format")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"engine.dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        self.sampling.validate()
+
+
+class Engine(abc.ABC):
+    """Turns a batch of chat conversations into one completion text each (same order).
+
+    ``last_errors`` holds, after each ``generate``, None or an error message per item (a request that
+    failed after retries yields "" and its message here, so one bad item never sinks a batch).
+    """
+
+    model_id: str = "unknown"
+
+    def __init__(self) -> None:
+        self.last_errors: list[str | None] = []
+
+    @abc.abstractmethod
+    def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[str]:
+        ...
+
+    def close(self) -> None:  # engines holding GPUs/threads release them here
+        pass
+
+
+def wrap_answer(json_text: str) -> str:
+    """Engines whose constrained output is bare JSON return it in the usual answer tags."""
+    return f"<answer>{json_text.strip()}</answer>"

@@ -1,0 +1,129 @@
+"""Rule baselines behind the engine interface, so every model is always scored next to them.
+
+They read the target sentence back from the prompt (``read_prompt_fields``), look up drugs with the
+drug matcher (``etl.drugs.default_matcher()``; class mentions like "antibiotics" are skipped) and
+answer in the model's format, so the parser and scorer are exactly those used for models.
+
+* ``rule_no_comb``   - always "no combination".
+* ``rule_all_drugs`` - all distinct drugs found in the sentence form one POS set (>= 2 drugs).
+* ``rule_cue``       - ours: a combination is predicted only when the sentence carries a
+  co-administration cue (combined with, plus, in combination, regimen, "/" or "+" between drugs,
+  co-administration...) and no contrast cue without one (versus, compared with, or, alone); the
+  label comes from outcome cues: harm (toxicity, adverse, antagonism, risk...) -> NEG, benefit
+  (improved, effective, synergy, response...) -> POS, neither -> COMB.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from model.answer_schema import NO_COMB_ANSWER
+from model.engines.base import Engine, SamplingConfig
+from model.prompting import read_prompt_fields
+
+_NO_COMB_TEXT = f"<answer>{json.dumps(NO_COMB_ANSWER)}</answer>"
+
+_COMBINATION_CUES = re.compile(
+    r"\b(combin\w*|plus|together with|in addition to|added to|addition of|add-on|coadminist\w*|"
+    r"co-administ\w*|concomitant\w*|concurrent\w*|regimens?|followed by|with)\b|\s[+/]\s|\w/\w",
+    re.IGNORECASE,
+)
+_CONTRAST_CUES = re.compile(r"\b(versus|vs\.?|compared (?:with|to)|or|alone|monotherapy|than)\b", re.IGNORECASE)
+_STRONG_COMBINATION = re.compile(r"\b(combin\w*|plus|coadminist\w*|co-administ\w*|concomitant\w*)\b|\s\+\s",
+                                 re.IGNORECASE)
+_HARM_CUES = re.compile(
+    r"\b(toxicit\w*|adverse|antagoni\w*|(?:increased|higher) risk|risk of|interaction\w*|"
+    r"contraindicat\w*|fatal|death|hepatotox\w*|nephrotox\w*|avoid\w*|worse|reduced efficacy|"
+    r"did not improve|no benefit|not improve|failed)\b",
+    re.IGNORECASE,
+)
+_BENEFIT_CUES = re.compile(
+    r"\b(improv\w*|effective\w*|efficac\w*|synerg\w*|benefi\w*|respon\w*|remission|superior|"
+    r"enhanc\w*|well[- ]tolerated|promising|potent\w*|prolong\w*|surviv\w*|active|activity)\b",
+    re.IGNORECASE,
+)
+
+
+def _answer(label: str, names: list[str]) -> str:
+    return "<answer>" + json.dumps([{"type": label, "ent_set": names}], ensure_ascii=False) + "</answer>"
+
+
+class _RuleEngine(Engine):
+    name = "rule"
+
+    def __init__(self, matcher=None):
+        super().__init__()
+        self._matcher = matcher
+        self.model_id = f"rule:{self.name}"
+
+    @property
+    def matcher(self):
+        if self._matcher is None:
+            try:
+                from etl.drugs import default_matcher
+            except ImportError as exc:  # the drug matcher package is required by these baselines
+                raise ValueError(f"rule baselines need the drug matcher etl.drugs.default_matcher ({exc})") from exc
+            self._matcher = default_matcher()
+        return self._matcher
+
+    def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[str]:
+        out, errors = [], []
+        for messages in batch:
+            try:
+                out.append(self.answer(read_prompt_fields(messages)["sentence"]))
+                errors.append(None)
+            except ValueError as exc:
+                out.append("")
+                errors.append(str(exc))
+        self.last_errors = errors
+        return out
+
+    def drugs(self, sentence: str) -> list[str]:
+        """Distinct non-class drug mentions, as written, in order of appearance."""
+        names, seen = [], set()
+        for m in sorted(self.matcher.find(sentence), key=lambda m: m.start):
+            if getattr(m, "is_class", False):
+                continue
+            key = (getattr(m, "id", None) or m.surface).lower()
+            if key not in seen:
+                seen.add(key)
+                names.append(sentence[m.start:m.end])
+        return names
+
+    def answer(self, sentence: str) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class NoCombRule(_RuleEngine):
+    name = "no_comb"
+
+    def answer(self, sentence: str) -> str:
+        return _NO_COMB_TEXT
+
+
+class AllDrugsRule(_RuleEngine):
+    name = "all_drugs"
+
+    def answer(self, sentence: str) -> str:
+        names = self.drugs(sentence)
+        return _answer("POS", names) if len(names) >= 2 else _NO_COMB_TEXT
+
+
+class CueRule(_RuleEngine):
+    name = "cue"
+
+    def answer(self, sentence: str) -> str:
+        names = self.drugs(sentence)
+        if len(names) < 2 or not _COMBINATION_CUES.search(sentence):
+            return _NO_COMB_TEXT
+        if _CONTRAST_CUES.search(sentence) and not _STRONG_COMBINATION.search(sentence):
+            return _NO_COMB_TEXT
+        if _HARM_CUES.search(sentence):
+            return _answer("NEG", names)
+        if _BENEFIT_CUES.search(sentence):
+            return _answer("POS", names)
+        return _answer("COMB", names)
+
+
+RULES = {"rule_all_drugs": AllDrugsRule, "rule_no_comb": NoCombRule, "rule_cue": CueRule}

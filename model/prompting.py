@@ -1,0 +1,294 @@
+"""The one prompt builder: chat messages for extraction, and the training target format.
+
+Variants (``PromptConfig.variant``):
+
+* ``rexdrug`` - the input layout the released RexDrug weights (DUTIR-BioNLP/RexDrug-base/-adapter)
+  were trained on: a system message holding the annotation guideline (the four labels and when to
+  prefer NO_COMB) and the reply contract (reason in ``<think>``, answer in ``<answer>``), then a user
+  message that asks for the four reasoning sections, fixes the answer format, and ends with the
+  ``Target sentence:`` and ``Context paragraph:`` fields.  Field names, section titles, tags and the
+  answer format are the interface and kept as the model saw them; the guideline prose is ours.
+* ``rexdrug_answer_only`` - the same layout, reasoning switched off (answer tags only).
+* ``taiyi_en`` / ``taiyi_zh`` - a single instruction-style user turn in the manner of the Taiyi
+  multi-task instruction data (English / Chinese), answer tags only.
+
+Options: ``hints`` adds the candidate drugs the dictionary matcher found in the sentence;
+``context`` is the abstract, the sentence alone, or the sentence with its neighbours (``window``).
+Every result stores ``prompt_version(config)`` so numbers are never compared across prompts silently.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from model.answer_schema import NO_COMB_ANSWER, render_answer
+
+VARIANTS = ("rexdrug", "rexdrug_answer_only", "taiyi_en", "taiyi_zh")
+CONTEXTS = ("abstract", "sentence", "window")
+# Bump when the wording of a variant changes: results carry the version they were produced with.
+_VERSIONS = {"rexdrug": "v1", "rexdrug_answer_only": "v1", "taiyi_en": "v1", "taiyi_zh": "v1"}
+
+THINK_SECTIONS: tuple[str, ...] = (
+    "Clinical scenario",
+    "Candidate drugs and regimen focus",
+    "Combination reasoning and clinical effect",
+    "Extraction-oriented clinical summary",
+)
+
+
+@dataclass
+class PromptConfig:
+    variant: str = "rexdrug"
+    hints: bool = False  # list the matcher's candidate drugs in the prompt
+    context: str = "abstract"  # abstract | sentence | window
+    window: int = 1  # neighbouring sentences on each side for context=window
+    max_context_chars: int = 6000  # long abstracts are cut around the sentence (keeps prompts bounded)
+
+    def validate(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"prompt.variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.context not in CONTEXTS:
+            raise ValueError(f"prompt.context must be one of {', '.join(CONTEXTS)}, got {self.context!r}")
+        if self.window < 0 or self.max_context_chars < 100:
+            raise ValueError("prompt.window must be >= 0 and prompt.max_context_chars >= 100")
+
+    @property
+    def reasoning(self) -> bool:
+        return self.variant == "rexdrug"
+
+
+def prompt_version(config: PromptConfig) -> str:
+    """Stable id of the prompt, e.g. ``rexdrug-v1``, ``rexdrug-v1+hints``, ``taiyi_zh-v1+ctx=sentence``."""
+    version = f"{config.variant}-{_VERSIONS[config.variant]}"
+    if config.hints:
+        version += "+hints"
+    if config.context != "abstract":
+        version += f"+ctx={config.context}" + (str(config.window) if config.context == "window" else "")
+    return version
+
+
+def build_messages(
+    sentence: str, context: str | None, config: PromptConfig, hints: Sequence[str] | None = None
+) -> list[dict]:
+    """Chat messages (``[{"role", "content"}]``) asking for the relations of ``sentence``."""
+    config.validate()
+    ctx = select_context(sentence, context, config)
+    hint_names = _unique(hints or []) if config.hints else []
+    if config.variant in ("rexdrug", "rexdrug_answer_only"):
+        return [
+            {"role": "system", "content": _rexdrug_system()},
+            {"role": "user", "content": _rexdrug_user(sentence, ctx, hint_names, config.reasoning)},
+        ]
+    if config.variant == "taiyi_en":
+        return [{"role": "user", "content": _taiyi_en(sentence, ctx, hint_names)}]
+    return [{"role": "user", "content": _taiyi_zh(sentence, ctx, hint_names)}]
+
+
+def format_target(relations: Iterable, think: str | Sequence[str] | None = None) -> str:
+    """Assistant target text: ``<think>[1]..[4]..</think><answer>[...]</answer>``, or the answer only.
+
+    ``relations`` are answer dicts ({type, ent_set}), parser ``Relation`` objects or their dicts
+    ({label, drugs}); no relation renders the NO_COMB answer.  ``think`` is the rationale text, or
+    four section texts that are numbered and titled here.
+    """
+    answer = f"<answer>{render_answer(_answer_rows(relations))}</answer>"
+    if think is None:
+        return answer
+    if not isinstance(think, str):
+        parts = list(think)
+        if len(parts) != len(THINK_SECTIONS):
+            raise ValueError(f"think needs {len(THINK_SECTIONS)} sections, got {len(parts)}")
+        think = "\n".join(f"[{i}] {title}\n{body.strip()}"
+                          for i, (title, body) in enumerate(zip(THINK_SECTIONS, parts), 1))
+    return f"<think>\n{think.strip()}\n</think>\n{answer}"
+
+
+# --- context selection --------------------------------------------------------------------------------
+
+_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
+
+
+def select_context(sentence: str, context: str | None, config: PromptConfig) -> str | None:
+    """The context text for the chosen mode (None for sentence-only)."""
+    if config.context == "sentence" or not context:
+        return None
+    if config.context == "window":
+        return _window(sentence, context, config.window)
+    return _clip(sentence, context, config.max_context_chars)
+
+
+def _window(sentence: str, context: str, n: int) -> str:
+    # A light boundary rule is enough here: it only decides how much neighbouring text the prompt shows.
+    parts = [p for p in _BOUNDARY.split(context) if p.strip()]
+    where = _locate(sentence, parts)
+    if where is None:
+        return sentence
+    return " ".join(parts[max(0, where - n):where + n + 1])
+
+
+def _locate(sentence: str, parts: list[str]) -> int | None:
+    key = _squash(sentence)[:60]
+    if not key:
+        return None
+    for i, p in enumerate(parts):
+        pos = _squash(" ".join(parts[i:i + 3])).find(key)
+        if 0 <= pos < len(_squash(p)):
+            return i
+    return None
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\W+", "", text).lower()
+
+
+def _clip(sentence: str, context: str, limit: int) -> str:
+    if len(context) <= limit:
+        return context
+    pos = context.find(sentence[:40])
+    centre = max(pos, 0)
+    start = max(0, min(centre - limit // 2, len(context) - limit))
+    return context[start:start + limit]
+
+
+def _unique(names: Iterable[str]) -> list[str]:
+    seen, out = set(), []
+    for n in names:
+        k = str(n).strip()
+        if k and k.lower() not in seen:
+            seen.add(k.lower())
+            out.append(k)
+    return out
+
+
+def _answer_rows(relations: Iterable) -> list[dict]:
+    rows = []
+    for r in relations or []:
+        if hasattr(r, "label") and hasattr(r, "drugs"):
+            label, names = r.label, list(r.drugs)
+        elif isinstance(r, dict) and "type" in r:
+            label, names = r["type"], list(r.get("ent_set", []))
+        elif isinstance(r, dict):
+            label = r["label"]
+            names = [d["name"] if isinstance(d, dict) else d for d in r.get("drugs", [])]
+        else:
+            raise ValueError(f"cannot render relation {r!r}")
+        if label != "NO_COMB":
+            rows.append({"type": label, "ent_set": names})
+    return rows
+
+
+# --- the variants ---------------------------------------------------------------------------------------
+
+_ANSWER_FORMAT = '[{"type": "POS|NEG|COMB|NO_COMB", "ent_set": ["drug1", "drug2", "..."]}]'
+_NO_COMB_TEXT = json.dumps(NO_COMB_ANSWER)
+
+
+def _rexdrug_system() -> str:
+    return (
+        "You are a specialist in extracting drug-drug combination relations from biomedical text.\n\n"
+        "Read a target sentence together with its surrounding context and decide whether the sentence "
+        "reports clinically meaningful drug combinations; explain how you decided.\n\n"
+        "Relation types:\n"
+        "- POS: the drugs are given together (or as one regimen) and the text reports a favourable "
+        "result, such as improved response or survival, or synergy.\n"
+        "- NEG: the drugs are given together or interact and the text reports an unfavourable result, "
+        "such as added toxicity or risk, lower efficacy, or advice not to combine them.\n"
+        "- COMB: the drugs are clearly given or studied together, but the reported effect is neutral, "
+        "mixed, or not judged.\n"
+        "- NO_COMB: several drugs appear, but only as lists, alternatives (A or B), separate arms "
+        "(A vs B), earlier or background treatments, or hypothetical interactions with no actual "
+        "co-administration and outcome.\n\n"
+        "Predict POS, NEG or COMB only when joint use or interaction is stated or very strongly "
+        "implied; when in doubt answer NO_COMB.\n\n"
+        "Reply by first reasoning step by step, in a structured way, inside <think>...</think>, and "
+        "then giving the final relations as a JSON array inside <answer>...</answer>."
+    )
+
+
+def _rexdrug_user(sentence: str, context: str | None, hints: list[str], reasoning: bool) -> str:
+    lines = [
+        "Using the context paragraph, decide whether the target sentence below contains drug "
+        "combination relations that the guideline in the system message asks to extract.",
+        "",
+    ]
+    if reasoning:
+        lines += [
+            "First, reason inside <think>...</think> in FOUR sections:",
+            *(f"[{i}] {title}" for i, title in enumerate(THINK_SECTIONS, 1)),
+            '- Under each section, write only short bullet points starting with "- ".',
+            "- Keep the whole reasoning short, roughly 100-200 words.",
+            "",
+            "Then, right after </think>, give ONLY the extracted relations inside an <answer> tag.",
+        ]
+    else:
+        lines += ["Give ONLY the extracted relations inside an <answer> tag, with no reasoning."]
+    lines += [
+        "- Inside <answer>, return a valid JSON array of the form:",
+        "<answer>",
+        _ANSWER_FORMAT,
+        "</answer>",
+        f"- If there is no combination, answer <answer>{_NO_COMB_TEXT}</answer>.",
+        "- Do not add any text or explanation outside <answer>.",
+        "",
+        f"Target sentence: {sentence}",
+    ]
+    if hints:
+        lines.append("Candidate drugs in the sentence: " + "; ".join(hints))
+    if context:
+        lines.append(f"Context paragraph: {context}")
+    return "\n".join(lines) + "\n"
+
+
+def _taiyi_en(sentence: str, context: str | None, hints: list[str]) -> str:
+    parts = [
+        "Drug combination extraction. Find every set of drugs that the sentence reports as used "
+        "together, and label each set POS (beneficial), NEG (harmful) or COMB (effect unclear). "
+        f"Output a JSON array {_ANSWER_FORMAT} inside <answer></answer>; if there is no "
+        f"combination output <answer>{_NO_COMB_TEXT}</answer>.",
+        f"Sentence: {sentence}",
+    ]
+    if hints:
+        parts.append("Drugs mentioned: " + "; ".join(hints))
+    if context:
+        parts.append(f"Context: {context}")
+    return "\n".join(parts)
+
+
+def _taiyi_zh(sentence: str, context: str | None, hints: list[str]) -> str:
+    parts = [
+        "药物联合用药关系抽取。找出句子中描述为联合使用的所有药物组合，并为每个组合标注类型："
+        "POS（有益）、NEG（有害）或 COMB（效果不明确）。"
+        f"请在<answer></answer>中输出JSON数组 {_ANSWER_FORMAT}；"
+        f"如果没有联合用药，输出<answer>{_NO_COMB_TEXT}</answer>。药物名称请保持原文写法。",
+        f"句子：{sentence}",
+    ]
+    if hints:
+        parts.append("句中药物：" + "；".join(hints))
+    if context:
+        parts.append(f"上下文：{context}")
+    return "\n".join(parts)
+
+
+# --- reading a built prompt back (rule baselines run behind the same engine interface) -------------
+
+_FIELD_PATTERNS = {
+    "sentence": re.compile(r"^(?:Target sentence: |Sentence: |句子：)(.*)$", re.MULTILINE),
+    "hints": re.compile(r"^(?:Candidate drugs in the sentence: |Drugs mentioned: |句中药物：)(.*)$", re.MULTILINE),
+}
+
+
+def read_prompt_fields(messages: list[dict]) -> dict:
+    """The target sentence and hint names of messages made by ``build_messages`` (inverse of it).
+
+    Raises ``ValueError`` when the messages were not built here (no target sentence field).
+    """
+    user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+    m = _FIELD_PATTERNS["sentence"].search(user)
+    if not m:
+        raise ValueError("messages hold no target sentence field (were they made by build_messages?)")
+    h = _FIELD_PATTERNS["hints"].search(user)
+    hints = [x.strip() for x in re.split(r"[;；]", h.group(1)) if x.strip()] if h else []
+    return {"sentence": m.group(1), "hints": hints}

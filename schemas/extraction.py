@@ -1,0 +1,155 @@
+"""Extraction tables: one row per model run over a candidate sentence, the relations it yielded,
+their drugs exploded, and what failed.  Written by the sweep (``jobs/sweep.py``)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from schemas.drugs import SENTENCES
+
+# The sweep's sentences table: the drug layer's sentence rows plus the md5 of the abstract they were
+# split from, so that a revised abstract under the same PMID version is split and extracted again.
+SWEEP_SENTENCES = SENTENCES.append(pa.field("abstract_hash", pa.string()))
+
+# A drug name as the model wrote it, aligned to the sentence (parser) and normalized (drug KB).
+COMBINATION_DRUG = pa.struct(
+    [
+        pa.field("surface", pa.string()),  # the name the model wrote
+        pa.field("start", pa.int32()),  # offsets in the sentence; null when not grounded
+        pa.field("end", pa.int32()),
+        pa.field("grounded", pa.bool_()),  # found in the sentence text
+        pa.field("canonical_id", pa.string()),  # KB id, or "name:<folded surface>" when unnormalized
+        pa.field("preferred_name", pa.string()),
+        pa.field("is_class", pa.bool_()),
+        pa.field("normalized", pa.bool_()),
+        pa.field("matched_by", pa.string()),
+        pa.field("via_regimen", pa.string()),  # set when this drug is a component of a named regimen
+    ]
+)
+
+# The relation as parsed from the completion (before normalization), kept for audit and re-scoring.
+PARSED_RELATION = pa.struct(
+    [
+        pa.field("label", pa.string()),
+        pa.field(
+            "drugs",
+            pa.list_(
+                pa.struct(
+                    [
+                        pa.field("name", pa.string()),
+                        pa.field("start", pa.int32()),
+                        pa.field("end", pa.int32()),
+                        pa.field("grounded", pa.bool_()),
+                    ]
+                )
+            ),
+        ),
+    ]
+)
+
+_SENTENCE_KEY = [
+    pa.field("extraction_key", pa.string(), nullable=False),  # sha1(pmid|version|text_hash|model|prompt)
+    pa.field("pmid", pa.string(), nullable=False),
+    pa.field("pmid_version", pa.int32(), nullable=False),
+    pa.field("sentence_index", pa.int32(), nullable=False),
+    pa.field("sentence_start", pa.int32()),
+    pa.field("sentence_end", pa.int32()),
+    pa.field("sentence_text", pa.string()),
+    pa.field("text_hash", pa.string()),
+]
+
+_PROVENANCE = [
+    pa.field("model_id", pa.string(), nullable=False),
+    pa.field("prompt_version", pa.string(), nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("extracted_at", pa.timestamp("us", tz="UTC")),
+]
+
+EXTRACTIONS = pa.schema(
+    _SENTENCE_KEY
+    + [
+        pa.field("raw_output", pa.string()),
+        pa.field("think", pa.string()),
+        pa.field("parse_status", pa.string()),
+        pa.field("parse_reason", pa.string()),
+        pa.field("relations", pa.list_(PARSED_RELATION)),
+        pa.field("n_relations", pa.int32()),
+        pa.field("error", pa.string()),  # engine failure for this sentence (then raw_output is null)
+    ]
+    + _PROVENANCE
+)
+
+COMBINATIONS = pa.schema(
+    [pa.field("combination_id", pa.string(), nullable=False)]
+    + _SENTENCE_KEY
+    + [
+        pa.field("relation_index", pa.int32(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),  # POS | COMB | NEG
+        pa.field("drugs", pa.list_(COMBINATION_DRUG)),
+        pa.field("drug_set_key", pa.string()),  # sorted distinct canonical ids joined by " + "
+        pa.field("drug_set_ids", pa.list_(pa.string())),
+        pa.field("n_drugs", pa.int32()),
+        pa.field("all_grounded", pa.bool_()),
+        pa.field("all_normalized", pa.bool_()),
+        pa.field("reasoning", pa.string()),
+        pa.field("parse_status", pa.string()),
+    ]
+    + _PROVENANCE
+)
+
+COMBINATION_DRUGS = pa.schema(
+    [
+        pa.field("combination_id", pa.string(), nullable=False),
+        pa.field("pmid", pa.string(), nullable=False),
+        pa.field("pmid_version", pa.int32(), nullable=False),
+        pa.field("sentence_index", pa.int32()),
+        pa.field("label", pa.string()),
+        pa.field("drug_set_key", pa.string()),
+        pa.field("position", pa.int32()),
+        pa.field("surface", pa.string()),
+        pa.field("start", pa.int32()),
+        pa.field("end", pa.int32()),
+        pa.field("grounded", pa.bool_()),
+        pa.field("canonical_id", pa.string()),
+        pa.field("preferred_name", pa.string()),
+        pa.field("is_class", pa.bool_()),
+        pa.field("normalized", pa.bool_()),
+        pa.field("via_regimen", pa.string()),
+    ]
+    + _PROVENANCE
+)
+
+EXTRACTION_ERRORS = pa.schema(
+    [
+        pa.field("extraction_key", pa.string()),
+        pa.field("pmid", pa.string()),
+        pa.field("pmid_version", pa.int32()),
+        pa.field("sentence_index", pa.int32()),
+        pa.field("stage", pa.string(), nullable=False),  # "engine" | "parse" | "ground" | "normalize"
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("raw_output", pa.string()),
+    ]
+    + _PROVENANCE
+)
+
+STAGE_TIMING = pa.struct([pa.field("stage", pa.string()), pa.field("seconds", pa.float64())])
+
+SWEEP_RUNS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),  # "committed"
+        pa.field("source", pa.string()),
+        pa.field("model_id", pa.string()),
+        pa.field("prompt_version", pa.string()),
+        pa.field("n_articles", pa.int64()),
+        pa.field("n_sentences", pa.int64()),
+        pa.field("n_candidates", pa.int64()),
+        pa.field("n_skipped", pa.int64()),  # candidates already extracted with this model + prompt
+        pa.field("n_extracted", pa.int64()),
+        pa.field("n_combinations", pa.int64()),
+        pa.field("n_errors", pa.int64()),
+        pa.field("stage_seconds", pa.list_(STAGE_TIMING)),
+        pa.field("started_at", pa.timestamp("us", tz="UTC")),
+        pa.field("finished_at", pa.timestamp("us", tz="UTC")),
+    ]
+)

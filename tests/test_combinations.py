@@ -1,0 +1,128 @@
+"""Extraction rows -> normalized combination tables (pure, no Spark)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pytest
+
+from etl.combinations import build_combination_tables, combination_id, unnormalized_id
+from schemas.extraction import COMBINATION_DRUGS, COMBINATIONS, EXTRACTION_ERRORS, EXTRACTIONS
+
+# A tiny hand-made normalizer: the contract of etl.drugs.normalize, with a regimen and a class.
+KB = {
+    "gemcitabine": {"id": "DB00441", "preferred_name": "Gemcitabine"},
+    "nab-paclitaxel": {"id": "DB01229", "preferred_name": "Paclitaxel"},
+    "paclitaxel": {"id": "DB01229", "preferred_name": "Paclitaxel"},
+    "bevacizumab": {"id": "DB00112", "preferred_name": "Bevacizumab"},
+    "platinum": {"id": "CLASS:platinum", "preferred_name": "platinum compounds", "is_class": True},
+    "folfox": {
+        "id": "REGIMEN:FOLFOX",
+        "preferred_name": "FOLFOX",
+        "components": [
+            {"id": "DB00544", "preferred_name": "Fluorouracil"},
+            {"id": "DB00650", "preferred_name": "Leucovorin"},
+            {"id": "DB00526", "preferred_name": "Oxaliplatin"},
+        ],
+    },
+}
+
+
+def fake_normalize(name: str) -> dict:
+    hit = KB.get(name.lower())
+    if hit is None:
+        return {"id": None, "preferred_name": None, "is_class": False, "components": [], "matched_by": "unnormalized"}
+    return {"is_class": False, "components": [], "matched_by": "exact", **hit}
+
+
+def extraction(key: str, relations, status="ok", error=None, raw="<answer>[]</answer>") -> dict:
+    return {
+        "extraction_key": key,
+        "pmid": "123",
+        "pmid_version": 1,
+        "sentence_index": 2,
+        "sentence_start": 10,
+        "sentence_end": 80,
+        "sentence_text": "Gemcitabine plus nab-paclitaxel improved survival.",
+        "text_hash": "h",
+        "raw_output": raw,
+        "think": "[1] ...",
+        "parse_status": status,
+        "parse_reason": None if status == "ok" else "bad json",
+        "relations": relations,
+        "n_relations": len(relations),
+        "error": error,
+        "model_id": "m",
+        "prompt_version": "p",
+        "run_id": "r",
+        "extracted_at": datetime(2026, 1, 1, tzinfo=timezone.utc),
+    }
+
+
+def rel(label, *names):
+    return {"label": label, "drugs": [{"name": n, "start": 0, "end": len(n), "grounded": True} for n in names]}
+
+
+def run(rows):
+    return build_combination_tables(pa.Table.from_pylist(rows, schema=EXTRACTIONS), fake_normalize)
+
+
+def test_relation_becomes_one_row_with_sorted_set_key_and_exploded_drugs():
+    combos, drugs, errors = run([extraction("k1", [rel("POS", "nab-paclitaxel", "Gemcitabine")])])
+    assert combos.schema == COMBINATIONS and drugs.schema == COMBINATION_DRUGS and errors.schema == EXTRACTION_ERRORS
+    row = combos.to_pylist()[0]
+    assert row["label"] == "POS"
+    assert row["drug_set_ids"] == ["DB00441", "DB01229"]
+    assert row["drug_set_key"] == "DB00441 + DB01229"
+    assert row["combination_id"] == combination_id("k1", 0)
+    assert row["all_normalized"] and row["all_grounded"]
+    assert [d["canonical_id"] for d in drugs.to_pylist()] == ["DB01229", "DB00441"]
+    assert errors.num_rows == 0
+
+
+def test_reordered_or_differently_written_drugs_give_the_same_set_key():
+    a, _, _ = run([extraction("k1", [rel("POS", "gemcitabine", "paclitaxel")])])
+    b, _, _ = run([extraction("k2", [rel("POS", "nab-paclitaxel", "GEMCITABINE")])])
+    assert a.column("drug_set_key").to_pylist() == b.column("drug_set_key").to_pylist()
+
+
+def test_regimen_expands_to_components():
+    combos, drugs, _ = run([extraction("k1", [rel("COMB", "FOLFOX", "bevacizumab")])])
+    row = combos.to_pylist()[0]
+    assert row["drug_set_ids"] == ["DB00112", "DB00526", "DB00544", "DB00650"]
+    assert {d["via_regimen"] for d in drugs.to_pylist()} == {"FOLFOX", None}
+
+
+def test_unnormalized_names_are_kept_with_a_name_key():
+    combos, _, _ = run([extraction("k1", [rel("NEG", "gemcitabine", "Drug X-12")])])
+    row = combos.to_pylist()[0]
+    assert unnormalized_id("Drug  X-12") in row["drug_set_ids"]
+    assert not row["all_normalized"]
+
+
+def test_no_comb_yields_nothing_and_no_error():
+    combos, drugs, errors = run([extraction("k1", [{"label": "NO_COMB", "drugs": []}])])
+    assert (combos.num_rows, drugs.num_rows, errors.num_rows) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "row, stage",
+    [
+        (extraction("k1", [], status="invalid_json", raw="<answer>[{"), "parse"),
+        (extraction("k1", [], status=None, error="TimeoutError: server", raw=None), "engine"),
+        (extraction("k1", [rel("POS", "paclitaxel", "nab-paclitaxel")]), "normalize"),
+    ],
+)
+def test_unusable_outputs_become_error_rows_with_raw_text(row, stage):
+    combos, _, errors = run([row, extraction("ok", [rel("POS", "gemcitabine", "bevacizumab")])])
+    assert combos.num_rows == 1  # the good sentence is kept
+    err = errors.to_pylist()
+    assert [e["stage"] for e in err] == [stage]
+    assert err[0]["extraction_key"] == "k1" and err[0]["raw_output"] == row["raw_output"]
+
+
+def test_class_members_are_flagged():
+    _, drugs, _ = run([extraction("k1", [rel("POS", "platinum", "gemcitabine")])])
+    flags = {d["canonical_id"]: d["is_class"] for d in drugs.to_pylist()}
+    assert flags == {"CLASS:platinum": True, "DB00441": False}

@@ -1,0 +1,124 @@
+"""Parser tables: hand-made completions, the way small models actually fail."""
+
+from __future__ import annotations
+
+import pytest
+
+from model.parsing import ParsedCompletion, ground_name, parse_completion
+
+SENT = "Combination of 5-FU and Leucovorin plus oxaliplatin improved survival in colorectal cancer ."
+GOOD = ('<think>[1] Scenario: colorectal cancer.\n[2] Drugs: 5-FU, leucovorin, oxaliplatin.\n'
+        '[3] Benefit.\n[4] One POS set.</think>'
+        '<answer>[{"type": "POS", "ent_set": ["5-FU", "Leucovorin", "oxaliplatin"]}]</answer>')
+
+
+def labels_and_drugs(p: ParsedCompletion):
+    return [(r.label, r.drugs) for r in p.relations]
+
+
+def test_well_formed_completion_is_ok_and_grounded():
+    p = parse_completion(GOOD, SENT)
+    assert p.status == "ok", p.reason
+    assert p.has_think_tags and p.has_answer_tags and p.answer_is_valid_list
+    assert p.think.startswith("[1] Scenario")
+    assert labels_and_drugs(p) == [("POS", ("5-FU", "Leucovorin", "oxaliplatin"))]
+    rel = p.relations[0]
+    assert rel.all_grounded
+    assert [SENT[s:e] for s, e in rel.spans] == ["5-FU", "Leucovorin", "oxaliplatin"]
+
+
+@pytest.mark.parametrize(
+    "text, status, expected, reason_part",
+    [
+        ("", "no_answer", [], "empty output"),
+        ("   \n", "no_answer", [], "empty output"),
+        ("The sentence describes a combination therapy.", "no_answer", [], "no answer"),
+        # truncated JSON: the complete first object survives
+        ('<think>x</think><answer>[{"type": "POS", "ent_set": ["5-FU", "oxaliplatin"]}, {"type": "CO',
+         "repaired", [("POS", ("5-FU", "oxaliplatin"))], "truncated"),
+        # truncated inside the first object: nothing complete -> empty list -> NO_COMB reading
+        ('<answer>[{"type": "POS", "ent_set": ["5-FU", "oxal', "repaired", [], "truncated"),
+        # missing </think>
+        ('<think>[1] reasoning goes on <answer>[{"type": "COMB", "ent_set": ["5-FU", "leucovorin"]}]</answer>',
+         "repaired", [("COMB", ("5-FU", "leucovorin"))], "unclosed <think>"),
+        # fenced JSON, no tags
+        ('Here you go:\n```json\n[{"type": "NEG", "ent_set": ["oxaliplatin", "leucovorin"]}]\n```',
+         "repaired", [("NEG", ("oxaliplatin", "leucovorin"))], "fence"),
+        # single quotes (python literal)
+        ("<answer>[{'type': 'POS', 'ent_set': ['5-FU', 'leucovorin']}]</answer>",
+         "repaired", [("POS", ("5-FU", "leucovorin"))], "python-style"),
+        # trailing text after the list inside the answer
+        ('<answer>[{"type": "POS", "ent_set": ["5-FU", "leucovorin"]}] I hope this helps.</answer>',
+         "repaired", [("POS", ("5-FU", "leucovorin"))], "trailing text"),
+        # unknown label dropped, known one kept
+        ('<answer>[{"type": "SYNERGY-ISH", "ent_set": ["5-FU", "leucovorin"]},'
+         ' {"type": "neg", "ent_set": ["5-FU", "oxaliplatin"]}]</answer>',
+         "repaired", [("NEG", ("5-FU", "oxaliplatin"))], "unknown label"),
+        # one-drug set dropped
+        ('<answer>[{"type": "POS", "ent_set": ["5-FU"]}]</answer>', "repaired", [], "1 drug(s) dropped"),
+        # duplicate, reordered drugs: one relation kept, the duplicate counted
+        ('<answer>[{"type": "POS", "ent_set": ["5-FU", "leucovorin"]},'
+         ' {"type": "POS", "ent_set": ["Leucovorin", "5 FU"]}]</answer>',
+         "repaired", [("POS", ("5-FU", "leucovorin"))], "duplicate"),
+        # a drug repeated inside one set (case-insensitively) is merged
+        ('<answer>[{"type": "POS", "ent_set": ["5-FU", "5-fu", "leucovorin"]}]</answer>',
+         "repaired", [("POS", ("5-FU", "leucovorin"))], "repeated drug"),
+        # answer that is an object, not a list
+        ('<answer>{"type": "POS", "ent_set": ["5-FU", "leucovorin"]}</answer>',
+         "repaired", [("POS", ("5-FU", "leucovorin"))], "wrapped"),
+        # garbage in the answer
+        ("<answer>[this is not json at all}</answer>", "invalid_json", [], "no JSON"),
+        # JSON list of strings: not relation objects
+        ('<answer>["5-FU", "leucovorin"]</answer>', "invalid_schema", [], "no relation objects"),
+    ],
+)
+def test_parser_table(text, status, expected, reason_part):
+    p = parse_completion(text, SENT)
+    assert p.status == status, (p.status, p.reason)
+    assert labels_and_drugs(p) == expected
+    assert reason_part.lower() in p.reason.lower()
+
+
+def test_no_comb_answer_is_ok_and_declared():
+    p = parse_completion('<think>a</think><answer>[{"type":"NO_COMB","ent_set":[]}]</answer>', SENT)
+    assert p.status == "ok" and p.answer_is_valid_list and p.declared_no_comb and p.relations == []
+
+
+def test_drug_not_in_sentence_is_flagged_not_silently_kept():
+    p = parse_completion('<answer>[{"type": "POS", "ent_set": ["5-FU", "cisplatin"]}]</answer>', SENT)
+    rel = p.relations[0]
+    assert rel.grounded == (True, False) and rel.spans[1] is None
+    assert p.status == "repaired" and "cisplatin" in p.reason
+    assert rel.as_dict()["drugs"][1] == {"name": "cisplatin", "start": None, "end": None, "grounded": False}
+
+
+def test_without_sentence_no_grounding():
+    p = parse_completion(GOOD)
+    assert p.status == "ok" and p.relations[0].grounded is None and p.relations[0].spans is None
+
+
+def test_repair_is_not_strictly_valid():
+    p = parse_completion("<answer>[{'type': 'POS', 'ent_set': ['5-FU', 'leucovorin']}]</answer>", SENT)
+    assert p.has_answer_tags and not p.answer_is_valid_list
+
+
+@pytest.mark.parametrize("bad", [None, 42, "<answer>" + "[" * 5000, "<think><think></think></answer>]]]{{"])
+def test_never_raises(bad):
+    p = parse_completion(bad, SENT)
+    assert p.status in ("no_answer", "invalid_json", "invalid_schema", "repaired", "ok")
+
+
+@pytest.mark.parametrize(
+    "name, found",
+    [("5-fu", "5-FU"), ("5 FU", "5-FU"), ("5FU", "5-FU"), ("LEUCOVORIN", "Leucovorin"),
+     ("oxali platin", "oxaliplatin"), ("platin", None), ("cancer colorectal", None)],
+)
+def test_grounding(name, found):
+    span = ground_name(name, SENT)
+    assert (SENT[span[0]:span[1]] if span else None) == found
+
+
+def test_apostrophe_inside_word_does_not_break_json_scan():
+    text = ('<answer>[{"type": "POS", "ent_set": ["5-FU", "leucovorin"]}]</answer>')
+    p = parse_completion("In Hodgkin's lymphoma " + text, SENT)
+    assert labels_and_drugs(p) == [("POS", ("5-FU", "leucovorin"))]

@@ -1,0 +1,145 @@
+"""The sweep end to end on the shared local SparkSession, with the fast "all drugs" rule engine.
+
+Checks whole tables (content hashes without run ids and timestamps), NLM semantics of the current
+views, incremental extraction, and recovery after ``kill -9`` of a real sweep process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from etl.config import load_config
+from jobs.sweep import SweepConfig, run_sweep
+
+pytestmark = pytest.mark.spark
+
+FIXTURES = Path(__file__).parent / "data" / "sweep"
+BASELINE = FIXTURES / "baseline" / "pubmed99n0001.xml"
+UPDATE = FIXTURES / "updatefiles" / "pubmed99n0002.xml"
+ENGINE = "rule_all_drugs"
+# Columns that legitimately differ between two runs over the same input.
+VOLATILE = {"run_id", "extracted_at", "ingested_at", "started_at", "finished_at", "stage_seconds", "source_file"}
+CONTENT_TABLES = ("articles", "deletions", "sentences", "extractions", "combinations", "combination_drugs",
+                  "extraction_errors", "current_combinations", "combination_kb")
+
+
+def make_config(warehouse: Path, *extra: str) -> SweepConfig:
+    inputs = json.dumps([str(BASELINE.parent), str(UPDATE.parent)])
+    return load_config(
+        SweepConfig, None, [f"warehouse={warehouse}", "source=files", f"inputs={inputs}", f"engine.kind={ENGINE}", *extra]
+    )
+
+
+def sweep(spark, warehouse: Path, *extra: str):
+    from jobs.kb import build_and_store_kb
+
+    summary = run_sweep(make_config(warehouse, *extra), spark=spark)
+    build_and_store_kb(warehouse)
+    return summary
+
+
+def query(warehouse: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(warehouse / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def table_hashes(warehouse: Path) -> dict[str, str]:
+    """sha256 of each table's rows (volatile columns dropped, rows sorted)."""
+    hashes = {}
+    with duckdb.connect(str(warehouse / "warehouse.duckdb"), read_only=True) as con:
+        for name in CONTENT_TABLES:
+            cols = [c[0] for c in con.execute(f"DESCRIBE {name}").fetchall() if c[0] not in VOLATILE]
+            rows = con.execute(f"SELECT {', '.join(map(repr, cols)).replace(chr(39), chr(34))} FROM {name}").fetchall()
+            digest = hashlib.sha256()
+            for row in sorted(repr(r) for r in rows):
+                digest.update(row.encode())
+            hashes[name] = f"{len(rows)}:{digest.hexdigest()[:16]}"
+    return hashes
+
+
+@pytest.fixture(scope="module")
+def reference(spark, tmp_path_factory) -> Path:
+    """One uninterrupted sweep over the fixtures: the reference every other run is compared with."""
+    warehouse = tmp_path_factory.mktemp("reference")
+    summary = sweep(spark, warehouse)
+    assert summary.n_extracted > 0 and summary.n_combinations > 0
+    return warehouse
+
+
+def test_current_views_follow_nlm_rules(reference):
+    pmids = {r[0]: r[1] for r in query(reference, "SELECT pmid, pmid_version FROM current_articles")}
+    assert "1129034" not in pmids  # deleted by the update file
+    assert pmids["2581512"] == 2  # the new version is current ...
+    # ... and both versions stay in history
+    assert query(reference, "SELECT count(DISTINCT pmid_version) FROM articles WHERE pmid = '2581512'") == [(2,)]
+    current = {r[0] for r in query(reference, "SELECT DISTINCT pmid FROM current_combinations")}
+    history = {r[0] for r in query(reference, "SELECT DISTINCT pmid FROM combinations")}
+    assert "1129034" in history and "1129034" not in current
+    # the revised abstract (same version) is split again; only its current sentences are current
+    revised = query(reference, """SELECT count(*) FROM current_sentences s JOIN current_articles a USING (pmid, pmid_version)
+                                  WHERE pmid = '9058098' AND position(s.text IN a.abstract) = 0""")
+    assert revised == [(0,)]
+
+
+def test_combinations_are_normalized_and_grounded(reference):
+    rows = query(reference, """SELECT label, n_drugs, drug_set_key, all_grounded FROM current_combinations""")
+    assert rows and all(label == "POS" and n >= 2 and key and grounded for label, n, key, grounded in rows)
+    kb = query(reference, "SELECT drug_set_key, n_papers, n_pos FROM combination_kb")
+    assert {k for k, _, _ in kb} == {r[2] for r in rows}
+    assert sum(n for _, _, n in kb) == len(rows)
+
+
+def test_second_run_extracts_nothing_and_tables_are_identical(spark, reference, tmp_path):
+    warehouse = tmp_path / "wh"
+    shutil.copytree(reference, warehouse)
+    before = table_hashes(reference)
+    summary = sweep(spark, warehouse)
+    assert (summary.n_extracted, summary.n_articles, summary.n_skipped > 0) == (0, 0, True)
+    assert table_hashes(warehouse) == before
+
+
+def test_new_prompt_version_adds_rows_beside_the_old(spark, reference, tmp_path):
+    warehouse = tmp_path / "wh"
+    shutil.copytree(reference, warehouse)
+    (n_before,) = query(warehouse, "SELECT count(*) FROM extractions")[0]
+    summary = sweep(spark, warehouse, "prompt.hints=true")
+    assert summary.n_extracted == summary.n_candidates > 0
+    versions = dict(query(warehouse, "SELECT prompt_version, count(*) FROM extractions GROUP BY ALL"))
+    assert len(versions) == 2 and sum(versions.values()) == n_before + summary.n_extracted
+
+
+@pytest.mark.parametrize("stage", ["extract", "commit-rename"])
+def test_killed_sweep_then_rerun_equals_uninterrupted_run(reference, tmp_path, stage):
+    """kill -9 a real sweep process while it holds a stage, run again: same tables, no duplicates."""
+    warehouse = tmp_path / "wh"
+    inputs = [str(BASELINE.parent), str(UPDATE.parent)]
+    cmd = [sys.executable, "-m", "jobs", "sweep", "--warehouse", str(warehouse), "--input", *inputs,
+           "--engine", ENGINE, "--master", "local[1]"]
+    marker = tmp_path / "paused"
+    env = {**os.environ, "REXDRUG_PAUSE_AT_STAGE": stage, "REXDRUG_PAUSE_MARKER": str(marker)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"sweep ended before the pause point: {proc.stderr.read().decode()[-2000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("sweep did not reach the pause point in time")
+            time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert table_hashes(warehouse) == table_hashes(reference)

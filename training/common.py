@@ -1,0 +1,204 @@
+"""Pieces shared by the SFT and GRPO trainers: model/LoRA settings, loading, run provenance, merging.
+
+The heavy libraries (torch, transformers, peft) are imported inside functions so that importing this
+module (e.g. to read a config) costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from etl.config import to_dict
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_MODEL_NAME = "embedded"  # SmolLM2-135M-Instruct converted by model.embedded
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class ModelSettings:
+    # "embedded" (bundled SmolLM2-135M-Instruct), "tiny" (random tiny Llama for smoke tests),
+    # a local HF folder, or a hub id (only when the machine is online and the user asked for it).
+    name_or_path: str = EMBEDDED_MODEL_NAME
+    # A LoRA adapter folder to start from (e.g. GRPO on top of SFT); merged into the base before training.
+    adapter: str | None = None
+    # "auto": bfloat16 on a CUDA GPU that supports it, float32 on CPU.
+    dtype: str = "auto"
+    attn_implementation: str | None = None  # e.g. "flash_attention_2" / "sdpa" on GPUs
+    gradient_checkpointing: bool = False
+
+    def validate(self) -> None:
+        if not self.name_or_path:
+            raise ValueError("model.name_or_path must be set ('embedded', 'tiny', a folder or a hub id)")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model.dtype must be one of {DTYPES}, got {self.dtype!r}")
+
+
+@dataclass
+class LoraSettings:
+    """RexDrug's LoRA defaults: r 16, alpha 32, all linear layers."""
+
+    enabled: bool = True
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+    def validate(self) -> None:
+        if self.r <= 0 or self.alpha <= 0:
+            raise ValueError(f"lora.r and lora.alpha must be positive, got r={self.r} alpha={self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class ExportSettings:
+    merge: bool = False  # also write base+adapter merged weights to <output_dir>/merged
+    merged_dtype: str = "auto"
+
+
+def resolve_model_path(name_or_path: str, *, tiny_dir: Path | None = None) -> str:
+    """Map the symbolic names to a local folder; anything else is passed to ``from_pretrained`` as is."""
+    if name_or_path == EMBEDDED_MODEL_NAME:
+        from model import embedded  # the model layer owns the GGUF -> HF conversion and its cache
+
+        return str(embedded.ensure_embedded_model())
+    if name_or_path == "tiny":
+        from etl.paths import cache_dir
+        from training.tiny import build_tiny_model_dir
+
+        return str(build_tiny_model_dir(tiny_dir or cache_dir() / "models" / "tiny-llama"))
+    path = Path(name_or_path).expanduser()
+    if path.exists() and not (path / "config.json").is_file():
+        raise ValueError(f"model folder {path} has no config.json (not a Hugging Face model folder)")
+    return str(path) if path.exists() else name_or_path
+
+
+def torch_dtype(name: str):
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, name)
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:  # batched training needs one; eos is the usual stand-in
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        raise ValueError(f"tokenizer of {path} has no chat template; training uses conversational data")
+    return tokenizer
+
+
+def load_model(settings: ModelSettings):
+    """Base model (+ merged starting adapter when ``settings.adapter``), and its tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(settings.name_or_path)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(settings.dtype)}
+    if settings.attn_implementation:
+        kwargs["attn_implementation"] = settings.attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    tokenizer = load_tokenizer(settings.adapter if _has_tokenizer(settings.adapter) else path)
+    if settings.adapter:
+        from peft import PeftModel
+
+        log.info("merging starting adapter %s into %s", settings.adapter, path)
+        model = PeftModel.from_pretrained(model, settings.adapter).merge_and_unload()
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _has_tokenizer(folder: str | None) -> bool:
+    return bool(folder) and (Path(folder) / "tokenizer_config.json").is_file()
+
+
+def peft_config(settings: LoraSettings):
+    if not settings.enabled:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def merge_adapter(base: str, adapter: str | Path, out_dir: str | Path, *, dtype: str = "auto") -> Path:
+    """Write base + LoRA adapter merged into plain weights (for vLLM / GGUF export) with the tokenizer."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out_dir = Path(out_dir)
+    base_path = resolve_model_path(base)
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype(dtype))
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    merged.save_pretrained(out_dir)
+    tokenizer = load_tokenizer(str(adapter) if _has_tokenizer(str(adapter)) else base_path)
+    tokenizer.save_pretrained(out_dir)
+    log.info("merged %s + %s -> %s", base_path, adapter, out_dir)
+    return out_dir
+
+
+def write_run_card(out_dir: str | Path, *, kind: str, config: Any, extra: dict[str, Any] | None = None) -> Path:
+    """Provenance next to the weights: which recipe, config and data produced them."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    card = {"kind": kind, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": to_dict(config)}
+    card.update(extra or {})
+    path = out / "rexdrug_training.json"
+    path.write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def device_summary() -> dict[str, Any]:
+    import torch
+
+    return {
+        "cuda": torch.cuda.is_available(),
+        "device_count": torch.cuda.device_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+@dataclass
+class Timing:
+    """Seconds per optimizer step, measured by a callback (what the lead plans long runs with)."""
+
+    step_seconds: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        s = self.step_seconds
+        if not s:
+            return {"steps": 0}
+        steady = s[1:] or s  # the first step pays for warm-up allocations
+        return {"steps": len(s), "first_step_s": s[0], "mean_step_s": sum(steady) / len(steady)}
+
+
+def timing_callback(timing: Timing):
+    from transformers import TrainerCallback
+
+    class _StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            timing.step_seconds.append(time.perf_counter() - getattr(self, "_t0", time.perf_counter()))
+
+    return _StepTimer()
