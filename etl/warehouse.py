@@ -114,17 +114,18 @@ WHERE _rank = 1
   )
 """
 
-# One row per PMID: its highest current version (what text-mining stages usually want).
+# 3. ``current_articles``: one row per PMID, its highest live version (NLM: a new version supersedes
+#    the old one for readers; the old version stays in ``current_article_versions`` and in history).
 _LATEST_VERSION_SQL = """
 SELECT * EXCLUDE (_rank) FROM (
     SELECT *, row_number() OVER (PARTITION BY pmid ORDER BY pmid_version DESC) AS _rank
-    FROM current_articles
+    FROM current_article_versions
 ) WHERE _rank = 1
 """
 
 ARTICLE_VIEWS: tuple[ViewSpec, ...] = (
-    ViewSpec("current_articles", _CURRENT_ARTICLES_SQL),
-    ViewSpec("current_articles_latest_version", _LATEST_VERSION_SQL),
+    ViewSpec("current_article_versions", _CURRENT_ARTICLES_SQL),
+    ViewSpec("current_articles", _LATEST_VERSION_SQL),
 )
 
 

@@ -14,9 +14,13 @@ def get_spark(app_name: str = "rexdrug", master: str | None = None, conf: dict[s
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
-    # Under spark-submit the master comes from the submit command; only default it locally.
-    if master or not os.environ.get("SPARK_SUBMIT_OPTS") and "spark.master" not in (conf or {}):
-        builder = builder.master(master or os.environ.get("REXDRUG_SPARK_MASTER", "local[*]"))
+    # Under spark-submit (which launches Python with PYSPARK_GATEWAY_PORT set) the master comes from
+    # the submit command; only default it when we start the JVM ourselves.
+    under_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    if master:
+        builder = builder.master(master)
+    elif not under_submit and "spark.master" not in (conf or {}):
+        builder = builder.master(os.environ.get("REXDRUG_SPARK_MASTER", "local[*]"))
     defaults = {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",

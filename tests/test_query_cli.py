@@ -21,7 +21,7 @@ from etl.warehouse import (
 from jobs.cli import main
 
 DATA = Path(__file__).resolve().parent / "data" / "warehouse"
-SQL = "SELECT pmid, pmid_version, title, languages, ingested_at FROM current_articles ORDER BY pmid, pmid_version"
+SQL = "SELECT pmid, pmid_version, title, languages, ingested_at FROM current_article_versions ORDER BY pmid, pmid_version"
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_sql_errors_are_reported_with_exit_code_1(warehouse, capsys, caplog):
                 "query",
                 "--warehouse",
                 str(warehouse),
-                "SELECT count(*) AS n FROM current_articles",
+                "SELECT count(*) AS n FROM current_article_versions",
                 "--format",
                 "json",
             ]

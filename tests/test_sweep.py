@@ -34,17 +34,17 @@ CONTENT_TABLES = ("articles", "deletions", "sentences", "extractions", "combinat
                   "extraction_errors", "current_combinations", "combination_kb")
 
 
-def make_config(warehouse: Path, *extra: str) -> SweepConfig:
-    inputs = json.dumps([str(BASELINE.parent), str(UPDATE.parent)])
+def make_config(warehouse: Path, *extra: str, baseline_only: bool = False) -> SweepConfig:
+    inputs = json.dumps([str(BASELINE.parent)] if baseline_only else [str(BASELINE.parent), str(UPDATE.parent)])
     return load_config(
         SweepConfig, None, [f"warehouse={warehouse}", "source=files", f"inputs={inputs}", f"engine.kind={ENGINE}", *extra]
     )
 
 
-def sweep(spark, warehouse: Path, *extra: str):
+def sweep(spark, warehouse: Path, *extra: str, baseline_only: bool = False):
     from jobs.kb import build_and_store_kb
 
-    summary = run_sweep(make_config(warehouse, *extra), spark=spark)
+    summary = run_sweep(make_config(warehouse, *extra, baseline_only=baseline_only), spark=spark)
     build_and_store_kb(warehouse)
     return summary
 
@@ -69,11 +69,21 @@ def table_hashes(warehouse: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def reference(spark, tmp_path_factory) -> Path:
-    """One uninterrupted sweep over the fixtures: the reference every other run is compared with."""
-    warehouse = tmp_path_factory.mktemp("reference")
-    summary = sweep(spark, warehouse)
+def baseline_swept(spark, tmp_path_factory) -> Path:
+    """Last night's sweep: the baseline file only."""
+    warehouse = tmp_path_factory.mktemp("baseline")
+    summary = sweep(spark, warehouse, baseline_only=True)
     assert summary.n_extracted > 0 and summary.n_combinations > 0
+    return warehouse
+
+
+@pytest.fixture(scope="module")
+def reference(spark, baseline_swept, tmp_path_factory) -> Path:
+    """Tonight's uninterrupted sweep with the update file: the reference other runs are compared with."""
+    warehouse = tmp_path_factory.mktemp("reference") / "wh"
+    shutil.copytree(baseline_swept, warehouse)
+    summary = sweep(spark, warehouse)
+    assert summary.n_articles == 2  # the revised and the new version; the rest was done last night
     return warehouse
 
 
@@ -120,9 +130,10 @@ def test_new_prompt_version_adds_rows_beside_the_old(spark, reference, tmp_path)
 
 
 @pytest.mark.parametrize("stage", ["extract", "commit-rename"])
-def test_killed_sweep_then_rerun_equals_uninterrupted_run(reference, tmp_path, stage):
+def test_killed_sweep_then_rerun_equals_uninterrupted_run(baseline_swept, reference, tmp_path, stage):
     """kill -9 a real sweep process while it holds a stage, run again: same tables, no duplicates."""
     warehouse = tmp_path / "wh"
+    shutil.copytree(baseline_swept, warehouse)
     inputs = [str(BASELINE.parent), str(UPDATE.parent)]
     cmd = [sys.executable, "-m", "jobs", "sweep", "--warehouse", str(warehouse), "--input", *inputs,
            "--engine", ENGINE, "--master", "local[1]"]

@@ -92,7 +92,7 @@ def test_template_agents_write_resumable_jsonl(tmp_path):
     assert all(r["teacher"] == "template" and r["template"] and r["reviewer"] == "checks" for r in rows)
     # the SFT builder reads them back as rationales
     cfg = DataConfig(train_file=str(FIXTURE), traces=str(out))
-    built, stats = build_sft_rows(records, cfg)
+    _built, stats = build_sft_rows(records, cfg)
     assert stats == {"rows": 10, "dropped_no_trace": 0}
 
 

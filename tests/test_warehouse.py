@@ -125,7 +125,7 @@ def test_file_key_is_safe_and_distinct():
 def test_current_articles_applies_nlm_rules(tmp_path):
     load_without_spark(tmp_path, NLM_FILES)
     current = query(
-        tmp_path, "SELECT pmid, pmid_version, title, source_file FROM current_articles ORDER BY ALL"
+        tmp_path, "SELECT pmid, pmid_version, title, source_file FROM current_article_versions ORDER BY ALL"
     )
     assert current == [
         ("100001", 1, "Alpha revised", "pubmed99n0002.xml"),  # a later record replaces the baseline one
@@ -135,7 +135,7 @@ def test_current_articles_applies_nlm_rules(tmp_path):
         ("100006", 1, "Zeta added after the deletion block", "pubmed99n0003.xml"),
         # 100004 deleted in 0002; 100005 (two copies in 0002, the second would win) deleted in 0003
     ]
-    latest = query(tmp_path, "SELECT pmid, pmid_version FROM current_articles_latest_version ORDER BY ALL")
+    latest = query(tmp_path, "SELECT pmid, pmid_version FROM current_articles ORDER BY ALL")
     assert latest == [("100001", 1), ("100002", 2), ("100003", 1), ("100006", 1)]
     # history is kept: every record of every file stays in `articles`
     assert query(tmp_path, "SELECT count(*) FROM articles") == [(10,)]
@@ -226,7 +226,7 @@ def test_refresh_is_general_for_other_datasets(tmp_path):
     load_without_spark(tmp_path, NLM_FILES)
     view = ViewSpec(
         "current_combinations",
-        "SELECT c.* FROM combinations c JOIN current_articles_latest_version a USING (pmid)",
+        "SELECT c.* FROM combinations c JOIN current_articles a USING (pmid)",
     )
     refresh_duckdb(tmp_path, (*ARTICLE_TABLES, spec), (*ARTICLE_VIEWS, view))
     assert query(tmp_path, "SELECT * FROM current_combinations") == [("100001", ["cisplatin", "paclitaxel"])]

@@ -53,6 +53,8 @@ class DataConfig:
     sample_seed: int = 13
     limit: int | None = None  # first N training sentences (after split/balance), for quick runs
     dev_limit: int | None = None
+    # Prebuilt SFT rows (JSONL of prompt/completion, e.g. `rexdrug train multitask`) instead of DrugComb.
+    rows_file: str | None = None
 
     def validate(self) -> None:
         if not 0.0 <= self.dev_fraction < 1.0:
@@ -87,6 +89,8 @@ class Record:
 
 def check_targets(config: DataConfig) -> None:
     """SFT targets need a rationale exactly when the prompt asks for reasoning (GRPO needs none)."""
+    if config.rows_file:
+        return
     if config.prompt.reasoning and not config.traces:
         raise ValueError(
             f"prompt variant {config.prompt.variant!r} asks for reasoning, so training targets need a "
@@ -152,8 +156,8 @@ def balance_no_comb(records: Sequence[Record], ratio: float | None, seed: int) -
         return list(records)
     positives = [r for r in records if r.has_combination]
     negatives = [r for r in records if not r.has_combination]
-    keep_n = min(len(negatives), int(round(ratio * len(positives))))
-    kept = set(id(r) for r in random.Random(seed).sample(negatives, keep_n))
+    keep_n = min(len(negatives), round(ratio * len(positives)))
+    kept = {id(r) for r in random.Random(seed).sample(negatives, keep_n)}
     return [r for r in records if r.has_combination or id(r) in kept]
 
 

@@ -126,6 +126,11 @@ def run_sft(config: SFTConfigFile, *, train_rows: list[dict] | None = None) -> d
     splits = None
     hints_fn = None
     data_stats: dict[str, Any] = {}
+    if train_rows is None and config.data.rows_file:
+        from training.multitask import read_rows
+
+        train_rows = read_rows(config.data.rows_file)
+        data_stats = {"rows_file": config.data.rows_file}
     if train_rows is None:
         splits = load_splits(config.data)
         hints_fn = hints_function(config.data)

@@ -110,8 +110,8 @@ def template_rationale(record: TraceRecord, candidates: Sequence[str] | None = N
             s3.append(f"- {', '.join(others)}: not part of a reported combination here.")
         s4 = [f"- {len(record.relations)} combination(s) to extract, with their drugs as written in the sentence."]
     else:
-        s3 = ["- No two drugs are reported as given together with an outcome in this sentence "
-              "(they are listed, compared, alternatives or background)."]
+        s3 = [("- No two drugs are reported as given together with an outcome in this sentence "
+               "(they are listed, compared, alternatives or background).")]
         s4 = ["- Nothing to extract: no combination."]
     bodies = [s1, s2, s3, s4]
     return "\n".join(f"[{i}] {title}\n" + "\n".join(body)

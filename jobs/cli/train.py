@@ -1,4 +1,4 @@
-"""`rexdrug train traces|sft|grpo|merge --config YAML [key=value ...]`: the training recipe.
+"""`rexdrug train traces|sft|grpo|multitask|merge --config YAML [key=value ...]`: the training recipe.
 
 The summary of each run (counts, losses, timings, dev metrics) is printed to stdout as JSON; progress
 and logs go to stderr.
@@ -16,7 +16,7 @@ from etl.config import load_config
 
 log = logging.getLogger(__name__)
 
-SUBCOMMANDS = ("traces", "sft", "grpo", "merge")
+SUBCOMMANDS = ("traces", "sft", "grpo", "multitask", "merge")
 
 
 @dataclass
@@ -69,7 +69,7 @@ def split_config_option(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     split_config_option(args)
-    summary = {"traces": _traces, "sft": _sft, "grpo": _grpo, "merge": _merge}[args.step](args)
+    summary = {"traces": _traces, "sft": _sft, "grpo": _grpo, "multitask": _multitask, "merge": _merge}[args.step](args)
     json.dump(summary, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
     return 0
@@ -95,6 +95,14 @@ def _traces(args) -> dict:
     train, _dev = split_train_dev(load_drugcomb(config.train_file), config.dev_fraction, config.split_seed)
     counts = TraceAgents(config).run(train)
     return {"output": config.output, **counts}
+
+
+def _multitask(args) -> dict:
+    from training.multitask import MultitaskConfig, build_multitask_rows, write_rows
+
+    config = load_config(MultitaskConfig, args.config, args.overrides)
+    rows, counts = build_multitask_rows(config)
+    return {"output": str(write_rows(rows, config.output)), "rows": len(rows), "counts": counts}
 
 
 def _merge(args) -> dict:
