@@ -401,17 +401,7 @@ def _to_batches(rows: list[dict[str, Any]], schema: pa.Schema) -> Iterator[pa.Re
 
 def resolve_model_identity(engine_cfg: EngineConfig, prompt_cfg: PromptConfig) -> tuple[str, str]:
     """The model id and prompt version stored with every row, known before any model is loaded."""
-    try:
-        from model.engines import engine_model_id
-    except ImportError:  # TODO(lead): remove once model.engines owns it
-        def engine_model_id(cfg):
-            import os
-            if cfg.kind.startswith("rule_"):
-                return f"rule:{cfg.kind[5:]}"
-            base = "embedded:SmolLM2-135M-Instruct" if cfg.model == "embedded" else cfg.model
-            if cfg.adapter_path:
-                base += f"+adapter:{os.path.basename(os.path.normpath(cfg.adapter_path))}"
-            return base if cfg.kind == "transformers" else f"{cfg.kind}:{base}"
+    from model.engines import engine_model_id
 
     return engine_model_id(engine_cfg), prompt_version(prompt_cfg)
 

@@ -108,7 +108,6 @@ def format_target(relations: Iterable, think: str | Sequence[str] | None = None)
 
 # --- context selection --------------------------------------------------------------------------------
 
-_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
 
 
 def select_context(sentence: str, context: str | None, config: PromptConfig) -> str | None:
@@ -121,23 +120,29 @@ def select_context(sentence: str, context: str | None, config: PromptConfig) -> 
 
 
 def _window(sentence: str, context: str, n: int) -> str:
-    # A light boundary rule is enough here: it only decides how much neighbouring text the prompt shows.
-    parts = [p for p in _BOUNDARY.split(context) if p.strip()]
-    where = _locate(sentence, parts)
-    if where is None:
+    """The sentence with ``n`` neighbouring sentences on each side, split by the project's splitter."""
+    from etl.sentences import split_sentences
+
+    spans = split_sentences(context)
+    first, last = _locate(sentence, context, spans)
+    if first is None:
         return sentence
-    return " ".join(parts[max(0, where - n):where + n + 1])
+    return context[spans[max(0, first - n)][0]:spans[min(len(spans) - 1, last + n)][1]]
 
 
-def _locate(sentence: str, parts: list[str]) -> int | None:
-    key = _squash(sentence)[:60]
-    if not key:
-        return None
-    for i, p in enumerate(parts):
-        pos = _squash(" ".join(parts[i:i + 3])).find(key)
-        if 0 <= pos < len(_squash(p)):
-            return i
-    return None
+def _locate(sentence: str, context: str, spans: list[tuple[int, int]]) -> tuple[int | None, int | None]:
+    """Indices of the first and last context sentences the target sentence overlaps."""
+    pos = context.find(sentence)
+    if pos >= 0:
+        hit = [i for i, (a, b) in enumerate(spans) if a < pos + len(sentence) and pos < b]
+        if hit:
+            return hit[0], hit[-1]
+    key = _squash(sentence)[:60]  # spacing/punctuation differ (tokenized corpora): compare squashed text
+    if key:
+        for i in range(len(spans)):
+            if _squash(context[spans[i][0]:spans[min(i + 2, len(spans) - 1)][1]]).startswith(key):
+                return i, i
+    return None, None
 
 
 def _squash(text: str) -> str:

@@ -8,9 +8,17 @@ the engine is created.
 
 from __future__ import annotations
 
-from model.engines.base import ENGINE_KINDS, Engine, EngineConfig, SamplingConfig, wrap_answer
+from model.engines.base import ENGINE_KINDS, Engine, EngineConfig, SamplingConfig, engine_model_id, wrap_answer
 
-__all__ = ["ENGINE_KINDS", "Engine", "EngineConfig", "SamplingConfig", "create_engine", "wrap_answer"]
+__all__ = [
+    "ENGINE_KINDS",
+    "Engine",
+    "EngineConfig",
+    "SamplingConfig",
+    "create_engine",
+    "engine_model_id",
+    "wrap_answer",
+]
 
 
 def create_engine(config: EngineConfig, *, matcher=None) -> Engine:

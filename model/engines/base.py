@@ -68,6 +68,38 @@ class EngineConfig:
         self.sampling.validate()
 
 
+def engine_model_id(config: EngineConfig) -> str:
+    """The model id stored with every extraction row: known from the config, before any model loads.
+
+    It is part of the sweep's incremental key, so a different model or adapter must give a different
+    id: an adapter is identified by its folder name *and* a hash of its files (retraining into the same
+    folder is a new model).
+    """
+    if config.kind.startswith("rule_"):
+        return f"rule:{config.kind.removeprefix('rule_')}"
+    if config.kind == "openai":
+        return f"openai:{config.served_model or config.model}@{config.base_url}"
+    model = "embedded:SmolLM2-135M-Instruct" if config.model == "embedded" else config.model
+    if config.adapter_path:
+        model += f"+adapter:{_adapter_fingerprint(config.adapter_path)}"
+    return model if config.kind == "transformers" else f"{config.kind}:{model}"
+
+
+def _adapter_fingerprint(path: str) -> str:
+    import hashlib
+    import os
+    from pathlib import Path
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ValueError(f"adapter folder not found: {path}")
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin")):
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return f"{os.path.basename(os.path.normpath(path))}@{digest.hexdigest()[:12]}"
+
+
 class Engine(abc.ABC):
     """Turns a batch of chat conversations into one completion text each (same order).
 

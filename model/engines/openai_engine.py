@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from model.engines.base import Engine, EngineConfig, SamplingConfig, wrap_answer
+from model.engines.base import Engine, EngineConfig, SamplingConfig, engine_model_id, wrap_answer
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class OpenAIEngine(Engine):
         self.client = httpx.Client(base_url=config.base_url.rstrip("/"), headers=headers,
                                    timeout=httpx.Timeout(config.timeout_s), transport=transport,
                                    limits=httpx.Limits(max_connections=config.concurrency))
-        self.model_id = f"openai:{config.served_model or config.model}@{config.base_url}"
+        self.model_id = engine_model_id(config)
 
     def request_body(self, messages: list[dict], sampling: SamplingConfig) -> dict:
         body = {

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 
-from model.engines.base import Engine, EngineConfig, SamplingConfig
+from model.engines.base import Engine, EngineConfig, SamplingConfig, engine_model_id
 
 log = logging.getLogger(__name__)
 
@@ -168,13 +168,12 @@ def _load(config: EngineConfig):
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=local_only,
                                                  dtype=_dtype(config.dtype, device)).to(device)
-    model_id = config.model if config.model != "embedded" else "embedded:SmolLM2-135M-Instruct"
+    model_id = engine_model_id(config)
     if config.adapter_path:
         from peft import PeftModel
 
         if not os.path.isdir(config.adapter_path):
             raise ValueError(f"adapter folder not found: {config.adapter_path}")
         model = PeftModel.from_pretrained(model, config.adapter_path)
-        model_id += f"+adapter:{os.path.basename(os.path.normpath(config.adapter_path))}"
     log.info("loaded %s on %s in %.1fs", model_id, device, time.perf_counter() - started)
     return model, tokenizer, model_id

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
-from model.engines.base import Engine, EngineConfig, SamplingConfig, wrap_answer
+from model.engines.base import Engine, EngineConfig, SamplingConfig, engine_model_id, wrap_answer
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class VLLMEngine(Engine):
             kwargs["enable_lora"] = True
             self._lora = LoRARequest("rexdrug-adapter", 1, config.adapter_path)
         self.llm = LLM(**kwargs)
-        self.model_id = f"vllm:{config.model}" + (f"+adapter:{config.adapter_path}" if config.adapter_path else "")
+        self.model_id = engine_model_id(config)
         _ACTIVE.append(self)
 
     def sampling_params(self, sampling: SamplingConfig):
