@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(VENV)/bin/rexdrug sweep --demo --warehouse warehouse/demo
+	$(VENV)/bin/rexdrug sweep --demo --config configs/demo.yaml --warehouse warehouse/demo
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

@@ -69,7 +69,8 @@ def loss_before_model(record: dict[str, Any], loc: GoldLocation) -> str | None:
     if not loc.sentences:
         return "sentence_not_split"
     if not any(s["is_candidate"] for s in loc.sentences):
-        return "not_candidate"
+        # our splitter cut the gold sentence and no part holds two drugs on its own
+        return "sentence_split" if len(loc.sentences) > 1 else "not_candidate"
     found = set()
     for s in loc.sentences:
         for m in s["mentions"] or []:
@@ -137,37 +138,59 @@ def score_warehouse(warehouse: Path, records: list[dict[str, Any]], model_id: st
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def model_only_scores(records: list[dict[str, Any]], engine_cfg, prompt_cfg) -> dict[str, Any]:
+    """The same engine and prompt on the gold sentences directly (what ``rexdrug eval`` reports)."""
+    from etl.drugs import default_matcher
+    from model.engines import create_engine
+    from model.evaluation.run import evaluate_drugcomb
+    from model.extraction import ExtractionRunner
+
+    matcher = default_matcher()
+    engine = create_engine(engine_cfg, matcher=matcher)
+    try:
+        runner = ExtractionRunner(engine, prompt_cfg, matcher=matcher, sampling=engine_cfg.sampling)
+        summary = evaluate_drugcomb(records, runner, progress=False).summary
+    finally:
+        engine.close()
+    return {"official": summary["official_detail"], "parse_failure_rate": summary["parse_failure_rate"]}
+
+
+def run_e2e(records: list[dict[str, Any]], warehouse: Path, overrides: list[str], *, model_only: bool = False,
+            spark=None) -> dict[str, Any]:
+    """Sweep the records' abstracts into ``warehouse`` and score the combinations against gold."""
     from etl.config import load_config
     from etl.drugcomb_xml import write_pubmed_xml
+    from jobs.sweep import SweepConfig, resolve_model_identity, run_sweep
+
+    xml = Path(warehouse) / "input" / "drugcomb_test.xml.gz"
+    write_pubmed_xml(records, xml)
+    config = load_config(
+        SweepConfig, None,
+        [f"warehouse={warehouse}", "source=files", f"inputs=[{json.dumps(str(xml))}]", "build_kb=false", *overrides],
+    )
+    summary = run_sweep(config, spark=spark)
+    model_id, prompt_ver = resolve_model_identity(config.engine, config.prompt)
+    result = {"pipeline": score_warehouse(Path(warehouse), records, model_id, prompt_ver), "sweep": summary.as_dict()}
+    if model_only:
+        result["model_only"] = model_only_scores(records, config.engine, config.prompt)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
     from etl.paths import data_path
     from jobs.cli import configure_logging
-    from jobs.sweep import SweepConfig, resolve_model_identity, run_sweep
     from model.evaluation.drugcomb import read_jsonl
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", type=Path, required=True)
     parser.add_argument("--limit", type=int, help="first N test records only")
-    parser.add_argument("--engine", default="embedded", help="engine kind (see rexdrug eval)")
+    parser.add_argument("--engine", default="transformers", help="engine kind (see rexdrug eval)")
     parser.add_argument("--model-only", action="store_true", help="also run the model-only evaluation")
     parser.add_argument("overrides", nargs="*", help="SweepConfig overrides key=value")
     args = parser.parse_args(argv)
     configure_logging(0)
-
     records = read_jsonl(data_path("drugcomb", "final_test_set.jsonl"))[: args.limit]
-    xml = args.warehouse / "input" / "drugcomb_test.xml.gz"
-    write_pubmed_xml(records, xml)
-    config = load_config(
-        SweepConfig, None, [f"warehouse={args.warehouse}", "source=files", f"inputs=[{json.dumps(str(xml))}]",
-                            f"engine.kind={args.engine}", "build_kb=false", *args.overrides]
-    )
-    summary = run_sweep(config)
-    model_id, prompt_ver = resolve_model_identity(config.engine, config.prompt)
-    result = {"pipeline": score_warehouse(args.warehouse, records, model_id, prompt_ver), "sweep": summary.as_dict()}
-    if args.model_only:
-        from model.evaluation.run import evaluate_drugcomb_records
-
-        result["model_only"] = evaluate_drugcomb_records(records, config.engine, config.prompt)
+    result = run_e2e(records, args.warehouse, [f"engine.kind={args.engine}", *args.overrides], model_only=args.model_only)
     json.dump(result, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
     return 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -56,15 +55,8 @@ def _score_files(args) -> int:
 def _run_model(args) -> int:
     from etl.paths import data_path
     from model.engines import create_engine
-    from model.evaluation.drugcomb import (
-        gold_answer,
-        gold_relations,
-        prediction_rows,
-        read_jsonl,
-        relations_from_official,
-        score_official,
-        score_rexdrug_variant,
-    )
+    from model.evaluation.drugcomb import read_jsonl
+    from model.evaluation.run import evaluate_drugcomb
     from model.extraction import ExtractionRunner
 
     engine_config, prompt = engine_and_prompt(args)
@@ -77,62 +69,20 @@ def _run_model(args) -> int:
     engine = create_engine(engine_config, matcher=matcher)
     load_s = time.perf_counter() - started
     runner = ExtractionRunner(engine, prompt, matcher=matcher, sampling=engine_config.sampling)
-    items = [{"doc_id": r["doc_id"], "sentence": r["sentence"], "context": r.get("paragraph")} for r in records]
-    results = []
-    gen_started = time.perf_counter()
-    from tqdm import tqdm
-
-    with tqdm(total=len(items), desc=f"eval {engine.model_id}", file=sys.stderr, unit="sent") as bar:
-        for chunk in runner.iter_chunks(items):
-            results.extend(chunk)
-            bar.update(len(chunk))
-    gen_s = time.perf_counter() - gen_started
-
-    pred_rows, per_sentence = [], []
-    gold_all = []
-    for rec, res in zip(records, results):
-        rows, problems = prediction_rows(rec, res["parsed"])
-        pred_rows.extend(rows)
-        gold = gold_relations(rec)
-        gold_all.extend(gold)
-        gold_sets = sorted((g.label, list(g.drugs)) for g in gold)
-        pred_sets = sorted((r["relation_label"], r["drug_idxs"]) for r in rows)
-        if gold_sets != pred_sets or problems or res["parse_status"] != "ok":
-            per_sentence.append({"doc_id": rec["doc_id"], "sentence": rec["sentence"], "gold": gold_sets,
-                                 "pred": pred_sets, "parse_status": res["parse_status"],
-                                 "parse_reason": res["parse_reason"], "problems": problems,
-                                 "raw_output": res["raw_output"]})
-    official = score_official(gold_all, relations_from_official(pred_rows))
-    variant = score_rexdrug_variant([gold_answer(r) for r in records],
-                                    [[{"type": p["label"], "ent_set": [d["name"] for d in p["drugs"]]}
-                                      for p in res["parsed"]] for res in results])
-    statuses: dict[str, int] = {}
-    for res in results:
-        statuses[res["parse_status"]] = statuses.get(res["parse_status"], 0) + 1
-    failures = sum(v for k, v in statuses.items() if k not in ("ok", "repaired"))
+    result = evaluate_drugcomb(records, runner)
     summary = {
-        "model_id": engine.model_id,
-        "prompt_version": runner.version,
+        **result.summary,
         "engine": engine_config.kind,
         "max_new_tokens": engine_config.sampling.max_new_tokens,
         "split": args.split,
-        "sentences": len(records),
-        "official": {k: round(v["f1"], 5) for k, v in official.items()},
-        "official_detail": official,
-        "rexdrug_variant_counts_no_comb": {k: round(v["f1"], 5) for k, v in variant.items()},
-        "parse_status": statuses,
-        "parse_failure_rate": round(failures / len(results), 4) if results else 0.0,
-        "sentences_with_errors": len(per_sentence),
         "load_seconds": round(load_s, 2),
-        "generation_seconds": round(gen_s, 2),
-        "sentences_per_second": round(len(results) / gen_s, 3) if gen_s > 0 else None,
     }
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        _write_jsonl(out / "predictions.jsonl", pred_rows)
-        _write_jsonl(out / "outputs.jsonl", results)
-        _write_jsonl(out / "errors.jsonl", per_sentence)
+        _write_jsonl(out / "predictions.jsonl", result.predictions)
+        _write_jsonl(out / "outputs.jsonl", result.outputs)
+        _write_jsonl(out / "errors.jsonl", result.errors)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         log.info("wrote %s", out)
     print(json.dumps(summary, indent=2))

@@ -1,0 +1,82 @@
+"""Run an extraction runner over DrugComb records and score it: the one evaluation path.
+
+Used by ``rexdrug eval drugcomb --model``, the training dev evaluation and the end-to-end sweep
+check, so a model is always scored the same way: parsed once (``model.parsing``), drug names resolved
+to gold span ids (``prediction_rows``), official allenai scores plus RexDrug's variant kept apart.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from model.evaluation.drugcomb import (
+    gold_answer,
+    gold_relations,
+    prediction_rows,
+    relations_from_official,
+    score_official,
+    score_rexdrug_variant,
+)
+
+
+@dataclass
+class DrugCombEvaluation:
+    summary: dict[str, Any]
+    predictions: list[dict]  # official format rows
+    outputs: list[dict]  # runner results (raw output, parsed relations, status)
+    errors: list[dict]  # sentences whose prediction differs from gold, with the reason
+
+
+def evaluate_drugcomb(records: Sequence[dict], runner, *, progress: bool = True) -> DrugCombEvaluation:
+    """Generate for each record's sentence (context: its paragraph), parse, score officially."""
+    items = [{"doc_id": r["doc_id"], "sentence": r["sentence"], "context": r.get("paragraph")} for r in records]
+    results: list[dict] = []
+    started = time.perf_counter()
+    from tqdm import tqdm
+
+    with tqdm(total=len(items), desc=f"eval {runner.engine.model_id}", file=sys.stderr, unit="sent",
+              disable=not progress) as bar:
+        for chunk in runner.iter_chunks(items):
+            results.extend(chunk)
+            bar.update(len(chunk))
+    gen_s = time.perf_counter() - started
+
+    pred_rows, per_sentence, gold_all = [], [], []
+    for rec, res in zip(records, results, strict=True):
+        rows, problems = prediction_rows(rec, res["parsed"])
+        pred_rows.extend(rows)
+        gold = gold_relations(rec)
+        gold_all.extend(gold)
+        gold_sets = sorted((g.label, list(g.drugs)) for g in gold)
+        pred_sets = sorted((r["relation_label"], r["drug_idxs"]) for r in rows)
+        if gold_sets != pred_sets or problems or res["parse_status"] != "ok":
+            per_sentence.append({"doc_id": rec["doc_id"], "sentence": rec["sentence"], "gold": gold_sets,
+                                 "pred": pred_sets, "parse_status": res["parse_status"],
+                                 "parse_reason": res["parse_reason"], "problems": problems,
+                                 "raw_output": res["raw_output"]})
+    official = score_official(gold_all, relations_from_official(pred_rows))
+    variant = score_rexdrug_variant([gold_answer(r) for r in records],
+                                    [[{"type": p["label"], "ent_set": [d["name"] for d in p["drugs"]]}
+                                      for p in res["parsed"]] for res in results])
+    statuses: dict[str, int] = {}
+    for res in results:
+        statuses[res["parse_status"]] = statuses.get(res["parse_status"], 0) + 1
+    failures = sum(v for k, v in statuses.items() if k not in ("ok", "repaired"))
+    summary = {
+        "model_id": runner.engine.model_id,
+        "prompt_version": runner.version,
+        "sentences": len(records),
+        "official": {k: round(v["f1"], 5) for k, v in official.items()},
+        "official_detail": official,
+        "rexdrug_variant_counts_no_comb": {k: round(v["f1"], 5) for k, v in variant.items()},
+        "parse_status": statuses,
+        "parse_failure_rate": round(failures / len(results), 4) if results else 0.0,
+        "sentences_with_errors": len(per_sentence),
+        "generation_seconds": round(gen_s, 2),
+        "sentences_per_second": round(len(results) / gen_s, 3) if gen_s > 0 else None,
+    }
+    return DrugCombEvaluation(summary, pred_rows, results, per_sentence)
