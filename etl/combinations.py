@@ -23,7 +23,8 @@ Normalizer = Callable[[str], dict[str, Any]]
 USABLE_PARSE_STATUSES = frozenset({"ok", "repaired"})
 LABELS = ("POS", "COMB", "NEG")
 _PROVENANCE = ("model_id", "prompt_version", "run_id", "extracted_at")
-_SENTENCE_KEY = (
+# Columns that identify the sentence an extraction row is about (copied through to every output).
+SENTENCE_KEY = (
     "extraction_key",
     "pmid",
     "pmid_version",
@@ -97,7 +98,7 @@ def build_combination_tables(
     exploded: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     for row in extractions.to_pylist():
-        key = {k: row.get(k) for k in _SENTENCE_KEY}
+        key = {k: row.get(k) for k in SENTENCE_KEY}
         prov = {k: row.get(k) for k in _PROVENANCE}
         if row.get("error"):
             errors.append(_error(row, "engine", row["error"]))

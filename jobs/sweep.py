@@ -35,6 +35,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from etl.combinations import SENTENCE_KEY
 from etl.config import to_dict
 from etl.warehouse import ARTICLE_TABLES, ARTICLE_VIEWS, FLAT_GLOB, TableSpec, ViewSpec, refresh_duckdb
 from schemas.extraction import (
@@ -313,7 +314,7 @@ def extraction_rows(candidates: list[dict[str, Any]], runner, run_id: str) -> li
             res = {**res, "error": f"{res['parse_status']}: {res.get('parse_reason')}"}
         rows.append(
             {
-                **{k: cand[k] for k in _EXTRACTION_KEY_COLUMNS},
+                **{k: cand[k] for k in SENTENCE_KEY},
                 "raw_output": res.get("raw_output"),
                 "think": res.get("think"),
                 "parse_status": res.get("parse_status") or ("engine_error" if res.get("error") else None),
@@ -330,16 +331,6 @@ def extraction_rows(candidates: list[dict[str, Any]], runner, run_id: str) -> li
     return rows
 
 
-_EXTRACTION_KEY_COLUMNS = (
-    "extraction_key",
-    "pmid",
-    "pmid_version",
-    "sentence_index",
-    "sentence_start",
-    "sentence_end",
-    "sentence_text",
-    "text_hash",
-)
 
 
 def make_extract_fn(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, batch_size: int, threads: int, run_id: str):

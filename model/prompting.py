@@ -29,7 +29,7 @@ from model.answer_schema import NO_COMB_ANSWER, render_answer
 VARIANTS = ("rexdrug", "rexdrug_answer_only", "taiyi_en", "taiyi_zh")
 CONTEXTS = ("abstract", "sentence", "window")
 # Bump when the wording of a variant changes: results carry the version they were produced with.
-_VERSIONS = {"rexdrug": "v1", "rexdrug_answer_only": "v1", "taiyi_en": "v1", "taiyi_zh": "v1"}
+_VERSIONS = {"rexdrug": "v1", "rexdrug_answer_only": "v2", "taiyi_en": "v1", "taiyi_zh": "v1"}
 
 THINK_SECTIONS: tuple[str, ...] = (
     "Clinical scenario",
@@ -79,7 +79,7 @@ def build_messages(
     hint_names = _unique(hints or []) if config.hints else []
     if config.variant in ("rexdrug", "rexdrug_answer_only"):
         return [
-            {"role": "system", "content": _rexdrug_system()},
+            {"role": "system", "content": _rexdrug_system(config.reasoning)},
             {"role": "user", "content": _rexdrug_user(sentence, ctx, hint_names, config.reasoning)},
         ]
     if config.variant == "taiyi_en":
@@ -191,7 +191,15 @@ _ANSWER_FORMAT = '[{"type": "POS|NEG|COMB|NO_COMB", "ent_set": ["drug1", "drug2"
 _NO_COMB_TEXT = json.dumps(NO_COMB_ANSWER)
 
 
-def _rexdrug_system() -> str:
+def _rexdrug_system(reasoning: bool = True) -> str:
+    # The reasoning variant's last paragraph is the interface the released RexDrug weights expect;
+    # the answer-only variant must not ask for reasoning it then forbids.
+    closing = (
+        "Reply by first reasoning step by step, in a structured way, inside <think>...</think>, and "
+        "then giving the final relations as a JSON array inside <answer>...</answer>."
+        if reasoning
+        else "Reply with the final relations as a JSON array inside <answer>...</answer>, without reasoning."
+    )
     return (
         "You are a specialist in extracting drug-drug combination relations from biomedical text.\n\n"
         "Read a target sentence together with its surrounding context and decide whether the sentence "
@@ -207,9 +215,7 @@ def _rexdrug_system() -> str:
         "(A vs B), earlier or background treatments, or hypothetical interactions with no actual "
         "co-administration and outcome.\n\n"
         "Predict POS, NEG or COMB only when joint use or interaction is stated or very strongly "
-        "implied; when in doubt answer NO_COMB.\n\n"
-        "Reply by first reasoning step by step, in a structured way, inside <think>...</think>, and "
-        "then giving the final relations as a JSON array inside <answer>...</answer>."
+        "implied; when in doubt answer NO_COMB.\n\n" + closing
     )
 
 
