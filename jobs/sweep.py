@@ -298,7 +298,8 @@ def build_runner(engine_cfg: EngineConfig, prompt_cfg: PromptConfig):
 def extraction_rows(candidates: list[dict[str, Any]], runner, run_id: str) -> list[dict[str, Any]]:
     """Run the model over candidate rows; an engine failure becomes an error on each row, not a crash."""
     items = [
-        {"sentence": c["sentence_text"], "context": c.get("context") or "", "hints": c.get("hints") or []}
+        # no "hints" key: the runner derives them from the matcher exactly as training did
+        {"sentence": c["sentence_text"], "context": c.get("context") or ""}
         for c in candidates
     ]
     now = datetime.now(timezone.utc)
@@ -580,7 +581,6 @@ def _select_candidates(
                t.start::INTEGER AS sentence_start, t."end"::INTEGER AS sentence_end,
                t.text AS sentence_text, t.text_hash,
                a.abstract AS context,
-               list_distinct([m.surface FOR m IN t.mentions]) AS hints,
                $model_id AS model_id, $prompt AS prompt_version
         FROM ({todo}) t JOIN current_articles a USING (pmid, pmid_version)
         ORDER BY t.pmid, t.pmid_version, t.sentence_index{limit}"""

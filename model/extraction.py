@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from model.engines.base import Engine, SamplingConfig
 from model.parsing import parse_completion
-from model.prompting import PromptConfig, build_messages, prompt_version
+from model.prompting import PromptConfig, build_messages, candidate_hints, prompt_version
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +37,7 @@ class ExtractionRunner:
             return list(item["hints"])
         if self.matcher is None:
             raise ValueError("prompt.hints is on but items carry no 'hints' and no drug matcher was given")
-        names, seen = [], set()
-        sentence = item["sentence"]
-        for m in sorted(self.matcher.find(sentence), key=lambda m: m.start):
-            surface = sentence[m.start:m.end]
-            if not getattr(m, "is_class", False) and surface.lower() not in seen:
-                seen.add(surface.lower())
-                names.append(surface)
-        return names
+        return candidate_hints(item["sentence"], self.matcher)
 
     def run(self, items: list[dict]) -> list[dict]:
         out: list[dict] = []

@@ -81,15 +81,9 @@ class _RuleEngine(Engine):
 
     def drugs(self, sentence: str) -> list[str]:
         """Distinct non-class drug mentions, as written, in order of appearance."""
-        names, seen = [], set()
-        for m in sorted(self.matcher.find(sentence), key=lambda m: m.start):
-            if getattr(m, "is_class", False):
-                continue
-            key = (getattr(m, "id", None) or m.surface).lower()
-            if key not in seen:
-                seen.add(key)
-                names.append(sentence[m.start:m.end])
-        return names
+        from model.prompting import candidate_hints
+
+        return candidate_hints(sentence, self.matcher)
 
     def answer(self, sentence: str) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
