@@ -149,6 +149,24 @@ def resolve_model_path(name: str, *, allow_network: bool = False) -> tuple[str, 
     return name, False
 
 
+# Models we ship: a name -> (base model name, LoRA adapter folder inside this package).
+BUNDLED_ADAPTERS: dict[str, tuple[str, Path]] = {
+    "rexdrug-smol": (EMBEDDED_NAME, Path(__file__).resolve().parent / "adapters" / "rexdrug-smol"),
+}
+
+
+def resolve_model_and_adapter(model: str, adapter_path: str | None) -> tuple[str, str | None]:
+    """A bundled model name -> (its base model, its adapter folder); other names pass through."""
+    if model not in BUNDLED_ADAPTERS:
+        return model, adapter_path
+    if adapter_path:
+        raise ValueError(f"model {model!r} already is base + adapter; do not also set engine.adapter_path")
+    base, folder = BUNDLED_ADAPTERS[model]
+    if not (folder / "adapter_config.json").is_file():
+        raise ValueError(f"bundled adapter of {model!r} is missing at {folder} (incomplete checkout?)")
+    return base, str(folder)
+
+
 def model_info() -> dict:
     """Facts about the embedded model for ``rexdrug model info``."""
     info: dict = {"name": EMBEDDED_NAME, "origin": EMBEDDED_ID, "package": EMBEDDED_PACKAGE}

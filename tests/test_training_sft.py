@@ -54,7 +54,9 @@ def test_one_sft_step_changes_lora_weights_and_merges(tiny_model, tmp_path):
     assert summary["global_steps"] == 1 and summary["train_rows"] == 8
     assert summary["dev"]["sentences"] == 2 and set(summary["dev"]["official"]) == {
         "any_partial", "pos_partial", "any_exact", "pos_exact"}
-    assert (out / "dev_metrics.json").is_file()
+    dev_metrics = json.loads((out / "dev_metrics.json").read_text())
+    assert dev_metrics["official"] == summary["dev"]["official"]
+    assert dev_metrics["parse_failure_rate"] == summary["dev"]["parse_failure_rate"]
     card = json.loads((out / "rexdrug_training.json").read_text())
     assert card["kind"] == "sft" and card["config"]["data"]["traces"] == "template"
 

@@ -11,9 +11,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from etl.config import to_dict
+from training.data import DataConfig
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,71 @@ class LoraSettings:
 
 
 @dataclass
+class TrainerSettings:
+    """What SFT and GRPO share of trl's trainer arguments (each recipe subclasses it with its defaults)."""
+
+    SECTION: ClassVar[str] = "train"  # config section name, for error messages
+
+    output_dir: str = "runs/train"
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs (smoke runs, timing)
+    learning_rate: float = 1e-5
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.1
+    batch_size: int = 4
+    grad_accum: int = 4
+    seed: int = 13
+    logging_steps: int = 10
+    save_steps: int = 200
+    save_total_limit: int = 2
+    threads: int | None = None  # torch CPU threads
+    report_to: str = "none"
+
+    def validate(self) -> None:
+        s = self.SECTION
+        if self.learning_rate <= 0 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError(f"{s}.learning_rate must be > 0, {s}.batch_size and {s}.grad_accum >= 1")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"{s}.warmup_ratio must be in [0, 1)")
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise ValueError(f"set {s}.epochs > 0 or {s}.max_steps > 0")
+
+
+def trainer_arguments(s: TrainerSettings, *, use_cpu: bool, bf16: bool) -> dict[str, Any]:
+    """The keyword arguments of trl's ``SFTConfig``/``GRPOConfig`` that both recipes set the same way."""
+    return {
+        "output_dir": s.output_dir,
+        "num_train_epochs": s.epochs,
+        "max_steps": s.max_steps,
+        "learning_rate": s.learning_rate,
+        "lr_scheduler_type": s.lr_scheduler,
+        "warmup_steps": s.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        "per_device_train_batch_size": s.batch_size,
+        "gradient_accumulation_steps": s.grad_accum,
+        "seed": s.seed,
+        "logging_steps": s.logging_steps,
+        "save_steps": s.save_steps,
+        "save_total_limit": s.save_total_limit,
+        "report_to": s.report_to,
+        "use_cpu": use_cpu,
+        "bf16": bf16,
+    }
+
+
+@dataclass
 class ExportSettings:
     merge: bool = False  # also write base+adapter merged weights to <output_dir>/merged
     merged_dtype: str = "auto"
+
+
+@dataclass
+class RecipeConfig:
+    """The config sections every training recipe reads (SFT and GRPO add their own)."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    data: DataConfig = field(default_factory=DataConfig)
+    export: ExportSettings = field(default_factory=ExportSettings)
 
 
 def resolve_model_path(name_or_path: str, *, tiny_dir: Path | None = None) -> str:
@@ -137,6 +200,62 @@ def peft_config(settings: LoraSettings):
         target_modules=settings.target_modules,
         task_type="CAUSAL_LM",
     )
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def precision(model) -> tuple[bool, bool]:
+    """``(use_cpu, bf16)`` for trl: CPU without a CUDA device; bf16 on GPU when the model is loaded in it."""
+    import torch
+
+    use_cpu = not torch.cuda.is_available()
+    return use_cpu, (not use_cpu) and model.dtype == torch.bfloat16
+
+
+def train_and_save(trainer_cls, out: Path, *, model, tokenizer, args, dataset, lora: LoraSettings,
+                   **trainer_kwargs):
+    """Build the trl trainer (LoRA, step timing), train, save the adapter (or full weights) and tokenizer.
+
+    Returns ``(trainer, train_output, timing)``.
+    """
+    timing = Timing()
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config(lora),
+        callbacks=[timing_callback(timing)],
+        **trainer_kwargs,
+    )
+    result = trainer.train()
+    trainer.save_model(str(out))  # the LoRA adapter (or full weights without LoRA)
+    tokenizer.save_pretrained(str(out))
+    return trainer, result, timing
+
+
+def export_merged(model, tokenizer, out: Path, export: ExportSettings, lora: LoraSettings) -> str | None:
+    """With ``export.merge`` (and LoRA on): base + adapter merged into ``out/merged``; its path, else None."""
+    if not (export.merge and lora.enabled):
+        return None
+    merged_dir = out / "merged"
+    model.merge_and_unload().save_pretrained(str(merged_dir))
+    tokenizer.save_pretrained(str(merged_dir))
+    return str(merged_dir)
+
+
+def finish_run(out: Path, *, kind: str, config: RecipeConfig, trained, tokenizer, summary: dict[str, Any]) -> dict[str, Any]:
+    """Merged export (when asked) and the run card next to the weights; returns ``summary``."""
+    merged_dir = export_merged(trained, tokenizer, out, config.export, config.lora)
+    if merged_dir:
+        summary["merged_dir"] = merged_dir
+    write_run_card(out, kind=kind, config=config, extra={"summary": summary})
+    return summary
 
 
 def merge_adapter(base: str, adapter: str | Path, out_dir: str | Path, *, dtype: str = "auto") -> Path:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from etl.paths import data_path
-from model.prompting import PromptConfig, build_messages, format_target, prompt_version
+from model.prompting import PromptConfig, build_messages, candidate_hints, format_target, prompt_version
 
 log = logging.getLogger(__name__)
 
@@ -176,18 +176,24 @@ def hints_function(config: DataConfig) -> HintsFn | None:
     return lambda record: finder(record.sentence)
 
 
-def candidate_drug_finder(matcher=None) -> Callable[[str], list[str]]:
-    """Sentence -> candidate drug names, exactly as the inference side lists them (the rule engines'
-    ``drugs``: distinct non-class matcher mentions as written, in order), so hints match at test time."""
+def drug_matcher(matcher=None):
+    """The drug matcher candidate hints come from (``etl.drugs.default_matcher()`` unless one is given),
+    loaded now: a missing matcher is a configuration error up front, not in the middle of a run."""
+    if matcher is not None:
+        return matcher
     try:
-        from model.engines.rules import AllDrugsRule
-
-        rule = AllDrugsRule(matcher=matcher)
-        rule.matcher  # noqa: B018 - load the KB now: a missing matcher is a configuration error up front
+        from etl.drugs import default_matcher
     except ImportError as exc:
         raise ValueError(f"drug matcher unavailable (etl.drugs.default_matcher): {exc}; "
                          "use data.hints_source=spans or prompt.hints=false") from exc
-    return rule.drugs
+    return default_matcher()
+
+
+def candidate_drug_finder(matcher=None) -> Callable[[str], list[str]]:
+    """Sentence -> candidate drug names, exactly as the inference side lists them
+    (``model.prompting.candidate_hints`` over the drug matcher), so hints match at test time."""
+    matcher = drug_matcher(matcher)
+    return lambda sentence: candidate_hints(sentence, matcher)
 
 
 def load_traces(path: str | Path) -> dict[str, str]:

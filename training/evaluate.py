@@ -1,73 +1,65 @@
-"""Dev-split evaluation of an in-memory model (end of SFT/GRPO): generate, parse, score officially.
+"""Dev-split evaluation of the model just trained (end of SFT), through the project's one evaluation path.
 
-Generation is a plain batched ``model.generate`` with left padding (greedy), so the model just trained is
-scored without saving and reloading it.  Parsing is ``model.parsing`` and scoring is
-``model.evaluation.drugcomb`` (official allenai semantics over span ids), the same as ``rexdrug eval``.
+The in-memory model and tokenizer are wrapped in ``model.engines.transformers_engine.TransformersEngine``
+(greedy, batched), prompts are built by ``model.extraction.ExtractionRunner`` with training's prompt
+config and hints source, and ``model.evaluation.run.evaluate_drugcomb`` parses and scores officially,
+exactly as ``rexdrug eval drugcomb --model`` does for a saved model.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from model.evaluation.drugcomb import gold_relations, prediction_rows, score_official
-from model.evaluation.matching import SetRelation
-from model.parsing import parse_completion
-from model.prompting import PromptConfig, build_messages, prompt_version
-
-log = logging.getLogger(__name__)
+from model.extraction import ExtractionRunner
+from training.data import DataConfig, Record, drug_matcher, hints_function
 
 
-def generate_texts(model, tokenizer, conversations: Sequence[list[dict]], *, max_new_tokens: int,
-                   batch_size: int = 8) -> list[str]:
-    import torch
+class _RecordHintsRunner(ExtractionRunner):
+    """A runner whose hints come from the records themselves (``data.hints_source=spans``: the gold
+    mentions), looked up by doc_id and sentence, since ``evaluate_drugcomb`` builds its own items."""
 
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    texts: list[str] = []
-    was_training = model.training
-    model.eval()
+    def __init__(self, engine, prompt_config, hints: dict[tuple[str, str], list[str]], **kwargs):
+        super().__init__(engine, prompt_config, **kwargs)
+        self._hints = hints
+
+    def hints_for(self, item: dict) -> list[str] | None:
+        key = (item.get("doc_id"), item.get("sentence"))
+        if key in self._hints:
+            item = {**item, "hints": self._hints[key]}
+        return super().hints_for(item)
+
+
+def dev_runner(engine, data: DataConfig, records: Sequence[Record]) -> ExtractionRunner:
+    """An extraction runner prompting as training did: same prompt config, same hints source."""
+    sampling = getattr(getattr(engine, "config", None), "sampling", None)
+    if data.prompt.hints and data.hints_source == "spans":
+        hints_fn = hints_function(data)
+        hints = {(r.doc_id, r.sentence): hints_fn(r) for r in records}
+        return _RecordHintsRunner(engine, data.prompt, hints, sampling=sampling)
+    matcher = drug_matcher() if data.prompt.hints else None
+    return ExtractionRunner(engine, data.prompt, matcher=matcher, sampling=sampling)
+
+
+def evaluate_dev(model, tokenizer, records: Sequence[Record], data: DataConfig, *, max_new_tokens: int = 256,
+                 batch_size: int = 8, progress: bool = True) -> dict[str, Any]:
+    """Official DrugComb metrics (``evaluate_drugcomb``'s summary) of an in-memory model on ``records``.
+
+    Greedy decoding.  The tokenizer's padding side and the model's train/eval mode are restored afterwards
+    (the tokenizer may still be saved with the merged weights).
+    """
+    from model.engines.base import EngineConfig, SamplingConfig
+    from model.engines.transformers_engine import TransformersEngine
+    from model.evaluation.run import evaluate_drugcomb
+
+    config = EngineConfig(kind="transformers", batch_size=batch_size,
+                          sampling=SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0))
+    config.validate()
+    padding_side, was_training = tokenizer.padding_side, model.training
     try:
-        for start in range(0, len(conversations), batch_size):
-            chunk = conversations[start:start + batch_size]
-            prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chunk]
-            enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            with torch.no_grad():
-                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
-            texts += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        engine = TransformersEngine(config, model=model, tokenizer=tokenizer)
+        runner = dev_runner(engine, data, records)
+        return evaluate_drugcomb([r.raw for r in records], runner, progress=progress).summary
     finally:
-        tokenizer.padding_side = side
-        if was_training:
-            model.train()
-    return texts
-
-
-def evaluate_records(model, tokenizer, records: Sequence[Any], prompt: PromptConfig, *,
-                     hints_fn: Callable[[Any], list[str]] | None = None, max_new_tokens: int = 256,
-                     batch_size: int = 8) -> dict[str, Any]:
-    """Official DrugComb metrics of the model on ``records`` (training.data.Record with ``raw``)."""
-    started = time.perf_counter()
-    conversations = [build_messages(r.sentence, r.paragraph, prompt, hints=hints_fn(r) if hints_fn else None)
-                     for r in records]
-    texts = generate_texts(model, tokenizer, conversations, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    gold: list[SetRelation] = []
-    pred: list[SetRelation] = []
-    statuses: dict[str, int] = {}
-    for record, text in zip(records, texts):
-        parsed = parse_completion(text, record.sentence)
-        statuses[parsed.status] = statuses.get(parsed.status, 0) + 1
-        gold += gold_relations(record.raw)
-        rows, _problems = prediction_rows(record.raw, [r.as_dict() for r in parsed.relations])
-        pred += [SetRelation.make(row["doc_id"], row["drug_idxs"], row["relation_label"]) for row in rows]
-    failed = sum(n for s, n in statuses.items() if s not in ("ok", "repaired"))
-    return {
-        "sentences": len(records),
-        "prompt_version": prompt_version(prompt),
-        "official": score_official(gold, pred),
-        "parse_status": statuses,
-        "parse_failure_rate": failed / len(records) if records else 0.0,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+        tokenizer.padding_side = padding_side
+        model.train(was_training)

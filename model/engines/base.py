@@ -79,6 +79,12 @@ def engine_model_id(config: EngineConfig) -> str:
         return f"rule:{config.kind.removeprefix('rule_')}"
     if config.kind == "openai":
         return f"openai:{config.served_model or config.model}@{config.base_url}"
+    from model.embedded import BUNDLED_ADAPTERS, resolve_model_and_adapter
+
+    if config.model in BUNDLED_ADAPTERS:
+        _, folder = resolve_model_and_adapter(config.model, config.adapter_path)
+        model = f"{config.model}@{_adapter_fingerprint(folder).split('@')[1]}"
+        return model if config.kind == "transformers" else f"{config.kind}:{model}"
     model = "embedded:SmolLM2-135M-Instruct" if config.model == "embedded" else config.model
     if config.adapter_path:
         model += f"+adapter:{_adapter_fingerprint(config.adapter_path)}"

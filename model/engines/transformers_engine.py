@@ -155,12 +155,13 @@ def _load(config: EngineConfig):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from model.embedded import resolve_model_path
+    from model.embedded import resolve_model_and_adapter, resolve_model_path
 
     if not config.allow_download:
         # Offline unless the user asked for a hub model explicitly (nothing downloads behind their back).
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    path, local_only = resolve_model_path(config.model, allow_network=config.allow_download)
+    base, adapter_path = resolve_model_and_adapter(config.model, config.adapter_path)
+    path, local_only = resolve_model_path(base, allow_network=config.allow_download)
     device = config.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -169,11 +170,11 @@ def _load(config: EngineConfig):
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=local_only,
                                                  dtype=_dtype(config.dtype, device)).to(device)
     model_id = engine_model_id(config)
-    if config.adapter_path:
+    if adapter_path:
         from peft import PeftModel
 
-        if not os.path.isdir(config.adapter_path):
-            raise ValueError(f"adapter folder not found: {config.adapter_path}")
-        model = PeftModel.from_pretrained(model, config.adapter_path)
+        if not os.path.isdir(adapter_path):
+            raise ValueError(f"adapter folder not found: {adapter_path}")
+        model = PeftModel.from_pretrained(model, adapter_path)
     log.info("loaded %s on %s in %.1fs", model_id, device, time.perf_counter() - started)
     return model, tokenizer, model_id

@@ -29,10 +29,11 @@ class VLLMEngine(Engine):
             raise ValueError("a vLLM engine already exists in this process; reuse it (one engine per process)")
         from vllm import LLM
 
-        from model.embedded import resolve_model_path
+        from model.embedded import resolve_model_and_adapter, resolve_model_path
 
         self.config = config
-        path, _local = resolve_model_path(config.model, allow_network=config.allow_download)
+        base, adapter_path = resolve_model_and_adapter(config.model, config.adapter_path)
+        path, _local = resolve_model_path(base, allow_network=config.allow_download)
         kwargs = dict(
             model=path,
             tensor_parallel_size=config.tensor_parallel_size,
@@ -43,13 +44,13 @@ class VLLMEngine(Engine):
         if config.max_model_len:
             kwargs["max_model_len"] = config.max_model_len
         self._lora = None
-        if config.adapter_path:
+        if adapter_path:
             from vllm.lora.request import LoRARequest
 
-            if not os.path.isdir(config.adapter_path):
-                raise ValueError(f"adapter folder not found: {config.adapter_path}")
+            if not os.path.isdir(adapter_path):
+                raise ValueError(f"adapter folder not found: {adapter_path}")
             kwargs["enable_lora"] = True
-            self._lora = LoRARequest("rexdrug-adapter", 1, config.adapter_path)
+            self._lora = LoRARequest("rexdrug-adapter", 1, adapter_path)
         self.llm = LLM(**kwargs)
         self.model_id = engine_model_id(config)
         _ACTIVE.append(self)
