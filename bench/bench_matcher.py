@@ -7,6 +7,7 @@ Quality (gold spans of DrugComb, which were annotated with a 2,410-name dictiona
   * precision: mentions in the gold sentence that overlap a gold span / all mentions (a lower bound:
     the gold misses drugs outside its dictionary, e.g. "brivudin");
   * relation coverage: gold relations all of whose drug spans are found;
+  (each sentence is matched with the abbreviations its paragraph defines, as ``etl.candidates`` does);
   * candidate rate on real PubMed abstracts (data/pubmed/pmparser baseline file): the share of
     sentences the selection keeps (the LLM's cost).
 Speed: mentions/s over the DrugComb paragraphs; the baseline in the same process is the bare
@@ -38,7 +39,9 @@ def quality(records: list[dict], matcher, misses: Counter | None = None, fps: Co
     n_rels = n_rels_ok = 0
     for rec in records:
         sent = rec["sentence"]
-        mentions = matcher.find(sent)
+        # as etl.candidates does: short forms the abstract defines ("buspirone (BU)") hold in each sentence
+        defs = matcher.abbreviations(rec["paragraph"]) if rec.get("paragraph") else None
+        mentions = matcher.find(sent, abbreviations=defs)
         n_mentions += len(mentions)
         found_ids = set()
         for span in rec["spans"]:

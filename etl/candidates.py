@@ -7,6 +7,7 @@ The article's MeSH chemical list is used as evidence (``DrugMatcher.evidence_fro
   * it enables ambiguous regimen acronyms flagged ``needs_evidence`` ("TC", "AC", "ICE") only when
     the indexers listed one of their components for this article;
   * when an alias has several readings in the KB, the one the chemical list names wins.
+Abbreviations an abstract defines in one sentence ("buspirone (BU)") are read in all its sentences.
 Sentence context (the abstract) is joined from the articles table, not stored per row (see
 ``schemas/drugs.py``). Titles are not split: offsets index the abstract only.
 """
@@ -31,9 +32,8 @@ def _count_distinct(mentions, matcher) -> tuple[int, int]:
     also named in the sentence ("TC (paclitaxel/carboplatin)" is two drugs, not three)."""
     drugs = {m.id for m in mentions if not m.is_class}
     classes = {m.id for m in mentions if m.is_class}
-    entries = matcher.kb.entries
     for d in list(drugs):
-        comps = entries[d].components
+        comps = matcher.entry(d).components
         if comps and all(c in drugs for c in comps):
             drugs.discard(d)
     return len(drugs), len(classes)
@@ -44,9 +44,17 @@ def sentence_rows(pmid: str, pmid_version: int, abstract: str | None, matcher, e
     rows = []
     if not abstract:
         return rows
-    for index, (start, end) in enumerate(split_sentences(abstract)):
+    spans = split_sentences(abstract)
+    found = [matcher.find(abstract[start:end], evidence=evidence) for start, end in spans]
+    # short forms an abstract defines once ("ipsapirone (IPSA)") name the drug in its other sentences
+    defs: dict = {}
+    for (start, end), mentions in zip(spans, found):
+        for sf, mention in matcher.abbreviations(abstract[start:end], mentions).items():
+            defs.setdefault(sf, mention)
+    for index, ((start, end), mentions) in enumerate(zip(spans, found)):
         text = abstract[start:end]
-        mentions = matcher.find(text, evidence=evidence)
+        if defs and any(sf in text for sf in defs):
+            mentions = matcher.find(text, evidence=evidence, abbreviations=defs)
         n_drugs, n_classes = _count_distinct(mentions, matcher)
         rows.append({
             "pmid": pmid,

@@ -91,3 +91,22 @@ def test_runs_in_spark_map_in_arrow(spark):
 
     out = df.mapInArrow(fn, to_spark(SENTENCES)).collect()
     assert len(out) == 4 and sum(r["is_candidate"] for r in out) == 2
+
+
+def test_abbreviation_defined_in_one_sentence_counts_in_the_next():
+    out = sentence_table(articles([{
+        "pmid": "9", "pmid_version": 1, "title": "t", "chemicals": [],
+        "abstract": "The agonists buspirone (BU) and ipsapirone (IPSA) were studied. BU and IPSA acted additively.",
+    }]))
+    second = out.to_pylist()[1]
+    assert [(m["surface"], m["preferred_name"]) for m in second["mentions"]] == [("BU", "Buspirone"), ("IPSA", "Ipsapirone")]
+    assert second["is_candidate"]
+
+
+def test_research_codes_are_candidate_drugs():
+    out = sentence_table(articles([{
+        "pmid": "10", "pmid_version": 1, "title": "t", "chemicals": [],
+        "abstract": "PF-4708671 potentiated selumetinib.",
+    }]))
+    row = out.to_pylist()[0]
+    assert row["n_distinct_drugs"] == 2 and row["mentions"][0]["id"] == "RXD:CODE:PF4708671"

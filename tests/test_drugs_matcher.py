@@ -108,3 +108,60 @@ def test_recall_regression_on_drugcomb_train_slice(matcher):
             n_rel_ok += all(s in found for s in rel["spans"])
     assert n_found / n_gold >= 0.975
     assert n_rel_ok / n_rel >= 0.95
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # primes/apostrophes are dropped like hyphens: any spelling of the prime reads the same
+        ("5'-Aza-2'-deoxycytidine", [("5'-Aza-2'-deoxycytidine", "decitabine")]),
+        ("5-aza-2′-deoxycytidine", [("5-aza-2′-deoxycytidine", "decitabine")]),
+        # INN-only UNII substances and curated real drugs the vocabularies miss
+        ("ipsapirone and veratridine", [("ipsapirone", "ipsapirone"), ("veratridine", "veratridine")]),
+        ("radium-223 with DPDPE", [("radium-223", "radium ra 223 dichloride"), ("DPDPE", "dpdpe")]),
+        # missing curated aliases: old names, word-order variants, spelled-out forms, a misspelling
+        ("rubidazone plus beta-interferon", [("rubidazone", "zorubicin"), ("beta-interferon", "human interferon beta")]),
+        ("intravenous immunoglobulin", [("intravenous immunoglobulin", "human immunoglobulin g")]),
+        ("acetylsalicyclic acid", [("acetylsalicyclic acid", "aspirin")]),
+        ("ATGAM and TVR", [("ATGAM", "antilymphocyte immunoglobulin (horse)"), ("TVR", "telaprevir")]),
+        # research codes by sponsor prefix and shape; cell lines and genes are not codes
+        ("PF-4708671, LY3022855 and CP-870,893", [("PF-4708671", "pf-4708671"), ("LY3022855", "ly3022855"),
+                                                  ("CP-870,893", "cp-870,893")]),
+        ("HT-1080 and NCI-H460 cells; CD20 and PF-1", []),
+    ],
+)
+def test_recall_fix_cases(matcher, text, expected):
+    assert names(matcher, text) == expected
+
+
+def test_research_code_ids_and_entry(matcher):
+    m = matcher.find("GSK2336805")[0]
+    assert m.id == "RXD:CODE:GSK2336805" and not m.is_class
+    assert matcher.entry(m.id).components == () and matcher.entry("DB00515").preferred_name == "Cisplatin"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # a definition in the text: the "(SF)" itself is not a second mention, later uses are
+        ("buspirone (BU) and ipsapirone ( IPSA ); BU and IPSA act additively",
+         [("buspirone", "buspirone"), ("ipsapirone", "ipsapirone"), ("BU", "buspirone"), ("IPSA", "ipsapirone")]),
+        ("Mullerian Inhibiting Substance (MIS) with rapamycin; MIS alone",
+         [("Mullerian Inhibiting Substance", "anti-mullerian hormone"), ("rapamycin", "sirolimus"), ("MIS", "anti-mullerian hormone")]),
+        # not definitions: letters not in the long form, a class long form, a stop-listed short form
+        ("cisplatin (XYZ) then XYZ", [("cisplatin", "cisplatin")]),
+        ("tyrosine kinase inhibitors (TKIs) then TKIs", [("tyrosine kinase inhibitors", "tyrosine kinase inhibitor")]),
+        ("serotonin (5-HT) and 5-HT", [("serotonin", "serotonin")]),
+    ],
+)
+def test_abbreviations_defined_in_the_text(matcher, text, expected):
+    assert names(matcher, text) == expected
+
+
+def test_abbreviations_defined_elsewhere_in_the_abstract(matcher):
+    abstract = "We studied telaprevir (TVR) and buspirone (BU)."
+    defs = matcher.abbreviations(abstract)
+    assert {k: v.preferred_name.lower() for k, v in defs.items()} == {"TVR": "telaprevir", "BU": "buspirone"}
+    assert names(matcher, "BU and TVRs with ribavirin", abbreviations=defs) == [
+        ("BU", "buspirone"), ("TVRs", "telaprevir"), ("ribavirin", "ribavirin")]
+    assert names(matcher, "BU and ribavirin") == [("ribavirin", "ribavirin")]  # BU alone is not a drug

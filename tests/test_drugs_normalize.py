@@ -62,3 +62,11 @@ def test_unknown_is_explicitly_unnormalized(name):
     assert set(r) == KEYS
     assert r["id"] is None and r["matched_by"] == "unnormalized"
     assert r["ids"] == {"drugbank": None, "unii": None, "mesh": None}
+
+
+def test_research_code_outside_the_kb_normalizes_by_shape():
+    from etl.drugs.normalize import normalize
+
+    r = normalize("PF-4708671")
+    assert (r["id"], r["matched_by"]) == ("RXD:CODE:PF4708671", "code")
+    assert normalize("HT-1080")["id"] is None

@@ -15,9 +15,13 @@ Rules (documented here because the artifact is committed and reviewed by its dif
     and a parenthesised qualifier stripped, see ``parent_name``) when the parent exists; brand names are aliases of their generic entry.
   * Multi-ingredient products of the DrugBank package ("abacavir, dolutegravir, and lamivudine") are
     left out, so the matcher finds each ingredient instead of one opaque product.
-  * UNII substances not linked to a DrugBank entry are kept only if they look like drugs: an official
-    (``of``) or brand (``bn``) UNII name and an exact-name MeSH descriptor that is neither
-    organism-shaped ("Klebsiella pneumoniae") nor a biomolecule heading (enzymes, receptors, proteins).
+  * UNII substances not linked to a DrugBank entry are kept only if they look like drugs: an INN
+    (a UNII name tagged ``[INN]``: "ipsapirone"), or an official (``of``) or brand (``bn``) UNII name
+    and an exact-name MeSH descriptor that is neither organism-shaped ("Klebsiella pneumoniae") nor a
+    biomolecule heading (enzymes, receptors, proteins).
+  * ``curated/entities.csv`` adds real drugs the rules above leave out (UNII code + aliases:
+    "veratridine", "DPDPE"); ``curated/code_prefixes.txt`` lists the company prefixes of research
+    codes ("PF-4708671") that the matcher recognises by shape (copied into ``provenance.json``).
   * Entries of the DrugBank package without a DrugBank id are MeSH headings: kept only when their tree
     numbers are drug-like (``_DRUG_TREES``); pharmacologic-action headings (D27) and plural group
     headings ("Phosphates") are flagged ``is_class``.
@@ -378,6 +382,7 @@ def _add_unii(b: _Builder, unii: dict, mesh: dict, mesh_names: dict) -> None:
     """Link UNII substances to entities (parents then salts), add drug-like unlinked ones, claim names."""
     parents: dict[str, str] = {}  # UNII code -> entity id
     salt_codes = []
+    inn_only: set[str] = set()
     for code in sorted(unii):
         rec = unii[code]
         display = rec["display"]
@@ -392,13 +397,20 @@ def _add_unii(b: _Builder, unii: dict, mesh: dict, mesh_names: dict) -> None:
             # drug-like: a marketed substance (has a brand name) with an exact-name MeSH descriptor that
             # is not an organism ("Klebsiella pneumoniae"); MeSH alone lets in proteins and reagents
             official = any(t in ("bn", "of") for _, t in rec["names"])
-            if not (mesh_id and official) or _ORGANISM_RE.match(mesh_name or "") or _BIOMOLECULE_RE.search(mesh_name or ""):
+            # an International Nonproprietary Name is a drug by definition ("ipsapirone"), MeSH or not
+            inn = any(n.endswith("[INN]") for n, _ in rec["names"])
+            mesh_drug = (mesh_id and official and not _ORGANISM_RE.match(mesh_name or "")
+                         and not _BIOMOLECULE_RE.search(mesh_name or ""))
+            if not (inn or mesh_drug):
                 continue
             pretty = display[:1] + display[1:].lower()  # UNII names are upper case
             b.add_entity(Entity(code, pretty, unii=code, mesh=mesh_id, source="unii"))
             b.claim(display, code, "unii_of")
             ent_id = code
             b.counts["unii_only_entities"] += 1
+            if inn and not mesh_drug:  # only its INN and codes: common names include words ("THANKS")
+                inn_only.add(code)
+                b.counts["unii_only_inn_entities"] += 1
         else:
             ent = b.entities[ent_id]
             if ent.unii is None:
@@ -415,6 +427,8 @@ def _add_unii(b: _Builder, unii: dict, mesh: dict, mesh_names: dict) -> None:
     for code, ent_id in parents.items():
         for name, typ in unii[code]["names"]:
             src = _UNII_KEEP_TYPES.get(typ)
+            if code in inn_only and typ == "cn" and not name.endswith("[INN]"):
+                src = None
             alias = prune_unii_name(name, typ) if src else None
             if alias is None:
                 dropped += 1
@@ -423,6 +437,32 @@ def _add_unii(b: _Builder, unii: dict, mesh: dict, mesh_names: dict) -> None:
             b.claim(alias, ent_id, src)
     b.counts["unii_names_kept"] = kept
     b.counts["unii_names_pruned"] = dropped
+
+
+def _add_curated_entities(b: _Builder, unii: dict, mesh: dict) -> None:
+    """Real drugs the vocabulary rules leave out, by UNII code (id rule: an existing entity wins)."""
+    for row in _read_csv("entities.csv"):
+        code = row["unii"]
+        if code not in unii:
+            raise ValueError(f"curated entity {row['name']!r}: UNII {code!r} is not in the UNII table")
+        ent_id = b.resolve_name(row["name"]) or code
+        if ent_id not in b.entities:
+            b.add_entity(Entity(code, row["name"], unii=code, mesh=mesh.get(row["name"].lower()), source="curated"))
+            b.counts["curated_entities"] += 1
+        for alias in [row["name"], *_split(row["aliases"])]:
+            b.claim(alias, ent_id, "curated", case_sensitive=is_acronym(alias) or alias.isupper())
+
+
+def load_code_prefixes() -> list[str]:
+    """Company prefixes of research drug codes ("PF" of "PF-4708671"), one per line in the curated file."""
+    out = []
+    for line in (CURATED_DIR / "code_prefixes.txt").read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            if not re.fullmatch(r"[A-Z]{2,6}", line):
+                raise ValueError(f"curated code prefix {line!r}: expected 2-6 upper-case letters")
+            out.append(line)
+    return sorted(set(out))
 
 
 def _add_curated(b: _Builder, mesh: dict) -> None:
@@ -543,6 +583,7 @@ def build_kb(out_dir: Path | None = None) -> dict:
     b = _Builder()
     _add_drugbank(b, load_drugbank_dictionary(), unii, unii_by_display, mesh)
     _add_unii(b, unii, mesh, load_mesh_names())
+    _add_curated_entities(b, unii, mesh)
     _add_curated(b, mesh)
     rows, report = _resolve(b, load_stoplist())
     used = {r["id"] for r in rows} | {a for r in rows for a in r["alt_ids"]}
@@ -576,6 +617,8 @@ def build_kb(out_dir: Path | None = None) -> dict:
         "sources": versions,
         "curated_files": sorted(p.name for p in CURATED_DIR.iterdir() if p.is_file()),
         "counts": counts,
+        "code_prefixes": load_code_prefixes(),
+        "stop_aliases": sorted(load_stoplist()),
         "files": {p: (out_dir / p).stat().st_size for p in ("entities.parquet", "aliases.parquet", "prefixes.parquet", "ambiguous_aliases.csv")},
     }
     (out_dir / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")

@@ -3,16 +3,23 @@
 The text is tokenized once with one compiled regex (C speed); only tokens that start some alias
 (a dict lookup) open a window, and the window is tried longest-first against the alias dict, so a
 typical abstract costs one dict lookup per token. Plural tokens ("taxanes") are also tried singular.
+
+Two text-driven readings complete the dictionary:
+  * research codes by shape: a sponsor prefix of ``curated/code_prefixes.txt`` then digits
+    ("PF-4708671", "CP-870,893") is a drug even when no vocabulary lists it (id ``RXD:CODE:<code>``);
+  * abbreviations the text defines: a (non-class) drug mention followed by ``(SF)`` ("cisplatin (CDDP)",
+    "ipsapirone (IPSA)") makes later occurrences of SF mentions of the same entry, within the text
+    and, through ``abbreviations``/``find(..., abbreviations=)``, in the other sentences of an abstract.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from etl.drugs.kb import AliasEntry, DrugKB
+from etl.drugs.kb import AliasEntry, DrugEntry, DrugKB
 from etl.drugs.text import singular, token_arrays, tokenize
 
 _COMPACT_RE = re.compile(r"[\s\-\u2010\u2011\u2012\u2013\u2014]+")
@@ -28,19 +35,114 @@ class Mention:
     is_class: bool
 
 
+CODE_ID_PREFIX = "RXD:CODE:"
+# "(SF)" right after a mention: one token of 2-12 characters with an upper-case letter, nothing else
+_DEFINITION_RE = re.compile(r"\s*[(\[]\s*([A-Za-z0-9][\w\-/+.]{0,10}[\w+])\s*[)\]]")
+
+
+def _is_short_form(sf: str, long_form: str) -> bool:
+    """Schwartz-Hearst test: SF has an upper-case letter, starts like a word of the long form and its
+    letters occur in order in it ("IPSA" of "ipsapirone", "AzadC" of "5'-Aza-2'-deoxycytidine")."""
+    if not any(c.isupper() for c in sf) or sf.isdigit() or len(sf) > len(long_form):
+        return False
+    letters = [c for c in sf.lower() if c.isalpha()]
+    low = long_form.lower()
+    if not letters or not re.search(r"(?:^|[^a-z])" + re.escape(letters[0]), low):
+        return False
+    pos = low.find(letters[0])
+    for c in letters[1:]:
+        pos = low.find(c, pos + 1)
+        if pos < 0:
+            return False
+    return True
+
+
 class DrugMatcher:
     def __init__(self, kb: DrugKB):
         self.kb = kb
+        prefixes = kb.provenance.get("code_prefixes") or []
+        # sponsor prefix, optional hyphen/space, 3-7 digits, optional ",ddd" group and letter suffix
+        self._code_re = re.compile(
+            r"(?<![\w\-/])(?:" + "|".join(map(re.escape, prefixes)) + r")[\-\u2010\u2011 ]?\d{3,7}(?:,\d{3})?[A-Z]?(?![\w\-])"
+        ) if prefixes else None
+        # stop-listed aliases ("5-HT") stay unmatched even when a text defines them
+        self._stop_keys = frozenset(kb.provenance.get("stop_aliases") or ())
 
-    def find(self, text: str, evidence: Iterable[str] | None = None) -> list[Mention]:
+    def entry(self, entry_id: str) -> DrugEntry:
+        """The KB entry of a mention id, or a synthetic entry for a research code (``RXD:CODE:``)."""
+        ent = self.kb.entries.get(entry_id)
+        if ent is None and entry_id.startswith(CODE_ID_PREFIX):
+            code = entry_id[len(CODE_ID_PREFIX):]
+            return DrugEntry(entry_id, code, None, None, None, False, False, ())
+        if ent is None:
+            raise KeyError(entry_id)
+        return ent
+
+    def find(self, text: str, evidence: Iterable[str] | None = None,
+             abbreviations: Mapping[str, Mention] | None = None) -> list[Mention]:
         """Drug mentions in ``text``, left to right, non-overlapping, longest match first.
 
         ``evidence``: entry ids the article's own MeSH chemical list supports (see
         ``evidence_from_chemicals``); it enables aliases flagged ``needs_evidence`` (e.g. "TC") and
         picks the supported reading of an ambiguous alias.
+        ``abbreviations``: short forms defined elsewhere in the article (``abbreviations()``), read as
+        their defining mention's entry; definitions inside ``text`` itself are always used.
         """
         if not text:
             return []
+        out = self._base_mentions(text, evidence)
+        local = self._definitions(text, out)
+        defs = {sf: m for sf, m, _ in local}
+        if abbreviations:
+            defs = {**abbreviations, **defs}
+        if defs:
+            # the "(SF)" of a definition repeats its long form's mention: not a second mention
+            at_definition = {start for _, _, start in local}
+            out = _merge(out, [m for m in _short_form_mentions(text, defs) if m.start not in at_definition])
+        return out
+
+    def abbreviations(self, text: str, mentions: list[Mention] | None = None) -> dict[str, Mention]:
+        """Short forms ``text`` defines for drug mentions: ``{"IPSA": <mention of ipsapirone>}``.
+
+        ``mentions``: the mentions of ``text`` if already found (saves a second pass)."""
+        if mentions is None:
+            mentions = self._base_mentions(text, None)
+        return {sf: m for sf, m, _ in self._definitions(text, mentions)}
+
+    def _definitions(self, text: str, mentions: list[Mention]) -> list[tuple[str, Mention, int]]:
+        """(short form, defining mention, offset of the short form) for each "<mention> (SF)"."""
+        taken = {m.surface: m.id for m in mentions}
+        seen: set[str] = set()
+        out = []
+        for m in mentions:
+            if m.is_class:  # "tyrosine kinase inhibitors (TKIs)": class short forms are mostly noise
+                continue
+            d = _DEFINITION_RE.match(text, m.end)
+            if d is None:
+                continue
+            sf = d.group(1)
+            if (taken.get(sf, m.id) != m.id or sf in seen or not _is_short_form(sf, m.surface)
+                    or _key(sf) in self._stop_keys):
+                continue  # an SF that names another drug is no definition; the first definition wins
+            seen.add(sf)
+            out.append((sf, m, d.start(1)))
+        return out
+
+    def _base_mentions(self, text: str, evidence: Iterable[str] | None) -> list[Mention]:
+        """Dictionary mentions plus research codes (codes never override a dictionary match)."""
+        out = self._dictionary_mentions(text, evidence)
+        if self._code_re is not None:
+            out = _merge(out, self._code_mentions(text))
+        return out
+
+    def _code_mentions(self, text: str) -> list[Mention]:
+        out = []
+        for m in self._code_re.finditer(text):
+            code = re.sub(r"[\s\-\u2010\u2011,]", "", m.group())
+            out.append(Mention(m.start(), m.end(), m.group(), CODE_ID_PREFIX + code, m.group(), False))
+        return out
+
+    def _dictionary_mentions(self, text: str, evidence: Iterable[str] | None) -> list[Mention]:
         evidence = frozenset(evidence) if evidence else frozenset()
         starts, ends, words = token_arrays(text)
         n = len(words)
@@ -124,6 +226,25 @@ class DrugMatcher:
             if hit:
                 ids.add(hit)
         return frozenset(ids)
+
+
+def _merge(first: list[Mention], extra: list[Mention]) -> list[Mention]:
+    """``first`` plus the ``extra`` mentions that overlap none of them, in text order."""
+    if not extra:
+        return first
+    kept = [m for m in extra if not any(f.start < m.end and m.start < f.end for f in first)]
+    return sorted(first + kept, key=lambda m: m.start) if kept else first
+
+
+def _short_form_mentions(text: str, defs: Mapping[str, Mention]) -> list[Mention]:
+    """Occurrences of defined short forms (exact case, whole word, optional plural "s")."""
+    pattern = re.compile(r"(?<![\w\-])(" + "|".join(re.escape(k) for k in sorted(defs, key=len, reverse=True))
+                         + r")s?(?![\w\-])")
+    out = []
+    for m in pattern.finditer(text):
+        d = defs[m.group(1)]
+        out.append(Mention(m.start(), m.end(), m.group(), d.id, d.preferred_name, d.is_class))
+    return out
 
 
 def _key(name: str) -> str:

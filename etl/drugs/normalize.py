@@ -71,7 +71,8 @@ def normalize(name: str, kb: DrugKB | None = None) -> dict:
     """``{name, id, preferred_name, ids{drugbank,unii,mesh}, is_class, components, matched_by}``.
 
     ``matched_by``: "id", "preferred_name", "alias", "plural", "salt", "dose_stripped",
-    "parenthesis", "mention" (one drug found inside a longer phrase), or "unnormalized" (``id=None``).
+    "parenthesis", "mention" (one drug found inside a longer phrase), "code" (a research code outside
+    the KB, id ``RXD:CODE:<code>``), or "unnormalized" (``id=None``).
     A regimen ("FOLFOX") comes back with its ``components``, each normalized.
     """
     try:
@@ -118,4 +119,8 @@ def _from_mentions(kb: DrugKB, name, text: str) -> dict:
     leftover = [t for t in alias_key(rest).split(" ") if t and t.isalnum()]
     if any(t not in _FILLER for t in leftover):
         return _unnormalized(name)
-    return _result(kb, name, ids.pop(), "mention")
+    found = ids.pop()
+    if found not in kb.entries:  # a research code ("PF-4708671"): a drug outside the KB
+        e = matcher.entry(found)
+        return {**_unnormalized(name), "id": e.id, "preferred_name": e.preferred_name, "matched_by": "code"}
+    return _result(kb, name, found, "mention")

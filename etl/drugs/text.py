@@ -2,7 +2,8 @@
 
 One rule for all three, so an alias built offline and a span read from an abstract fold to the
 same key: words are runs of letters/digits (``\\w``); hyphens are dropped (so "5-FU" == "5 FU" and
-"cisplatin-based" yields the token "cisplatin"); any other punctuation is its own token (so
+"cisplatin-based" yields the token "cisplatin"); apostrophes and primes are dropped too (so
+"5'-aza-2'-deoxycytidine" == "5-aza-2'-deoxycytidine" == "5-aza-2-deoxycytidine"); any other punctuation is its own token (so
 "paclitaxel/carboplatin" is three tokens and neither drug swallows the other). Tokens are
 NFKD-folded (accents dropped), lower-cased, Greek letters spelled out, and "alfa" read as "alpha".
 """
@@ -15,6 +16,8 @@ import unicodedata
 # \w already covers Greek letters and digits; underscores are rare enough in abstracts to ignore.
 TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 _HYPHENS = frozenset("-\u2010\u2011\u2012\u2013\u2014\u2212\u00ad")
+# Apostrophes/primes: chemical primes ("2'-deoxy") are written with ', \u2019 or \u2032 at random.
+_SKIPPED = _HYPHENS | frozenset("'\u2019\u2032\u02b9")
 
 _GREEK = {
     "α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "ε": "epsilon", "ζ": "zeta", "η": "eta",
@@ -38,7 +41,7 @@ def fold_token(token: str) -> str:
 
 
 # Same tokens as TOKEN_RE minus the hyphens, for the fast path (ASCII text lower-cased in one call).
-_FAST_TOKEN_RE = re.compile(r"\w+|[^\w\s\-\u2010-\u2014\u2212\u00ad]")
+_FAST_TOKEN_RE = re.compile(r"\w+|[^\w\s\-\u2010-\u2014\u2212\u00ad'\u2019\u2032\u02b9]")
 
 
 def token_arrays(text: str) -> tuple[list[int], list[int], list[str]]:
@@ -55,11 +58,11 @@ def token_arrays(text: str) -> tuple[list[int], list[int], list[str]]:
 
 
 def tokenize(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, folded token) for each token of ``text``; hyphens are skipped."""
+    """(start, end, folded token) for each token of ``text``; hyphens and apostrophes are skipped."""
     out = []
     for m in TOKEN_RE.finditer(text):
         tok = m.group()
-        if tok in _HYPHENS:
+        if tok in _SKIPPED:
             continue
         out.append((m.start(), m.end(), fold_token(tok)))
     return out
