@@ -115,8 +115,10 @@ class SweepConfig:
     since: str | None = None  # source "entrez": YYYY/MM/DD
     until: str | None = None
     datetype: str = "edat"  # "edat" (new records) | "mdat" (revised records)
-    engine: EngineConfig = field(default_factory=EngineConfig)
-    prompt: PromptConfig = field(default_factory=PromptConfig)
+    # The embedded default: rexdrug-smol (SmolLM2-135M + our LoRA adapter) with the prompt it was
+    # trained on.  For the released RexDrug weights use prompt.variant=rexdrug (configs/model/).
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(model="rexdrug-smol"))
+    prompt: PromptConfig = field(default_factory=lambda: PromptConfig(variant="compact", hints=True, context="sentence"))
     extract_partitions: int = 0  # 0: Spark's default parallelism
     batch_size: int = 16  # sentences per engine call
     threads_per_task: int = 0  # torch threads per extraction task; 0: cores / concurrent tasks

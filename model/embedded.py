@@ -167,6 +167,16 @@ def resolve_model_and_adapter(model: str, adapter_path: str | None) -> tuple[str
     return base, str(folder)
 
 
+def bundled_prompt(model: str) -> dict | None:
+    """The prompt config a bundled adapter was trained with (from its training provenance), or None."""
+    if model not in BUNDLED_ADAPTERS:
+        return None
+    provenance = BUNDLED_ADAPTERS[model][1] / "rexdrug_training.json"
+    if not provenance.is_file():
+        return None
+    return json.loads(provenance.read_text()).get("config", {}).get("data", {}).get("prompt")
+
+
 def model_info() -> dict:
     """Facts about the embedded model for ``rexdrug model info``."""
     info: dict = {"name": EMBEDDED_NAME, "origin": EMBEDDED_ID, "package": EMBEDDED_PACKAGE}

@@ -11,12 +11,13 @@ from model.prompting import CONTEXTS, VARIANTS, PromptConfig
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
-    g.add_argument("--model", help="'embedded' (default), a local HF folder, a hub id (with --allow-download), "
+    g.add_argument("--model", help="'embedded' (default), 'rexdrug-smol' (embedded + our adapter), a local HF folder, a hub id (with --allow-download), "
                                    "or a rule baseline: rule_all_drugs | rule_no_comb | rule_cue")
     g.add_argument("--engine", choices=ENGINE_KINDS, help="engine kind (default: transformers; rules imply theirs)")
     g.add_argument("--adapter", help="LoRA adapter folder to layer on the model")
     g.add_argument("--engine-config", help="engine YAML (configs/model/*.yaml)")
-    g.add_argument("--prompt", choices=VARIANTS, help="prompt variant (default rexdrug)")
+    g.add_argument("--prompt", choices=VARIANTS,
+                   help="prompt variant (default: rexdrug, or the one a bundled model was trained with)")
     g.add_argument("--context", choices=CONTEXTS, help="context given with the sentence (default abstract)")
     g.add_argument("--hints", action="store_true", help="list the matcher's candidate drugs in the prompt")
     g.add_argument("--max-new-tokens", type=int, help="generation budget per sentence")
@@ -47,7 +48,15 @@ def engine_and_prompt(args: argparse.Namespace) -> tuple[EngineConfig, PromptCon
     if args.allow_download:
         overrides.append("allow_download=true")
     engine_config = load_config(EngineConfig, args.engine_config, overrides)
-    prompt = PromptConfig(variant=args.prompt or "rexdrug", context=args.context or "abstract", hints=args.hints)
+    from model.embedded import bundled_prompt
+
+    # A bundled model is prompted the way it was trained unless the user says otherwise.
+    trained = bundled_prompt(model) or {}
+    prompt = PromptConfig(
+        variant=args.prompt or trained.get("variant", "rexdrug"),
+        context=args.context or trained.get("context", "abstract"),
+        hints=args.hints or bool(trained.get("hints", False)),
+    )
     prompt.validate()
     return engine_config, prompt
 
