@@ -7,7 +7,7 @@
    articles made by replicating real NLM records (the bundled 2020 baseline sample) under new PMIDs.
    Spark is started and warmed first; abstracts/s is measured once Spark is up (target >= 1,000/s on
    2 cores), with the share of time per stage.
-2. With the embedded CPU model: candidate sentences/s through the same sweep (a few candidates).
+2. With the embedded default model (rexdrug-smol): candidate sentences/s through the same sweep.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def main() -> int:
         if args.model_sentences:
             summary, seconds = run(spark, tmp / "model", inputs[:1], "transformers", args.model_sentences)
             extract = summary.stage_seconds.get("extract", seconds)
-            print(f"Embedded model (SmolLM2-135M, CPU): {summary.n_extracted} sentences, extract stage {extract:.1f}s "
+            print(f"Embedded default model (rexdrug-smol, CPU): {summary.n_extracted} sentences, extract stage {extract:.1f}s "
                   f"= {summary.n_extracted / extract:.2f} sentences/s; whole sweep {seconds:.1f}s")
         spark.stop()
     finally:
