@@ -41,8 +41,23 @@ def unnormalized_id(name: str) -> str:
     return "name:" + " ".join(name.casefold().split())
 
 
-def _drug_entries(drug: dict[str, Any], normalizer: Normalizer) -> list[dict[str, Any]]:
-    """One parsed drug -> one or more normalized drug structs (several for a regimen)."""
+def _overlapping_mention(drug: dict[str, Any], mentions: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    start, end = drug.get("start"), drug.get("end")
+    if start is None or end is None:
+        return None
+    for m in mentions or []:
+        if m.get("id") and m["start"] < end and start < m["end"]:
+            return m
+    return None
+
+
+def _drug_entries(drug: dict[str, Any], normalizer: Normalizer, mentions=None) -> list[dict[str, Any]]:
+    """One parsed drug -> one or more normalized drug structs (several for a regimen).
+
+    The name is normalized with the KB; when the KB alone cannot resolve it but the model's name sits
+    on a drug the matcher found in the sentence (an abbreviation defined elsewhere in the abstract,
+    say), the mention's drug is used (``matched_by="mention"``).
+    """
     name = drug.get("name") or ""
     base = {
         "surface": name,
@@ -52,6 +67,13 @@ def _drug_entries(drug: dict[str, Any], normalizer: Normalizer) -> list[dict[str
         "via_regimen": None,
     }
     norm = normalizer(name) or {}
+    if norm.get("id") is None:
+        mention = _overlapping_mention(drug, mentions)
+        if mention is not None:
+            via = normalizer(mention.get("preferred_name") or mention.get("surface") or "") or {}
+            norm = via if via.get("id") else {"id": mention["id"], "preferred_name": mention.get("preferred_name"),
+                                              "is_class": mention.get("is_class")}
+            norm = {**norm, "matched_by": "mention"}
     components = norm.get("components") or []
     if components:
         entries = []
@@ -110,7 +132,11 @@ def build_combination_tables(
             label = relation.get("label")
             if label not in LABELS:
                 continue  # NO_COMB: nothing to store beyond the extraction row
-            drugs = [entry for d in relation.get("drugs") or [] for entry in _drug_entries(d, normalizer)]
+            drugs = [
+                entry
+                for d in relation.get("drugs") or []
+                for entry in _drug_entries(d, normalizer, row.get("mentions"))
+            ]
             set_ids = sorted({d["canonical_id"] for d in drugs})
             if len(set_ids) < 2:
                 errors.append(

@@ -325,6 +325,7 @@ def extraction_rows(candidates: list[dict[str, Any]], runner, run_id: str) -> li
                 "relations": relations,
                 "n_relations": len(relations),
                 "error": res.get("error"),
+                "mentions": cand.get("mentions"),
                 "model_id": cand["model_id"],
                 "prompt_version": cand["prompt_version"],
                 "run_id": run_id,
@@ -581,7 +582,7 @@ def _select_candidates(
     select = f"""
         SELECT t.extraction_key, t.pmid, t.pmid_version, t.sentence_index,
                t.start::INTEGER AS sentence_start, t."end"::INTEGER AS sentence_end,
-               t.text AS sentence_text, t.text_hash,
+               t.text AS sentence_text, t.text_hash, t.mentions,
                a.abstract AS context,
                $model_id AS model_id, $prompt AS prompt_version
         FROM ({todo}) t JOIN current_articles a USING (pmid, pmid_version)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.drugs import SENTENCES
+from schemas.drugs import MENTION, SENTENCES
 
 # The sweep's sentences table: the drug layer's sentence rows plus the md5 of the abstract they were
 # split from, so that a revised abstract under the same PMID version is split and extracted again.
@@ -75,6 +75,9 @@ EXTRACTIONS = pa.schema(
         pa.field("relations", pa.list_(PARSED_RELATION)),
         pa.field("n_relations", pa.int32()),
         pa.field("error", pa.string()),  # engine failure for this sentence (then raw_output is null)
+        # the drug matcher's mentions of the sentence (abbreviations resolved from the abstract): used to
+        # normalize a name the model wrote that the KB alone cannot resolve ("CZP")
+        pa.field("mentions", pa.list_(MENTION)),
     ]
     + _PROVENANCE
 )

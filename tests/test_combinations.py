@@ -126,3 +126,19 @@ def test_class_members_are_flagged():
     _, drugs, _ = run([extraction("k1", [rel("POS", "platinum", "gemcitabine")])])
     flags = {d["canonical_id"]: d["is_class"] for d in drugs.to_pylist()}
     assert flags == {"CLASS:platinum": True, "DB00441": False}
+
+
+def test_name_the_kb_lacks_is_resolved_through_the_matcher_mention_it_sits_on():
+    row = extraction("k1", [rel("POS", "CZP", "gemcitabine")])
+    # the matcher knew "CZP" from "certolizumab pegol (CZP)" earlier in the abstract
+    row["mentions"] = [{"start": 0, "end": 3, "surface": "CZP", "id": "DB08904", "preferred_name": "Certolizumab pegol",
+                        "is_class": False}]
+    combos, drugs, _ = run([row])
+    czp = next(d for d in drugs.to_pylist() if d["surface"] == "CZP")
+    assert (czp["canonical_id"], czp["normalized"]) == ("DB08904", True)
+    assert combos.to_pylist()[0]["all_normalized"]
+    # an ungrounded name (no offsets) is never attached to a mention
+    row = extraction("k2", [{"label": "POS", "drugs": [{"name": "CZP"}, {"name": "gemcitabine"}]}])
+    row["mentions"] = [{"start": 0, "end": 3, "surface": "CZP", "id": "DB08904", "preferred_name": "x", "is_class": False}]
+    _, drugs, _ = run([row])
+    assert next(d for d in drugs.to_pylist() if d["surface"] == "CZP")["canonical_id"] == "name:czp"
