@@ -37,6 +37,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -302,6 +303,26 @@ def connect_readonly(warehouse_dir: str | os.PathLike[str]):
 # ----------------------------------------------------------------------------------------------------
 # Atomic Parquet files and the ingest ledger
 # ----------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def exclusive_lock(path: Path, busy_message: str) -> Iterator[None]:
+    """An flock held for the block; a second holder fails fast with ``ValueError(busy_message)``.
+
+    The lock dies with its process, so a kill -9 never leaves it held.
+    """
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(busy_message) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:

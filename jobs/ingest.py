@@ -27,7 +27,6 @@ local[*], a shared mount on a cluster).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
@@ -43,6 +42,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from etl.warehouse import (
+    exclusive_lock,
     ARTICLE_TABLES,
     ARTICLE_VIEWS,
     ARTICLES_TABLE,
@@ -206,19 +206,9 @@ def default_run_id() -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def warehouse_lock(layout: WarehouseLayout) -> Iterator[None]:
-    """One writer per warehouse (the lock dies with its process, so a kill -9 never leaves it held)."""
-    layout.root.mkdir(parents=True, exist_ok=True)
-    with open(layout.lock, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(f"another ingest is writing to {layout.root} right now") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+def warehouse_lock(layout: WarehouseLayout):
+    """One writer per warehouse."""
+    return exclusive_lock(layout.lock, f"another ingest is writing to {layout.root} right now")
 
 
 def remove_spark_leftovers(layout: WarehouseLayout) -> None:

@@ -37,7 +37,15 @@ import pyarrow.parquet as pq
 
 from etl.combinations import SENTENCE_KEY
 from etl.config import to_dict
-from etl.warehouse import ARTICLE_TABLES, ARTICLE_VIEWS, FLAT_GLOB, TableSpec, ViewSpec, refresh_duckdb
+from etl.warehouse import (
+    ARTICLE_TABLES,
+    ARTICLE_VIEWS,
+    FLAT_GLOB,
+    TableSpec,
+    ViewSpec,
+    exclusive_lock,
+    refresh_duckdb,
+)
 from schemas.extraction import (
     COMBINATION_DRUGS,
     COMBINATIONS,
@@ -406,21 +414,9 @@ def run_sweep(config: SweepConfig, spark=None) -> SweepSummary:
     config.validate()
     layout = SweepLayout(config.warehouse)
     layout.root.mkdir(parents=True, exist_ok=True)
-    with _sweep_lock(layout.root / ".sweep.lock"):
+    with exclusive_lock(layout.root / ".sweep.lock", f"another sweep is running on {layout.root}"):
         return _run_sweep_locked(config, layout, spark)
 
-
-@contextmanager
-def _sweep_lock(path: Path) -> Iterator[None]:
-    """One sweep per warehouse; the lock dies with its process, so kill -9 never leaves it held."""
-    import fcntl
-
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(f"another sweep is running on {path.parent}") from None
-        yield
 
 
 def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepSummary:

@@ -262,3 +262,15 @@ def test_ledger_upsert_replaces_rows_of_the_same_file(tmp_path):
         {"source_file": "b.xml", "content_sha256": "2", "n_articles": 5},
     ]
     assert ledger_without(ledger, ["a.xml"])["source_file"].to_pylist() == ["b.xml"]
+
+
+def test_exclusive_lock_refuses_a_second_holder_and_is_released(tmp_path):
+    from etl.warehouse import exclusive_lock
+
+    lock = tmp_path / "wh" / ".lock"
+    with exclusive_lock(lock, "busy"):
+        with pytest.raises(ValueError, match="busy"):
+            with exclusive_lock(lock, "busy"):
+                pass
+    with exclusive_lock(lock, "busy"):  # released after the block
+        pass
