@@ -84,13 +84,12 @@ def loss_before_model(record: dict[str, Any], loc: GoldLocation) -> str | None:
 
 def score_warehouse(warehouse: Path, records: list[dict[str, Any]], model_id: str, prompt_version: str) -> dict[str, Any]:
     """Official scores of the sweep's combinations for the given DrugComb records."""
-    import duckdb
-
     from etl.drugcomb_xml import pmid_of
+    from etl.warehouse import connect_readonly
     from model.evaluation.drugcomb import gold_relations, prediction_rows, relations_from_official, score_official
 
     pmids = sorted({pmid_of(r) for r in records})
-    with duckdb.connect(str(Path(warehouse) / "warehouse.duckdb"), read_only=True) as con:
+    with connect_readonly(warehouse) as con:
         abstracts = dict(
             con.execute("SELECT pmid, abstract FROM current_articles WHERE pmid IN (SELECT unnest($p))", {"p": pmids}).fetchall()
         )

@@ -130,11 +130,8 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def source_identity(path: Path, layout: WarehouseLayout) -> str:

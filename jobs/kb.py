@@ -14,13 +14,12 @@ def build_and_store_kb(
     warehouse: Path, *, model_id: str | None = None, prompt_version: str | None = None, n_examples: int = 3
 ) -> pa.Table:
     """KB from the current views, written to ``<warehouse>/combination_kb/kb.parquet``, DuckDB refreshed."""
-    import duckdb
-
     from etl.kb import build_kb, export_kb
+    from etl.warehouse import connect_readonly
     from jobs.sweep import KB_TABLE, refresh_all
 
-    db_path = refresh_all(Path(warehouse))
-    with duckdb.connect(str(db_path), read_only=True) as con:
+    refresh_all(Path(warehouse))
+    with connect_readonly(warehouse) as con:
         table = build_kb(con, model_id=model_id, prompt_version=prompt_version, n_examples=n_examples)
     export_kb(table, Path(warehouse) / KB_TABLE / "kb.parquet", "parquet")
     refresh_all(Path(warehouse))

@@ -43,6 +43,7 @@ from etl.warehouse import (
     FLAT_GLOB,
     TableSpec,
     ViewSpec,
+    connect_readonly,
     exclusive_lock,
     refresh_duckdb,
 )
@@ -440,10 +441,10 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
         summary.n_input_files = ingest.files
 
     with timer("refresh"):
-        db = refresh_all(layout.root)
+        refresh_all(layout.root)
 
     with timer("sentences"):
-        new_articles = _export_new_articles(db, layout, staging)
+        new_articles = _export_new_articles(layout, staging)
         summary.n_articles = new_articles.num_rows if new_articles is not None else 0
         if summary.n_articles:
             (
@@ -455,7 +456,7 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
 
     with timer("candidates"):
         candidates_path, n_candidates, n_skipped = _select_candidates(
-            db, layout, run_id, model_id, prompt_ver, config.max_candidates
+            layout, run_id, model_id, prompt_ver, config.max_candidates
         )
         summary.n_candidates, summary.n_skipped = n_candidates, n_skipped
 
@@ -525,15 +526,9 @@ def refresh_all(warehouse: Path) -> Path:
     return refresh_duckdb(warehouse, [*ARTICLE_TABLES, *sweep_tables()], [*ARTICLE_VIEWS, *SWEEP_VIEWS])
 
 
-def _connect(db_path: Path):
-    import duckdb
-
-    return duckdb.connect(str(db_path), read_only=True)
-
-
-def _export_new_articles(db_path: Path, layout: SweepLayout, staging: Path) -> pa.Table | None:
+def _export_new_articles(layout: SweepLayout, staging: Path) -> pa.Table | None:
     """Current articles with an abstract whose sentences are not in the warehouse yet."""
-    with _connect(db_path) as con:
+    with connect_readonly(layout.root) as con:
         table = con.sql(
             """
             SELECT a.pmid, a.pmid_version, a.title, a.abstract, a.chemicals, md5(a.abstract) AS abstract_hash
@@ -552,15 +547,13 @@ def _export_new_articles(db_path: Path, layout: SweepLayout, staging: Path) -> p
 
 
 def _select_candidates(
-    db_path: Path, layout: SweepLayout, run_id: str, model_id: str, prompt_ver: str, cap: int | None
+    layout: SweepLayout, run_id: str, model_id: str, prompt_ver: str, cap: int | None
 ) -> tuple[Path, int, int]:
     """Candidate sentences of current articles not yet extracted with this model and prompt.
 
     Returns the staged parquet path, the number of candidates to extract and the number skipped
     because they were extracted before.  Sentences come from the warehouse and from this run's stage.
     """
-    import duckdb
-
     staged_sentences = layout.staged(run_id, SENTENCES_TABLE)
     out = layout.staging(run_id) / "work" / "candidates.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -584,7 +577,7 @@ def _select_candidates(
         FROM ({todo}) t JOIN current_articles a USING (pmid, pmid_version)
         ORDER BY t.pmid, t.pmid_version, t.sentence_index{limit}"""
     params = {"model_id": model_id, "prompt": prompt_ver}
-    with duckdb.connect(str(db_path), read_only=True) as con:
+    with connect_readonly(layout.root) as con:
         n_keyed = con.execute(f"SELECT count(*) FROM ({keyed})", params).fetchone()[0]
         n_todo = con.execute(f"SELECT count(*) FROM ({todo})", params).fetchone()[0]
         con.execute(f"COPY ({select}) TO '{out.as_posix()}' (FORMAT parquet)", params)
