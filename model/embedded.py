@@ -177,6 +177,17 @@ def bundled_prompt(model: str) -> dict | None:
     return json.loads(provenance.read_text()).get("config", {}).get("data", {}).get("prompt")
 
 
+def bundled_decision(model: str) -> dict:
+    """The decision settings calibrated for a bundled adapter on its dev split (``model.calibration``):
+    ``{"label_bias": {...}, ...}``, or {} for any other model or an adapter shipped without them."""
+    if model not in BUNDLED_ADAPTERS:
+        return {}
+    provenance = BUNDLED_ADAPTERS[model][1] / "rexdrug_training.json"
+    if not provenance.is_file():
+        return {}
+    return json.loads(provenance.read_text()).get("decision") or {}
+
+
 def model_info() -> dict:
     """Facts about the embedded model for ``rexdrug model info``."""
     info: dict = {"name": EMBEDDED_NAME, "origin": EMBEDDED_ID, "package": EMBEDDED_PACKAGE}

@@ -66,7 +66,10 @@ class ExtractionRunner:
             errors = list(getattr(self.engine, "last_errors", None) or [None] * len(texts))
             if len(texts) != len(batch):
                 raise RuntimeError(f"engine {self.engine.model_id} returned {len(texts)} texts for {len(batch)} prompts")
-            for i, text, err in zip(where, texts, errors + [None] * (len(texts) - len(errors))):
+            # the model's own label preferences, when a calibration asked the engine to record them
+            recorded = (getattr(self.engine, "last_label_logprobs", None)
+                        if getattr(self.engine, "record_label_logprobs", False) else None)
+            for j, (i, text, err) in enumerate(zip(where, texts, errors + [None] * (len(texts) - len(errors)))):
                 item = items[i]
                 if err:
                     results[i] = self._error_row(item, "engine_error", err, raw=text)
@@ -82,6 +85,8 @@ class ExtractionRunner:
                     "model_id": self.engine.model_id,
                     "prompt_version": self.version,
                 }
+                if recorded:
+                    results[i]["label_logprobs"] = recorded[j]
         return results  # type: ignore[return-value]
 
     def _error_row(self, item: dict, status: str, reason: str, raw: str = "") -> dict:

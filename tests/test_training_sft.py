@@ -77,3 +77,28 @@ def test_one_sft_step_changes_lora_weights_and_merges(tiny_model, tmp_path):
 def test_reasoning_prompt_without_traces_is_a_config_error():
     with pytest.raises(ValueError, match="reasoning"):
         load_config(SFTConfigFile, None, ["data.prompt.variant=rexdrug"])
+
+
+def test_continue_mode_trains_the_starting_adapter_further(tiny_model, tmp_path):
+    """adapter_mode=continue: the same LoRA (same keys, same rank) moves on, no second adapter stacked."""
+    from safetensors.torch import load_file
+
+    common = [
+        f"model.name_or_path={tiny_model}", "model.dtype=float32", f"data.train_file={FIXTURE}",
+        "data.dev_fraction=0.2", "data.prompt.variant=rexdrug_answer_only", "data.prompt.context=sentence",
+        "data.hints_source=spans", "train.max_steps=1", "train.batch_size=2", "train.grad_accum=1",
+        "train.learning_rate=0.05", "train.warmup_ratio=0", "train.max_length=4096", "lora.r=4", "lora.alpha=8",
+        "dev_eval.enabled=false",
+    ]
+    first, second = tmp_path / "first", tmp_path / "second"
+    run_sft(load_config(SFTConfigFile, None, [*common, f"train.output_dir={first}"]))
+    run_sft(load_config(SFTConfigFile, None, [*common, f"train.output_dir={second}",
+                                               f"model.adapter={first}", "model.adapter_mode=continue"]))
+    a, b = load_file(str(first / "adapter_model.safetensors")), load_file(str(second / "adapter_model.safetensors"))
+    assert set(a) == set(b) and all(a[k].shape == b[k].shape for k in a)
+    assert any(float((a[k] - b[k]).abs().sum()) > 0 for k in a)
+
+
+def test_adapter_mode_is_validated():
+    with pytest.raises(ValueError, match="adapter_mode"):
+        load_config(SFTConfigFile, None, ["model.adapter_mode=stack"])

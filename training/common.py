@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 EMBEDDED_MODEL_NAME = "embedded"  # SmolLM2-135M-Instruct converted by model.embedded
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+ADAPTER_MODES = ("merge", "continue")
 
 
 @dataclass
@@ -27,8 +28,11 @@ class ModelSettings:
     # "embedded" (bundled SmolLM2-135M-Instruct), "tiny" (random tiny Llama for smoke tests),
     # a local HF folder, or a hub id (only when the machine is online and the user asked for it).
     name_or_path: str = EMBEDDED_MODEL_NAME
-    # A LoRA adapter folder to start from (e.g. GRPO on top of SFT); merged into the base before training.
+    # A LoRA adapter folder to start from (e.g. GRPO on top of SFT).  adapter_mode "merge": merged into
+    # the base and a new LoRA trained on top (the result needs base + both adapters); "continue": the
+    # same LoRA trained further (the result replaces the starting adapter: more epochs, GRPO after SFT).
     adapter: str | None = None
+    adapter_mode: str = "merge"
     # "auto": bfloat16 on a CUDA GPU that supports it, float32 on CPU.
     dtype: str = "auto"
     attn_implementation: str | None = None  # e.g. "flash_attention_2" / "sdpa" on GPUs
@@ -39,6 +43,10 @@ class ModelSettings:
             raise ValueError("model.name_or_path must be set ('embedded', 'tiny', a folder or a hub id)")
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.adapter_mode not in ADAPTER_MODES:
+            raise ValueError(f"model.adapter_mode must be one of {ADAPTER_MODES}, got {self.adapter_mode!r}")
+        if self.adapter and not (Path(self.adapter) / "adapter_config.json").is_file():
+            raise ValueError(f"model.adapter {self.adapter!r} is not a LoRA adapter folder (no adapter_config.json)")
 
 
 @dataclass
@@ -177,8 +185,12 @@ def load_model(settings: ModelSettings):
     if settings.adapter:
         from peft import PeftModel
 
-        log.info("merging starting adapter %s into %s", settings.adapter, path)
-        model = PeftModel.from_pretrained(model, settings.adapter).merge_and_unload()
+        if settings.adapter_mode == "continue":
+            log.info("continuing to train adapter %s on %s", settings.adapter, path)
+            model = PeftModel.from_pretrained(model, settings.adapter, is_trainable=True)
+        else:
+            log.info("merging starting adapter %s into %s", settings.adapter, path)
+            model = PeftModel.from_pretrained(model, settings.adapter).merge_and_unload()
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
@@ -229,7 +241,8 @@ def train_and_save(trainer_cls, out: Path, *, model, tokenizer, args, dataset, l
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=peft_config(lora),
+        # a model that already carries a trainable adapter (adapter_mode "continue") keeps it
+        peft_config=None if hasattr(model, "peft_config") else peft_config(lora),
         callbacks=[timing_callback(timing)],
         **trainer_kwargs,
     )

@@ -52,6 +52,9 @@ class EngineConfig:
     max_retries: int = 4
     backoff_s: float = 1.0
     structured_output_field: str = "structured_outputs"  # structured_outputs (vLLM) | response_format
+    # Label priors at the answer's type slot (transformers only; see model.engines.label_bias): a
+    # calibrated decision threshold.  None = the one shipped with a bundled model, {} = none at all.
+    label_bias: dict[str, float] | None = None
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def validate(self) -> None:
@@ -65,6 +68,11 @@ class EngineConfig:
             raise ValueError("engine.structured_output_field must be structured_outputs or response_format")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"engine.dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        from model.engines.label_bias import validate_label_bias
+
+        validate_label_bias(self.label_bias)
+        if self.label_bias and self.kind != "transformers":
+            raise ValueError(f"engine.label_bias needs the transformers engine (it biases logits); kind is {self.kind!r}")
         self.sampling.validate()
 
 
@@ -82,12 +90,15 @@ def engine_model_id(config: EngineConfig) -> str:
     from model.embedded import BUNDLED_ADAPTERS, resolve_model_and_adapter
 
     if config.model in BUNDLED_ADAPTERS:
+        # the fingerprint covers rexdrug_training.json, so the shipped label priors are part of it
         _, folder = resolve_model_and_adapter(config.model, config.adapter_path)
         model = f"{config.model}@{_adapter_fingerprint(folder).split('@')[1]}"
-        return model if config.kind == "transformers" else f"{config.kind}:{model}"
-    model = "embedded:SmolLM2-135M-Instruct" if config.model == "embedded" else config.model
-    if config.adapter_path:
-        model += f"+adapter:{_adapter_fingerprint(config.adapter_path)}"
+    else:
+        model = "embedded:SmolLM2-135M-Instruct" if config.model == "embedded" else config.model
+        if config.adapter_path:
+            model += f"+adapter:{_adapter_fingerprint(config.adapter_path)}"
+    if config.label_bias is not None:  # an explicit decision setting changes the outputs
+        model += "+label_bias:" + (",".join(f"{k}={v:g}" for k, v in sorted(config.label_bias.items())) or "none")
     return model if config.kind == "transformers" else f"{config.kind}:{model}"
 
 

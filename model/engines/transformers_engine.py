@@ -40,6 +40,11 @@ class TransformersEngine(Engine):
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self._enforcer_data = None
+        self._last_processor = None
+        self.label_bias = _effective_label_bias(config)
+        # Calibration (model.calibration) turns this on to read the model's own label preferences.
+        self.record_label_logprobs = False
+        self.last_label_logprobs: list[dict[str, float] | None] = []
         self.stats = {"prompt_tokens": 0, "generated_tokens": 0, "seconds": 0.0, "batches": 0}
 
     # -- generation ----------------------------------------------------------------------------------
@@ -52,13 +57,17 @@ class TransformersEngine(Engine):
         prompts = [self.render(m) for m in batch]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[str] = [""] * len(prompts)
+        label_logprobs: list[dict[str, float] | None] = [None] * len(prompts)
         size = self.config.batch_size
         for start in range(0, len(order), size):
             idx = order[start:start + size]
             texts = self.generate_prompts([prompts[i] for i in idx], sampling)
-            for i, text in zip(idx, texts):
+            for k, (i, text) in enumerate(zip(idx, texts)):
                 results[i] = text
+                if self._last_processor is not None:
+                    label_logprobs[i] = self._last_processor.first_slot_logprobs[k]
         self.last_errors = [None] * len(prompts)
+        self.last_label_logprobs = label_logprobs
         return results
 
     def generate_prompts(self, prompts: list[str], sampling: SamplingConfig) -> list[str]:
@@ -79,6 +88,15 @@ class TransformersEngine(Engine):
                 torch.manual_seed(sampling.seed)
         if sampling.constrained:
             kwargs["prefix_allowed_tokens_fn"] = self._prefix_allowed_tokens_fn()
+        self._last_processor = None
+        if self.label_bias or self.record_label_logprobs:
+            from transformers import LogitsProcessorList
+
+            from model.engines.label_bias import LabelBiasProcessor
+
+            self._last_processor = LabelBiasProcessor(self.tokenizer, self.label_bias,
+                                                      enc["input_ids"].shape[1], len(prompts))
+            kwargs["logits_processor"] = LogitsProcessorList([self._last_processor])
         started = time.perf_counter()
         with torch.inference_mode():
             out = self.model.generate(**enc, **kwargs)
@@ -141,6 +159,15 @@ def _enforcer_tokenizer_data(tokenizer):
         return tokenizer.decode(tokens).rstrip("\ufffd")
 
     return TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, False, vocab_size)
+
+
+def _effective_label_bias(config: EngineConfig) -> dict[str, float]:
+    """The configured label priors, or (config unset) the ones calibrated for a bundled model."""
+    if config.label_bias is not None:
+        return dict(config.label_bias)
+    from model.embedded import bundled_decision
+
+    return dict(bundled_decision(config.model).get("label_bias") or {})
 
 
 def _dtype(name: str, device: str):

@@ -33,6 +33,12 @@ class VLLMEngine(Engine):
 
         self.config = config
         base, adapter_path = resolve_model_and_adapter(config.model, config.adapter_path)
+        from model.embedded import bundled_decision
+
+        if config.label_bias is None and bundled_decision(config.model).get("label_bias"):
+            # the calibrated priors bias logits mid-generation, which only the transformers engine does
+            log.warning("%s ships calibrated label priors that the vllm engine cannot apply; its outputs will "
+                        "differ from the transformers engine's (scores in its model card are with them)", config.model)
         path, _local = resolve_model_path(base, allow_network=config.allow_download)
         kwargs = dict(
             model=path,

@@ -31,6 +31,16 @@ class DrugCombEvaluation:
     errors: list[dict]  # sentences whose prediction differs from gold, with the reason
 
 
+def official_f1(records: Sequence[dict], parsed: Sequence[list[dict]]) -> dict[str, float]:
+    """The four official F1 of already parsed answers (one list of relation dicts per record): for
+    decision searches that re-score many variants of one generation run."""
+    gold_all, pred_rows = [], []
+    for rec, relations in zip(records, parsed, strict=True):
+        gold_all.extend(gold_relations(rec))
+        pred_rows.extend(prediction_rows(rec, relations)[0])
+    return {k: v["f1"] for k, v in score_official(gold_all, relations_from_official(pred_rows)).items()}
+
+
 def evaluate_drugcomb(records: Sequence[dict], runner, *, progress: bool = True) -> DrugCombEvaluation:
     """Generate for each record's sentence (context: its paragraph), parse, score officially."""
     items = [{"doc_id": r["doc_id"], "sentence": r["sentence"], "context": r.get("paragraph")} for r in records]
@@ -69,6 +79,8 @@ def evaluate_drugcomb(records: Sequence[dict], runner, *, progress: bool = True)
     summary = {
         "model_id": runner.engine.model_id,
         "prompt_version": runner.version,
+        # the decision priors in force (a bundled model's calibrated ones unless overridden)
+        "label_bias": getattr(runner.engine, "label_bias", None) or None,
         "sentences": len(records),
         "official": {k: round(v["f1"], 5) for k, v in official.items()},
         "official_detail": official,
