@@ -98,6 +98,18 @@ class ParsedCompletion:
         return [{"type": r.label, "ent_set": list(r.drugs)} for r in self.relations]
 
 
+def ddi_items(parsed: ParsedCompletion) -> list[dict] | None:
+    """The recovered answer list of a DDI completion (None when nothing usable was recovered).
+
+    Relations keep DrugComb labels only, so DDI labels (EFFECT, MECHANISM, ADVISE, INT) are read from
+    the raw answer value: its object items, as the model wrote them.  Used by the DDI rewards and the
+    DDI13 evaluation.
+    """
+    if parsed.status not in ("ok", "repaired") or not isinstance(parsed.raw_answer, list):
+        return None
+    return [i for i in parsed.raw_answer if isinstance(i, dict)]
+
+
 def parse_completion(text: str | None, sentence: str | None = None) -> ParsedCompletion:
     """Parse one completion (see module doc).  Never raises on model output."""
     try:

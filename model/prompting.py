@@ -11,6 +11,9 @@ Variants (``PromptConfig.variant``):
 * ``rexdrug_answer_only`` - the same layout, reasoning switched off (answer tags only).
 * ``taiyi_en`` / ``taiyi_zh`` - a single instruction-style user turn in the manner of the Taiyi
   multi-task instruction data (English / Chinese), answer tags only.
+* ``ddi`` - DDI13 pair extraction (EFFECT/MECHANISM/ADVISE/INT), the English instruction of the
+  multi-task training data (``training.multitask._DDI_TEMPLATES["en"]``, imported, not copied); the
+  hints are the sentence's given entities (DDI13 annotates them), the context is not used.
 
 Options: ``hints`` adds the candidate drugs the dictionary matcher found in the sentence;
 ``context`` is the abstract, the sentence alone, or the sentence with its neighbours (``window``).
@@ -26,10 +29,10 @@ from dataclasses import dataclass
 
 from model.answer_schema import NO_COMB_ANSWER, render_answer
 
-VARIANTS = ("rexdrug", "rexdrug_answer_only", "taiyi_en", "taiyi_zh", "compact")
+VARIANTS = ("rexdrug", "rexdrug_answer_only", "taiyi_en", "taiyi_zh", "compact", "ddi")
 CONTEXTS = ("abstract", "sentence", "window")
 # Bump when the wording of a variant changes: results carry the version they were produced with.
-_VERSIONS = {"rexdrug": "v1", "rexdrug_answer_only": "v2", "taiyi_en": "v1", "taiyi_zh": "v1", "compact": "v1"}
+_VERSIONS = {"rexdrug": "v1", "rexdrug_answer_only": "v2", "taiyi_en": "v1", "taiyi_zh": "v1", "compact": "v1", "ddi": "v1"}
 
 THINK_SECTIONS: tuple[str, ...] = (
     "Clinical scenario",
@@ -99,6 +102,8 @@ def build_messages(
         ]
     if config.variant == "taiyi_en":
         return [{"role": "user", "content": _taiyi_en(sentence, ctx, hint_names)}]
+    if config.variant == "ddi":
+        return [{"role": "user", "content": _ddi(sentence, hint_names)}]
     if config.variant == "compact":
         # Our own system line replaces the chat template's default one: every token costs on CPU.
         return [
@@ -301,6 +306,16 @@ def _compact(sentence: str, context: str | None, hints: list[str]) -> str:
     if context:
         parts.append(f"Context: {context}")
     return "\n".join(parts)
+
+
+def _ddi(sentence: str, hints: list[str]) -> str:
+    """The multi-task DDI instruction (the wording the adapters were trained with); no Drugs line without hints."""
+    from training.multitask import _DDI_TEMPLATES  # lazy: training.multitask imports this module
+
+    text = _DDI_TEMPLATES["en"].replace("{sentence}", sentence)
+    if hints:
+        return text.replace("{drugs}", "; ".join(hints))
+    return text.replace("\nDrugs: {drugs}", "")
 
 
 def _taiyi_zh(sentence: str, context: str | None, hints: list[str]) -> str:

@@ -54,7 +54,7 @@ from functools import lru_cache
 from typing import Any
 
 from model.evaluation.matching import best_overlap, normalize_drug_name, relation_f1
-from model.parsing import ParsedCompletion, parse_completion
+from model.parsing import ParsedCompletion, ddi_items, parse_completion
 
 RewardFunc = Callable[..., list[float | None]]
 
@@ -359,14 +359,6 @@ def grounding_reward(completions, **kwargs) -> list[float | None]:
 
 # --- DDI13 variants (pairs, labels EFFECT/MECHANISM/ADVISE/INT) ------------------------------------------
 
-
-def _ddi_items(p: ParsedCompletion) -> list[dict] | None:
-    """The recovered answer list: the parser knows DrugComb labels only, so DDI reads its raw answer."""
-    if p.status not in ("ok", "repaired") or not isinstance(p.raw_answer, list):
-        return None
-    return [i for i in p.raw_answer if isinstance(i, dict)]
-
-
 # Parser repairs that mean the answer text itself was not valid JSON (label repairs are expected for DDI).
 _JSON_REPAIRS = frozenset({
     "code fence removed", "trailing text ignored", "leading text ignored", "truncated JSON closed",
@@ -398,7 +390,7 @@ def ddi_format_reward(completions, **kwargs) -> list[float | None]:
         def score(r=row) -> float:
             p = r[0]
             unrepaired = not any(rep in _JSON_REPAIRS for rep in p.repairs)
-            strict = p.has_answer_tags and unrepaired and _ddi_strict_list(_ddi_items(p))
+            strict = p.has_answer_tags and unrepaired and _ddi_strict_list(ddi_items(p))
             return _format_score(p, strict)
 
         out.append(None if row is None else _safe(score))
@@ -410,7 +402,7 @@ def _ddi_no_comb(items: list[dict]) -> bool:
 
 
 def _ddi_coverage(p: ParsedCompletion, gold: list[dict]) -> float:
-    items = _ddi_items(p)
+    items = ddi_items(p)
     if items is None:
         return 0.0
     if _inconsistent(items):
@@ -436,7 +428,7 @@ def ddi_coverage_reward(completions, **kwargs) -> list[float | None]:
 
 
 def _ddi_accuracy(p: ParsedCompletion, gold: list[dict]) -> float:
-    items = _ddi_items(p)
+    items = ddi_items(p)
     if items is None:
         return 0.0
     g = set(_relation_rows(gold, DDI_LABELS))

@@ -12,7 +12,7 @@ from model.prompting import CONTEXTS, VARIANTS, PromptConfig
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--model", help="'embedded' (default), 'rexdrug-smol' (embedded + our adapter), a local HF folder, a hub id (with --allow-download), "
-                                   "or a rule baseline: rule_all_drugs | rule_no_comb | rule_cue")
+                                   "or a rule baseline: rule_all_drugs | rule_no_comb | rule_cue (DrugComb) | rule_ddi_all_pairs (DDI13)")
     g.add_argument("--engine", choices=ENGINE_KINDS, help="engine kind (default: transformers; rules imply theirs)")
     g.add_argument("--adapter", help="LoRA adapter folder to layer on the model")
     g.add_argument("--engine-config", help="engine YAML (configs/model/*.yaml)")

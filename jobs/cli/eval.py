@@ -4,6 +4,8 @@
   rexdrug eval drugcomb --model embedded [--limit N] [--out DIR]      # run a model/baseline, then score
   rexdrug eval drugcomb --model rule_all_drugs
   rexdrug eval ddi --pred pred.jsonl [--gold data/ddi13/test.jsonl]   # DDI13 pair-level micro-F1
+  rexdrug eval ddi --pred pred.jsonl --corpus official [--zip DDICorpus-2013.zip]
+  rexdrug eval ddi --model rule_ddi_all_pairs [--corpus official|processed|both] [--limit N] [--out DIR]
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -28,9 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dc.add_argument("--limit", type=int, help="only the first N sentences")
     dc.add_argument("--out", help="folder for predictions, per-sentence errors and summary.json")
     add_model_arguments(dc)
-    ddi = sub.add_parser("ddi", help="DDI13 pair-level micro-F1 (processed copy)")
-    ddi.add_argument("--gold", help="gold JSONL (default: data/ddi13/test.jsonl)")
-    ddi.add_argument("--pred", required=True, help="predictions JSONL: {id, relations: [{type, ent_sets}]}")
+    ddi = sub.add_parser("ddi", help="DDI13 pair-level micro-F1 (official corpus and/or RexDrug's processed copy)")
+    ddi.add_argument("--gold", help="processed-copy gold JSONL (default: data/ddi13/test.jsonl)")
+    ddi.add_argument("--zip", help="official corpus zip (default: data/ddi13/DDICorpus-2013.zip)")
+    ddi.add_argument("--pred", help="score this predictions JSONL ({id, relations: [{type, ent_sets}]}) instead of "
+                                    "running --model")
+    ddi.add_argument("--corpus", choices=("official", "processed", "both"),
+                     help="gold set(s): default processed with --pred, both with --model")
+    ddi.add_argument("--limit", type=int, help="only the first N sentences with candidate pairs of each corpus")
+    ddi.add_argument("--out", help="folder for predictions, raw outputs and summary.json")
+    add_model_arguments(ddi)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,15 +101,182 @@ def _run_model(args) -> int:
 
 
 def _ddi(args) -> int:
-    from etl.paths import data_path
-    from model.evaluation.ddi import PROCESSED_LABEL, score_ddi
+    if args.pred and args.model:
+        raise ValueError("eval ddi: give --pred FILE (score a file) or --model M (run a model), not both")
+    if not args.pred and not args.model:
+        raise ValueError("eval ddi: give --pred FILE to score a prediction file or --model M to run a model")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError("--limit must be >= 1")
+    return _ddi_score_file(args) if args.pred else _ddi_run_model(args)
+
+
+def _ddi_score_file(args) -> int:
     from model.evaluation.drugcomb import read_jsonl
 
-    gold_path = args.gold or data_path("ddi13", "test.jsonl")
-    scores = score_ddi(read_jsonl(gold_path), read_jsonl(args.pred))
-    label = PROCESSED_LABEL if args.gold is None else f"custom gold: {gold_path}"
-    print(json.dumps({"benchmark": label, "scores": scores}, indent=2))
+    corpus = args.corpus or "processed"
+    if corpus == "both":
+        raise ValueError("eval ddi --pred scores one corpus (sentence ids differ): --corpus official or processed")
+    pred = read_jsonl(args.pred)
+    if corpus == "processed":
+        from etl.paths import data_path
+        from model.evaluation.ddi import PROCESSED_LABEL, score_ddi
+
+        gold_path = args.gold or data_path("ddi13", "test.jsonl")
+        label = PROCESSED_LABEL if args.gold is None else f"ddi13-processed format (custom gold: {gold_path})"
+        print(json.dumps({"benchmark": label, "scores": score_ddi(read_jsonl(gold_path), pred)}, indent=2))
+        return 0
+    gold, errors = _official_gold(args)
+    print(json.dumps(_official_result(gold, pred, errors, subset=False, zip_path=args.zip), indent=2))
     return 0
+
+
+def _official_gold(args) -> tuple[list[dict], list[dict]]:
+    from model.evaluation.ddi_official import read_official
+
+    corpus = read_official(args.zip, "test")
+    return corpus.sentences, corpus.errors
+
+
+def _official_result(gold: list[dict], pred: list[dict], errors: list[dict], subset: bool, zip_path) -> dict:
+    from model.evaluation.ddi_official import corpus_counts, name_oracle, official_label, score_official
+
+    counts = corpus_counts(gold)
+    label = official_label(counts, "test", subset=subset)
+    if zip_path:
+        label += f" [zip: {zip_path}]"
+    return {"benchmark": label, "counts": counts, "scores": score_official(gold, pred),
+            "name_oracle": name_oracle(gold), "corpus_errors": errors}
+
+
+def _ddi_run_model(args) -> int:
+    from model.engines import create_engine
+    from model.extraction import ExtractionRunner
+
+    corpora = ("official", "processed") if (args.corpus or "both") == "both" else (args.corpus,)
+    # DDI13 gives the entities: the ddi prompt lists them as hints.  The DrugComb label priors shipped
+    # with a bundled model bias DrugComb labels, so they are off unless the user sets them (--set).
+    # The ddi prompt has no context field: a bundled model's trained context must not show in its version.
+    args.prompt, args.hints, args.context = args.prompt or "ddi", True, args.context or "abstract"
+    args.overrides = ["label_bias={}", *(args.overrides or [])]
+    engine_config, prompt = engine_and_prompt(args)
+    if prompt.variant != "ddi":
+        raise ValueError(f"eval ddi needs the ddi prompt (DDI types); --prompt {prompt.variant} asks for DrugComb labels")
+    started = time.perf_counter()
+    engine = create_engine(engine_config)
+    load_s = time.perf_counter() - started
+    runner = ExtractionRunner(engine, prompt, sampling=engine_config.sampling)
+    summary: dict = {"engine": engine_config.kind, "model_id": engine.model_id, "prompt_version": runner.version,
+                     "max_new_tokens": engine_config.sampling.max_new_tokens, "limit": args.limit,
+                     "load_seconds": round(load_s, 2)}
+    out = Path(args.out) if args.out else None
+    try:
+        for corpus in corpora:
+            gold, items, skipped, errors = _ddi_corpus(corpus, args)
+            t0 = time.perf_counter()
+            rows = _run_items(runner, items, corpus)
+            seconds = time.perf_counter() - t0
+            predictions = [_ddi_prediction(row) for row in rows]
+            if corpus == "official":
+                result = _official_result(gold, predictions, errors, subset=bool(args.limit), zip_path=args.zip)
+            else:
+                result = _processed_result(gold, predictions, args)
+            result.update(_run_stats(predictions, skipped, seconds))
+            summary[corpus] = result
+            if out:
+                (out / corpus).mkdir(parents=True, exist_ok=True)
+                _write_jsonl(out / corpus / "predictions.jsonl", predictions)
+                _write_jsonl(out / corpus / "outputs.jsonl", rows)
+    finally:
+        engine.close()
+    if out:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        log.info("wrote %s", out)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _ddi_corpus(corpus: str, args) -> tuple[list[dict], list[dict], int, list[dict]]:
+    """(gold records, model items, sentences skipped for having no candidate pair, corpus read errors).
+
+    Only sentences with a candidate pair go to the model (elsewhere there is nothing to score); with
+    --limit the gold is cut to the same sentences.
+    """
+    from model.evaluation.drugcomb import read_jsonl
+
+    if corpus == "official":
+        gold, errors = _official_gold(args)
+        with_pairs = [s for s in gold if s["pairs"]]
+        items = [{"id": s["id"], "sentence": " ".join(s["sentence"].split()),
+                  "hints": [e["text"] for e in s["entities"]]} for s in with_pairs]
+    else:
+        from etl.paths import data_path
+
+        gold, errors = read_jsonl(args.gold or data_path("ddi13", "test.jsonl")), []
+        with_pairs = [r for r in gold if r.get("relations")]
+        items = [{"id": r.get("id"), "sentence": " ".join(str(r.get("context") or "").split()),
+                  "hints": [e["entity"] for e in r.get("entities", [])]} for r in with_pairs]
+    skipped = len(gold) - len(with_pairs)
+    if args.limit:
+        with_pairs, items, skipped = with_pairs[: args.limit], items[: args.limit], 0
+        gold = with_pairs
+    return gold, items, skipped, errors
+
+
+def _run_items(runner, items: list[dict], corpus: str) -> list[dict]:
+    import sys
+
+    from tqdm import tqdm
+
+    rows: list[dict] = []
+    with tqdm(total=len(items), desc=f"ddi13-{corpus}", unit="sent", file=sys.stderr) as bar:
+        for chunk in runner.iter_chunks(items):
+            rows.extend(chunk)
+            bar.update(len(chunk))
+    return rows
+
+
+def _ddi_prediction(row: dict) -> dict:
+    """A runner row as a DDI prediction record: the model's answer items with their DDI labels."""
+    from model.parsing import ddi_items, parse_completion
+
+    if row["parse_status"] in ("engine_error", "input_error"):
+        return {"id": row["id"], "relations": [], "parse_status": row["parse_status"],
+                "parse_reason": row["parse_reason"]}
+    parsed = parse_completion(row["raw_output"], row["sentence"])
+    items = ddi_items(parsed) or []
+    relations = [{"type": i.get("type"), "ent_sets": i.get("ent_set", i.get("ent_sets"))} for i in items]
+    # the parser keeps DrugComb labels and reports DDI labels as dropped: not a repair of a DDI answer
+    repairs = [r for r in parsed.repairs if not _DDI_LABEL_DROP.match(r)]
+    status = "ok" if parsed.status == "repaired" and not repairs else parsed.status
+    return {"id": row["id"], "relations": relations, "parse_status": status, "parse_reason": "; ".join(repairs)}
+
+
+_DDI_LABEL_DROP = re.compile(r"^unknown label '(?:EFFECT|MECHANISM|ADVISE|INT)' dropped$", re.IGNORECASE)
+
+
+def _processed_result(gold: list[dict], predictions: list[dict], args) -> dict:
+    from model.evaluation.ddi import PROCESSED_LABEL, positive_pairs, score_ddi
+
+    label = PROCESSED_LABEL if args.gold is None else f"ddi13-processed format (custom gold: {args.gold})"
+    counts = {"sentences": len(gold), "pairs": sum(len(r.get("relations") or []) for r in gold),
+              "positive": sum(len(positive_pairs(r)) for r in gold)}
+    label += (f" [{counts['sentences']:,} sentences, {counts['pairs']:,} pair rows, "
+              f"{counts['positive']:,} positive name pairs")
+    label += "; subset]" if args.limit else "]"
+    return {"benchmark": label, "counts": counts, "scores": score_ddi(gold, predictions)}
+
+
+def _run_stats(predictions: list[dict], skipped: int, seconds: float) -> dict:
+    from collections import Counter
+
+    from model.evaluation.ddi import predicted_pairs
+
+    statuses = Counter(p["parse_status"] for p in predictions)
+    n = len(predictions)
+    return {"sentences_run": n, "sentences_without_candidate_pairs_skipped": skipped,
+            "parse_status": dict(sorted(statuses.items())),
+            "answers_with_ddi_pairs": sum(1 for p in predictions if predicted_pairs(p["relations"])[0]),
+            "seconds": round(seconds, 2), "seconds_per_sentence": round(seconds / n, 4) if n else None}
 
 
 def _write_jsonl(path: Path, rows) -> None:

@@ -2,8 +2,8 @@
 
 ``create_engine(config)`` builds one: ``transformers`` (default, CPU/GPU), ``vllm`` (offline LLM on
 GPUs; the optional ``[vllm]`` extra), ``openai`` (any OpenAI-compatible HTTP server) and the rule
-baselines ``rule_all_drugs``, ``rule_no_comb``, ``rule_cue``.  Heavy libraries are imported only when
-the engine is created.
+baselines ``rule_all_drugs``, ``rule_no_comb``, ``rule_cue`` (DrugComb) and ``rule_ddi_all_pairs``
+(DDI13).  Heavy libraries are imported only when the engine is created.
 """
 
 from __future__ import annotations

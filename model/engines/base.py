@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 
-ENGINE_KINDS = ("transformers", "vllm", "openai", "rule_all_drugs", "rule_no_comb", "rule_cue")
+ENGINE_KINDS = ("transformers", "vllm", "openai", "rule_all_drugs", "rule_no_comb", "rule_cue", "rule_ddi_all_pairs")
 
 
 @dataclass

@@ -11,12 +11,16 @@ answer in the model's format, so the parser and scorer are exactly those used fo
   co-administration...) and no contrast cue without one (versus, compared with, or, alone); the
   label comes from outcome cues: harm (toxicity, adverse, antagonism, risk...) -> NEG, benefit
   (improved, effective, synergy, response...) -> POS, neither -> COMB.
+* ``rule_ddi_all_pairs`` - the DDI13 baseline: every pair of the given drugs (the prompt's hint line,
+  which the ``ddi`` prompt fills with the corpus entities; the matcher's drugs when there is none)
+  labelled EFFECT, the most frequent DDI type.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from itertools import combinations
 
 from model.answer_schema import NO_COMB_ANSWER
 from model.engines.base import Engine, SamplingConfig
@@ -71,7 +75,7 @@ class _RuleEngine(Engine):
         out, errors = [], []
         for messages in batch:
             try:
-                out.append(self.answer(read_prompt_fields(messages)["sentence"]))
+                out.append(self.answer_fields(read_prompt_fields(messages)))
                 errors.append(None)
             except ValueError as exc:
                 out.append("")
@@ -84,6 +88,10 @@ class _RuleEngine(Engine):
         from model.prompting import candidate_hints
 
         return candidate_hints(sentence, self.matcher)
+
+    def answer_fields(self, fields: dict) -> str:
+        """The answer for the prompt's fields (sentence, hints); the DrugComb rules read the sentence only."""
+        return self.answer(fields["sentence"])
 
     def answer(self, sentence: str) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -120,4 +128,29 @@ class CueRule(_RuleEngine):
         return _answer("COMB", names)
 
 
-RULES = {"rule_all_drugs": AllDrugsRule, "rule_no_comb": NoCombRule, "rule_cue": CueRule}
+class DDIAllPairsRule(_RuleEngine):
+    name = "ddi_all_pairs"
+    label = "EFFECT"  # the most frequent DDI13 type (train and test)
+
+    def answer_fields(self, fields: dict) -> str:
+        names = _distinct(fields.get("hints") or []) or self.drugs(fields["sentence"])
+        if len(names) < 2:
+            return _NO_COMB_TEXT
+        rows = [{"type": self.label, "ent_set": [a, b]} for a, b in combinations(names, 2)]
+        return "<answer>" + json.dumps(rows, ensure_ascii=False) + "</answer>"
+
+    def answer(self, sentence: str) -> str:
+        return self.answer_fields({"sentence": sentence, "hints": []})
+
+
+def _distinct(names: list[str]) -> list[str]:
+    seen, out = set(), []
+    for n in names:
+        if n.lower() not in seen:
+            seen.add(n.lower())
+            out.append(n)
+    return out
+
+
+RULES = {"rule_all_drugs": AllDrugsRule, "rule_no_comb": NoCombRule, "rule_cue": CueRule,
+         "rule_ddi_all_pairs": DDIAllPairsRule}
