@@ -47,6 +47,16 @@ def test_batched_left_padded_generation_equals_one_by_one(tiny_engine):
     assert tiny_engine.stats["generated_tokens"] > 0
 
 
+def test_static_cache_generates_what_the_dynamic_cache_does(tiny_engine):
+    from model.engines.transformers_engine import TransformersEngine
+
+    static = TransformersEngine(EngineConfig(batch_size=4, cache="static"), model=tiny_engine.model,
+                                tokenizer=tiny_engine.tokenizer)
+    batch = [msgs("Paclitaxel plus carboplatin ."), msgs("Docetaxel and doxorubicin combined with cyclophosphamide .")]
+    sampling = SamplingConfig(max_new_tokens=8)
+    assert static.generate(batch, sampling) == tiny_engine.generate(batch, sampling)
+
+
 def test_sampling_is_seeded(tiny_engine):
     sampling = SamplingConfig(max_new_tokens=6, temperature=1.0, top_p=0.9, seed=3)
     assert tiny_engine.generate([msgs()], sampling) == tiny_engine.generate([msgs()], sampling)
@@ -237,3 +247,5 @@ def test_engine_config_validation():
         create_engine(EngineConfig(kind="llama"))
     with pytest.raises(ValueError, match="max_new_tokens"):
         EngineConfig(sampling=SamplingConfig(max_new_tokens=0)).validate()
+    with pytest.raises(ValueError, match="engine.cache"):
+        EngineConfig(cache="paged").validate()

@@ -39,6 +39,9 @@ class EngineConfig:
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
     batch_size: int = 8  # prompts per forward pass (transformers) / per request chunk (vllm)
     threads: int | None = None  # torch CPU threads (None: torch default)
+    # transformers KV cache: "dynamic" (grows per step) or "static" (preallocated for the batch; no
+    # per-step copies, which is what batched CPU generation spends its time on)
+    cache: str = "dynamic"
     # vLLM
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85
@@ -68,6 +71,8 @@ class EngineConfig:
             raise ValueError("engine.structured_output_field must be structured_outputs or response_format")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"engine.dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.cache not in ("dynamic", "static"):
+            raise ValueError(f"engine.cache must be dynamic or static, got {self.cache!r}")
         from model.engines.label_bias import validate_label_bias
 
         validate_label_bias(self.label_bias)

@@ -79,6 +79,8 @@ class TransformersEngine(Engine):
             pad_token_id=self.tokenizer.pad_token_id,
             do_sample=not sampling.greedy,
         )
+        if self.config.cache == "static":
+            kwargs["cache_implementation"] = "static"
         if sampling.greedy:
             # neutralise sampling defaults shipped in generation_config.json (they only cause warnings)
             kwargs.update(temperature=None, top_p=None, top_k=None)
