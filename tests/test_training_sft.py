@@ -97,6 +97,9 @@ def test_continue_mode_trains_the_starting_adapter_further(tiny_model, tmp_path)
     a, b = load_file(str(first / "adapter_model.safetensors")), load_file(str(second / "adapter_model.safetensors"))
     assert set(a) == set(b) and all(a[k].shape == b[k].shape for k in a)
     assert any(float((a[k] - b[k]).abs().sum()) > 0 for k in a)
+    card = json.loads((second / "rexdrug_training.json").read_text())
+    assert card["starting_adapter"]["mode"] == "continue"
+    assert card["starting_adapter"]["record"]["config"]["train"]["output_dir"] == str(first)
 
 
 def test_adapter_mode_is_validated():

@@ -292,10 +292,24 @@ def write_run_card(out_dir: str | Path, *, kind: str, config: Any, extra: dict[s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     card = {"kind": kind, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": to_dict(config)}
+    start = starting_adapter_record(getattr(config, "model", None))
+    if start:
+        card["starting_adapter"] = start
     card.update(extra or {})
     path = out / "rexdrug_training.json"
     path.write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     return path
+
+
+def starting_adapter_record(settings: ModelSettings | None) -> dict[str, Any] | None:
+    """The training record of the adapter a run started from, so a continued adapter keeps its history."""
+    if settings is None or not getattr(settings, "adapter", None):
+        return None
+    record = Path(settings.adapter) / "rexdrug_training.json"
+    parent = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
+    if parent:
+        parent.pop("decision", None)  # label priors belong to that adapter, not to the new one
+    return {"path": str(settings.adapter), "mode": settings.adapter_mode, "record": parent}
 
 
 def device_summary() -> dict[str, Any]:
