@@ -105,3 +105,22 @@ def test_continue_mode_trains_the_starting_adapter_further(tiny_model, tmp_path)
 def test_adapter_mode_is_validated():
     with pytest.raises(ValueError, match="adapter_mode"):
         load_config(SFTConfigFile, None, ["model.adapter_mode=stack"])
+
+
+def test_calibrate_writes_a_checked_decision_into_the_training_record(tiny_model, tmp_path):
+    from training.calibrate import calibrate_adapter, main
+
+    out = tmp_path / "run"
+    run_sft(load_config(SFTConfigFile, None, [
+        f"model.name_or_path={tiny_model}", "model.dtype=float32", f"data.train_file={FIXTURE}",
+        "data.dev_fraction=0.2", "data.prompt.variant=compact", "data.prompt.context=sentence",
+        "data.hints_source=spans", "data.prompt.hints=true", f"train.output_dir={out}", "train.max_steps=1",
+        "train.batch_size=2", "train.grad_accum=1", "train.max_length=4096", "lora.r=4", "lora.alpha=8",
+        "dev_eval.enabled=false",
+    ]))
+    decision = calibrate_adapter(out, max_new_tokens=12, batch_size=2)
+    assert set(decision["dev_f1_measured"]) == {"any_partial", "pos_partial", "any_exact", "pos_exact"}
+    assert decision["dev_sentences"] == 2 and set(decision["label_bias"]) <= {"COMB", "NEG", "NO_COMB"}
+    record = json.loads((out / "rexdrug_training.json").read_text())
+    assert record["decision"] == decision and record["kind"] == "sft"
+    assert main(["--adapter", str(tmp_path / "missing")]) == 2  # no training record: exit code 2

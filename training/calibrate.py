@@ -17,6 +17,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from etl.config import from_dict
@@ -35,7 +36,7 @@ def calibrate_adapter(adapter: Path, *, model: str | None = None, batch_size: in
                       dev_limit: int | None = None, write: bool = True) -> dict:
     from model.calibration import collect_evidence, search_label_bias
     from model.embedded import BUNDLED_ADAPTERS
-    from model.engines.base import EngineConfig, SamplingConfig
+    from model.engines.base import EngineConfig, SamplingConfig, engine_model_id
     from model.engines.transformers_engine import TransformersEngine
     from model.evaluation.run import evaluate_drugcomb
     from training.data import DataConfig, load_splits
@@ -68,6 +69,7 @@ def calibrate_adapter(adapter: Path, *, model: str | None = None, batch_size: in
     result = search_label_bias(records, evidence)
     # The search simulates; a real biased run on the same split is what we store as its dev score.
     engine.label_bias = dict(result.label_bias)
+    engine.model_id = engine_model_id(replace(engine_config, label_bias=dict(result.label_bias)))
     checked = evaluate_drugcomb(records, runner, progress=True).summary
     decision = {
         **result.as_dict(),
