@@ -191,6 +191,11 @@ def bundled_decision(model: str) -> dict:
 def model_info() -> dict:
     """Facts about the embedded model for ``rexdrug model info``."""
     info: dict = {"name": EMBEDDED_NAME, "origin": EMBEDDED_ID, "package": EMBEDDED_PACKAGE}
+    info["bundled_adapters"] = {
+        name: {"adapter": str(folder), "prompt": bundled_prompt(name),
+               "label_bias": bundled_decision(name).get("label_bias") or {}}
+        for name, (_base, folder) in BUNDLED_ADAPTERS.items()
+    }
     try:
         info["gguf"] = str(gguf_file())
         info["gguf_bytes"] = gguf_file().stat().st_size

