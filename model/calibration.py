@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from model.engines.label_bias import LABELS
 from model.evaluation.drugcomb import gold_relations, prediction_rows, relations_from_official, score_official
+from model.evaluation.run import drugcomb_items
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,7 @@ def collect_evidence(records: Sequence[dict], runner) -> list[LabelEvidence]:
     saved = engine.label_bias, engine.record_label_logprobs
     engine.label_bias, engine.record_label_logprobs = {"NO_COMB": -FORCE}, True
     try:
-        items = [{"doc_id": r["doc_id"], "sentence": r["sentence"], "context": r.get("paragraph")} for r in records]
-        results = runner.run(items)
+        results = runner.run(drugcomb_items(records))
     finally:
         engine.label_bias, engine.record_label_logprobs = saved
     return [LabelEvidence(res.get("label_logprobs"), list(res["parsed"])) for res in results]
@@ -99,8 +99,10 @@ def search_label_bias(records: Sequence[dict], evidence: Sequence[LabelEvidence]
     if unknown:
         raise ValueError(f"calibration grid has unknown labels: {sorted(unknown)}")
     gold = [g for rec in records for g in gold_relations(rec)]
-    # Rows per (sentence, chosen label) are fixed: build them once, score many bias vectors.
-    rows = [{label: prediction_rows(rec, decide(ev, {label: FORCE}))[0] for label in LABELS}
+    # Rows per (sentence, chosen label) are fixed: build them once, score many bias vectors.  A sentence
+    # whose model opened no slot has one outcome whatever the bias (key None).
+    rows = [{None: prediction_rows(rec, ev.forced)[0]} if ev.logprobs is None else
+            {label: prediction_rows(rec, decide(ev, {label: FORCE}))[0] for label in LABELS}
             for rec, ev in zip(records, evidence)]
     keys = sorted(grid)
     scored: dict[tuple[str, ...], dict[str, float]] = {}
@@ -108,9 +110,7 @@ def search_label_bias(records: Sequence[dict], evidence: Sequence[LabelEvidence]
     def f1_for(bias: dict[str, float]) -> dict[str, float]:
         choice = tuple(_label_or_fixed(ev, bias) for ev in evidence)
         if choice not in scored:
-            pred = [row for r, c in zip(rows, choice) for row in (r[c] if c else [])]
-            pred += [row for r, ev, c in zip(records, evidence, choice) if c is None
-                     for row in prediction_rows(r, ev.forced)[0]]
+            pred = [row for r, c in zip(rows, choice) for row in r[c]]
             scored[choice] = {k: v["f1"] for k, v in score_official(gold, relations_from_official(pred)).items()}
         return scored[choice]
 

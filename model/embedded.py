@@ -167,25 +167,23 @@ def resolve_model_and_adapter(model: str, adapter_path: str | None) -> tuple[str
     return base, str(folder)
 
 
+def _bundled_record(model: str) -> dict:
+    """The training record (``rexdrug_training.json``) shipped with a bundled adapter, or {}."""
+    if model not in BUNDLED_ADAPTERS:
+        return {}
+    provenance = BUNDLED_ADAPTERS[model][1] / "rexdrug_training.json"
+    return json.loads(provenance.read_text()) if provenance.is_file() else {}
+
+
 def bundled_prompt(model: str) -> dict | None:
     """The prompt config a bundled adapter was trained with (from its training provenance), or None."""
-    if model not in BUNDLED_ADAPTERS:
-        return None
-    provenance = BUNDLED_ADAPTERS[model][1] / "rexdrug_training.json"
-    if not provenance.is_file():
-        return None
-    return json.loads(provenance.read_text()).get("config", {}).get("data", {}).get("prompt")
+    return _bundled_record(model).get("config", {}).get("data", {}).get("prompt")
 
 
 def bundled_decision(model: str) -> dict:
     """The decision settings calibrated for a bundled adapter on its dev split (``model.calibration``):
     ``{"label_bias": {...}, ...}``, or {} for any other model or an adapter shipped without them."""
-    if model not in BUNDLED_ADAPTERS:
-        return {}
-    provenance = BUNDLED_ADAPTERS[model][1] / "rexdrug_training.json"
-    if not provenance.is_file():
-        return {}
-    return json.loads(provenance.read_text()).get("decision") or {}
+    return _bundled_record(model).get("decision") or {}
 
 
 def model_info() -> dict:

@@ -94,7 +94,7 @@ def build_messages(
     """Chat messages (``[{"role", "content"}]``) asking for the relations of ``sentence``."""
     config.validate()
     ctx = select_context(sentence, context, config)
-    hint_names = _unique(hints or []) if config.hints else []
+    hint_names = unique_names(hints or []) if config.hints else []
     if config.variant in ("rexdrug", "rexdrug_answer_only"):
         return [
             {"role": "system", "content": _rexdrug_system(config.reasoning)},
@@ -184,7 +184,8 @@ def _clip(sentence: str, context: str, limit: int) -> str:
     return context[start:start + limit]
 
 
-def _unique(names: Iterable[str]) -> list[str]:
+def unique_names(names: Iterable[str]) -> list[str]:
+    """Stripped, non-empty names, first spelling of each kept (case-insensitive), in order."""
     seen, out = set(), []
     for n in names:
         k = str(n).strip()
@@ -279,33 +280,33 @@ def _rexdrug_user(sentence: str, context: str | None, hints: list[str], reasonin
     return "\n".join(lines) + "\n"
 
 
+def _instruction_prompt(instruction: str, sentence: str, hints: list[str], context: str | None,
+                        labels: tuple[str, str, str], joiner: str = "; ") -> str:
+    """Instruction, then labelled lines: the sentence, the hinted drugs (if any), the context (if any)."""
+    sentence_label, hints_label, context_label = labels
+    parts = [instruction, f"{sentence_label}{sentence}"]
+    if hints:
+        parts.append(hints_label + joiner.join(hints))
+    if context:
+        parts.append(f"{context_label}{context}")
+    return "\n".join(parts)
+
+
 def _taiyi_en(sentence: str, context: str | None, hints: list[str]) -> str:
-    parts = [
+    return _instruction_prompt(
         "Drug combination extraction. Find every set of drugs that the sentence reports as used "
         "together, and label each set POS (beneficial), NEG (harmful) or COMB (effect unclear). "
         f"Output a JSON array {_ANSWER_FORMAT} inside <answer></answer>; if there is no "
         f"combination output <answer>{_NO_COMB_TEXT}</answer>.",
-        f"Sentence: {sentence}",
-    ]
-    if hints:
-        parts.append("Drugs mentioned: " + "; ".join(hints))
-    if context:
-        parts.append(f"Context: {context}")
-    return "\n".join(parts)
+        sentence, hints, context, ("Sentence: ", "Drugs mentioned: ", "Context: "))
 
 
 def _compact(sentence: str, context: str | None, hints: list[str]) -> str:
     """The shortest instruction, for small models trained on it (rexdrug-smol): ~4x fewer tokens."""
-    parts = [
+    return _instruction_prompt(
         "Label each drug set given together: POS (beneficial), NEG (harmful), COMB (effect unclear). "
         f"Answer <answer>JSON</answer>; none: <answer>{_NO_COMB_TEXT}</answer>.",
-        f"Sentence: {sentence}",
-    ]
-    if hints:
-        parts.append("Drugs: " + "; ".join(hints))
-    if context:
-        parts.append(f"Context: {context}")
-    return "\n".join(parts)
+        sentence, hints, context, ("Sentence: ", "Drugs: ", "Context: "))
 
 
 def _ddi(sentence: str, hints: list[str]) -> str:
@@ -319,18 +320,12 @@ def _ddi(sentence: str, hints: list[str]) -> str:
 
 
 def _taiyi_zh(sentence: str, context: str | None, hints: list[str]) -> str:
-    parts = [
+    return _instruction_prompt(
         "药物联合用药关系抽取。找出句子中描述为联合使用的所有药物组合，并为每个组合标注类型："
         "POS（有益）、NEG（有害）或 COMB（效果不明确）。"
         f"请在<answer></answer>中输出JSON数组 {_ANSWER_FORMAT}；"
         f"如果没有联合用药，输出<answer>{_NO_COMB_TEXT}</answer>。药物名称请保持原文写法。",
-        f"句子：{sentence}",
-    ]
-    if hints:
-        parts.append("句中药物：" + "；".join(hints))
-    if context:
-        parts.append(f"上下文：{context}")
-    return "\n".join(parts)
+        sentence, hints, context, ("句子：", "句中药物：", "上下文："), joiner="；")
 
 
 # --- reading a built prompt back (rule baselines run behind the same engine interface) -------------

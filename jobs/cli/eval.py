@@ -150,6 +150,7 @@ def _official_result(gold: list[dict], pred: list[dict], errors: list[dict], sub
 
 def _ddi_run_model(args) -> int:
     from model.engines import create_engine
+    from model.evaluation.run import run_with_progress
     from model.extraction import ExtractionRunner
 
     corpora = ("official", "processed") if (args.corpus or "both") == "both" else (args.corpus,)
@@ -173,7 +174,7 @@ def _ddi_run_model(args) -> int:
         for corpus in corpora:
             gold, items, skipped, errors = _ddi_corpus(corpus, args)
             t0 = time.perf_counter()
-            rows = _run_items(runner, items, corpus)
+            rows = run_with_progress(runner, items, f"ddi13-{corpus}")
             seconds = time.perf_counter() - t0
             predictions = [_ddi_prediction(row) for row in rows]
             if corpus == "official":
@@ -220,19 +221,6 @@ def _ddi_corpus(corpus: str, args) -> tuple[list[dict], list[dict], int, list[di
         with_pairs, items, skipped = with_pairs[: args.limit], items[: args.limit], 0
         gold = with_pairs
     return gold, items, skipped, errors
-
-
-def _run_items(runner, items: list[dict], corpus: str) -> list[dict]:
-    import sys
-
-    from tqdm import tqdm
-
-    rows: list[dict] = []
-    with tqdm(total=len(items), desc=f"ddi13-{corpus}", unit="sent", file=sys.stderr) as bar:
-        for chunk in runner.iter_chunks(items):
-            rows.extend(chunk)
-            bar.update(len(chunk))
-    return rows
 
 
 def _ddi_prediction(row: dict) -> dict:

@@ -24,7 +24,7 @@ from itertools import combinations
 
 from model.answer_schema import NO_COMB_ANSWER
 from model.engines.base import Engine, SamplingConfig
-from model.prompting import read_prompt_fields
+from model.prompting import read_prompt_fields, unique_names
 
 _NO_COMB_TEXT = f"<answer>{json.dumps(NO_COMB_ANSWER)}</answer>"
 
@@ -133,7 +133,7 @@ class DDIAllPairsRule(_RuleEngine):
     label = "EFFECT"  # the most frequent DDI13 type (train and test)
 
     def answer_fields(self, fields: dict) -> str:
-        names = _distinct(fields.get("hints") or []) or self.drugs(fields["sentence"])
+        names = unique_names(fields.get("hints") or []) or self.drugs(fields["sentence"])
         if len(names) < 2:
             return _NO_COMB_TEXT
         rows = [{"type": self.label, "ent_set": [a, b]} for a, b in combinations(names, 2)]
@@ -141,15 +141,6 @@ class DDIAllPairsRule(_RuleEngine):
 
     def answer(self, sentence: str) -> str:
         return self.answer_fields({"sentence": sentence, "hints": []})
-
-
-def _distinct(names: list[str]) -> list[str]:
-    seen, out = set(), []
-    for n in names:
-        if n.lower() not in seen:
-            seen.add(n.lower())
-            out.append(n)
-    return out
 
 
 RULES = {"rule_all_drugs": AllDrugsRule, "rule_no_comb": NoCombRule, "rule_cue": CueRule,

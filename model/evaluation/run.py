@@ -41,18 +41,28 @@ def official_f1(records: Sequence[dict], parsed: Sequence[list[dict]]) -> dict[s
     return {k: v["f1"] for k, v in score_official(gold_all, relations_from_official(pred_rows)).items()}
 
 
-def evaluate_drugcomb(records: Sequence[dict], runner, *, progress: bool = True) -> DrugCombEvaluation:
-    """Generate for each record's sentence (context: its paragraph), parse, score officially."""
-    items = [{"doc_id": r["doc_id"], "sentence": r["sentence"], "context": r.get("paragraph")} for r in records]
-    results: list[dict] = []
-    started = time.perf_counter()
+def drugcomb_items(records: Sequence[dict]) -> list[dict]:
+    """Runner items of DrugComb records: the sentence, with its paragraph as context."""
+    return [{"doc_id": r["doc_id"], "sentence": r["sentence"], "context": r.get("paragraph")} for r in records]
+
+
+def run_with_progress(runner, items: list[dict], desc: str, *, progress: bool = True) -> list[dict]:
+    """``runner`` over ``items`` chunk by chunk, with a progress bar on stderr."""
     from tqdm import tqdm
 
-    with tqdm(total=len(items), desc=f"eval {runner.engine.model_id}", file=sys.stderr, unit="sent",
-              disable=not progress) as bar:
+    results: list[dict] = []
+    with tqdm(total=len(items), desc=desc, file=sys.stderr, unit="sent", disable=not progress) as bar:
         for chunk in runner.iter_chunks(items):
             results.extend(chunk)
             bar.update(len(chunk))
+    return results
+
+
+def evaluate_drugcomb(records: Sequence[dict], runner, *, progress: bool = True) -> DrugCombEvaluation:
+    """Generate for each record's sentence (context: its paragraph), parse, score officially."""
+    items = drugcomb_items(records)
+    started = time.perf_counter()
+    results = run_with_progress(runner, items, f"eval {runner.engine.model_id}", progress=progress)
     gen_s = time.perf_counter() - started
 
     pred_rows, per_sentence, gold_all = [], [], []
