@@ -72,6 +72,7 @@ SWEEP_TABLE_SCHEMAS: dict[str, pa.Schema] = {
 SENTENCES_TABLE = "sentences"
 RUNS_TABLE = "sweep_runs"
 KB_TABLE = "combination_kb"  # written by jobs/kb.py
+DEFAULT_MODEL = "rexdrug-smol"  # the embedded extraction model (SmolLM2-135M + our bundled LoRA)
 STAGING = "_staging"
 COMMIT_MARKER = "_COMMITTING"
 # One folder per committed run; one level deep only, so Spark leftovers (_temporary) are never read.
@@ -113,6 +114,13 @@ SWEEP_VIEWS: tuple[ViewSpec, ...] = (
 )
 
 
+def _embedded_default_prompt() -> PromptConfig:
+    """The prompt the default model (``rexdrug-smol``) was trained with, read from its training record."""
+    from model.embedded import bundled_prompt_config
+
+    return bundled_prompt_config(DEFAULT_MODEL, fallback=PromptConfig(variant="compact", hints=True))
+
+
 @dataclass
 class SweepConfig:
     """Everything a sweep needs; the defaults here are the only defaults (YAML and CLI override)."""
@@ -126,8 +134,8 @@ class SweepConfig:
     datetype: str = "edat"  # "edat" (new records) | "mdat" (revised records)
     # The embedded default: rexdrug-smol (SmolLM2-135M + our LoRA adapter) with the prompt it was
     # trained on.  For the released RexDrug weights use prompt.variant=rexdrug (configs/model/).
-    engine: EngineConfig = field(default_factory=lambda: EngineConfig(model="rexdrug-smol"))
-    prompt: PromptConfig = field(default_factory=lambda: PromptConfig(variant="compact", hints=True, context="sentence"))
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(model=DEFAULT_MODEL))
+    prompt: PromptConfig = field(default_factory=_embedded_default_prompt)
     extract_partitions: int = 0  # 0: Spark's default parallelism
     batch_size: int = 16  # sentences per engine call
     threads_per_task: int = 0  # torch threads per extraction task; 0: cores / concurrent tasks

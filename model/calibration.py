@@ -43,11 +43,12 @@ class CalibrationResult:
     unbiased_dev_f1: dict[str, float]
     sentences: int
     grid: dict[str, list[float]] = field(default_factory=dict)
+    no_comb_auc: float | None = None  # how well the model's own scores separate NO_COMB sentences
 
     def as_dict(self) -> dict:
         return {"label_bias": self.label_bias, "objective": "mean of the four official DrugComb F1",
                 "dev_f1_simulated": _rounded(self.dev_f1), "dev_f1_unbiased": _rounded(self.unbiased_dev_f1),
-                "dev_sentences": self.sentences, "grid": self.grid}
+                "dev_sentences": self.sentences, "no_comb_auc": self.no_comb_auc, "grid": self.grid}
 
 
 DEFAULT_GRID = {
@@ -125,7 +126,33 @@ def search_label_bias(records: Sequence[dict], evidence: Sequence[LabelEvidence]
     label_bias = {k: v for k, v in best_bias.items() if v}
     log.info("calibrated label_bias %s: dev mean F1 %.4f (unbiased %.4f)", label_bias,
              sum(best_f1.values()) / 4, sum(unbiased.values()) / 4)
-    return CalibrationResult(label_bias, best_f1, unbiased, len(records), {k: list(grid[k]) for k in keys})
+    return CalibrationResult(label_bias, best_f1, unbiased, len(records), {k: list(grid[k]) for k in keys},
+                             no_comb_auc(records, evidence))
+
+
+def no_comb_auc(records: Sequence[dict], evidence: Sequence[LabelEvidence]) -> float | None:
+    """ROC AUC of the model's NO_COMB margin (its NO_COMB log-probability minus the best other label's)
+    for telling gold "no combination" sentences from the rest; 0.5 is chance.
+
+    Label priors only move the threshold on this margin, so this number bounds what calibration can
+    do for detection.  Sentences where the model opened no slot are left out; None when one class is
+    missing.
+    """
+    margins = [(ev.logprobs["NO_COMB"] - max(v for k, v in ev.logprobs.items() if k != "NO_COMB"),
+                not rec.get("rels")) for rec, ev in zip(records, evidence) if ev.logprobs is not None]
+    positives = sum(1 for _, is_no_comb in margins if is_no_comb)
+    negatives = len(margins) - positives
+    if not positives or not negatives:
+        return None
+    # Mann-Whitney U from average ranks (ties share their rank)
+    ordered = sorted(m for m, _ in margins)
+    first_index: dict[float, int] = {}
+    counts: dict[float, int] = {}
+    for i, m in enumerate(ordered):
+        first_index.setdefault(m, i)
+        counts[m] = counts.get(m, 0) + 1
+    rank_sum = sum(first_index[m] + (counts[m] + 1) / 2 for m, is_no_comb in margins if is_no_comb)
+    return round((rank_sum - positives * (positives + 1) / 2) / (positives * negatives), 4)
 
 
 def _label_or_fixed(evidence: LabelEvidence, bias: dict[str, float]) -> str | None:

@@ -180,6 +180,25 @@ def bundled_prompt(model: str) -> dict | None:
     return _bundled_record(model).get("config", {}).get("data", {}).get("prompt")
 
 
+def bundled_prompt_config(model: str, *, fallback=None):
+    """The :class:`~model.prompting.PromptConfig` a bundled adapter was trained with.
+
+    The training record is the one source of truth for how a bundled model must be prompted (variant,
+    hints, context mode and window); ``fallback`` (a PromptConfig) is returned for any other model.
+    """
+    from dataclasses import fields
+
+    from model.prompting import PromptConfig
+
+    trained = bundled_prompt(model)
+    if trained is None:
+        return fallback
+    known = {f.name for f in fields(PromptConfig)}
+    config = PromptConfig(**{k: v for k, v in trained.items() if k in known})
+    config.validate()
+    return config
+
+
 def bundled_decision(model: str) -> dict:
     """The decision settings calibrated for a bundled adapter on its dev split (``model.calibration``):
     ``{"label_bias": {...}, ...}``, or {} for any other model or an adapter shipped without them."""

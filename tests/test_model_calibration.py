@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from model.calibration import LabelEvidence, choose_label, decide, search_label_bias
+from model.calibration import LabelEvidence, choose_label, decide, no_comb_auc, search_label_bias
 from model.engines.base import EngineConfig, SamplingConfig, engine_model_id
 from model.engines.label_bias import LABELS, LabelBiasProcessor, label_first_tokens, validate_label_bias
 
@@ -139,6 +139,21 @@ def test_search_keeps_no_bias_when_bias_does_not_help():
     evidence = [_evidence(-1.0, [_rel("cisplatin", "gemcitabine")]), _evidence(1.0, [_rel("cisplatin", "paclitaxel")])]
     result = search_label_bias(records, evidence, grid={"NO_COMB": [-2.0, -0.5, 0.0, 0.5]})
     assert result.label_bias == {} and result.dev_f1 == result.unbiased_dev_f1
+
+
+def test_no_comb_auc_measures_how_well_the_model_separates_no_comb_sentences():
+    records = [_record("a", [[0, 1]]), _record("b", [[1, 2]]), _record("c", []), _record("d", [])]
+    margins = {"perfect": [-2.0, -1.0, 1.0, 2.0], "inverted": [2.0, 1.0, -1.0, -2.0], "tied": [0.0] * 4,
+               "half": [-1.0, 1.0, 2.0, -2.0], "quarter": [-1.0, 1.0, 0.5, -2.0]}
+    expected = {"perfect": 1.0, "inverted": 0.0, "tied": 0.5, "half": 0.5, "quarter": 0.25}
+    for name, values in margins.items():
+        assert no_comb_auc(records, [_evidence(m, []) for m in values]) == expected[name], name
+    # sentences without a slot are left out; one class alone has no AUC
+    assert no_comb_auc(records, [_evidence(-1.0, []), LabelEvidence(None, []), _evidence(1.0, []),
+                                 LabelEvidence(None, [])]) == 1.0
+    assert no_comb_auc(records[:2], [_evidence(0.0, []), _evidence(1.0, [])]) is None
+    result = search_label_bias(records, [_evidence(m, []) for m in margins["perfect"]], grid={"NO_COMB": [0.0]})
+    assert result.no_comb_auc == 1.0 and result.as_dict()["no_comb_auc"] == 1.0
 
 
 def test_search_rejects_mismatched_inputs():

@@ -25,6 +25,27 @@ def test_the_shipped_adapter_carries_its_prompt_and_dev_calibrated_decision():
     assert bundled_decision("some/other-model") == {}
 
 
+def test_the_sweep_and_the_cli_prompt_a_bundled_model_the_way_it_was_trained():
+    import argparse
+
+    from jobs.cli._model_args import add_model_arguments, engine_and_prompt
+    from jobs.sweep import SweepConfig
+    from model.embedded import bundled_prompt, bundled_prompt_config
+
+    trained = bundled_prompt_config("rexdrug-smol")
+    record = bundled_prompt("rexdrug-smol")
+    assert (trained.variant, trained.hints, trained.context) == (record["variant"], record["hints"], record["context"])
+    assert SweepConfig().prompt == trained  # one source of truth: the adapter's training record
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    assert engine_and_prompt(parser.parse_args(["--model", "rexdrug-smol"]))[1] == trained
+    overridden = engine_and_prompt(parser.parse_args(["--model", "rexdrug-smol", "--context", "window", "--window", "2"]))[1]
+    assert (overridden.context, overridden.window, overridden.variant) == ("window", 2, trained.variant)
+    fallback = PromptConfig(variant="compact")
+    assert bundled_prompt_config("some/other-model", fallback=fallback) is fallback
+    assert engine_and_prompt(parser.parse_args(["--model", "some/folder"]))[1] == PromptConfig()
+
+
 def test_hub_ids_need_explicit_permission(tmp_path):
     with pytest.raises(ValueError, match="allow-download"):
         resolve_model_path("DUTIR-BioNLP/RexDrug-base")

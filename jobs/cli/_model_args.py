@@ -19,6 +19,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--prompt", choices=VARIANTS,
                    help="prompt variant (default: rexdrug, or the one a bundled model was trained with)")
     g.add_argument("--context", choices=CONTEXTS, help="context given with the sentence (default abstract)")
+    g.add_argument("--window", type=int, help="neighbouring sentences on each side for --context window")
     g.add_argument("--hints", action="store_true", help="list the matcher's candidate drugs in the prompt")
     g.add_argument("--max-new-tokens", type=int, help="generation budget per sentence")
     g.add_argument("--batch-size", type=int, help="prompts per forward pass")
@@ -48,15 +49,18 @@ def engine_and_prompt(args: argparse.Namespace) -> tuple[EngineConfig, PromptCon
     if args.allow_download:
         overrides.append("allow_download=true")
     engine_config = load_config(EngineConfig, args.engine_config, overrides)
-    from model.embedded import bundled_prompt
+    from model.embedded import bundled_prompt_config
 
     # A bundled model is prompted the way it was trained unless the user says otherwise.
-    trained = bundled_prompt(model) or {}
-    prompt = PromptConfig(
-        variant=args.prompt or trained.get("variant", "rexdrug"),
-        context=args.context or trained.get("context", "abstract"),
-        hints=args.hints or bool(trained.get("hints", False)),
-    )
+    prompt = bundled_prompt_config(model, fallback=PromptConfig())
+    if args.prompt:
+        prompt.variant = args.prompt
+    if args.context:
+        prompt.context = args.context
+    if args.window is not None:
+        prompt.window = args.window
+    if args.hints:
+        prompt.hints = True
     prompt.validate()
     return engine_config, prompt
 
