@@ -123,7 +123,8 @@ def test_new_prompt_version_adds_rows_beside_the_old(spark, reference, tmp_path)
     warehouse = tmp_path / "wh"
     shutil.copytree(reference, warehouse)
     (n_before,) = query(warehouse, "SELECT count(*) FROM extractions")[0]
-    summary = sweep(spark, warehouse, "prompt.context=window")  # differs from the default prompt
+    other_context = "sentence" if SweepConfig().prompt.context != "sentence" else "window"
+    summary = sweep(spark, warehouse, f"prompt.context={other_context}")  # differs from the default prompt
     assert summary.n_extracted == summary.n_candidates > 0
     versions = dict(query(warehouse, "SELECT prompt_version, count(*) FROM extractions GROUP BY ALL"))
     assert len(versions) == 2 and sum(versions.values()) == n_before + summary.n_extracted
