@@ -161,6 +161,18 @@ class SweepConfig:
         self.engine.validate()
         self.prompt.validate()
 
+    def prompt_warning(self) -> str | None:
+        """Why the prompt may not suit the model: another LLM left on rexdrug-smol's trained prompt."""
+        from model.embedded import BUNDLED_ADAPTERS
+
+        if self.engine.kind.startswith("rule_") or self.engine.model in BUNDLED_ADAPTERS:
+            return None
+        if self.prompt != _embedded_default_prompt():
+            return None
+        return (f"engine.model={self.engine.model} is prompted with {DEFAULT_MODEL}'s training prompt "
+                f"({prompt_version(self.prompt)}); set prompt.variant (e.g. rexdrug for the released RexDrug "
+                "weights) to the format your model was trained on")
+
 
 @dataclass
 class SweepSummary:
@@ -421,6 +433,9 @@ def resolve_model_identity(engine_cfg: EngineConfig, prompt_cfg: PromptConfig) -
 def run_sweep(config: SweepConfig, spark=None) -> SweepSummary:
     """Run every stage once; one sweep per warehouse at a time (a second one fails fast)."""
     config.validate()
+    warning = config.prompt_warning()
+    if warning:
+        log.warning(warning)
     layout = SweepLayout(config.warehouse)
     layout.root.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(layout.root / ".sweep.lock", f"another sweep is running on {layout.root}"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from model.embedded import gguf_file, model_info, resolve_model_path
@@ -44,6 +46,21 @@ def test_the_sweep_and_the_cli_prompt_a_bundled_model_the_way_it_was_trained():
     fallback = PromptConfig(variant="compact")
     assert bundled_prompt_config("some/other-model", fallback=fallback) is fallback
     assert engine_and_prompt(parser.parse_args(["--model", "some/folder"]))[1] == PromptConfig()
+
+
+def test_sweep_warns_when_another_llm_keeps_the_bundled_models_prompt():
+    from etl.config import load_config
+    from jobs.sweep import SweepConfig
+
+    assert SweepConfig().prompt_warning() is None  # rexdrug-smol with its own prompt
+    assert load_config(SweepConfig, None, ["source=demo", "engine.kind=rule_all_drugs"]).prompt_warning() is None
+    other = load_config(SweepConfig, None, ["source=demo", "engine.model=/models/RexDrug-base"])
+    assert "prompt.variant" in other.prompt_warning() and "/models/RexDrug-base" in other.prompt_warning()
+    assert load_config(SweepConfig, None, ["source=demo", "engine.model=/models/RexDrug-base", "prompt.variant=rexdrug",
+                                           "prompt.context=abstract"]).prompt_warning() is None
+    assert load_config(SweepConfig, None, ["source=demo", "engine.model=x", "prompt.hints=false"]).prompt_warning() is None
+    shipped = Path(__file__).resolve().parents[1] / "configs" / "sweep_rexdrug_vllm.yaml"
+    assert load_config(SweepConfig, shipped, ["source=demo"]).prompt_warning() is None
 
 
 def test_hub_ids_need_explicit_permission(tmp_path):
