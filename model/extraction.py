@@ -10,12 +10,13 @@ import logging
 from collections.abc import Iterator
 
 from model.engines.base import Engine, SamplingConfig
-from model.parsing import parse_completion
+from model.parsing import ddi_items, parse_completion
 from model.prompting import PromptConfig, build_messages, candidate_hints, prompt_version
 
 log = logging.getLogger(__name__)
 
-RESULT_KEYS = ("raw_output", "parsed", "parse_status", "parse_reason", "think", "model_id", "prompt_version")
+RESULT_KEYS = ("raw_output", "parsed", "parse_status", "parse_reason", "parse_repairs", "answer_items", "think",
+               "model_id", "prompt_version")
 
 
 class ExtractionRunner:
@@ -81,6 +82,9 @@ class ExtractionRunner:
                     "parsed": [r.as_dict() for r in parsed.relations],
                     "parse_status": parsed.status,
                     "parse_reason": parsed.reason,
+                    "parse_repairs": list(parsed.repairs),
+                    # the answer's items as written (labels outside DrugComb's, e.g. DDI types, kept)
+                    "answer_items": ddi_items(parsed),
                     "think": parsed.think,
                     "model_id": self.engine.model_id,
                     "prompt_version": self.version,
@@ -91,4 +95,4 @@ class ExtractionRunner:
 
     def _error_row(self, item: dict, status: str, reason: str, raw: str = "") -> dict:
         return {**item, "raw_output": raw, "parsed": [], "parse_status": status, "parse_reason": reason,
-                "think": None, "model_id": self.engine.model_id, "prompt_version": self.version}
+                "parse_repairs": [], "answer_items": None, "think": None, "model_id": self.engine.model_id, "prompt_version": self.version}

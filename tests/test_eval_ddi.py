@@ -205,6 +205,31 @@ def test_ddi_items_reads_ddi_labels_from_the_raw_answer():
     assert ddi_items(parse_completion("no answer at all")) is None
 
 
+def test_ddi_predictions_come_from_the_runners_single_parse():
+    from jobs.cli.eval import _ddi_prediction
+    from model.engines.base import Engine
+    from model.extraction import ExtractionRunner
+
+    class CannedEngine(Engine):
+        model_id = "canned"
+        answers = ['<answer>[{"type": "MECHANISM", "ent_set": ["A", "B"]}]</answer>',
+                   '<answer>[{"type": "ADVISE", "ent_set": ["A", "B"]}, {"type": "POS", "ent_set": ["A"]}]</answer>',
+                   "no answer at all"]
+
+        def generate(self, batch, sampling=None):
+            return self.answers[: len(batch)]
+
+    runner = ExtractionRunner(CannedEngine(), PromptConfig(variant="ddi", hints=True))
+    rows = runner.run([{"id": k, "sentence": "A and B.", "hints": ["A", "B"]} for k in range(3)])
+    predictions = [_ddi_prediction(row) for row in rows]
+    # a DDI label is not a repair; dropping a one-drug DrugComb item is
+    assert predictions[0] == {"id": 0, "relations": [{"type": "MECHANISM", "ent_sets": ["A", "B"]}],
+                              "parse_status": "ok", "parse_reason": ""}
+    assert predictions[1]["relations"][0] == {"type": "ADVISE", "ent_sets": ["A", "B"]}
+    assert predictions[1]["parse_status"] == "repaired" and predictions[1]["parse_reason"]
+    assert predictions[2]["relations"] == [] and predictions[2]["parse_status"] == rows[2]["parse_status"] != "ok"
+
+
 def test_rule_ddi_all_pairs_labels_every_pair_of_the_given_drugs():
     engine = create_engine(EngineConfig(kind="rule_ddi_all_pairs"))
     assert engine.model_id == "rule:ddi_all_pairs"

@@ -224,18 +224,18 @@ def _ddi_corpus(corpus: str, args) -> tuple[list[dict], list[dict], int, list[di
 
 
 def _ddi_prediction(row: dict) -> dict:
-    """A runner row as a DDI prediction record: the model's answer items with their DDI labels."""
-    from model.parsing import ddi_items, parse_completion
+    """A runner row as a DDI prediction record: the model's answer items with their DDI labels.
 
+    The runner parsed the completion once; its ``answer_items`` keep the DDI labels as written.
+    """
     if row["parse_status"] in ("engine_error", "input_error"):
         return {"id": row["id"], "relations": [], "parse_status": row["parse_status"],
                 "parse_reason": row["parse_reason"]}
-    parsed = parse_completion(row["raw_output"], row["sentence"])
-    items = ddi_items(parsed) or []
+    items = row.get("answer_items") or []
     relations = [{"type": i.get("type"), "ent_sets": i.get("ent_set", i.get("ent_sets"))} for i in items]
     # the parser keeps DrugComb labels and reports DDI labels as dropped: not a repair of a DDI answer
-    repairs = [r for r in parsed.repairs if not _DDI_LABEL_DROP.match(r)]
-    status = "ok" if parsed.status == "repaired" and not repairs else parsed.status
+    repairs = [r for r in row.get("parse_repairs", []) if not _DDI_LABEL_DROP.match(r)]
+    status = "ok" if row["parse_status"] == "repaired" and not repairs else row["parse_status"]
     return {"id": row["id"], "relations": relations, "parse_status": status, "parse_reason": "; ".join(repairs)}
 
 
