@@ -167,12 +167,20 @@ def resolve_model_and_adapter(model: str, adapter_path: str | None) -> tuple[str
     return base, str(folder)
 
 
+TRAINING_RECORD = "rexdrug_training.json"  # written next to every adapter by `rexdrug train` (training.common)
+
+
+def read_training_record(folder: str | Path) -> dict | None:
+    """The training record of an adapter folder (config, prompt, dev split, decision), or None without one."""
+    path = Path(folder) / TRAINING_RECORD
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def _bundled_record(model: str) -> dict:
-    """The training record (``rexdrug_training.json``) shipped with a bundled adapter, or {}."""
+    """The training record shipped with a bundled adapter, or {}."""
     if model not in BUNDLED_ADAPTERS:
         return {}
-    provenance = BUNDLED_ADAPTERS[model][1] / "rexdrug_training.json"
-    return json.loads(provenance.read_text()) if provenance.is_file() else {}
+    return read_training_record(BUNDLED_ADAPTERS[model][1]) or {}
 
 
 def bundled_prompt(model: str) -> dict | None:

@@ -26,16 +26,18 @@ log = logging.getLogger(__name__)
 
 
 def _provenance(adapter: Path) -> dict:
-    path = adapter / "rexdrug_training.json"
-    if not path.is_file():
-        raise ValueError(f"{adapter} has no rexdrug_training.json (the training record names its prompt and dev split)")
-    return json.loads(path.read_text())
+    from model.embedded import TRAINING_RECORD, read_training_record
+
+    record = read_training_record(adapter)
+    if record is None:
+        raise ValueError(f"{adapter} has no {TRAINING_RECORD} (the training record names its prompt and dev split)")
+    return record
 
 
 def calibrate_adapter(adapter: Path, *, model: str | None = None, batch_size: int = 16, max_new_tokens: int = 96,
                       dev_limit: int | None = None, write: bool = True) -> dict:
     from model.calibration import collect_evidence, search_label_bias
-    from model.embedded import BUNDLED_ADAPTERS
+    from model.embedded import BUNDLED_ADAPTERS, TRAINING_RECORD
     from model.engines.base import EngineConfig, SamplingConfig, engine_model_id
     from model.engines.transformers_engine import TransformersEngine
     from model.evaluation.run import evaluate_drugcomb
@@ -79,7 +81,7 @@ def calibrate_adapter(adapter: Path, *, model: str | None = None, batch_size: in
     }
     if write:
         provenance["decision"] = decision
-        path = adapter / "rexdrug_training.json"
+        path = adapter / TRAINING_RECORD
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(provenance, indent=2) + "\n")
         tmp.replace(path)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from etl.config import to_dict
+from model.embedded import TRAINING_RECORD, read_training_record
 from training.data import DataConfig
 
 log = logging.getLogger(__name__)
@@ -296,7 +297,7 @@ def write_run_card(out_dir: str | Path, *, kind: str, config: Any, extra: dict[s
     if start:
         card["starting_adapter"] = start
     card.update(extra or {})
-    path = out / "rexdrug_training.json"
+    path = out / TRAINING_RECORD
     path.write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     return path
 
@@ -305,8 +306,7 @@ def starting_adapter_record(settings: ModelSettings | None) -> dict[str, Any] | 
     """The training record of the adapter a run started from, so a continued adapter keeps its history."""
     if settings is None or not getattr(settings, "adapter", None):
         return None
-    record = Path(settings.adapter) / "rexdrug_training.json"
-    parent = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
+    parent = read_training_record(settings.adapter)
     if parent:
         parent.pop("decision", None)  # label priors belong to that adapter, not to the new one
     return {"path": str(settings.adapter), "mode": settings.adapter_mode, "record": parent}

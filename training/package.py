@@ -16,6 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from model.embedded import TRAINING_RECORD
+
 log = logging.getLogger(__name__)
 
 ADAPTERS_DIR = Path(__file__).resolve().parents[1] / "model" / "adapters"
@@ -40,9 +42,9 @@ def package_adapter(run_dir: Path, name: str, dest_root: Path = ADAPTERS_DIR) ->
     # The base is resolved by name at load time (the embedded model lives in a per-user cache).
     adapter_config["base_model_name_or_path"] = "embedded"
     (tmp / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
-    provenance = run_dir / "rexdrug_training.json"
+    provenance = run_dir / TRAINING_RECORD
     if provenance.is_file():
-        shutil.copy(provenance, tmp / "rexdrug_training.json")
+        shutil.copy(provenance, tmp / TRAINING_RECORD)
     size = sum(p.stat().st_size for p in tmp.iterdir())
     if size > MAX_BYTES:
         raise ValueError(f"adapter is {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB budget")
