@@ -95,4 +95,5 @@ class ExtractionRunner:
 
     def _error_row(self, item: dict, status: str, reason: str, raw: str = "") -> dict:
         return {**item, "raw_output": raw, "parsed": [], "parse_status": status, "parse_reason": reason,
-                "parse_repairs": [], "answer_items": None, "think": None, "model_id": self.engine.model_id, "prompt_version": self.version}
+                "parse_repairs": [], "answer_items": None, "think": None, "model_id": self.engine.model_id,
+                "prompt_version": self.version}

@@ -105,7 +105,7 @@ def ddi_items(parsed: ParsedCompletion) -> list[dict] | None:
     the raw answer value: its object items, as the model wrote them.  Used by the DDI rewards and the
     DDI13 evaluation.
     """
-    if parsed.status not in ("ok", "repaired") or not isinstance(parsed.raw_answer, list):
+    if not parsed.ok or not isinstance(parsed.raw_answer, list):
         return None
     return [i for i in parsed.raw_answer if isinstance(i, dict)]
 

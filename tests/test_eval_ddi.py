@@ -212,12 +212,12 @@ def test_ddi_predictions_come_from_the_runners_single_parse():
 
     class CannedEngine(Engine):
         model_id = "canned"
-        answers = ['<answer>[{"type": "MECHANISM", "ent_set": ["A", "B"]}]</answer>',
+        answers = ('<answer>[{"type": "MECHANISM", "ent_set": ["A", "B"]}]</answer>',
                    '<answer>[{"type": "ADVISE", "ent_set": ["A", "B"]}, {"type": "POS", "ent_set": ["A"]}]</answer>',
-                   "no answer at all"]
+                   "no answer at all")
 
         def generate(self, batch, sampling=None):
-            return self.answers[: len(batch)]
+            return list(self.answers[: len(batch)])
 
     runner = ExtractionRunner(CannedEngine(), PromptConfig(variant="ddi", hints=True))
     rows = runner.run([{"id": k, "sentence": "A and B.", "hints": ["A", "B"]} for k in range(3)])

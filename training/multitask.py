@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.evaluation.ddi import DDI_TYPES
 from model.prompting import PromptConfig, build_messages, format_target
 from training.data import load_drugcomb, resolve_data_file, split_train_dev
 
 TASKS = ("drugcomb", "ddi", "ner")
 LANGS = ("en", "zh")
-DDI_LABELS = {"effect": "EFFECT", "mechanism": "MECHANISM", "advise": "ADVISE", "int": "INT"}
+DDI_LABELS = {t: t.upper() for t in DDI_TYPES}  # corpus type -> answer label
 
 _DDI_TEMPLATES = {
     "en": ("Drug-drug interaction extraction. For every pair of drugs in the sentence that interact, give the "

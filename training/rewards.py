@@ -53,6 +53,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
+from model.evaluation.ddi import DDI_LABELS
 from model.evaluation.matching import best_overlap, normalize_drug_name, relation_f1
 from model.parsing import ParsedCompletion, ddi_items, parse_completion
 
@@ -67,7 +68,6 @@ DDI_DEFAULT_WEIGHTS: dict[str, float] = {
 
 PARTIAL_WEIGHT, EXACT_WEIGHT = 0.33, 0.67
 DRUGCOMB_LABELS = ("POS", "COMB", "NEG")
-DDI_LABELS = ("EFFECT", "MECHANISM", "ADVISE", "INT")
 NO_COMB = "NO_COMB"
 DRUGCOMB_TASK, DDI_TASK = "drugcomb", "ddi"
 

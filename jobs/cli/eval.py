@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from jobs.cli._model_args import add_model_arguments, engine_and_prompt, matcher_or_none
+from model.evaluation.ddi import DDI_LABELS
 
 log = logging.getLogger("rexdrug.eval")
 
@@ -239,7 +240,7 @@ def _ddi_prediction(row: dict) -> dict:
     return {"id": row["id"], "relations": relations, "parse_status": status, "parse_reason": "; ".join(repairs)}
 
 
-_DDI_LABEL_DROP = re.compile(r"^unknown label '(?:EFFECT|MECHANISM|ADVISE|INT)' dropped$", re.IGNORECASE)
+_DDI_LABEL_DROP = re.compile(rf"^unknown label '(?:{'|'.join(DDI_LABELS)})' dropped$", re.IGNORECASE)
 
 
 def _processed_result(gold: list[dict], predictions: list[dict], args) -> dict:

@@ -20,6 +20,7 @@ from itertools import combinations
 from model.evaluation.matching import normalize_drug_name
 
 DDI_TYPES = ("effect", "mechanism", "advise", "int")
+DDI_LABELS = tuple(t.upper() for t in DDI_TYPES)  # as a model writes them
 _NEGATIVE_TYPES = ("other", "no_comb", "negative", "none", "false")
 PROCESSED_LABEL = "ddi13-processed (RexDrug copy; not comparable with official-corpus numbers)"
 
