@@ -31,16 +31,6 @@ class DrugCombEvaluation:
     errors: list[dict]  # sentences whose prediction differs from gold, with the reason
 
 
-def official_f1(records: Sequence[dict], parsed: Sequence[list[dict]]) -> dict[str, float]:
-    """The four official F1 of already parsed answers (one list of relation dicts per record): for
-    decision searches that re-score many variants of one generation run."""
-    gold_all, pred_rows = [], []
-    for rec, relations in zip(records, parsed, strict=True):
-        gold_all.extend(gold_relations(rec))
-        pred_rows.extend(prediction_rows(rec, relations)[0])
-    return {k: v["f1"] for k, v in score_official(gold_all, relations_from_official(pred_rows)).items()}
-
-
 def drugcomb_items(records: Sequence[dict]) -> list[dict]:
     """Runner items of DrugComb records: the sentence, with its paragraph as context."""
     return [{"doc_id": r["doc_id"], "sentence": r["sentence"], "context": r.get("paragraph")} for r in records]
