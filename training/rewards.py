@@ -53,6 +53,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
+from model.answer_schema import COMBINATION_LABELS, NO_COMB
 from model.evaluation.ddi import DDI_LABELS
 from model.evaluation.matching import best_overlap, normalize_drug_name, relation_f1
 from model.parsing import ParsedCompletion, ddi_items, parse_completion
@@ -67,8 +68,6 @@ DDI_DEFAULT_WEIGHTS: dict[str, float] = {
 }
 
 PARTIAL_WEIGHT, EXACT_WEIGHT = 0.33, 0.67
-DRUGCOMB_LABELS = ("POS", "COMB", "NEG")
-NO_COMB = "NO_COMB"
 DRUGCOMB_TASK, DDI_TASK = "drugcomb", "ddi"
 
 _SECTION_MARKERS = [re.compile(rf"(?:^|(?<=\s))\[{k}\]") for k in (1, 2, 3, 4)]
@@ -306,7 +305,7 @@ def _coverage(p: ParsedCompletion, gold: list[dict]) -> float:
         return 0.0
     if _inconsistent(p.raw_answer):
         return -1.0
-    gold_sets = {drugs for _label_, drugs in _relation_rows(gold, DRUGCOMB_LABELS)}
+    gold_sets = {drugs for _label_, drugs in _relation_rows(gold, COMBINATION_LABELS)}
     pred_sets = [_key_set(r.drugs) for r in p.relations]
     pred_none = _predicted_no_comb(p)
     if not gold_sets:
@@ -316,7 +315,7 @@ def _coverage(p: ParsedCompletion, gold: list[dict]) -> float:
     if not pred_sets:  # items were there but none is a usable combination
         return 0.0
     base = sum(best_overlap(g, pred_sets) for g in gold_sets) / len(gold_sets)
-    return max(base - _duplicate_share(p.raw_answer, DRUGCOMB_LABELS), -1.0)
+    return max(base - _duplicate_share(p.raw_answer, COMBINATION_LABELS), -1.0)
 
 
 @register("coverage")
@@ -329,7 +328,7 @@ def coverage_reward(completions, **kwargs) -> list[float | None]:
 def _accuracy(p: ParsedCompletion, gold: list[dict]) -> float:
     if not p.ok:
         return 0.0
-    gold_pairs = [(label, sorted(drugs)) for label, drugs in _relation_rows(gold, DRUGCOMB_LABELS)]
+    gold_pairs = [(label, sorted(drugs)) for label, drugs in _relation_rows(gold, COMBINATION_LABELS)]
     pred_pairs = [(r.label, [normalize_drug_name(d) for d in r.drugs]) for r in p.relations]
     partial = relation_f1(gold_pairs, pred_pairs, exact=False, mode="typed", key=str).f1
     exact = relation_f1(gold_pairs, pred_pairs, exact=True, mode="typed", key=str).f1

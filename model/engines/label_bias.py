@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Mapping
 
-LABELS = ("POS", "COMB", "NEG", "NO_COMB")
+from model.answer_schema import LABELS  # the answer labels, in their order (POS first)
 
 # The slot opens where the model has just written `"type": "` (any spacing) inside the answer.
 _SLOT = re.compile(r'"type"\s*:\s*"$')
