@@ -7,9 +7,10 @@ The gold file (``data/realpm/gold.jsonl``: real PubMed sentences annotated under
 test set, the model finds the drugs itself, so predictions are scored end to end:
 
 * **Combinations.** A predicted drug is resolved to the gold mention it overlaps (or whose
-  normalized name it has, as ``model.evaluation.drugcomb.names_to_span_ids`` does); a drug that
-  names no gold mention (a biomarker, an element, a misread abbreviation) stays in the set as itself,
-  so that set can never match a gold set exactly.  Sets are then scored with the one n-ary set
+  normalized name it has, as ``model.evaluation.drugcomb.names_to_span_ids`` does), and a set member
+  is the mention's normalized text (two mentions of one drug in a sentence are one member); a drug
+  that names no gold mention (a biomarker, an element, a misread abbreviation) stays in the set as
+  itself, so that set can never match a gold set exactly.  Sets are then scored with the one n-ary set
   matcher (``model.evaluation.matching``): ``any_exact`` (the headline number: exact drug set, any
   combination label), ``any_partial`` (Jaccard credit, as the official DrugComb scorer),
   ``pos_exact`` and ``typed_exact`` (the label must agree too).
@@ -59,18 +60,28 @@ def select_split(records: Sequence[dict], split: str) -> list[dict]:
     return chosen
 
 
+def _span_keys(record: dict) -> dict[int, str]:
+    """span id -> the mention's comparison key: its normalized text, so that two mentions of one drug
+    in a sentence ("atracurium alone ... atracurium plus gentamycin") are the same set member."""
+    return {s["span_id"]: normalize_drug_name(s["text"]) for s in record.get("spans") or []}
+
+
 def gold_sets(record: dict) -> list[SetRelation]:
-    """Gold combination rows of one record (drug sets of span ids); NO_COMB sentences have none."""
-    return [SetRelation.make(record["doc_id"], rel["spans"], rel["class"]) for rel in record.get("rels") or []]
+    """Gold combination rows of one record (sets of mention keys); NO_COMB sentences have none."""
+    keys = _span_keys(record)
+    return [SetRelation.make(record["doc_id"], (keys[i] for i in rel["spans"]), rel["class"])
+            for rel in record.get("rels") or []]
 
 
 def predicted_sets(record: dict, relations: Sequence[Mapping[str, Any]]) -> list[SetRelation]:
     """Predicted combination rows of one record from parsed relations ({label, drugs: [{name, start, end}]}).
 
-    Drugs resolve to gold span ids; a drug naming no gold mention is kept as ``("?", normalized name)``
+    Drugs resolve to gold mentions (then to their keys); a drug naming no gold mention is kept as
+    ``("?", normalized name)``
     so the set stays as large as the model wrote it.  NO_COMB relations and sets of fewer than two
     distinct drugs carry no combination and are skipped.
     """
+    keys = _span_keys(record)
     rows = []
     for rel in relations:
         label = normalize_label(rel.get("label"))
@@ -78,7 +89,7 @@ def predicted_sets(record: dict, relations: Sequence[Mapping[str, Any]]) -> list
             continue
         drugs = list(rel.get("drugs") or [])
         ids, unresolved = names_to_span_ids(drugs, record)
-        members: list[Hashable] = list(ids) + [("?", normalize_drug_name(n)) for n in unresolved]
+        members: list[Hashable] = [keys[i] for i in ids] + [("?", normalize_drug_name(n)) for n in unresolved]
         row = SetRelation.make(record["doc_id"], members, label)
         if len(row.drugs) >= 2:
             rows.append(row)
@@ -147,16 +158,15 @@ def sentence_errors(records: Sequence[dict], relations: Mapping[Hashable, Sequen
         if not sides:
             continue
         if {r.drugs for r in sides["gold"]} != {r.drugs for r in sides["pred"]}:
-            text = {s["span_id"]: s["text"] for s in rec.get("spans") or []}
             out.append({"doc_id": rec["doc_id"], "sentence": rec["sentence"],
-                        "gold": [[r.label, _names(r.drugs, text)] for r in sides["gold"]],
-                        "pred": [[r.label, _names(r.drugs, text)] for r in sides["pred"]]})
+                        "gold": [[r.label, _names(r.drugs)] for r in sides["gold"]],
+                        "pred": [[r.label, _names(r.drugs)] for r in sides["pred"]]})
     return out
 
 
-def _names(drugs: Sequence[Hashable], text: Mapping[int, str]) -> list[str]:
-    """A scored drug set as names: gold mentions by their text, unresolved drugs marked with "?"."""
-    return [f"{d[1]}?" if isinstance(d, tuple) else text.get(d, str(d)) for d in drugs]
+def _names(drugs: Sequence[Hashable]) -> list[str]:
+    """A scored drug set as names: gold mentions by their key, unresolved drugs marked with "?"."""
+    return sorted(f"{d[1]}?" if isinstance(d, tuple) else str(d) for d in drugs)
 
 
 def score_sentences(
