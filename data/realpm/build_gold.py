@@ -138,17 +138,19 @@ def build(folder: Path = HERE) -> dict:
             unusable.append(item_id)
             continue
         gold.append(gold_row(pool[item_id], chosen, names))
+    pairs = [(a, b) for i, a in enumerate(sorted(anns)) for b in sorted(anns)[i + 1:] if set(anns[a]) & set(anns[b])]
+    agreements = [agreement(pool, a, anns[a], b, anns[b]) for a, b in pairs]
     if undecided:
+        print(json.dumps(agreements, indent=2), file=sys.stderr)
         raise SystemExit(f"{len(undecided)} doubly-annotated items disagree and have no adjudication: "
                          f"{', '.join(undecided)}")
-    pairs = [(a, b) for i, a in enumerate(sorted(anns)) for b in sorted(anns)[i + 1:] if set(anns[a]) & set(anns[b])]
     report = {
         "items_annotated": len(by_item), "gold_items": len(gold), "unusable": unusable,
         "doubly_annotated": sum(len(v) > 1 for v in by_item.values()), "disagreements_adjudicated": disagreements,
         "per_split": {s: sum(g["split"] == s for g in gold) for s in ("dev", "train")},
         "with_combination": {s: sum(bool(g["rels"]) for g in gold if g["split"] == s) for s in ("dev", "train")},
         "combinations": {s: sum(len(g["rels"]) for g in gold if g["split"] == s) for s in ("dev", "train")},
-        "agreement": [agreement(pool, a, anns[a], b, anns[b]) for a, b in pairs],
+        "agreement": agreements,
     }
     with (folder / "gold.jsonl").open("w", encoding="utf-8") as fh:
         for row in gold:
