@@ -6,6 +6,8 @@
   rexdrug eval ddi --pred pred.jsonl [--gold data/ddi13/test.jsonl]   # DDI13 pair-level micro-F1
   rexdrug eval ddi --pred pred.jsonl --corpus official [--zip DDICorpus-2013.zip]
   rexdrug eval ddi --model rule_ddi_all_pairs [--corpus official|processed|both] [--limit N] [--out DIR]
+  rexdrug eval realpm --models rule_all_drugs,rexdrug-smol [--split dev]    # annotated real PubMed sentences
+  rexdrug eval sentences --gold FILE --model M [--all-sentences] [--out DIR]  # any gold file of that format
 """
 
 from __future__ import annotations
@@ -42,11 +44,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ddi.add_argument("--limit", type=int, help="only the first N sentences with candidate pairs of each corpus")
     ddi.add_argument("--out", help="folder for predictions, raw outputs and summary.json")
     add_model_arguments(ddi)
+    sen = sub.add_parser("sentences", aliases=["realpm"],
+                         help="annotated real PubMed sentences, end to end as the sweep runs (data/realpm)")
+    sen.add_argument("--gold", help="gold JSONL in DrugComb's row format with a split field "
+                                    "(default: data/realpm/gold.jsonl)")
+    sen.add_argument("--split", default="dev", help="dev (default, for choices) | train | all")
+    sen.add_argument("--models", help="comma-separated models scored side by side (each as --model), "
+                                      "e.g. rule_all_drugs,rule_cue,rexdrug-smol")
+    sen.add_argument("--all-sentences", action="store_true",
+                     help="send every gold sentence to the model, not only the sweep's candidates")
+    sen.add_argument("--format", choices=("json", "table"), default="json", help="stdout format")
+    sen.add_argument("--out", help="folder for each model's outputs, per-sentence errors and summary.json")
+    add_model_arguments(sen)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.benchmark == "ddi":
         return _ddi(args)
+    if args.benchmark in ("sentences", "realpm"):
+        return _sentences(args)
     if args.pred:
         return _score_files(args)
     return _run_model(args)
@@ -99,6 +115,66 @@ def _run_model(args) -> int:
     print(json.dumps(summary, indent=2))
     engine.close()
     return 0
+
+
+def _sentences(args) -> int:
+    import copy
+
+    from etl.drugs import default_matcher
+    from etl.paths import data_path
+    from model.engines import create_engine
+    from model.evaluation.drugcomb import read_jsonl
+    from model.evaluation.run import evaluate_sentences
+    from model.evaluation.sentences import select_split
+    from model.extraction import ExtractionRunner
+
+    if args.models and args.model:
+        raise ValueError("eval sentences: give --model M or --models A,B,..., not both")
+    models = [m.strip() for m in (args.models or args.model or "rexdrug-smol").split(",") if m.strip()]
+    gold_path = args.gold or data_path("realpm", "gold.jsonl")
+    records = select_split(read_jsonl(gold_path), args.split)
+    matcher = default_matcher()
+    summaries = []
+    for model in models:
+        margs = copy.copy(args)
+        margs.model = model
+        engine_config, prompt = engine_and_prompt(margs)
+        engine = create_engine(engine_config, matcher=matcher)
+        try:
+            runner = ExtractionRunner(engine, prompt, matcher=matcher, sampling=engine_config.sampling)
+            result = evaluate_sentences(records, runner, matcher, all_sentences=args.all_sentences)
+        finally:
+            engine.close()
+        summary = {"model": model, "gold": str(gold_path), "split": args.split, **result.summary}
+        summaries.append(summary)
+        if args.out:
+            out = Path(args.out) / re.sub(r"[^\w.-]+", "_", model)
+            out.mkdir(parents=True, exist_ok=True)
+            _write_jsonl(out / "outputs.jsonl", result.outputs)
+            _write_jsonl(out / "errors.jsonl", result.errors)
+            (out / "summary.json").write_text(json.dumps(summary, indent=2))
+            log.info("wrote %s", out)
+    if args.format == "table":
+        print(_sentence_table(summaries))
+    else:
+        print(json.dumps(summaries[0] if len(summaries) == 1 else {"models": summaries}, indent=2))
+    return 0
+
+
+def _sentence_table(summaries: list[dict]) -> str:
+    """A markdown table of the headline numbers, one row per model."""
+    head = ("| model | any-exact P | R | F1 | any-partial F1 | pos-exact F1 | labels agree | mention P | "
+            "mention R | sent to model | predicted |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for s in summaries:
+        c, m = s["combinations"], s.get("drug_mentions", {})
+        lines.append(
+            f"| {s['model']} | {c['any_exact']['precision']:.3f} | {c['any_exact']['recall']:.3f} | "
+            f"{c['any_exact']['f1']:.3f} | {c['any_partial']['f1']:.3f} | {c['pos_exact']['f1']:.3f} | "
+            f"{s['labels']['agreement'] if s['labels']['agreement'] is not None else '-'} | "
+            f"{m.get('precision', '-')} | {m.get('recall', '-')} | "
+            f"{s['selection']['share_sent_to_model']:.3f} | {s['predicted_combinations']} |")
+    return "\n".join(lines)
 
 
 def _ddi(args) -> int:

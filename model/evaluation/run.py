@@ -92,3 +92,56 @@ def evaluate_drugcomb(records: Sequence[dict], runner, *, progress: bool = True)
         "sentences_per_second": round(len(results) / gen_s, 3) if gen_s > 0 else None,
     }
     return DrugCombEvaluation(summary, pred_rows, results, per_sentence)
+
+
+@dataclass
+class SentenceEvaluation:
+    summary: dict[str, Any]
+    outputs: list[dict]  # runner results of the sentences sent to the model
+    errors: list[dict]  # sentences whose predicted sets differ from gold
+
+
+def sweep_view(record: dict, matcher) -> dict:
+    """What the sweep knows of a gold sentence: its drug mentions and whether it is a candidate.
+
+    The record's paragraph goes through the sweep's own sentence stage (``etl.candidates.sentence_rows``:
+    abbreviations defined elsewhere in the abstract count), and the row starting at the record's
+    ``sentence_start`` is the sentence; without a paragraph or a matching row, the sentence alone.
+    """
+    from etl.candidates import sentence_rows
+
+    doc, sentence = str(record["doc_id"]), record["sentence"]
+    paragraph, start = record.get("paragraph"), record.get("sentence_start")
+    rows = sentence_rows(doc, 1, paragraph, matcher) if paragraph and start is not None else []
+    found = [r for r in rows if r["start"] == start and r["text"] == sentence]
+    if not found:  # no paragraph, or our splitter cuts it elsewhere: the sentence is its own abstract
+        found = [r for r in sentence_rows(doc, 1, sentence, matcher) if r["text"] == sentence]
+    if not found:
+        return {"mentions": [], "is_candidate": False}
+    return {"mentions": found[0]["mentions"], "is_candidate": found[0]["is_candidate"]}
+
+
+def evaluate_sentences(records: Sequence[dict], runner, matcher, *, all_sentences: bool = False,
+                       progress: bool = True) -> SentenceEvaluation:
+    """The sweep over annotated sentences, scored: candidates (as the sweep selects them, or every
+    sentence with ``all_sentences``) go to the runner with their paragraph as context."""
+    from model.evaluation.sentences import score_sentences, sentence_errors
+
+    views = {r["doc_id"]: sweep_view(r, matcher) for r in records}
+    chosen = [r for r in records if all_sentences or views[r["doc_id"]]["is_candidate"]]
+    items = [{"doc_id": r["doc_id"], "sentence": r["sentence"], "context": r.get("paragraph")} for r in chosen]
+    started = time.perf_counter()
+    results = run_with_progress(runner, items, f"eval {runner.engine.model_id}", progress=progress)
+    gen_s = time.perf_counter() - started
+    relations = {res["doc_id"]: res["parsed"] for res in results}
+    scores = score_sentences(records, relations,
+                             mentions={k: [m for m in v["mentions"] if not m.get("is_class")]
+                                       for k, v in views.items()},
+                             candidates={k: v["is_candidate"] for k, v in views.items()})
+    statuses: dict[str, int] = {}
+    for res in results:
+        statuses[res["parse_status"]] = statuses.get(res["parse_status"], 0) + 1
+    summary = {"model_id": runner.engine.model_id, "prompt_version": runner.version,
+               "sent_to_model": "all sentences" if all_sentences else "candidates (the sweep's rule)",
+               **scores, "parse_status": statuses, "generation_seconds": round(gen_s, 2)}
+    return SentenceEvaluation(summary, results, sentence_errors(records, relations))
