@@ -12,7 +12,7 @@ Variants (``PromptConfig.variant``):
 * ``taiyi_en`` / ``taiyi_zh`` - a single instruction-style user turn in the manner of the Taiyi
   multi-task instruction data (English / Chinese), answer tags only.
 * ``ddi`` - DDI13 pair extraction (EFFECT/MECHANISM/ADVISE/INT), the English instruction of the
-  multi-task training data (``training.multitask._DDI_TEMPLATES["en"]``, imported, not copied); the
+  multi-task training data (``DDI_TEMPLATES["en"]`` below, which ``training.multitask`` uses too); the
   hints are the sentence's given entities (DDI13 annotates them), the context is not used.
 
 Options: ``hints`` adds the candidate drugs the dictionary matcher found in the sentence;
@@ -309,11 +309,30 @@ def _compact(sentence: str, context: str | None, hints: list[str]) -> str:
         sentence, hints, context, ("Sentence: ", "Drugs: ", "Context: "))
 
 
+# The multi-task instruction templates (Taiyi-style; English and Chinese): the ``ddi`` prompt variant and
+# the multi-task training rows of ``training.multitask`` both read them here.
+DDI_TEMPLATES = {
+    "en": ("Drug-drug interaction extraction. For every pair of drugs in the sentence that interact, give the "
+           "interaction type: EFFECT (pharmacodynamic effect), MECHANISM (pharmacokinetic mechanism), ADVISE "
+           "(a recommendation) or INT (interaction without detail). Output a JSON array "
+           '[{"type": "EFFECT", "ent_set": ["drugA", "drugB"]}] inside <answer></answer>; if no pair interacts, '
+           'output <answer>[{"type": "NO_COMB", "ent_set": []}]</answer>.\nSentence: {sentence}\nDrugs: {drugs}'),
+    "zh": ("药物相互作用抽取。找出句子中存在相互作用的每一对药物，并给出类型：EFFECT（药效学作用）、MECHANISM（药代动力学机制）、"
+           "ADVISE（用药建议）或 INT（未说明细节的相互作用）。请在<answer></answer>中输出JSON数组 "
+           '[{"type": "EFFECT", "ent_set": ["药物A", "药物B"]}]；如果没有相互作用，输出'
+           '<answer>[{"type": "NO_COMB", "ent_set": []}]</answer>。\n句子：{sentence}\n药物：{drugs}'),
+}
+NER_TEMPLATES = {
+    "en": ("Drug name recognition. List every drug mentioned in the sentence, written exactly as in the text, "
+           'as a JSON array inside <answer></answer>, e.g. <answer>["drugA", "drugB"]</answer>.\nSentence: {sentence}'),
+    "zh": ("药物命名实体识别。列出句子中提到的所有药物名称（保持原文写法），以JSON数组形式输出在<answer></answer>中，"
+           '例如 <answer>["药物A", "药物B"]</answer>。\n句子：{sentence}'),
+}
+
+
 def _ddi(sentence: str, hints: list[str]) -> str:
     """The multi-task DDI instruction (the wording the adapters were trained with); no Drugs line without hints."""
-    from training.multitask import _DDI_TEMPLATES  # lazy: training.multitask imports this module
-
-    text = _DDI_TEMPLATES["en"].replace("{sentence}", sentence)
+    text = DDI_TEMPLATES["en"].replace("{sentence}", sentence)
     if hints:
         return text.replace("{drugs}", "; ".join(hints))
     return text.replace("\nDrugs: {drugs}", "")

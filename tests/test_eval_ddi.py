@@ -187,12 +187,12 @@ def test_processed_scorer_reads_model_labels():
 
 
 def test_ddi_prompt_uses_the_training_instruction_and_gold_entities():
-    from training.multitask import _DDI_TEMPLATES
+    from model.prompting import DDI_TEMPLATES
 
     config = PromptConfig(variant="ddi", hints=True)
     messages = build_messages("A raises B levels.", "ignored context", config, ["A", "B", "a"])
     assert len(messages) == 1 and messages[0]["role"] == "user"
-    assert messages[0]["content"].startswith(_DDI_TEMPLATES["en"].split("{sentence}")[0])
+    assert messages[0]["content"].startswith(DDI_TEMPLATES["en"].split("{sentence}")[0])
     assert messages[0]["content"].endswith("Sentence: A raises B levels.\nDrugs: A; B")
     assert read_prompt_fields(messages) == {"sentence": "A raises B levels.", "hints": ["A", "B"]}
     assert prompt_version(config) == "ddi-v1+hints"

@@ -22,30 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from model.evaluation.ddi import DDI_TYPES
-from model.prompting import PromptConfig, build_messages, format_target
+from model.prompting import DDI_TEMPLATES, NER_TEMPLATES, PromptConfig, build_messages, format_target
 from training.data import load_drugcomb, resolve_data_file, split_train_dev
 
 TASKS = ("drugcomb", "ddi", "ner")
 LANGS = ("en", "zh")
 DDI_LABELS = {t: t.upper() for t in DDI_TYPES}  # corpus type -> answer label
 
-_DDI_TEMPLATES = {
-    "en": ("Drug-drug interaction extraction. For every pair of drugs in the sentence that interact, give the "
-           "interaction type: EFFECT (pharmacodynamic effect), MECHANISM (pharmacokinetic mechanism), ADVISE "
-           "(a recommendation) or INT (interaction without detail). Output a JSON array "
-           '[{"type": "EFFECT", "ent_set": ["drugA", "drugB"]}] inside <answer></answer>; if no pair interacts, '
-           'output <answer>[{"type": "NO_COMB", "ent_set": []}]</answer>.\nSentence: {sentence}\nDrugs: {drugs}'),
-    "zh": ("药物相互作用抽取。找出句子中存在相互作用的每一对药物，并给出类型：EFFECT（药效学作用）、MECHANISM（药代动力学机制）、"
-           "ADVISE（用药建议）或 INT（未说明细节的相互作用）。请在<answer></answer>中输出JSON数组 "
-           '[{"type": "EFFECT", "ent_set": ["药物A", "药物B"]}]；如果没有相互作用，输出'
-           '<answer>[{"type": "NO_COMB", "ent_set": []}]</answer>。\n句子：{sentence}\n药物：{drugs}'),
-}
-_NER_TEMPLATES = {
-    "en": ("Drug name recognition. List every drug mentioned in the sentence, written exactly as in the text, "
-           'as a JSON array inside <answer></answer>, e.g. <answer>["drugA", "drugB"]</answer>.\nSentence: {sentence}'),
-    "zh": ("药物命名实体识别。列出句子中提到的所有药物名称（保持原文写法），以JSON数组形式输出在<answer></answer>中，"
-           '例如 <answer>["药物A", "药物B"]</answer>。\n句子：{sentence}'),
-}
 
 
 @dataclass
@@ -85,7 +68,7 @@ def drugcomb_rows(config: MultitaskConfig, rng: random.Random) -> tuple[list[dic
         nary.append(_row("drugcomb", lang, build_messages(r.sentence, r.paragraph, prompt), format_target(r.relations),
                          r.doc_id))
         lang = "zh" if rng.random() < config.zh_fraction else "en"
-        ner.append(_row("ner", lang, _NER_TEMPLATES[lang].format(sentence=r.sentence),
+        ner.append(_row("ner", lang, NER_TEMPLATES[lang].format(sentence=r.sentence),
                         f"<answer>{json.dumps(r.mentions, ensure_ascii=False)}</answer>", r.doc_id))
     return nary, ner
 
@@ -107,7 +90,7 @@ def ddi_rows(config: MultitaskConfig, rng: random.Random) -> list[dict]:
                 raise ValueError(f"{path}:{n}: not a DDI13 record ({exc})") from exc
             lang = "zh" if rng.random() < config.zh_fraction else "en"
             answer = json.dumps(pairs or [{"type": "NO_COMB", "ent_set": []}], ensure_ascii=False)
-            user = _DDI_TEMPLATES[lang].replace("{sentence}", sentence).replace("{drugs}", "; ".join(drugs))
+            user = DDI_TEMPLATES[lang].replace("{sentence}", sentence).replace("{drugs}", "; ".join(drugs))
             rows.append(_row("ddi", lang, user, f"<answer>{answer}</answer>", rec.get("id", n)))
     return rows
 
