@@ -348,6 +348,7 @@ SECRETS = (PASSWORD, QUERY_KEY, base64.b64encode(f"{USER}:{PASSWORD}".encode()).
 
 def test_credentials_in_base_url_authenticate_but_never_reach_ids_rows_or_logs(caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # the CLI quiets it; a user's -v setup may not
 
     def handle(handler, body):
         query = parse_qs(urlsplit(handler.path).query)
