@@ -38,7 +38,7 @@ def _extract(tmp_path: Path, lines: list[bytes], *extra: str) -> tuple[subproces
     src.write_bytes(b"\n".join(lines) + b"\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "jobs", "extract", "--input", str(src), "--output", str(out),
-                           "--model", "rule_all_drugs", *extra], capture_output=True, text=True, env=env,
+                           "--model", "rule_all_drugs", *extra], capture_output=True, text=True, env=env, check=False,
                           timeout=300, cwd=ROOT)
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()] if out.exists() else []
     return proc, rows
@@ -76,7 +76,8 @@ def test_all_lines_bad_exits_1_with_the_error_rows_written(tmp_path):
 def test_missing_input_is_a_configuration_error(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "jobs", "extract", "--input", str(tmp_path / "nope.jsonl"),
-                           "--model", "rule_no_comb"], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+                           "--model", "rule_no_comb"], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT,
+                          check=False)
     assert proc.returncode == 2 and "input file not found" in proc.stderr and "Traceback" not in proc.stderr
 
 

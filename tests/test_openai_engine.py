@@ -14,6 +14,7 @@ import logging
 import socket
 import threading
 import time
+from datetime import UTC
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -217,9 +218,9 @@ def test_retry_after_is_capped():
     ],
 )
 def test_retry_after_parsing(value, expected):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=timezone.utc)
+    now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC)
     assert retry_after_seconds(value, now=now) == expected
 
 

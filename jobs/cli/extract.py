@@ -19,6 +19,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from itertools import islice
 from pathlib import Path
 
@@ -76,9 +77,10 @@ def run(args: argparse.Namespace) -> int:
     engine = create_engine(engine_config, matcher=matcher)
     runner = ExtractionRunner(engine, prompt, matcher=matcher, sampling=engine_config.sampling)
     counts = {"rows": 0, "input_error": 0, "engine_error": 0}
-    src = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    try:
+    with ExitStack() as stack:
+        stack.callback(engine.close)
+        src = sys.stdin.buffer if args.input == "-" else stack.enter_context(open(args.input, "rb"))
+        out = stack.enter_context(open(args.output, "w", encoding="utf-8")) if args.output else sys.stdout
         entries = read_items(src)
         while chunk := list(islice(entries, runner.chunk_size)):
             results = iter(runner.run([item for _n, item, problem in chunk if problem is None]))
@@ -92,12 +94,6 @@ def run(args: argparse.Namespace) -> int:
                     counts[row["parse_status"]] += 1
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
             out.flush()
-    finally:
-        if args.input != "-":
-            src.close()
-        if args.output:
-            out.close()
-        engine.close()
     return _report(counts)
 
 

@@ -32,12 +32,19 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
 
-from model.engines.base import Engine, EngineConfig, SamplingConfig, engine_model_id, redact_secrets, wrap_answer
+from model.engines.base import (
+    Engine,
+    EngineConfig,
+    SamplingConfig,
+    engine_model_id,
+    redact_secrets,
+    wrap_answer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +190,8 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
         except (TypeError, ValueError, IndexError):
             return None
         if when.tzinfo is None:  # HTTP-dates are GMT
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+            when = when.replace(tzinfo=UTC)
+        seconds = max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
     if not math.isfinite(seconds) or seconds < 0:
         return None
     return seconds
@@ -288,7 +295,7 @@ def _install_deadline_backend(client: httpx.Client) -> None:
     """
     import httpcore
 
-    transports = [client._transport, *client._mounts.values()]  # noqa: SLF001 - see docstring
+    transports = [client._transport, *client._mounts.values()]  # private: see the docstring
     for transport in transports:
         pool = getattr(transport, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
@@ -297,7 +304,7 @@ def _install_deadline_backend(client: httpx.Client) -> None:
                         "retry waits still are)", httpx.__version__)
             continue
         if not isinstance(backend, _DeadlineBackend):
-            pool._network_backend = _DeadlineBackend(backend, httpcore)  # noqa: SLF001
+            pool._network_backend = _DeadlineBackend(backend, httpcore)
 
 
 class _DeadlineBackend:
