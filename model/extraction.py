@@ -19,6 +19,27 @@ RESULT_KEYS = ("raw_output", "parsed", "parse_status", "parse_reason", "parse_re
                "model_id", "prompt_version")
 
 
+def input_problem(item: dict) -> str | None:
+    """Why ``item`` cannot be prompted (None if it can): the fields the prompt reads, type-checked.
+
+    ``sentence`` a non-empty string; ``context`` a string or null; ``hints`` a list of strings or null.
+    A bad item becomes an ``input_error`` row; the other items go on.
+    """
+    sentence = item.get("sentence")
+    if not isinstance(sentence, str) or not sentence.strip():
+        return "'sentence' must be a non-empty string"
+    context = item.get("context")
+    if context is not None and not isinstance(context, str):
+        return f"'context' must be a string or null, got {type(context).__name__}"
+    hints = item.get("hints")
+    if hints is not None:
+        if not isinstance(hints, (list, tuple)):
+            return f"'hints' must be a list of strings or null, got {type(hints).__name__}"
+        if not all(isinstance(h, str) for h in hints):
+            return "'hints' must be a list of strings"
+    return None
+
+
 class ExtractionRunner:
     def __init__(self, engine: Engine, prompt_config: PromptConfig | None = None, matcher=None,
                  sampling: SamplingConfig | None = None, chunk_size: int | None = None):
@@ -55,11 +76,11 @@ class ExtractionRunner:
         results: list[dict | None] = [None] * len(items)
         batch, where = [], []
         for i, item in enumerate(items):
-            sentence = item.get("sentence")
-            if not isinstance(sentence, str) or not sentence.strip():
-                results[i] = self._error_row(item, "input_error", "item has no sentence")
+            problem = input_problem(item)
+            if problem:
+                results[i] = self.error_row(item, "input_error", problem)
                 continue
-            messages = build_messages(sentence, item.get("context"), self.prompt_config, self.hints_for(item))
+            messages = build_messages(item["sentence"], item.get("context"), self.prompt_config, self.hints_for(item))
             batch.append(messages)
             where.append(i)
         if batch:
@@ -73,7 +94,11 @@ class ExtractionRunner:
             for j, (i, text, err) in enumerate(zip(where, texts, errors + [None] * (len(texts) - len(errors)))):
                 item = items[i]
                 if err:
-                    results[i] = self._error_row(item, "engine_error", err, raw=text)
+                    results[i] = self.error_row(item, "engine_error", err, raw=text if isinstance(text, str) else "")
+                    continue
+                if not isinstance(text, str):  # whatever the engine, a row's raw output is text
+                    results[i] = self.error_row(
+                        item, "engine_error", f"bad_response: the engine returned {type(text).__name__}, not text")
                     continue
                 parsed = parse_completion(text, item["sentence"])
                 results[i] = {
@@ -93,7 +118,8 @@ class ExtractionRunner:
                     results[i]["label_logprobs"] = recorded[j]
         return results  # type: ignore[return-value]
 
-    def _error_row(self, item: dict, status: str, reason: str, raw: str = "") -> dict:
+    def error_row(self, item: dict, status: str, reason: str, raw: str = "") -> dict:
+        """A result row for an item that produced no model output (``input_error``/``engine_error``)."""
         return {**item, "raw_output": raw, "parsed": [], "parse_status": status, "parse_reason": reason,
                 "parse_repairs": [], "answer_items": None, "think": None, "model_id": self.engine.model_id,
                 "prompt_version": self.version}

@@ -54,3 +54,27 @@ def test_runner_rows_hints_chunks_and_errors():
     assert rows[2]["parse_status"] == "input_error"
     assert rows[3]["parse_status"] == "engine_error" and rows[3]["parse_reason"] == "HTTP 500"
     assert first["think"] == "x" and first["model_id"] == "echo"
+
+
+class OddEngine(EchoEngine):
+    """Returns a number instead of text for sentences containing NUMBER (an engine bug, not a crash)."""
+
+    def generate(self, batch, sampling=None):
+        out = super().generate(batch, sampling)
+        return [42 if "NUMBER" in read_prompt_fields(m)["sentence"] else t for m, t in zip(batch, out)]
+
+
+def test_runner_keeps_going_past_badly_typed_items_and_non_text_outputs():
+    runner = ExtractionRunner(OddEngine(), PromptConfig(hints=True), matcher=FakeMatcher())
+    items = [
+        {"id": 1, "sentence": "Cisplatin plus gemcitabine .", "context": 42},
+        {"id": 2, "sentence": "Cisplatin plus gemcitabine .", "hints": 7},
+        {"id": 3, "sentence": "NUMBER cisplatin docetaxel"},
+        {"id": 4, "sentence": "Cisplatin plus gemcitabine ."},
+    ]
+    rows = runner.run(items)
+    assert [(r["id"], r["parse_status"]) for r in rows] == [
+        (1, "input_error"), (2, "input_error"), (3, "engine_error"), (4, "ok")]
+    assert rows[0]["parse_reason"] == "'context' must be a string or null, got int"
+    assert rows[1]["parse_reason"] == "'hints' must be a list of strings or null, got int"
+    assert rows[2]["parse_reason"] == "bad_response: the engine returned int, not text" and rows[2]["raw_output"] == ""

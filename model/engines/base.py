@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 ENGINE_KINDS = ("transformers", "vllm", "openai", "rule_all_drugs", "rule_no_comb", "rule_cue", "rule_ddi_all_pairs")
 
@@ -47,13 +49,26 @@ class EngineConfig:
     gpu_memory_utilization: float = 0.85
     max_model_len: int | None = None
     # OpenAI-compatible HTTP
+    # ``base_url`` may carry credentials (``http://user:pass@host/v1``, ``?api_key=...``): the engine
+    # authenticates with them, but model ids, rows and logs only ever see ``public_url(base_url)``.
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key_env: str = "OPENAI_API_KEY"  # the key is read from this environment variable, never config
     served_model: str | None = None  # model name sent to the server (default: ``model``)
     concurrency: int = 8
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0  # per network operation of one attempt (connect, each read, each write)
     max_retries: int = 4
-    backoff_s: float = 1.0
+    backoff_s: float = 1.0  # first retry wait; doubles per retry (with jitter) unless Retry-After says
+    # Total wall-clock budget of one item: all its attempts *and* the waits between them.  An attempt
+    # is cut off when it runs out (a server dripping one byte a second cannot hold it), and a retry
+    # whose wait would end past it is not taken.
+    request_deadline_s: float = 300.0
+    retry_after_max_s: float = 60.0  # a server's Retry-After (seconds or HTTP-date) is honoured up to this
+    # Circuit breaker: after this many consecutive connection failures/timeouts (any item) the server
+    # is taken as down, and items fail at once with "engine_unavailable" instead of each waiting out
+    # its timeouts; after ``breaker_cooldown_s`` one probe request is let through, and its success
+    # closes the circuit again.  0 = never open it.
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 30.0
     structured_output_field: str = "structured_outputs"  # structured_outputs (vLLM) | response_format
     # Label priors at the answer's type slot (transformers only; see model.engines.label_bias): a
     # calibrated decision threshold.  None = the one shipped with a bundled model, {} = none at all.
@@ -67,6 +82,15 @@ class EngineConfig:
             raise ValueError("engine.batch_size, engine.concurrency and engine.tensor_parallel_size must be >= 1")
         if self.max_retries < 0 or self.timeout_s <= 0:
             raise ValueError("engine.max_retries must be >= 0 and engine.timeout_s > 0")
+        if self.kind == "openai" and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"engine.base_url must be http(s)://..., got {public_url(self.base_url)!r}")
+        if not self.request_deadline_s > 0:
+            raise ValueError(f"engine.request_deadline_s must be > 0, got {self.request_deadline_s!r}")
+        for name in ("backoff_s", "retry_after_max_s", "breaker_cooldown_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"engine.{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.breaker_failures < 0:
+            raise ValueError(f"engine.breaker_failures must be >= 0 (0 = no circuit breaker), got {self.breaker_failures!r}")
         if self.structured_output_field not in ("structured_outputs", "response_format"):
             raise ValueError("engine.structured_output_field must be structured_outputs or response_format")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
@@ -91,7 +115,9 @@ def engine_model_id(config: EngineConfig) -> str:
     if config.kind.startswith("rule_"):
         return f"rule:{config.kind.removeprefix('rule_')}"
     if config.kind == "openai":
-        return f"openai:{config.served_model or config.model}@{config.base_url}"
+        # never the credentials: the id is printed and stored in every row (and a rotated key is
+        # the same model, so it must not change the incremental key either)
+        return f"openai:{config.served_model or config.model}@{public_url(config.base_url)}"
     from model.embedded import BUNDLED_ADAPTERS, resolve_model_and_adapter
 
     if config.model in BUNDLED_ADAPTERS:
@@ -105,6 +131,42 @@ def engine_model_id(config: EngineConfig) -> str:
     if config.label_bias is not None:  # an explicit decision setting changes the outputs
         model += "+label_bias:" + (",".join(f"{k}={v:g}" for k, v in sorted(config.label_bias.items())) or "none")
     return model if config.kind == "transformers" else f"{config.kind}:{model}"
+
+
+# Query parameters that carry a credential (api_key, key, access_token, X-Amz-Signature, ...).
+_SECRET_PARAM = re.compile(r"key|token|secret|passw|pwd|auth|sig|credential|session", re.IGNORECASE)
+_URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+def public_url(url: str) -> str:
+    """``url`` without its credentials: no ``user:password@``, no secret-named query parameters.
+
+    A URL without either comes back unchanged (so ids made before stay the same).
+    """
+    return _strip_credentials(url, None)
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` (a log line, an error message) with the credentials of every URL in it as ``***``."""
+    return _URL_IN_TEXT.sub(lambda m: _strip_credentials(m.group(0), "***"), text)
+
+
+def _strip_credentials(url: str, mask: str | None) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL we can take apart: show nothing of it
+        return mask or ""
+    netloc, changed = parts.netloc, False
+    if "@" in netloc:
+        netloc, changed = (f"{mask}@" if mask else "") + netloc.rpartition("@")[2], True
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_SECRET_PARAM.search(k) for k, _ in pairs):
+            kept = [(k, mask) if _SECRET_PARAM.search(k) else (k, v)
+                    for k, v in pairs if mask or not _SECRET_PARAM.search(k)]
+            query, changed = urlencode(kept, safe="*"), True
+    return urlunsplit(parts._replace(netloc=netloc, query=query)) if changed else url
 
 
 def _adapter_fingerprint(path: str) -> str:
