@@ -356,3 +356,13 @@ def test_parquet_output_is_written_by_rexdrug_not_by_sql(private_warehouse, tmp_
     out = tmp_path / "elsewhere" / "result.parquet"  # outside the warehouse: our writer, not COPY
     assert _query(private_warehouse, SQL, "--format", "parquet", "--output", str(out)) == 0
     assert pq.read_table(out).num_rows == 5
+
+
+@pytest.mark.parametrize("name", ["o'brien", "with space"])  # glob characters: issue 11 class 4 (views)
+def test_sandbox_allows_the_warehouse_by_any_name_and_through_a_symlink(tmp_path, capsys, name):
+    warehouse = _build_warehouse(tmp_path / name)
+    link = tmp_path / "link"
+    link.symlink_to(warehouse, target_is_directory=True)
+    for root in (warehouse, link):
+        assert _query(root, "SELECT count(*) AS n FROM current_article_versions", "--format", "json") == 0
+        assert json.loads(capsys.readouterr().out) == {"n": 5}
