@@ -366,3 +366,35 @@ def test_sandbox_allows_the_warehouse_by_any_name_and_through_a_symlink(tmp_path
     for root in (warehouse, link):
         assert _query(root, "SELECT count(*) AS n FROM current_article_versions", "--format", "json") == 0
         assert json.loads(capsys.readouterr().out) == {"n": 5}
+
+
+def test_sandbox_reads_views_with_paths_relative_to_the_warehouse(tmp_path, monkeypatch):
+    """Views over ``articles/*.parquet`` found through ``file_search_path`` (a copied or moved warehouse
+    reads its own files): DuckDB checks such a path against the working directory, so the sandbox runs
+    the query from inside the warehouse folder, and puts the working directory back afterwards."""
+    import os
+
+    import duckdb
+
+    from jobs.cli.query import sandboxed
+
+    root = tmp_path / "wh"
+    (root / "articles").mkdir(parents=True)
+    (tmp_path / "secret.txt").write_text("sk-relative-do-not-leak\n")
+    monkeypatch.chdir(root)
+    with duckdb.connect(str(root / "views.duckdb")) as con:
+        con.execute("COPY (SELECT 7 AS pmid) TO 'articles/part-0.parquet' (FORMAT parquet)")
+        con.execute("CREATE VIEW current_articles AS SELECT * FROM read_parquet('articles/*.parquet')")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    con = duckdb.connect(str(root / "views.duckdb"), read_only=True, config={"file_search_path": str(root)})
+    try:
+        with sandboxed(con, root):
+            assert con.sql("SELECT pmid FROM current_articles").fetchall() == [(7,)]
+            for escape in ("../secret.txt", "articles/../../secret.txt", str(tmp_path / "secret.txt")):
+                with pytest.raises(duckdb.PermissionException):
+                    con.sql(f"SELECT * FROM read_text('{escape}')").fetchall()
+        assert os.getcwd() == str(elsewhere)
+    finally:
+        con.close()

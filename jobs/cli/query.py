@@ -45,41 +45,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import duckdb
-
     from etl.warehouse import connect_readonly
 
     if args.format == "parquet" and args.output is None:
         raise ValueError("--format parquet needs --output FILE (Parquet is not written to a terminal)")
+    output = args.output.absolute() if args.output is not None else None  # before the chdir below
     con = connect_readonly(args.warehouse)
     try:
-        try:
-            sandbox_connection(con, args.warehouse)
-            refusal = refused_statement(con, args.sql)
-            if refusal:
-                log.error("refused: %s", refusal)
-                return 1
-            relation = con.sql(args.sql)
-            if relation is None:  # a statement without a result
-                return 0
-            if args.format == "table":
-                with _text_output(args.output) as out:
-                    out.write(_render_table(relation, args.max_rows))
-                return 0
-            reader = relation.to_arrow_reader(BATCH_ROWS)
-            if args.format == "parquet":
-                write_parquet(reader, args.output)
-            else:
-                with _text_output(args.output) as out:
-                    (write_csv if args.format == "csv" else write_jsonl)(reader, out)
-        except duckdb.PermissionException as exc:
-            log.error("refused: %s (rexdrug query reads only the warehouse's own files)", exc)
-            return 1
-        except duckdb.Error as exc:
-            log.error("SQL error: %s", exc)
-            return 1
+        with sandboxed(con, args.warehouse):
+            return _run_sql(con, args, output)
     finally:
         con.close()
+
+
+def _run_sql(con, args: argparse.Namespace, output: Path | None) -> int:
+    import duckdb
+
+    try:
+        refusal = refused_statement(con, args.sql)
+        if refusal:
+            log.error("refused: %s", refusal)
+            return 1
+        relation = con.sql(args.sql)
+        if relation is None:  # a statement without a result
+            return 0
+        if args.format == "table":
+            with _text_output(output) as out:
+                out.write(_render_table(relation, args.max_rows))
+            return 0
+        reader = relation.to_arrow_reader(BATCH_ROWS)
+        if args.format == "parquet":
+            write_parquet(reader, output)
+        else:
+            with _text_output(output) as out:
+                (write_csv if args.format == "csv" else write_jsonl)(reader, out)
+    except duckdb.PermissionException as exc:
+        log.error("refused: %s (rexdrug query reads only the warehouse's own files)", exc)
+        return 1
+    except duckdb.Error as exc:
+        log.error("SQL error: %s", exc)
+        return 1
     return 0
 
 
@@ -113,6 +118,24 @@ def sandbox_connection(con, warehouse_dir: str | os.PathLike[str]) -> None:
     con.execute(f"SET allowed_directories = [{allowed}]")
     for name, value in _SANDBOX_SETTINGS:
         con.execute(f"SET {name} = {value}")
+
+
+@contextmanager
+def sandboxed(con, warehouse_dir: str | os.PathLike[str]):
+    """``sandbox_connection``, with the warehouse folder as working directory for the block.
+
+    DuckDB checks a relative path against the process's working directory, before ``file_search_path``
+    would find it in the warehouse: views with paths relative to the warehouse (a copied or moved
+    warehouse reads its own files) are only readable, under the sandbox, from inside the folder.
+    """
+    root = os.path.realpath(warehouse_dir)
+    sandbox_connection(con, warehouse_dir)
+    previous = os.getcwd()
+    os.chdir(root)
+    try:
+        yield con
+    finally:
+        os.chdir(previous)
 
 
 def refused_statement(con, sql: str) -> str | None:
