@@ -87,6 +87,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `rexdrug parse ... | head` is normal use
         return 0
+    except OSError as exc:  # a read-only or full warehouse, a vanished file: one line; -v for the traceback
+        log.error("%s", describe_os_error(exc))
+        log.debug("traceback", exc_info=True)
+        return 1
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``cannot write /wh/x.parquet: Read-only file system`` rather than a traceback."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [p for p in (exc.filename, exc.filename2) if p]
+    if not paths:
+        return f"I/O error: {reason}"
+    return f"I/O error on {' -> '.join(map(str, paths))}: {reason}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,8 +2,12 @@
 
 Prints the run summary as one JSON object on stdout.  Exit code: 0 when every file parsed without an
 error row, 1 when some file produced error rows (everything else is still written, and the error rows
-are in the ``ingest_errors`` table: a scheduler sees the failure, nothing is lost), 2 for a
-configuration error.
+are in the ``ingest_errors`` table: a scheduler sees the failure, nothing is lost) or when E-utilities
+could not be reached, 2 for a configuration error (a missing input, an unwritable warehouse, a bad
+date or override: all found before Spark starts).
+
+E-utilities settings are ``KEY=VALUE`` overrides (``--set KEY=VALUE``, or bare anywhere on the line,
+also after ``--input``); dates are YYYY-MM-DD or YYYY/MM/DD.
 """
 
 from __future__ import annotations
@@ -15,6 +19,14 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
+from jobs.cli._args import (
+    PathsThenOverrides,
+    all_overrides,
+    day,
+    require_existing_inputs,
+    require_writable_dir,
+)
+
 log = logging.getLogger(__name__)
 
 DATETYPES = ("edat", "mdat")
@@ -22,7 +34,11 @@ DATETYPES = ("edat", "mdat")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--input", nargs="+", metavar="FILE_OR_DIR", help="XML files (.xml/.xml.gz) or folders"
+        "--input",
+        nargs="+",
+        action=PathsThenOverrides,
+        metavar="FILE_OR_DIR",
+        help="XML files (.xml/.xml.gz) or folders; KEY=VALUE tokens among them are overrides",
     )
     parser.add_argument(
         "--source",
@@ -43,13 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     entrez = parser.add_argument_group("E-utilities (--source entrez)")
     entrez.add_argument(
-        "--since", type=date.fromisoformat, metavar="YYYY-MM-DD", help="first day of the window"
+        "--since", type=day, metavar="YYYY-MM-DD", help="first day of the window (or YYYY/MM/DD)"
     )
     entrez.add_argument(
         "--until",
-        type=date.fromisoformat,
+        type=day,
         metavar="YYYY-MM-DD",
-        help="last day of the window (default: yesterday)",
+        help="last day of the window (or YYYY/MM/DD; default: yesterday)",
     )
     entrez.add_argument(
         "--datetype",
@@ -67,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="override an E-utilities setting (repeatable)",
+    )
+    parser.add_argument(
+        "extra_overrides", nargs="*", metavar="KEY=VALUE", help="E-utilities overrides, as --set KEY=VALUE"
     )
 
 
@@ -103,16 +122,31 @@ def _entrez_files(args: argparse.Namespace) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from etl.pubmed.entrez import EntrezError, redact
     from jobs.ingest import run_ingest
     from jobs.spark import get_spark
 
     if args.source == "entrez":
-        inputs, kind = _entrez_files(args), "entrez"
+        args.overrides = all_overrides(args, "overrides", "extra_overrides")
+        require_writable_dir(args.warehouse)
+        try:
+            inputs, kind = _entrez_files(args), "entrez"
+        except EntrezError as exc:  # the server is down or unreachable: one line, not a traceback
+            log.error(
+                "E-utilities failed: %s (is the network up? the server is entrez base_url)", redact(str(exc))
+            )
+            return 1
         if not inputs:
             log.warning("the E-utilities window returned no records; refreshing the warehouse only")
     else:
         if not args.input:
             raise ValueError("give --input FILE_OR_DIR... (or --source entrez --since DATE)")
+        overrides = all_overrides(args, "overrides", "extra_overrides")
+        if overrides or args.config:
+            given = ", ".join(overrides) or f"--config {args.config}"
+            raise ValueError(f"E-utilities settings ({given}) need --source entrez; files take none")
+        require_existing_inputs(args.input)
+        require_writable_dir(args.warehouse)
         inputs, kind = args.input, args.kind
     spark = get_spark("rexdrug-ingest", master=args.master)
     summary = run_ingest(

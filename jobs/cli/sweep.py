@@ -8,6 +8,14 @@ import logging
 import sys
 from pathlib import Path
 
+from jobs.cli._args import (
+    PathsThenOverrides,
+    all_overrides,
+    day,
+    require_existing_inputs,
+    require_writable_dir,
+)
+
 log = logging.getLogger(__name__)
 
 EXPLORE_SQL = """\
@@ -23,10 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warehouse", required=True, type=Path, help="warehouse folder (created if missing)")
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--demo", action="store_true", help="use the bundled real PubMed samples")
-    src.add_argument("--input", nargs="+", metavar="PATH", help="NLM XML files or folders (.xml/.xml.gz)")
+    src.add_argument(
+        "--input",
+        nargs="+",
+        action=PathsThenOverrides,
+        metavar="PATH",
+        help="NLM XML files or folders (.xml/.xml.gz); KEY=VALUE tokens among them are overrides",
+    )
     src.add_argument("--source", choices=["entrez"], help="fetch through NCBI E-utilities")
-    parser.add_argument("--since", help="E-utilities window start, YYYY/MM/DD")
-    parser.add_argument("--until", help="E-utilities window end, YYYY/MM/DD (default: today)")
+    parser.add_argument("--since", type=day, help="E-utilities window start, YYYY-MM-DD or YYYY/MM/DD")
+    parser.add_argument(
+        "--until", type=day, help="E-utilities window end, YYYY-MM-DD or YYYY/MM/DD (default: today)"
+    )
     parser.add_argument("--config", type=Path, help="YAML config (SweepConfig fields)")
     parser.add_argument("--engine", help="engine kind shortcut (embedded, transformers, vllm, openai, rule-all-drugs, ...)")
     parser.add_argument("--max-candidates", type=int, help="extract at most this many candidate sentences")
@@ -39,7 +55,7 @@ def config_from_args(args: argparse.Namespace):
     from etl.config import load_config
     from jobs.sweep import SweepConfig
 
-    overrides = [f"warehouse={args.warehouse}", *args.overrides]
+    overrides = [f"warehouse={json.dumps(str(args.warehouse))}", *all_overrides(args, "overrides")]
     if args.demo:
         overrides.append("source=demo")
     elif args.input:
@@ -47,10 +63,10 @@ def config_from_args(args: argparse.Namespace):
     elif args.source:
         overrides.append(f"source={args.source}")
     for key, value in (("since", args.since), ("until", args.until), ("master", args.master)):
-        if value:
-            overrides.append(f"{key}={json.dumps(value)}")
+        if value:  # dates as ISO text: the one form every reader of the config takes
+            overrides.append(f"{key}={json.dumps(str(value))}")
     if args.engine:
-        overrides.append(f"engine.kind={args.engine}")
+        overrides.append(f"engine.kind={json.dumps(args.engine)}")
     if args.max_candidates is not None:
         overrides.append(f"max_candidates={args.max_candidates}")
     if args.no_kb:
@@ -63,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
     from jobs.sweep import run_sweep
 
     config = config_from_args(args)
+    # Checked before run_sweep starts Spark (a JVM start) or takes the warehouse lock.
+    if config.source == "files":
+        require_existing_inputs(config.inputs)
+    require_writable_dir(config.warehouse)
     summary = run_sweep(config)
     result = summary.as_dict()
     if config.build_kb:
