@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 GZIP_MAGIC = b"\x1f\x8b"
-_READ_SIZE = 1 << 16
+_READ_SIZE = 1 << 16  # compressed bytes per read of the underlying file
+_OUT_CHUNK = 1 << 16  # most decompressed bytes produced per step (and per read): deflate expands ~1000x
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
@@ -27,27 +28,30 @@ class SafeGzipReader(io.RawIOBase):
     """Streaming gzip decoder (multi-member aware) that never raises mid-stream.
 
     On a truncated stream or corrupt data it returns what it has, then ``b""``; ``fault`` then holds a
-    human-readable reason (``None`` for a clean end).  Memory stays bounded by one input block plus
-    its decompressed output.
+    human-readable reason (``None`` for a clean end).  Memory stays bounded whatever the compression
+    ratio: at most one block of compressed input (``_READ_SIZE``) and one chunk of decompressed output
+    (``_OUT_CHUNK``) are held, and the time is linear in the decompressed size.  (Decompressing a whole
+    input block at once turned 64 KB of compressed spaces into 64 MB held in memory, which every read
+    then re-copied: quadratic.)
     """
 
     def __init__(self, raw: BinaryIO, prefix: bytes = b""):
         self._raw = raw
-        self._pending = prefix  # compressed bytes already read from raw (magic sniffing)
+        self._pending = prefix  # compressed bytes not yet fed to the decompressor
         self._dec = zlib.decompressobj(wbits=31)
-        self._out = b""
+        self._member_started = False
+        self._may_hold_output = False  # the last step filled its chunk: zlib may have more without input
+        self._out = b""  # the current chunk of decompressed bytes ...
+        self._pos = 0  # ... of which _out[_pos:] is not handed over yet
         self._eof = False
         self.fault: str | None = None
-        self.compressed_bytes = 0
+        self.compressed_bytes = len(prefix)
         self.decompressed_bytes = 0
 
     def readable(self) -> bool:
         return True
 
     def _next_input(self) -> bytes:
-        if self._pending:
-            data, self._pending = self._pending, b""
-            return data
         try:
             data = self._raw.read(_READ_SIZE)
         except OSError as exc:
@@ -56,46 +60,50 @@ class SafeGzipReader(io.RawIOBase):
         return data or b""
 
     def _fill(self) -> None:
-        while not self._out and not self._eof:
-            data = self._next_input()
-            if not data:
-                # Input exhausted: a clean end only if the current gzip member finished.
-                if self._member_started and not self._dec.eof and self.fault is None:
-                    self.fault = (
-                        f"gzip stream truncated after {self.compressed_bytes} compressed / "
-                        f"{self.decompressed_bytes} decompressed bytes"
-                    )
-                self._eof = True
-                return
-            self.compressed_bytes += len(data)
+        """Make ``_out[_pos:]`` non-empty, or set ``_eof``."""
+        while self._pos >= len(self._out) and not self._eof:
+            if not self._pending and not self._may_hold_output:
+                self._pending = self._next_input()
+                if not self._pending:
+                    # Input exhausted: a clean end only if the current gzip member finished.
+                    if self._member_started and not self._dec.eof and self.fault is None:
+                        self.fault = (
+                            f"gzip stream truncated after {self.compressed_bytes} compressed / "
+                            f"{self.decompressed_bytes} decompressed bytes"
+                        )
+                    self._eof = True
+                    return
+                self.compressed_bytes += len(self._pending)
             try:
-                self._out = self._decompress(data)
+                self._out, self._pos = self._step(), 0
             except zlib.error as exc:
                 self.fault = f"corrupt gzip data after {self.decompressed_bytes} decompressed bytes: {exc}"
+                self._out, self._pos = b"", 0
                 self._eof = True
                 return
 
-    _member_started = False
-
-    def _decompress(self, data: bytes) -> bytes:
-        out = []
-        while data:
-            if self._dec.eof:  # a new gzip member follows (NLM files are single-member, but be correct)
-                if not data.lstrip(b"\x00"):
-                    return b"".join(out)  # trailing zero padding
-                self._dec = zlib.decompressobj(wbits=31)
-            self._member_started = True
-            out.append(self._dec.decompress(data))
-            data = self._dec.unused_data if self._dec.eof else b""
-        chunk = b"".join(out)
+    def _step(self) -> bytes:
+        """Decompress at most ``_OUT_CHUNK`` bytes from the pending input (may return ``b""``)."""
+        data, self._pending = self._pending, b""
+        if self._dec.eof:  # a new gzip member follows (NLM files are single-member, but be correct)
+            data = data.lstrip(b"\x00")  # zero padding after a member, as gzip(1) allows
+            if not data:
+                return b""
+            self._dec = zlib.decompressobj(wbits=31)
+        self._member_started = True
+        chunk = self._dec.decompress(data, _OUT_CHUNK)
+        # input zlib had no room to decompress (the chunk is full) comes back as the unconsumed tail;
+        # the next member's bytes as unused data
+        self._pending = self._dec.unused_data if self._dec.eof else self._dec.unconsumed_tail
+        self._may_hold_output = len(chunk) == _OUT_CHUNK and not self._dec.eof
         self.decompressed_bytes += len(chunk)
         return chunk
 
     def readinto(self, buffer) -> int:
         self._fill()
-        n = min(len(buffer), len(self._out))
-        buffer[:n] = self._out[:n]
-        self._out = self._out[n:]
+        n = min(len(buffer), len(self._out) - self._pos)
+        buffer[:n] = self._out[self._pos : self._pos + n]
+        self._pos += n
         return n
 
     def read(self, size: int = -1) -> bytes:
@@ -103,12 +111,13 @@ class SafeGzipReader(io.RawIOBase):
             chunks = []
             while True:
                 self._fill()
-                if not self._out:
+                if self._pos >= len(self._out):
                     return b"".join(chunks)
-                chunks.append(self._out)
-                self._out = b""
+                chunks.append(self._out[self._pos :])
+                self._pos = len(self._out)
         self._fill()
-        data, self._out = self._out[:size], self._out[size:]
+        data = self._out[self._pos : self._pos + size]
+        self._pos += len(data)
         return data
 
 
