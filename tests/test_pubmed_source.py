@@ -128,3 +128,77 @@ def test_garbage_after_a_member_keeps_every_decoded_byte_and_is_reported():
     stream = open_source(gzip.compress(payload) + b"not gzip")
     assert stream.read() == payload
     assert stream.fault is not None and "corrupt" in stream.fault
+
+
+# --- the record splitter used to resume after malformed XML -----------------------------------------------
+
+
+class _MeteredStart:
+    """Stands in for ``source._START`` and counts the bytes its searches may scan (the window from
+    ``pos`` to the end of the buffer); raises once the budget is spent, so that a splitter rescanning
+    its whole buffer at every block fails at once."""
+
+    def __init__(self, pattern, budget: int):
+        self._pattern = pattern
+        self.budget = budget
+        self.spent = 0
+
+    def search(self, buf, pos=0):
+        self.spent += len(buf) - pos
+        if self.spent > self.budget:
+            raise AssertionError(f"the record splitter scanned {self.spent:,} bytes: not linear")
+        return self._pattern.search(buf, pos)
+
+
+class _Blocks:
+    """A decompressed stream: ``read`` hands over ``data`` in blocks of at most 64 KiB."""
+
+    def __init__(self, data: bytes):
+        self._data = io.BytesIO(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._data.read(min(size, 1 << 16) if size and size > 0 else 1 << 16)
+
+
+def test_record_splitter_searches_each_byte_a_bounded_number_of_times(monkeypatch):
+    """A 20 MB record (compressible spaces in its abstract) arriving in 64 KiB blocks.  Before issue 11
+    the splitter searched its whole buffer for the next start tag again at every block: 320 blocks of a
+    growing 20 MB buffer, 3 GB scanned (40 MB took 24 s).  Now each block is searched once."""
+    big = b"<PubmedArticle><PMID>1</PMID><Abstract>" + b" " * (20 * MB) + b"</Abstract></PubmedArticle>"
+    small = b"<PubmedArticle><PMID>2</PMID></PubmedArticle>"
+    data = b"<PubmedArticleSet>\n" + big + b"\n<MedlineCitation Owner='x'>\n" + small + b"\n</PubmedArticleSet>"
+    meter = _MeteredStart(source_module._START, budget=4 * len(data))
+    monkeypatch.setattr(source_module, "_START", meter)
+    records = list(source_module.split_records(_Blocks(data), legacy=False))
+    assert records == [("PubmedArticle", big), ("PubmedArticle", small)]
+    assert meter.spent >= len(data)  # it was metered
+
+
+def test_record_splitter_broken_and_unterminated_records_across_blocks():
+    """A record cut by the next start tag, and one cut by the end of the data, with the tags split by
+    block boundaries (1-byte blocks): the same answers as whole-buffer splitting."""
+    one = b"<PubmedArticle><PMID>1</PMID></PubmedArticle>"
+    data = b"<PubmedArticleSet>" + one + b"<PubmedArticle><PMID>2</PMID>" + one + b"<DeleteCitation><PMID>3"
+
+    class OneByte(_Blocks):
+        def read(self, size=-1):
+            return self._data.read(1)
+
+    expected = [("PubmedArticle", one), ("PubmedArticle", None), ("PubmedArticle", one), ("DeleteCitation", None)]
+    assert list(source_module.split_records(_Blocks(data), legacy=False)) == expected
+    assert list(source_module.split_records(OneByte(data), legacy=False)) == expected
+
+
+def test_malformed_12_mb_record_is_an_error_row_and_the_others_are_kept():
+    """A record whose abstract holds 12 MB of spaces is refused by lxml ("Text node too long"); the
+    record-by-record recovery (which reads the gzip again and splits it) keeps the 9 other articles and
+    the 218 deletions, and reports the big one with its PMID."""
+    xml = (NLM / "pubmed20n1016.xml").read_bytes()
+    at = xml.index(b"</AbstractText>")
+    raw = gzip.compress(xml[:at] + b" " * (12 * MB) + xml[at:], compresslevel=6)
+    tables = parse_to_tables(raw, "hostile.xml.gz")
+    assert tables["articles"].num_rows == 9 and tables["deletions"].num_rows == 218
+    (error,) = tables["errors"].to_pylist()
+    all_pmids = set(parse_to_tables(xml, "plain.xml")["articles"].column("pmid").to_pylist())
+    assert error["stage"] == "xml" and "Text node too long" in error["reason"]
+    assert all_pmids - set(tables["articles"].column("pmid").to_pylist()) == {error["pmid"]}

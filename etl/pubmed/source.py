@@ -225,48 +225,66 @@ def split_records(stream: ByteStream, legacy: bool) -> Iterator[tuple[str, bytes
     start tag to its end tag and is parsed on its own.  A chunk whose end tag is missing (another record
     starts first, or the data ends) is yielded as ``(tag, None)``.  ``MedlineCitation`` is a top-level
     record only in the legacy ``MedlineCitationSet`` format (``legacy=True``); elsewhere it is nested.
+
+    Linear in the stream's length: the buffer holds one record at most (from its start tag on), and
+    while a record is incomplete only the bytes each new block adds are searched (rescanning the whole
+    buffer at every block made a record of 40 MB of compressible spaces take minutes).  Memory is
+    bounded by the largest record.
     """
-    buf = b""
+    buf = bytearray()
     eof = False
-    pos = 0
+    pos = 0  # where the search for the next record start resumes
+
+    def read_more() -> None:
+        nonlocal eof
+        data = stream.read(_READ_SIZE)
+        if data:
+            buf.extend(data)
+        else:
+            eof = True
+
     while True:
-        m = _START.search(buf, pos)
-        while m and not legacy and m.group(1) == b"MedlineCitation":
-            m = _START.search(buf, m.end())
+        m = _find_start(buf, pos, legacy)
         if m is None:
             if eof:
                 return
-            buf = buf[max(pos, len(buf) - 64) :]  # keep a tail that may hold a split start tag
+            del buf[: max(pos, len(buf) - _START_OVERLAP)]  # keep a tail that may hold a split start tag
             pos = 0
-            data = stream.read(_READ_SIZE)
-            if not data:
-                eof = True
-            buf += data
+            read_more()
             continue
-        tag = m.group(1)
-        end_tag = b"</" + tag + b">"
-        end = buf.find(end_tag, m.start())
-        nxt = _next_start(buf, m.end(), legacy)
-        if end != -1 and (nxt is None or end < nxt):
-            yield tag.decode(), buf[m.start() : end + len(end_tag)]
-            pos = end + len(end_tag)
-            continue
-        if nxt is not None:  # another record starts before this one ended: broken record
-            yield tag.decode(), None
-            pos = nxt
-            continue
-        if eof:
-            yield tag.decode(), None
-            return
-        data = stream.read(_READ_SIZE)
-        if not data:
-            eof = True
-        buf = buf[m.start() :] + data
-        pos = 0
+        # read the match before the buffer shrinks (a match on a bytearray reads the mutated bytes)
+        tag, start, head = m.group(1).decode(), m.start(), m.end() - m.start()
+        del buf[:start]
+        end_tag = b"</" + tag.encode() + b">"
+        end_from, next_from = 0, head
+        while True:
+            end = buf.find(end_tag, end_from)
+            nxt = _find_start(buf, next_from, legacy)
+            nxt_pos = nxt.start() if nxt is not None else None
+            if end != -1 and (nxt_pos is None or end < nxt_pos):
+                yield tag, bytes(buf[: end + len(end_tag)])
+                pos = end + len(end_tag)
+                break
+            if nxt_pos is not None:  # another record starts before this one ended: broken record
+                yield tag, None
+                pos = nxt_pos
+                break
+            if eof:
+                yield tag, None
+                return
+            # neither is in the buffer: the next searches cover only what the next block adds (and the
+            # few bytes before it, where a tag cut by the block boundary starts)
+            end_from = max(end_from, len(buf) - len(end_tag) + 1)
+            next_from = max(next_from, len(buf) - _START_OVERLAP)
+            read_more()
 
 
-def _next_start(buf: bytes, start: int, legacy: bool) -> int | None:
+_START_OVERLAP = 64  # longer than any _START match
+
+
+def _find_start(buf, start: int, legacy: bool) -> re.Match | None:
+    """The first record start tag in ``buf`` from ``start`` (nested ``MedlineCitation`` skipped)."""
     m = _START.search(buf, start)
     while m and not legacy and m.group(1) == b"MedlineCitation":
         m = _START.search(buf, m.end())
-    return m.start() if m else None
+    return m
