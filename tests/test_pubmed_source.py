@@ -174,6 +174,39 @@ def test_record_splitter_searches_each_byte_a_bounded_number_of_times(monkeypatc
     assert meter.spent >= len(data)  # it was metered
 
 
+def test_oversized_record_is_handed_over_cut_and_skipped_in_bounded_memory(monkeypatch):
+    """A record over the splitter's size limit (1 MB here, 32 MB in use) is handed over cut at the limit
+    (its parse then fails and reports it with its PMID) and its rest is skipped without being kept: the
+    peak stays near the limit, not near the record's 20 MB (before: the whole record was buffered and
+    copied, 150 MB of spaces in one abstract cost 520 MB)."""
+    monkeypatch.setattr(source_module, "_MAX_RECORD", MB, raising=False)
+    big = b"<PubmedArticle><PMID>1</PMID><Abstract>" + b" " * (20 * MB) + b"</Abstract></PubmedArticle>"
+    small = b"<PubmedArticle><PMID>2</PMID></PubmedArticle>"
+    data = b"<PubmedArticleSet>" + big + small + b"</PubmedArticleSet>"
+    stream = _Blocks(data)
+    del big
+    tracemalloc.start()
+    try:
+        records = [(tag, len(chunk) if chunk else chunk) for tag, chunk in source_module.split_records(stream, False)]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert records == [("PubmedArticle", MB), ("PubmedArticle", len(small))]
+    assert peak < 4 * MB, f"peak {peak / MB:.1f} MB splitting a 20 MB record"
+
+
+def test_oversized_record_is_an_error_row_with_its_pmid(monkeypatch):
+    monkeypatch.setattr(source_module, "_MAX_RECORD", MB, raising=False)
+    xml = (NLM / "pubmed20n1016.xml").read_bytes()
+    at = xml.index(b"</AbstractText>")
+    tables = parse_to_tables(gzip.compress(xml[:at] + b" " * (12 * MB) + xml[at:]), "hostile.xml.gz")
+    assert tables["articles"].num_rows == 9 and tables["deletions"].num_rows == 218
+    (error,) = tables["errors"].to_pylist()
+    all_pmids = set(parse_to_tables(xml, "plain.xml")["articles"].column("pmid").to_pylist())
+    assert error["stage"] == "xml" and error["reason"].startswith("malformed <PubmedArticle> record")
+    assert all_pmids - set(tables["articles"].column("pmid").to_pylist()) == {error["pmid"]}
+
+
 def test_record_splitter_broken_and_unterminated_records_across_blocks():
     """A record cut by the next start tag, and one cut by the end of the data, with the tags split by
     block boundaries (1-byte blocks): the same answers as whole-buffer splitting."""

@@ -10,6 +10,7 @@ loses the last decompressed block).
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import zlib
@@ -20,6 +21,8 @@ from typing import BinaryIO
 GZIP_MAGIC = b"\x1f\x8b"
 _READ_SIZE = 1 << 16  # compressed bytes per read of the underlying file
 _OUT_CHUNK = 1 << 16  # most decompressed bytes produced per step (and per read): deflate expands ~1000x
+
+log = logging.getLogger(__name__)
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
@@ -229,7 +232,9 @@ def split_records(stream: ByteStream, legacy: bool) -> Iterator[tuple[str, bytes
     Linear in the stream's length: the buffer holds one record at most (from its start tag on), and
     while a record is incomplete only the bytes each new block adds are searched (rescanning the whole
     buffer at every block made a record of 40 MB of compressible spaces take minutes).  Memory is
-    bounded by the largest record.
+    bounded too: a record larger than ``_MAX_RECORD`` bytes (no real PubMed record comes near) is handed
+    over cut at that size, so that parsing it reports it as malformed with its PMID, and the rest of it is
+    skipped without being kept.
     """
     buf = bytearray()
     eof = False
@@ -257,29 +262,43 @@ def split_records(stream: ByteStream, legacy: bool) -> Iterator[tuple[str, bytes
         del buf[:start]
         end_tag = b"</" + tag.encode() + b">"
         end_from, next_from = 0, head
+        oversized = False  # handed over cut; the rest of the record is being skipped
         while True:
             end = buf.find(end_tag, end_from)
             nxt = _find_start(buf, next_from, legacy)
             nxt_pos = nxt.start() if nxt is not None else None
             if end != -1 and (nxt_pos is None or end < nxt_pos):
-                yield tag, bytes(buf[: end + len(end_tag)])
+                if not oversized:
+                    yield tag, bytes(buf[: end + len(end_tag)])
                 pos = end + len(end_tag)
                 break
             if nxt_pos is not None:  # another record starts before this one ended: broken record
-                yield tag, None
+                if not oversized:
+                    yield tag, None
                 pos = nxt_pos
                 break
             if eof:
-                yield tag, None
+                if not oversized:
+                    yield tag, None
                 return
             # neither is in the buffer: the next searches cover only what the next block adds (and the
             # few bytes before it, where a tag cut by the block boundary starts)
             end_from = max(end_from, len(buf) - len(end_tag) + 1)
             next_from = max(next_from, len(buf) - _START_OVERLAP)
+            if not oversized and len(buf) > _MAX_RECORD:
+                log.warning("a <%s> record is over %d bytes: handed over cut, the rest skipped", tag, _MAX_RECORD)
+                yield tag, bytes(buf[:_MAX_RECORD])
+                oversized = True
+            if oversized:
+                keep_from = min(end_from, next_from)
+                del buf[:keep_from]
+                end_from -= keep_from
+                next_from -= keep_from
             read_more()
 
 
 _START_OVERLAP = 64  # longer than any _START match
+_MAX_RECORD = 32 << 20  # bytes of one record kept for re-parsing; PubMed's largest are a few MB
 
 
 def _find_start(buf, start: int, legacy: bool) -> re.Match | None:
