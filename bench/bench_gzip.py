@@ -11,7 +11,8 @@ Measured in this one process (CPU time of this process, best of 3):
    practical limit), as ours/baseline.
 2. A real NLM file (``pubmed20n1015.xml.gz``, 756 records): ours vs ``gzip.GzipFile`` reads.
 3. The recovery path: ``parse_to_tables`` on the real update file with ``--mb`` / ``factor x --mb`` MB
-   of spaces inside one abstract (lxml refuses the text node, the record splitter takes over): ratio.
+   of spaces inside one abstract (lxml refuses the text node, the record splitter takes over): time
+   ratio and tracemalloc peaks (Python objects only; a record over 32 MB is cut).
 
 Exit 1 if a time ratio exceeds 1.6 x factor or the memory ratio exceeds 1.5.
 """
@@ -30,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from etl.pubmed.parser import parse_to_tables
-from etl.pubmed.source import open_source
+from etl.pubmed.source import _MAX_RECORD, open_source
 
 MB = 1 << 20
 NLM_SAMPLE = REPO / "data/pubmed/pmparser/tests/testthat/data/baseline/pubmed20n1015.xml.gz"
@@ -129,10 +130,13 @@ def main(argv=None) -> int:
     r_large = cpu_best(parse_to_tables, hostile_large, "h.xml.gz", repeats=1)
     tables = parse_to_tables(hostile_large, "h.xml.gz")
     r_ratio = r_large / r_small
+    rm_small = peak_memory(parse_to_tables, hostile_small, "h.xml.gz")
+    rm_large = peak_memory(parse_to_tables, hostile_large, "h.xml.gz")
     ok &= r_ratio <= 1.6 * args.factor and tables["articles"].num_rows == 9
     print(f"recovery (one abstract of {small} / {large} MB spaces): {r_small:.3f} s / {r_large:.3f} s, ratio "
-          f"{r_ratio:.2f}; kept {tables['articles'].num_rows} articles, {tables['deletions'].num_rows} deletions, "
-          f"{tables['errors'].num_rows} error row")
+          f"{r_ratio:.2f}; tracemalloc peak {rm_small / MB:.0f} MB / {rm_large / MB:.0f} MB (records over "
+          f"{_MAX_RECORD // MB} MB are cut); kept {tables['articles'].num_rows} articles, "
+          f"{tables['deletions'].num_rows} deletions, {tables['errors'].num_rows} error row")
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
