@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from model.engines.base import Engine, SamplingConfig
 from model.parsing import ddi_items, parse_completion
 from model.prompting import PromptConfig, build_messages, candidate_hints, prompt_version
+from schemas.extraction import ENGINE_ERROR, INPUT_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class ExtractionRunner:
         for i, item in enumerate(items):
             sentence = item.get("sentence")
             if not isinstance(sentence, str) or not sentence.strip():
-                results[i] = self._error_row(item, "input_error", "item has no sentence")
+                results[i] = self._error_row(item, INPUT_ERROR, "item has no sentence")
                 continue
             messages = build_messages(sentence, item.get("context"), self.prompt_config, self.hints_for(item))
             batch.append(messages)
@@ -73,7 +74,7 @@ class ExtractionRunner:
             for j, (i, text, err) in enumerate(zip(where, texts, errors + [None] * (len(texts) - len(errors)))):
                 item = items[i]
                 if err:
-                    results[i] = self._error_row(item, "engine_error", err, raw=text)
+                    results[i] = self._error_row(item, ENGINE_ERROR, err, raw=text)
                     continue
                 parsed = parse_completion(text, item["sentence"])
                 results[i] = {

@@ -100,6 +100,29 @@ class EntrezConfig:
         return self.rate_per_s or (10.0 if self.api_key else 3.0)
 
 
+_DAY_FORMATS = ("%Y-%m-%d", "%Y/%m/%d")  # ISO, and E-utilities' own mindate/maxdate form
+
+
+def parse_day(value: str | dt.date, what: str = "date") -> dt.date:
+    """A window bound from config or CLI: a date, or text YYYY-MM-DD or YYYY/MM/DD; ``ValueError`` otherwise."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        for fmt in _DAY_FORMATS:
+            try:
+                return dt.datetime.strptime(value.strip(), fmt).date()
+            except ValueError:
+                continue
+    raise ValueError(f"{what} must be a day as YYYY-MM-DD or YYYY/MM/DD, got {value!r}")
+
+
+def default_until() -> dt.date:
+    """Yesterday: today's records are still arriving, and a window is not fetched again once complete."""
+    return dt.date.today() - dt.timedelta(days=1)
+
+
 class EntrezError(RuntimeError):
     """E-utilities failed for good (after retries), or answered with an error document."""
 
@@ -125,12 +148,14 @@ class Window:
 
 
 def sweep(
-    config: EntrezConfig, since: dt.date, until: dt.date, datetype: str, out_dir: str | Path
+    config: EntrezConfig, since: dt.date | str, until: dt.date | str, datetype: str, out_dir: str | Path
 ) -> list[Path]:
     """Land every record whose ``datetype`` is in ``[since, until]`` as raw efetch XML under ``out_dir``.
 
+    ``since``/``until``: dates, or text as :func:`parse_day` reads it.
     Returns all batch files of the sweep in order (including ones landed by an earlier, interrupted run).
     """
+    since, until = parse_day(since, "since"), parse_day(until, "until")
     if datetype not in DATETYPES:
         raise ValueError(f"datetype must be one of {DATETYPES}, got {datetype!r}")
     if until < since:
