@@ -22,7 +22,7 @@ EXPLORE_SQL = """\
 rexdrug query --warehouse {wh} "SELECT label, count(*) FROM current_combinations GROUP BY label"
 rexdrug query --warehouse {wh} "SELECT pmid, label, drug_set_key, sentence_text FROM current_combinations LIMIT 20"
 rexdrug query --warehouse {wh} "SELECT drug_set_key, n_papers, consensus_label FROM combination_kb ORDER BY n_papers DESC LIMIT 20"
-rexdrug query --warehouse {wh} "SELECT stage, reason, count(*) FROM extraction_errors GROUP BY ALL"
+rexdrug query --warehouse {wh} "SELECT stage, reason, count(*) FROM current_extraction_errors GROUP BY ALL"
 """
 
 
