@@ -35,6 +35,14 @@ def run_sweep_cli(warehouse: Path, config: Path, capsys) -> tuple[int, dict]:
     return code, json.loads(capsys.readouterr().out)
 
 
+def engine_config(path: Path, server: FakeOpenAI) -> Path:
+    path.write_text(yaml.safe_dump({"engine": {
+        "kind": "openai", "model": "fake-rule", "base_url": server.base_url,
+        "max_retries": 0, "timeout_s": 30, "concurrency": 2,
+    }}))
+    return path
+
+
 @pytest.fixture
 def fake_openai():
     server = FakeOpenAI("rule_all_drugs").start()
@@ -44,11 +52,7 @@ def fake_openai():
 
 def test_outage_fails_the_run_and_the_next_sweep_retries_it(spark, fake_openai, tmp_path, capsys):
     warehouse = tmp_path / "wh"
-    config = tmp_path / "sweep.yaml"
-    config.write_text(yaml.safe_dump({"engine": {
-        "kind": "openai", "model": "fake-rule", "base_url": fake_openai.base_url,
-        "max_retries": 0, "timeout_s": 30, "concurrency": 2,
-    }}))
+    config = engine_config(tmp_path / "sweep.yaml", fake_openai)
 
     # 1. the engine is down: every extraction is an engine error -> exit 1, ledger "failed"
     fake_openai.down = True
@@ -88,6 +92,41 @@ def test_outage_fails_the_run_and_the_next_sweep_retries_it(spark, fake_openai, 
     code, third = run_sweep_cli(warehouse, config, capsys)
     assert code == 0
     assert (third["n_candidates"], third["n_retried"], third["n_skipped"], third["n_extracted"]) == (0, 0, n, 0)
+
+
+def test_a_partial_outage_commits_and_retries_only_the_failed_sentences(spark, fake_openai, tmp_path, capsys):
+    warehouse = tmp_path / "wh"
+    config = engine_config(tmp_path / "sweep.yaml", fake_openai)
+    fake_openai.fail_if = "dacarbazine"  # requests about one abstract's drug fail
+    code, first = run_sweep_cli(warehouse, config, capsys)
+    n, failed = first["n_candidates"], first["n_failed"]
+    assert code == 0 and first["status"] == "committed"  # some extractions succeeded
+    assert 0 < failed == len(prompts_containing(warehouse, "dacarbazine")) < n
+    assert query(warehouse, "SELECT status, n_failed FROM sweep_runs") == [("committed", failed)]
+
+    fake_openai.fail_if = None
+    code, second = run_sweep_cli(warehouse, config, capsys)
+    assert code == 0
+    assert (second["n_candidates"], second["n_retried"], second["n_skipped"], second["n_failed"]) == (
+        failed, failed, n - failed, 0)
+    assert query(warehouse, "SELECT count(*) FROM extractions") == [(n + failed,)]
+    assert query(warehouse, """SELECT count(*), count(DISTINCT extraction_key) FROM current_extractions
+                               WHERE parse_status = 'ok'""") == [(n, n)]
+    assert_relations_are_the_rule_baselines(warehouse)
+
+
+def prompts_containing(warehouse: Path, text: str) -> list[str]:
+    """The candidate sentences whose prompt (as the sweep builds it) contains ``text``."""
+    from etl.drugs import default_matcher
+    from jobs.sweep import SweepConfig
+    from model.prompting import build_messages, candidate_hints
+
+    prompt, matcher = SweepConfig().prompt, default_matcher()
+    rows = query(warehouse, """SELECT s.text, a.abstract FROM current_sentences s
+                               JOIN current_articles a USING (pmid, pmid_version) WHERE s.is_candidate""")
+    hints = (lambda sentence: candidate_hints(sentence, matcher)) if prompt.hints else (lambda sentence: None)
+    return [sentence for sentence, abstract in rows
+            if text in json.dumps(build_messages(sentence, abstract, prompt, hints(sentence)), ensure_ascii=False)]
 
 
 def assert_relations_are_the_rule_baselines(warehouse: Path) -> None:

@@ -4,7 +4,8 @@ stdlib ``http.server`` on 127.0.0.1 with an ephemeral port, threaded, started/st
 ``POST /v1/chat/completions`` answers with the completion of a rule engine (``rule_all_drugs`` by
 default) for the request's messages, in OpenAI's response layout, so a sweep through the ``openai``
 engine gets real, parseable answers.  ``down = True`` simulates an outage: every request is answered
-503 until it is set back to False.  Every request is recorded (path, status sent).
+503 until it is set back to False; ``fail_if = "text"`` answers 503 to the requests whose messages
+contain that text (a partial outage).  Every request is recorded (path, status sent).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class FakeOpenAI:
     def __init__(self, rule: str = "rule_all_drugs"):
         self.down = False
+        self.fail_if: str | None = None
         self.requests: list[tuple[str, int]] = []
         self._rule = rule
         self._engine = None
@@ -67,7 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.fake.down:
+        if self.fake.down or (self.fake.fail_if and self.fake.fail_if in body.decode("utf-8", "replace")):
             return self._send(503, {"error": {"message": "service unavailable (fake outage)"}})
         if not self.path.rstrip("/").endswith("/chat/completions"):
             return self._send(404, {"error": {"message": f"no route {self.path}"}})
