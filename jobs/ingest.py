@@ -194,6 +194,25 @@ def resolve_inputs(
     return sorted(resolved.values(), key=lambda f: (f.file_order, f.source_file))
 
 
+def land_entrez(config, since, until, datetypes: Sequence[str], warehouse_dir) -> list[Path]:
+    """Land an E-utilities window's efetch XML under WAREHOUSE/raw/entrez/<datetype>/ (resumable).
+
+    ``config`` is an ``etl.pubmed.entrez.EntrezConfig`` (email, api_key, tool, base_url, batch_size...);
+    one landing folder per date type (a folder's manifest belongs to one query).  Returns every file
+    landed there so far, in order; the ones already ingested are skipped by the ledger.  Used by
+    ``rexdrug ingest --source entrez`` and by the sweep.
+    """
+    from etl.pubmed.entrez import sweep
+
+    files: list[Path] = []
+    for datetype in datetypes:
+        out_dir = WarehouseLayout(warehouse_dir).entrez_raw / datetype
+        landed = sweep(config, since, until, datetype, out_dir)
+        log.info("E-utilities %s %s..%s: %d file(s) landed under %s", datetype, since, until, len(landed), out_dir)
+        files.extend(landed)
+    return files
+
+
 def default_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 

@@ -13,8 +13,12 @@ forward, so a sweep killed at any point and started again leaves the same tables
 run: no duplicates, no loss.  Ingestion has its own per-file idempotency (``jobs/ingest.py``).
 
 Incremental: a candidate sentence is extracted only when its key (pmid, pmid version, sentence text
-hash, model id, prompt version) is not in the ``extractions`` table yet; a new model or prompt
-version adds rows beside the old ones.
+hash, model id, prompt version) has no final row in the ``extractions`` table yet; a new model or
+prompt version adds rows beside the old ones.  A row whose status is retryable
+(``schemas.extraction.RETRYABLE_STATUSES``: the engine or the input failed, the model never answered)
+is not final: the next sweep extracts that sentence again and adds a row beside the failed one
+(history keeps both; ``current_extractions`` shows the latest, a final row before any failure).  A run
+whose extractions all failed is committed with status "failed" in ``sweep_runs``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +51,14 @@ from etl.warehouse import (
     exclusive_lock,
     refresh_duckdb,
 )
+from etl.pubmed.entrez import EntrezConfig, default_until, parse_day
 from schemas.extraction import (
     COMBINATION_DRUGS,
     COMBINATIONS,
+    ENGINE_ERROR,
     EXTRACTION_ERRORS,
     EXTRACTIONS,
+    RETRYABLE_STATUSES,
     SWEEP_RUNS,
     SWEEP_SENTENCES,
 )
@@ -87,6 +94,13 @@ def sweep_tables() -> list[TableSpec]:
     return specs
 
 
+def _final_sql(alias: str) -> str:
+    """SQL: the extraction row ``alias`` is final (the model answered); retryable statuses are not."""
+    # the statuses are constants declared in schemas.extraction, never user input
+    statuses = ", ".join("'" + s.replace("'", "''") + "'" for s in sorted(RETRYABLE_STATUSES))
+    return f"({alias}.parse_status IS NOT NULL AND {alias}.parse_status NOT IN ({statuses}))"
+
+
 # Current views: an article that was deleted or superseded by a newer version drops out of these,
 # never out of the history tables.
 SWEEP_VIEWS: tuple[ViewSpec, ...] = (
@@ -98,14 +112,27 @@ SWEEP_VIEWS: tuple[ViewSpec, ...] = (
            SEMI JOIN current_articles a
              ON s.pmid = a.pmid AND s.pmid_version = a.pmid_version AND s.abstract_hash = md5(a.abstract)""",
     ),
+    # One row per extraction key of a current sentence: the final row when there is one, else the
+    # latest failure (a sentence whose retry succeeded shows the success, not the old error).
+    ViewSpec(
+        "current_extractions",
+        f"""SELECT * EXCLUDE (_rank) FROM (
+                SELECT t.*, row_number() OVER (
+                    PARTITION BY t.extraction_key
+                    ORDER BY {_final_sql("t")} DESC, t.extracted_at DESC NULLS LAST, t.run_id DESC
+                ) AS _rank
+                FROM extractions t
+                SEMI JOIN current_sentences s
+                  ON t.pmid = s.pmid AND t.pmid_version = s.pmid_version AND t.text_hash = s.text_hash
+            ) WHERE _rank = 1""",
+    ),
     *(
         ViewSpec(
             f"current_{table}",
             f"""SELECT t.* FROM {table} t
-                SEMI JOIN current_sentences s
-                  ON t.pmid = s.pmid AND t.pmid_version = s.pmid_version AND t.text_hash = s.text_hash""",
+                SEMI JOIN current_extractions x ON t.extraction_key = x.extraction_key AND t.run_id = x.run_id""",
         )
-        for table in ("extractions", "combinations")
+        for table in ("combinations", "extraction_errors")
     ),
     ViewSpec(
         "current_combination_drugs",
@@ -129,9 +156,12 @@ class SweepConfig:
     source: str = "files"  # "files" | "entrez" | "demo"
     inputs: list[str] = field(default_factory=list)  # files or folders (source "files")
     input_kind: str = "auto"  # "baseline" | "update" | "file" | "auto" (NLM's folder names)
-    since: str | None = None  # source "entrez": YYYY/MM/DD
-    until: str | None = None
-    datetype: str = "edat"  # "edat" (new records) | "mdat" (revised records)
+    since: str | None = None  # source "entrez": first day, YYYY-MM-DD or YYYY/MM/DD
+    until: str | None = None  # last day (default: yesterday)
+    datetype: str = "both"  # "edat" (new records) | "mdat" (revised records) | "pdat" | "both" (edat + mdat)
+    # E-utilities settings (email, api_key, tool, base_url, batch_size, ...), as `rexdrug ingest` takes
+    # them; NCBI_EMAIL / NCBI_API_KEY from the environment when unset
+    entrez: EntrezConfig = field(default_factory=EntrezConfig)
     # The embedded default: rexdrug-smol (SmolLM2-135M + our LoRA adapter) with the prompt it was
     # trained on.  For the released RexDrug weights use prompt.variant=rexdrug (configs/model/).
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(model=DEFAULT_MODEL))
@@ -148,18 +178,33 @@ class SweepConfig:
             raise ValueError(f"source must be files, entrez or demo, not {self.source!r}")
         if self.source == "files" and not self.inputs:
             raise ValueError("source 'files' needs at least one input file or folder (--input)")
-        if self.source == "entrez" and not self.since:
-            raise ValueError("source 'entrez' needs --since (YYYY/MM/DD)")
+        if self.source == "entrez":
+            if not self.since:
+                raise ValueError("source 'entrez' needs --since (YYYY-MM-DD)")
+            since, until = self.entrez_window()
+            if until < since:
+                raise ValueError(f"until ({until}) is before since ({since})")
+            self.entrez.resolved()  # no email: a configuration error now, not after Spark has started
         if self.input_kind not in ("baseline", "update", "file", "auto"):
             raise ValueError(f"input_kind must be baseline, update, file or auto, not {self.input_kind!r}")
-        if self.datetype not in ("edat", "mdat", "pdat"):
-            raise ValueError(f"datetype must be edat, mdat or pdat, not {self.datetype!r}")
+        if self.datetype not in ("edat", "mdat", "pdat", "both"):
+            raise ValueError(f"datetype must be edat, mdat, pdat or both, not {self.datetype!r}")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if self.max_candidates is not None and self.max_candidates < 0:
             raise ValueError("max_candidates must be >= 0")
         self.engine.validate()
         self.prompt.validate()
+
+    def entrez_window(self) -> tuple[date, date]:
+        """The E-utilities window [since, until] as dates (until defaults to yesterday)."""
+        since = parse_day(self.since, "since")
+        until = parse_day(self.until, "until") if self.until else default_until()
+        return since, until
+
+    @property
+    def entrez_datetypes(self) -> tuple[str, ...]:
+        return ("edat", "mdat") if self.datetype == "both" else (self.datetype,)
 
     def prompt_warning(self) -> str | None:
         """Why the prompt may not suit the model: another LLM left on rexdrug-smol's trained prompt."""
@@ -188,6 +233,9 @@ class SweepSummary:
     n_extracted: int = 0
     n_combinations: int = 0
     n_errors: int = 0
+    n_retried: int = 0  # candidates extracted again because their earlier extraction failed
+    n_failed: int = 0  # extractions of this run that got no answer (retried by the next sweep)
+    status: str = "committed"  # "failed": there were extractions and every one of them failed
     stage_seconds: dict[str, float] = field(default_factory=dict)
     recovered_runs: list[str] = field(default_factory=list)
 
@@ -342,14 +390,14 @@ def extraction_rows(candidates: list[dict[str, Any]], runner, run_id: str) -> li
     rows = []
     for cand, res in zip(candidates, results, strict=True):
         relations = res.get("parsed") or []
-        if res.get("parse_status") in ("engine_error", "input_error"):
+        if res.get("parse_status") in RETRYABLE_STATUSES:
             res = {**res, "error": f"{res['parse_status']}: {res.get('parse_reason')}"}
         rows.append(
             {
                 **{k: cand[k] for k in SENTENCE_KEY},
                 "raw_output": res.get("raw_output"),
                 "think": res.get("think"),
-                "parse_status": res.get("parse_status") or ("engine_error" if res.get("error") else None),
+                "parse_status": res.get("parse_status") or (ENGINE_ERROR if res.get("error") else None),
                 "parse_reason": res.get("parse_reason"),
                 "relations": relations,
                 "n_relations": len(relations),
@@ -478,10 +526,12 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
             summary.n_sentences = spark.read.parquet(str(layout.staged(run_id, SENTENCES_TABLE))).count()
 
     with timer("candidates"):
-        candidates_path, n_candidates, n_skipped = _select_candidates(
+        candidates_path, n_candidates, n_skipped, n_retried = _select_candidates(
             layout, run_id, model_id, prompt_ver, config.max_candidates
         )
-        summary.n_candidates, summary.n_skipped = n_candidates, n_skipped
+        summary.n_candidates, summary.n_skipped, summary.n_retried = n_candidates, n_skipped, n_retried
+        if n_retried:
+            log.info("%d candidate(s) whose earlier extraction failed are extracted again", n_retried)
 
     with timer("extract"):
         if summary.n_candidates:
@@ -496,6 +546,15 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
                 .write.parquet(str(layout.staged(run_id, "extractions")))
             )
             summary.n_extracted = spark.read.parquet(str(layout.staged(run_id, "extractions"))).count()
+            summary.n_failed, first_failure = _count_failed(spark, layout.staged(run_id, "extractions"))
+            if summary.n_failed:
+                log.log(
+                    logging.ERROR if summary.n_failed == summary.n_extracted else logging.WARNING,
+                    "%d of %d extractions failed (the next sweep retries them), e.g. %s",
+                    summary.n_failed, summary.n_extracted, first_failure,
+                )  # fmt: skip
+            if summary.n_extracted and summary.n_failed == summary.n_extracted:
+                summary.status = "failed"
 
     with timer("combinations"):
         if summary.n_extracted:
@@ -512,7 +571,7 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
         shutil.rmtree(staging / "work", ignore_errors=True)  # intermediate files, not tables
         run_row = {
             "run_id": run_id,
-            "status": "committed",
+            "status": summary.status,
             "source": config.source,
             "model_id": model_id,
             "prompt_version": prompt_ver,
@@ -523,6 +582,8 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
             "n_extracted": summary.n_extracted,
             "n_combinations": summary.n_combinations,
             "n_errors": summary.n_errors,
+            "n_retried": summary.n_retried,
+            "n_failed": summary.n_failed,
             "stage_seconds": [{"stage": k, "seconds": v} for k, v in timer.seconds.items()],
             "started_at": started.isoformat(),
             "finished_at": datetime.now(timezone.utc).isoformat(),
@@ -534,6 +595,17 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
         refresh_all(layout.root)
     summary.stage_seconds = timer.seconds
     return summary
+
+
+def _count_failed(spark, extractions: Path) -> tuple[int, str | None]:
+    """Extractions with a retryable status (or none at all) and one of their reasons."""
+    from pyspark.sql import functions as F
+
+    status = F.col("parse_status")
+    failed = spark.read.parquet(str(extractions)).where(status.isNull() | status.isin(sorted(RETRYABLE_STATUSES)))
+    n = failed.count()
+    first = failed.select("error").first() if n else None
+    return n, (first["error"] if first else None)
 
 
 def _default_threads(spark, parts: int) -> int:
@@ -571,11 +643,14 @@ def _export_new_articles(layout: SweepLayout, staging: Path) -> pa.Table | None:
 
 def _select_candidates(
     layout: SweepLayout, run_id: str, model_id: str, prompt_ver: str, cap: int | None
-) -> tuple[Path, int, int]:
+) -> tuple[Path, int, int, int]:
     """Candidate sentences of current articles not yet extracted with this model and prompt.
 
-    Returns the staged parquet path, the number of candidates to extract and the number skipped
-    because they were extracted before.  Sentences come from the warehouse and from this run's stage.
+    A sentence counts as extracted only when it has a final row (the model answered); one whose
+    extractions all failed (retryable statuses) is a candidate again.  Returns the staged parquet path,
+    the number of candidates to extract, the number skipped because they were extracted before and,
+    among the candidates, the number being retried.  Sentences come from the warehouse and from this
+    run's stage.
     """
     staged_sentences = layout.staged(run_id, SENTENCES_TABLE)
     out = layout.staging(run_id) / "work" / "candidates.parquet"
@@ -589,7 +664,8 @@ def _select_candidates(
         WHERE s.is_candidate"""
     todo = f"""
         SELECT k.* FROM ({keyed}) k
-        WHERE NOT EXISTS (SELECT 1 FROM extractions e WHERE e.extraction_key = k.extraction_key)"""
+        WHERE NOT EXISTS (SELECT 1 FROM extractions e
+                          WHERE e.extraction_key = k.extraction_key AND {_final_sql("e")})"""
     limit = f" LIMIT {int(cap)}" if cap is not None else ""
     select = f"""
         SELECT t.extraction_key, t.pmid, t.pmid_version, t.sentence_index,
@@ -604,8 +680,13 @@ def _select_candidates(
         n_keyed = con.execute(f"SELECT count(*) FROM ({keyed})", params).fetchone()[0]
         n_todo = con.execute(f"SELECT count(*) FROM ({todo})", params).fetchone()[0]
         con.execute(f"COPY ({select}) TO '{out.as_posix()}' (FORMAT parquet)", params)
+        n_retried = con.execute(
+            """SELECT count(*) FROM read_parquet($path) c
+               WHERE EXISTS (SELECT 1 FROM extractions e WHERE e.extraction_key = c.extraction_key)""",
+            {"path": out.as_posix()},
+        ).fetchone()[0]
     n = min(n_todo, cap) if cap is not None else n_todo
-    return out, n, n_keyed - n_todo
+    return out, n, n_keyed - n_todo, n_retried
 
 
 def resolve_inputs(config: SweepConfig, layout: SweepLayout) -> tuple[list[Path], str]:
@@ -615,11 +696,10 @@ def resolve_inputs(config: SweepConfig, layout: SweepLayout) -> tuple[list[Path]
 
         return [data_path(*DEMO_BASELINE), data_path(*DEMO_UPDATE)], "auto"
     if config.source == "entrez":
-        from etl.config import from_dict
-        from etl.pubmed.entrez import EntrezConfig, sweep
+        from jobs.ingest import land_entrez
 
-        landed = sweep(from_dict(EntrezConfig, {}), config.since, config.until, config.datetype, layout.root / "raw" / "entrez")
-        return sorted(landed), "entrez"
+        since, until = config.entrez_window()
+        return land_entrez(config.entrez, since, until, config.entrez_datetypes, layout.root), "entrez"
     return [Path(p) for p in config.inputs], config.input_kind
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from model.engines.base import Engine, SamplingConfig
 from model.parsing import ddi_items, parse_completion
 from model.prompting import PromptConfig, build_messages, candidate_hints, prompt_version
+from schemas.extraction import ENGINE_ERROR, INPUT_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class ExtractionRunner:
         for i, item in enumerate(items):
             problem = input_problem(item)
             if problem:
-                results[i] = self.error_row(item, "input_error", problem)
+                results[i] = self.error_row(item, INPUT_ERROR, problem)
                 continue
             messages = build_messages(item["sentence"], item.get("context"), self.prompt_config, self.hints_for(item))
             batch.append(messages)
@@ -94,11 +95,11 @@ class ExtractionRunner:
             for j, (i, text, err) in enumerate(zip(where, texts, errors + [None] * (len(texts) - len(errors)))):
                 item = items[i]
                 if err:
-                    results[i] = self.error_row(item, "engine_error", err, raw=text if isinstance(text, str) else "")
+                    results[i] = self.error_row(item, ENGINE_ERROR, err, raw=text if isinstance(text, str) else "")
                     continue
                 if not isinstance(text, str):  # whatever the engine, a row's raw output is text
                     results[i] = self.error_row(
-                        item, "engine_error", f"bad_response: the engine returned {type(text).__name__}, not text")
+                        item, ENGINE_ERROR, f"bad_response: the engine returned {type(text).__name__}, not text")
                     continue
                 parsed = parse_completion(text, item["sentence"])
                 results[i] = {

@@ -58,6 +58,16 @@ _SENTENCE_KEY = [
     pa.field("text_hash", pa.string()),
 ]
 
+# ``parse_status`` of an extraction row: the parser's statuses (``model.parsing.STATUSES``: ok, repaired,
+# no_answer, invalid_json, invalid_schema) when the model answered, else one of these two.
+ENGINE_ERROR = "engine_error"  # the engine gave no answer: down, timed out, HTTP error, bad response body
+INPUT_ERROR = "input_error"  # the item never reached the model (no sentence, bad field)
+# Statuses that do not count as "extracted": the model never read the sentence, so a later sweep with
+# the same model and prompt retries it.  Every parser status is final: the model did answer, and the
+# same model and prompt (greedy decoding) would answer the same unusable text again; a new model or
+# prompt version is a new extraction key anyway.
+RETRYABLE_STATUSES = frozenset({ENGINE_ERROR, INPUT_ERROR})
+
 _PROVENANCE = [
     pa.field("model_id", pa.string(), nullable=False),
     pa.field("prompt_version", pa.string(), nullable=False),
@@ -140,7 +150,9 @@ STAGE_TIMING = pa.struct([pa.field("stage", pa.string()), pa.field("seconds", pa
 SWEEP_RUNS = pa.schema(
     [
         pa.field("run_id", pa.string(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),  # "committed"
+        # "committed"; "failed" when the run had extractions and none got an answer from the model (an
+        # engine outage): its rows are committed all the same and the next sweep retries them
+        pa.field("status", pa.string(), nullable=False),
         pa.field("source", pa.string()),
         pa.field("model_id", pa.string()),
         pa.field("prompt_version", pa.string()),
@@ -151,6 +163,8 @@ SWEEP_RUNS = pa.schema(
         pa.field("n_extracted", pa.int64()),
         pa.field("n_combinations", pa.int64()),
         pa.field("n_errors", pa.int64()),
+        pa.field("n_retried", pa.int64()),  # candidates whose earlier extraction failed (retryable status)
+        pa.field("n_failed", pa.int64()),  # extractions of this run with a retryable status
         pa.field("stage_seconds", pa.list_(STAGE_TIMING)),
         pa.field("started_at", pa.timestamp("us", tz="UTC")),
         pa.field("finished_at", pa.timestamp("us", tz="UTC")),

@@ -148,12 +148,14 @@ class Window:
 
 
 def sweep(
-    config: EntrezConfig, since: dt.date, until: dt.date, datetype: str, out_dir: str | Path
+    config: EntrezConfig, since: dt.date | str, until: dt.date | str, datetype: str, out_dir: str | Path
 ) -> list[Path]:
     """Land every record whose ``datetype`` is in ``[since, until]`` as raw efetch XML under ``out_dir``.
 
+    ``since``/``until``: dates, or text as :func:`parse_day` reads it.
     Returns all batch files of the sweep in order (including ones landed by an earlier, interrupted run).
     """
+    since, until = parse_day(since, "since"), parse_day(until, "until")
     if datetype not in DATETYPES:
         raise ValueError(f"datetype must be one of {DATETYPES}, got {datetype!r}")
     if until < since:

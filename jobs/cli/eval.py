@@ -21,6 +21,7 @@ from pathlib import Path
 
 from jobs.cli._model_args import add_model_arguments, engine_and_prompt, matcher_or_none
 from model.evaluation.ddi import DDI_LABELS
+from schemas.extraction import RETRYABLE_STATUSES
 
 log = logging.getLogger("rexdrug.eval")
 
@@ -305,7 +306,7 @@ def _ddi_prediction(row: dict) -> dict:
 
     The runner parsed the completion once; its ``answer_items`` keep the DDI labels as written.
     """
-    if row["parse_status"] in ("engine_error", "input_error"):
+    if row["parse_status"] in RETRYABLE_STATUSES:  # the model never answered
         return {"id": row["id"], "relations": [], "parse_status": row["parse_status"],
                 "parse_reason": row["parse_reason"]}
     items = row.get("answer_items") or []

@@ -24,10 +24,10 @@ from itertools import islice
 from pathlib import Path
 
 from jobs.cli._model_args import add_model_arguments, engine_and_prompt, matcher_or_none
+from schemas.extraction import ENGINE_ERROR, INPUT_ERROR, RETRYABLE_STATUSES
 
 log = logging.getLogger("rexdrug.extract")
 
-FAILED = ("input_error", "engine_error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     matcher = matcher_or_none(prompt.hints or engine_config.kind.startswith("rule_"))
     engine = create_engine(engine_config, matcher=matcher)
     runner = ExtractionRunner(engine, prompt, matcher=matcher, sampling=engine_config.sampling)
-    counts = {"rows": 0, "input_error": 0, "engine_error": 0}
+    counts = {"rows": 0, INPUT_ERROR: 0, ENGINE_ERROR: 0}
     with ExitStack() as stack:
         stack.callback(engine.close)
         src = sys.stdin.buffer if args.input == "-" else stack.enter_context(open(args.input, "rb"))
@@ -88,9 +88,9 @@ def run(args: argparse.Namespace) -> int:
                 if problem is None:
                     row = next(results)
                 else:  # whatever of the item could be read, and the line number
-                    row = runner.error_row({**(item or {}), "line": n}, "input_error", problem)
+                    row = runner.error_row({**(item or {}), "line": n}, INPUT_ERROR, problem)
                 counts["rows"] += 1
-                if row["parse_status"] in FAILED:
+                if row["parse_status"] in RETRYABLE_STATUSES:  # the row is a failure, not an answer
                     counts[row["parse_status"]] += 1
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
             out.flush()
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(counts: dict[str, int]) -> int:
-    rows, bad, failed = counts["rows"], counts["input_error"], counts["engine_error"]
+    rows, bad, failed = counts["rows"], counts[INPUT_ERROR], counts[ENGINE_ERROR]
     if bad:
         log.warning("%d of %d input lines were bad input (written as input_error rows with their line number)",
                     bad, rows)

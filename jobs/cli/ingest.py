@@ -92,8 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _entrez_files(args: argparse.Namespace) -> list[Path]:
     """Land the window's efetch XML under WAREHOUSE/raw/entrez (resumable), return the files."""
     from etl.config import load_config
-    from etl.pubmed.entrez import EntrezConfig, sweep
-    from etl.warehouse import WarehouseLayout
+    from etl.pubmed.entrez import EntrezConfig
+    from jobs.ingest import land_entrez
 
     if args.input:
         raise ValueError("--input and --source entrez are exclusive")
@@ -103,22 +103,8 @@ def _entrez_files(args: argparse.Namespace) -> list[Path]:
     if until < args.since:
         raise ValueError(f"--until {until} is before --since {args.since}")
     config = load_config(EntrezConfig, args.config, args.overrides)
-    files: list[Path] = []
-    for datetype in DATETYPES if args.datetype == "both" else (args.datetype,):
-        # One landing folder per date type: a folder's manifest belongs to one query.  The sweep returns
-        # every file landed there so far; the ones already ingested are skipped by the ledger.
-        out_dir = WarehouseLayout(args.warehouse).entrez_raw / datetype
-        landed = sweep(config, args.since, until, datetype, out_dir)
-        log.info(
-            "E-utilities %s %s..%s: %d file(s) landed under %s",
-            datetype,
-            args.since,
-            until,
-            len(landed),
-            out_dir,
-        )
-        files.extend(landed)
-    return files
+    datetypes = DATETYPES if args.datetype == "both" else (args.datetype,)
+    return land_entrez(config, args.since, until, datetypes, args.warehouse)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,11 @@
-"""`rexdrug sweep`: PubMed in, a warehouse of normalized drug combinations out."""
+"""`rexdrug sweep`: PubMed in, a warehouse of normalized drug combinations out.
+
+Exit code: 0 when the run committed, 1 when it committed but every one of its extractions failed (an
+engine outage: the rows are kept and the next sweep retries them; ``sweep_runs`` says "failed"), 2 for
+a configuration error.  ``--source entrez`` takes the E-utilities settings as ``entrez.KEY=VALUE``
+overrides or an ``entrez:`` section of ``--config`` (email, api_key, tool, base_url, batch_size, ...),
+with NCBI_EMAIL / NCBI_API_KEY from the environment when unset, as ``rexdrug ingest`` does.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ EXPLORE_SQL = """\
 rexdrug query --warehouse {wh} "SELECT label, count(*) FROM current_combinations GROUP BY label"
 rexdrug query --warehouse {wh} "SELECT pmid, label, drug_set_key, sentence_text FROM current_combinations LIMIT 20"
 rexdrug query --warehouse {wh} "SELECT drug_set_key, n_papers, consensus_label FROM combination_kb ORDER BY n_papers DESC LIMIT 20"
-rexdrug query --warehouse {wh} "SELECT stage, reason, count(*) FROM extraction_errors GROUP BY ALL"
+rexdrug query --warehouse {wh} "SELECT stage, reason, count(*) FROM current_extraction_errors GROUP BY ALL"
 """
 
 
@@ -38,11 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="NLM XML files or folders (.xml/.xml.gz); KEY=VALUE tokens among them are overrides",
     )
-    src.add_argument("--source", choices=["entrez"], help="fetch through NCBI E-utilities")
+    src.add_argument("--source", choices=["entrez"],
+                     help="fetch through NCBI E-utilities (settings: entrez.email=..., entrez.api_key=... or "
+                          "NCBI_EMAIL, NCBI_API_KEY)")
     parser.add_argument("--since", type=day, help="E-utilities window start, YYYY-MM-DD or YYYY/MM/DD")
-    parser.add_argument(
-        "--until", type=day, help="E-utilities window end, YYYY-MM-DD or YYYY/MM/DD (default: today)"
-    )
+    parser.add_argument("--until", type=day,
+                        help="E-utilities window end, YYYY-MM-DD or YYYY/MM/DD (default: yesterday)")
     parser.add_argument("--config", type=Path, help="YAML config (SweepConfig fields)")
     parser.add_argument("--engine", help="engine kind shortcut (embedded, transformers, vllm, openai, rule-all-drugs, ...)")
     parser.add_argument("--max-candidates", type=int, help="extract at most this many candidate sentences")
@@ -91,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
     json.dump(result, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
     _print_human_summary(result, config.warehouse)
+    if summary.status == "failed":
+        log.error("run %s: all %d extractions failed; they are retried by the next sweep", summary.run_id,
+                  summary.n_extracted)
+        return 1
     return 0
 
 
@@ -98,8 +110,9 @@ def _print_human_summary(result: dict, warehouse: Path) -> None:
     lines = [
         f"run {result['run_id']}: {result['n_input_files']} files, {result['n_articles']} new articles, "
         f"{result['n_sentences']} sentences, {result['n_candidates']} candidates "
-        f"({result['n_skipped']} already extracted), {result['n_combinations']} combinations, "
-        f"{result['n_errors']} extraction errors",
+        f"({result['n_skipped']} already extracted, {result['n_retried']} retried), "
+        f"{result['n_combinations']} combinations, {result['n_errors']} extraction errors "
+        f"({result['n_failed']} failed, retried next time)",
         "time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in result["stage_seconds"].items()),
     ]
     if "kb_drug_sets" in result:
