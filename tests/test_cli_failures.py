@@ -260,8 +260,10 @@ def test_unreachable_e_utilities_host_is_one_line_and_exit_1(tmp_path):
 
 
 @pytest.mark.parametrize("text", ["2026-11-01", "2026/11/01"])
-def test_both_date_forms_in_both_commands(tmp_path, text):
+def test_both_date_forms_in_both_commands(tmp_path, monkeypatch, text):
     from jobs.cli.sweep import config_from_args
+
+    monkeypatch.setenv("NCBI_EMAIL", "curator@example.org")  # an E-utilities sweep needs one (validated)
 
     ingest = parse("ingest", "--source", "entrez", "--since", text, "--until", text, "--warehouse", "wh")
     assert ingest.since == ingest.until == dt.date(2026, 11, 1)
