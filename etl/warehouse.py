@@ -540,7 +540,9 @@ def _verify_database(path: Path, root: Path, names: Sequence[str]) -> None:
             raise
         raise WarehouseError(f"the rebuilt database {path.name} does not open: {exc}") from exc
     try:
-        found = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        found = {
+            r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+        }
         missing = [n for n in names if n not in found]
         if missing:
             raise WarehouseError(f"the rebuilt database lacks {', '.join(missing)}")
@@ -641,7 +643,9 @@ def _with_keys(table: pa.Table) -> pa.Table:
     """``table`` in the ledger schema, a missing file key (a ledger from before file identities, where
     the name was the identity) filled with the key of the source file name."""
     names = table["source_file"].to_pylist()
-    given = table[PARTITION_COLUMN].to_pylist() if PARTITION_COLUMN in table.column_names else [None] * len(names)
+    given = (
+        table[PARTITION_COLUMN].to_pylist() if PARTITION_COLUMN in table.column_names else [None] * len(names)
+    )
     keys = pa.array([k or file_key(n) for k, n in zip(given, names)], pa.string())
     if PARTITION_COLUMN in table.column_names:
         table = table.drop_columns([PARTITION_COLUMN])
@@ -850,7 +854,11 @@ def envelope_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBat
     for batch in batches:
         for row in batch.to_pylist():
             yield from parse_file_envelope(
-                row["path"], row["source_file"], row["file_order"], row["ingested_at_us"], row.get(PARTITION_COLUMN)
+                row["path"],
+                row["source_file"],
+                row["file_order"],
+                row["ingested_at_us"],
+                row.get(PARTITION_COLUMN),
             )
 
 

@@ -5,10 +5,12 @@ pure per-file stage ``etl.warehouse.envelope_batches`` -> three partitioned Parq
 
 Idempotence and crash safety (why the steps run in this order):
 
-1. Under an exclusive lock on the warehouse, leftovers of a killed Spark job (``.spark-staging-*``,
-   ``_temporary``) are removed; they are never read anyway (views read ``file_key=*/*.parquet`` only).
-2. Each input is hashed; a file whose (source_file, sha256) is already in the ledger is skipped unless
-   ``force``.
+1. Under the warehouse's writer lock (the one ``ingest``, ``sweep`` and ``kb build`` share: a second
+   writer fails fast), leftovers of a killed Spark job (``.spark-staging-*``, ``_temporary``) are
+   removed; they are never read anyway (views read ``file_key=*/*.parquet`` only).
+2. Each input is hashed and given its identity (``source_identity``: NLM's file name, the landed path
+   under ``raw/``, else the name and the content digest); a file whose (identity, sha256) is already in
+   the ledger is skipped unless ``force``.  A changed NLM file replaces its rows, with a warning.
 3. The files about to be (re)written are first *removed* from the ledger (atomic rewrite), so a run that
    is killed from here on leaves them unledgered and the next run ingests them again.
 4. Spark writes each dataset with dynamic partition overwrite, partitioned by ``file_key``: only the
@@ -16,8 +18,8 @@ Idempotence and crash safety (why the steps run in this order):
    speculative task attempts never duplicate rows, and re-ingesting a file replaces its rows.
 5. Partitions of this run's files that the new parse left empty (a file that no longer has deletions,
    say) are deleted: dynamic overwrite only touches partitions that receive rows.
-6. The ledger rows of this run are added (atomic rewrite), then the DuckDB database is rebuilt and
-   renamed into place.
+6. The ledger rows of this run are added (atomic rewrite), then the DuckDB database is rebuilt with the
+   whole warehouse catalog (the sweep's and the KB's views too), verified and renamed into place.
 
 A kill -9 anywhere leaves, at worst, some of this run's partitions replaced and some not, with the
 files not in the ledger; the next run redoes them, converging on the same tables as an uninterrupted run.

@@ -2,7 +2,7 @@
 
 Stages (each a pure function from ``etl/`` or ``model/`` wired here with ``mapInArrow``):
 
-    ingest -> refresh -> sentences -> candidates -> extract -> combinations -> commit -> refresh
+    ingest -> refresh -> sentences -> candidates -> extract -> combinations -> commit -> kb -> refresh
 
 Crash safety: every stage of a run writes under ``<warehouse>/_staging/<run_id>/``; nothing is visible
 in the warehouse until the commit stage, which first drops a ``_COMMITTING`` marker (everything is
@@ -38,14 +38,11 @@ import pyarrow.parquet as pq
 from etl.combinations import SENTENCE_KEY
 from etl.config import to_dict
 from etl.warehouse import (
-    KB_TABLE,
-    RUN_GLOB,
     RUNS_TABLE,
     SENTENCES_TABLE,
     STAGING,
     SWEEP_TABLE_SCHEMAS,
     SWEEP_TABLES,
-    SWEEP_VIEWS,
     WarehouseLayout,
     connect_readonly,
     refresh,
