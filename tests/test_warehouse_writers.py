@@ -125,14 +125,17 @@ def test_ingest_after_a_sweep_keeps_every_sweep_view(spark, swept, tmp_path):
     assert 0 < after["current_combinations"] < before["current_combinations"]
 
 
-@pytest.mark.parametrize("name", ["wh[1]", "wh*", "o'brien"])
-def test_odd_warehouse_paths_give_the_same_sweep_as_a_plain_one(spark, swept, tmp_path, name):
-    """Issue 11, class 4: ingest + sweep + KB on `wh[1]`, `wh*` (a sibling `wh2` beside it), `o'brien`."""
-    shutil.copytree(swept["warehouse"], tmp_path / "wh2")  # what `wh*` would mix in
-    shutil.copytree(swept["warehouse"], tmp_path / "wh1")  # what `wh[1]` would read instead
-    warehouse = tmp_path / name
+def test_odd_warehouse_paths_give_the_same_sweep_as_a_plain_one(spark, swept, tmp_path):
+    """Issue 11, class 4: ingest + sweep + KB on a warehouse `o'brien/wh[1]/wh*`, with the siblings a
+    glob would read instead or as well: `wh[1]` matches `wh1`, `wh*` matches `wh2` (one sweep, three
+    characters: a quote that broke the SQL, a character class, a wildcard)."""
+    parent = tmp_path / "o'brien"
+    shutil.copytree(swept["warehouse"], parent / "wh1" / "wh*")  # what `wh[1]` would read instead
+    shutil.copytree(swept["warehouse"], parent / "wh[1]" / "wh2")  # what `wh*` would mix in
+    warehouse = parent / "wh[1]" / "wh*"
     summary = run_sweep(sweep_config(warehouse, BASELINE), spark=spark)
     assert summary.n_articles == swept["summary"].n_articles > 0
+    assert summary.kb_drug_sets == swept["summary"].kb_drug_sets
     assert counts(warehouse) == swept["counts"]
 
 
@@ -140,8 +143,11 @@ def test_a_copied_swept_warehouse_answers_alone(swept, tmp_path, capsys):
     """Issue 11, class 5: copy a warehouse, delete the one it was copied from, query the copy."""
     from jobs.cli import main
 
+    from jobs.kb import build_and_store_kb
+
     original = tmp_path / "original"
     shutil.copytree(swept["warehouse"], original)
+    build_and_store_kb(original)  # the original's database built where it stands
     copy = tmp_path / "elsewhere" / "copy"
     shutil.copytree(original, copy)
     shutil.rmtree(original)
