@@ -471,14 +471,15 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
         (staging / COMMIT_MARKER).write_text(json.dumps(run_row))
         _commit_staged(layout, run_id, run_row)
 
-    if config.build_kb:
-        from jobs.kb import build_and_store_kb
+    try:
+        if config.build_kb:
+            from jobs.kb import build_and_store_kb
 
-        with timer("kb"):  # still under the lock: no writer can change the warehouse in between
-            summary.kb_drug_sets = build_and_store_kb(layout.root, refresh_database=False).num_rows
-
-    with timer("refresh"):  # the second and last refresh of the run: committed tables and the KB
-        refresh(layout)
+            with timer("kb"):  # still under the lock: no writer can change the warehouse in between
+                summary.kb_drug_sets = build_and_store_kb(layout.root, refresh_database=False).num_rows
+    finally:
+        with timer("refresh"):  # the second and last refresh of the run: committed tables and the KB
+            refresh(layout)
     summary.stage_seconds = timer.seconds
     return summary
 
