@@ -271,10 +271,9 @@ def test_exclusive_lock_refuses_a_second_holder_and_is_released(tmp_path):
     from etl.warehouse import exclusive_lock
 
     lock = tmp_path / "wh" / ".lock"
-    with exclusive_lock(lock, "busy"):
-        with pytest.raises(ValueError, match="busy"):
-            with exclusive_lock(lock, "busy"):
-                pass
+    with exclusive_lock(lock, "busy"), pytest.raises(ValueError, match="busy"):
+        with exclusive_lock(lock, "busy"):
+            pass
     with exclusive_lock(lock, "busy"):  # released after the block
         pass
 
@@ -434,9 +433,12 @@ def test_the_writer_lock_names_its_holder_and_is_reentrant_in_one_process(tmp_pa
         holder = subprocess_try_lock(tmp_path, "ingest")
         assert holder.returncode == 3 and "rexdrug sweep" in holder.stdout and "pid" in holder.stdout
     assert subprocess_try_lock(tmp_path, "ingest").returncode == 0  # released
-    with pytest.raises(WarehouseBusy, match="kb build"), hold_writer_lock(tmp_path, "kb build"):
-        with writer_lock(layout, "ingest"):
-            pass
+    with (
+        pytest.raises(WarehouseBusy, match="kb build"),
+        hold_writer_lock(tmp_path, "kb build"),
+        writer_lock(layout, "ingest"),
+    ):
+        pass
 
 
 def subprocess_try_lock(root: Path, command: str):

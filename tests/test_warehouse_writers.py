@@ -142,7 +142,6 @@ def test_odd_warehouse_paths_give_the_same_sweep_as_a_plain_one(spark, swept, tm
 def test_a_copied_swept_warehouse_answers_alone(swept, tmp_path, capsys):
     """Issue 11, class 5: copy a warehouse, delete the one it was copied from, query the copy."""
     from jobs.cli import main
-
     from jobs.kb import build_and_store_kb
 
     original = tmp_path / "original"
