@@ -89,17 +89,24 @@ def build_kb(con, *, model_id: str | None = None, prompt_version: str | None = N
 
 
 def export_kb(table: pa.Table, path: Path, fmt: str) -> Path:
-    """Write the KB as Parquet, CSV (lists as JSON text) or JSON lines; atomic (temp + rename)."""
+    """Write the KB as Parquet, CSV (lists as JSON text) or JSON lines; atomic (temp + fsync + rename)."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    from etl.warehouse import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:  # a unique temp name: concurrent exports never share one
+        _write_kb(table, tmp, fmt)
+    log.info("wrote %d drug sets to %s", table.num_rows, path)
+    return path
+
+
+def _write_kb(table: pa.Table, tmp: Path, fmt: str) -> None:
     import json
 
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     if fmt == "parquet":
         pq.write_table(table, tmp)
     elif fmt == "jsonl":
@@ -116,6 +123,3 @@ def export_kb(table: pa.Table, path: Path, fmt: str) -> Path:
             for name in table.column_names
         }
         pacsv.write_csv(pa.table(flat), tmp)
-    tmp.replace(path)
-    log.info("wrote %d drug sets to %s", table.num_rows, path)
-    return path

@@ -1,4 +1,4 @@
-"""The article warehouse: Parquet datasets on disk + a DuckDB database of views over them.
+"""The warehouse: Parquet datasets on disk + a DuckDB database of views over them.
 
 Layout of a warehouse folder (the one place that knows it is ``WarehouseLayout``)::
 
@@ -8,20 +8,37 @@ Layout of a warehouse folder (the one place that knows it is ``WarehouseLayout``
       ingest_errors/file_key=<key>/part-*.parquet
       ingest_ledger/ingest_ledger.parquet           one row per source file, rewritten atomically
       raw/entrez/...                                E-utilities responses landed before parsing
-      warehouse.duckdb                              views only; rebuilt by ``refresh_duckdb``
+      sentences/run_id=<run>/part-*.parquet         the sweep's tables, one folder per committed run
+      extractions/ combinations/ combination_drugs/ extraction_errors/   (same layout)
+      sweep_runs/run-<run>.parquet                  the sweep's run ledger
+      combination_kb/kb.parquet                     the knowledge base (``rexdrug kb build``)
+      _staging/<run>/                               a sweep's work before its commit
+      warehouse.duckdb                              views only; rebuilt by ``refresh``
+      .writer.lock                                  held by the one command writing (``writer_lock``)
 
-Why every dataset is partitioned by a *file key* derived from the source file name: re-ingesting a
-file must replace exactly its rows.  Spark's dynamic partition overwrite replaces just the partitions a
-job writes, through its commit protocol (task output is staged and only committed attempts are moved in,
-so task retries never duplicate rows).  The key is the source name made filesystem-safe plus a hash of
-the exact name, so names that Spark would escape (``/``, ``:``, ``=``) never reach a path and the
-``source_file`` column inside the files stays byte-exact.
+One catalog (``CATALOG_TABLES`` + ``CATALOG_VIEWS``) names every table and view of every writer, and
+``refresh(layout)`` always builds all of it: an ingest never drops the sweep's views.  A view over a
+dataset without files yet is an empty relation with the declared columns.
+
+Why every article dataset is partitioned by a *file key*: re-ingesting a file must replace exactly its
+rows.  Spark's dynamic partition overwrite replaces just the partitions a job writes, through its commit
+protocol (task output is staged and only committed attempts are moved in, so task retries never
+duplicate rows).  The key is derived from the file's *identity* (see ``jobs.ingest.source_identity``:
+NLM's own file names, or the name plus the content digest for other files), made filesystem-safe plus a
+hash, so names that Spark would escape (``/``, ``:``, ``=``) never reach a path and the ``source_file``
+column inside the files stays byte-exact.
 
 Why the DuckDB database holds *views* and not tables: the Parquet datasets are the single source of
-truth; views cost nothing to rebuild (refresh takes milliseconds, whatever the warehouse size), never go
-stale against the files, and the database file stays tiny, so rebuilding it into a temp file and renaming
-it over the old one (atomic on POSIX) is cheap.  A reader that opened the old file keeps its snapshot.
-The price: views hold absolute paths, so a moved warehouse needs a refresh (``rexdrug ingest`` does one).
+truth; views cost little to rebuild, never go stale against the files, and the database file stays
+tiny, so rebuilding it into a temp file, verifying it and renaming it over the old one (atomic on POSIX)
+is cheap.  A reader that opened the old file keeps its snapshot.
+
+Why the views hold *relative* paths (``articles/file_key=*/*.parquet``): a copied or moved warehouse
+must read its own files.  Every connection is opened with DuckDB's ``file_search_path`` set to the
+warehouse folder (``connect_readonly``), and the folder's own name never enters a glob pattern, so
+``[``, ``*``, ``?`` or ``'`` in it are plain characters.  (The duckdb CLI started inside the warehouse
+folder resolves the same paths.)  A folder whose path contains ``,`` is refused: ``file_search_path``
+is a comma-separated list.
 
 This module also holds the pure per-file stage of the ingest job (``parse_file_envelope`` and
 ``envelope_batches``): it parses one XML file with ``etl.pubmed.parser.parse_to_tables`` and emits its
@@ -31,31 +48,58 @@ feeds to ``mapInArrow``.  It never raises for bad input: an unreadable file beco
 
 from __future__ import annotations
 
+import errno
 import glob as globlib
 import hashlib
+import logging
 import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.articles import ARTICLES, DELETIONS, INGEST_ERRORS, INGEST_LEDGER
+from schemas.extraction import (
+    COMBINATION_DRUGS,
+    COMBINATIONS,
+    EXTRACTION_ERRORS,
+    EXTRACTIONS,
+    RETRYABLE_STATUSES,
+    SWEEP_RUNS,
+    SWEEP_SENTENCES,
+)
+from schemas.kb import COMBINATION_KB
+
+log = logging.getLogger(__name__)
 
 DUCKDB_FILE = "warehouse.duckdb"
+WRITER_LOCK_FILE = ".writer.lock"
 PARTITION_COLUMN = "file_key"
 # Files of a partitioned dataset, one level below it.  Deliberately not ``**``: Spark's leftovers of a
 # killed job (``.spark-staging-*/file_key=*/…``, ``_temporary/…``) sit deeper and must never be read.
 PARTITIONED_GLOB = f"{PARTITION_COLUMN}=*/*.parquet"
 FLAT_GLOB = "*.parquet"
+# One folder per committed sweep run; one level deep only, so Spark leftovers (_temporary) are never read.
+RUN_GLOB = "run_id=*/*.parquet"
+STAGING = "_staging"
+
+
+class WarehouseError(RuntimeError):
+    """A warehouse operation failed in a way the user must see (full disk, failed verification)."""
+
+
+class WarehouseBusy(ValueError):
+    """Another command holds the warehouse's writer lock."""
 
 
 # ----------------------------------------------------------------------------------------------------
-# Layout and table specs
+# The catalog: every table and view of the warehouse
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -129,15 +173,89 @@ ARTICLE_VIEWS: tuple[ViewSpec, ...] = (
     ViewSpec("current_articles", _LATEST_VERSION_SQL),
 )
 
+# The sweep's tables (jobs/sweep.py writes them): name -> schema; <warehouse>/<name>/run_id=<run>/…
+SWEEP_TABLE_SCHEMAS: dict[str, pa.Schema] = {
+    "extractions": EXTRACTIONS,
+    "combinations": COMBINATIONS,
+    "combination_drugs": COMBINATION_DRUGS,
+    "extraction_errors": EXTRACTION_ERRORS,
+}
+SENTENCES_TABLE = "sentences"
+RUNS_TABLE = "sweep_runs"
+KB_TABLE = "combination_kb"  # written by jobs/kb.py
+KB_FILE = "kb.parquet"
+
+SWEEP_TABLES: tuple[TableSpec, ...] = (
+    *(TableSpec(name, name, schema, RUN_GLOB) for name, schema in SWEEP_TABLE_SCHEMAS.items()),
+    TableSpec(SENTENCES_TABLE, SENTENCES_TABLE, SWEEP_SENTENCES, RUN_GLOB),
+    TableSpec(RUNS_TABLE, RUNS_TABLE, SWEEP_RUNS, FLAT_GLOB),
+)
+KB_TABLES: tuple[TableSpec, ...] = (TableSpec(KB_TABLE, KB_TABLE, COMBINATION_KB, FLAT_GLOB),)
+
+# Current views: an article that was deleted or superseded by a newer version drops out of these,
+# never out of the history tables.
+def final_extraction_sql(alias: str) -> str:
+    """SQL: the extraction row ``alias`` is final (the model answered); retryable statuses are not."""
+    # the statuses are constants declared in schemas.extraction, never user input
+    statuses = ", ".join("'" + s.replace("'", "''") + "'" for s in sorted(RETRYABLE_STATUSES))
+    return f"({alias}.parse_status IS NOT NULL AND {alias}.parse_status NOT IN ({statuses}))"
+
+
+SWEEP_VIEWS: tuple[ViewSpec, ...] = (
+    # Sentences of the current text of current articles (a revised abstract under the same PMID
+    # version gets new sentences; the old ones stay in history).
+    ViewSpec(
+        "current_sentences",
+        """SELECT s.* FROM sentences s
+           SEMI JOIN current_articles a
+             ON s.pmid = a.pmid AND s.pmid_version = a.pmid_version AND s.abstract_hash = md5(a.abstract)""",
+    ),
+    # One row per extraction key of a current sentence: the final row when there is one, else the
+    # latest failure (a sentence whose retry succeeded shows the success, not the old error).
+    ViewSpec(
+        "current_extractions",
+        f"""SELECT * EXCLUDE (_rank) FROM (
+                SELECT t.*, row_number() OVER (
+                    PARTITION BY t.extraction_key
+                    ORDER BY {final_extraction_sql("t")} DESC, t.extracted_at DESC NULLS LAST, t.run_id DESC
+                ) AS _rank
+                FROM extractions t
+                SEMI JOIN current_sentences s
+                  ON t.pmid = s.pmid AND t.pmid_version = s.pmid_version AND t.text_hash = s.text_hash
+            ) WHERE _rank = 1""",
+    ),
+    *(
+        ViewSpec(
+            f"current_{table}",
+            f"""SELECT t.* FROM {table} t
+                SEMI JOIN current_extractions x ON t.extraction_key = x.extraction_key AND t.run_id = x.run_id""",
+        )
+        for table in ("combinations", "extraction_errors")
+    ),
+    ViewSpec(
+        "current_combination_drugs",
+        "SELECT d.* FROM combination_drugs d SEMI JOIN current_combinations c USING (combination_id)",
+    ),
+)
+
+# Everything the warehouse database holds, whichever command refreshed it last.
+CATALOG_TABLES: tuple[TableSpec, ...] = (*ARTICLE_TABLES, *SWEEP_TABLES, *KB_TABLES)
+CATALOG_VIEWS: tuple[ViewSpec, ...] = (*ARTICLE_VIEWS, *SWEEP_VIEWS)
+
 
 class WarehouseLayout:
     """Paths of everything in a warehouse folder."""
 
-    def __init__(self, root: str | os.PathLike[str]):
+    def __init__(self, root: str | os.PathLike[str] | WarehouseLayout):
+        if isinstance(root, WarehouseLayout):
+            root = root.root
         self.root = Path(root).expanduser().resolve()
 
     def dataset(self, spec: TableSpec) -> Path:
         return self.root / spec.subdir
+
+    def table_dir(self, name: str) -> Path:
+        return self.root / name
 
     @property
     def articles(self) -> Path:
@@ -156,6 +274,10 @@ class WarehouseLayout:
         return self.dataset(LEDGER_TABLE) / LEDGER_FILE
 
     @property
+    def kb(self) -> Path:
+        return self.table_dir(KB_TABLE) / KB_FILE
+
+    @property
     def raw(self) -> Path:
         return self.root / "raw"
 
@@ -169,17 +291,136 @@ class WarehouseLayout:
 
     @property
     def lock(self) -> Path:
-        return self.root / ".ingest.lock"
+        """The writer lock of every writing command (ingest, sweep, kb build)."""
+        return self.root / WRITER_LOCK_FILE
+
+    def staging(self, run_id: str) -> Path:
+        return self.root / STAGING / run_id
+
+    def staged(self, run_id: str, name: str) -> Path:
+        return self.staging(run_id) / name
 
     def partition(self, spec: TableSpec, source_file: str) -> Path:
-        return self.dataset(spec) / f"{PARTITION_COLUMN}={file_key(source_file)}"
+        """The partition of a file identity (see ``file_key``)."""
+        return self.partition_of_key(spec, file_key(source_file))
+
+    def partition_of_key(self, spec: TableSpec, key: str) -> Path:
+        return self.dataset(spec) / f"{PARTITION_COLUMN}={key}"
 
 
-def file_key(source_file: str) -> str:
-    """Filesystem-safe, collision-free partition value for a source file name (readable prefix + hash)."""
+def file_key(source_file: str, content_sha256: str | None = None) -> str:
+    """Filesystem-safe, collision-free partition value for a source file name (readable prefix + hash).
+
+    With ``content_sha256`` the key names that content of the file (files that are not identified by
+    their name alone: two different files of the same name get two keys, the same file one key).
+    """
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", source_file).strip("._-")[-80:] or "file"
     digest = hashlib.sha256(source_file.encode("utf-8")).hexdigest()[:12]
-    return f"{readable}-{digest}"
+    key = f"{readable}-{digest}"
+    return f"{key}-sha256_{content_sha256[:16]}" if content_sha256 else key
+
+
+# ----------------------------------------------------------------------------------------------------
+# One writer at a time
+# ----------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def exclusive_lock(path: Path, busy_message: str, holder: str | None = None) -> Iterator[None]:
+    """An flock held for the block; a second holder fails fast with ``WarehouseBusy(busy_message)``.
+
+    ``holder`` (who holds it: command, pid, since) is written into the lock file and quoted to the
+    process that finds the lock busy.  The lock dies with its process, so a kill -9 never leaves it held.
+    """
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            held_by = handle.read().strip()
+            raise WarehouseBusy(f"{busy_message} ({held_by})" if held_by else busy_message) from None
+        try:
+            if holder is not None:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(holder + "\n")
+                handle.flush()
+            yield
+        finally:
+            if holder is not None:
+                handle.truncate(0)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+_HELD_WRITER_LOCKS: dict[Path, int] = {}
+
+
+@contextmanager
+def writer_lock(layout: WarehouseLayout, command: str) -> Iterator[None]:
+    """The one writer lock of a warehouse, for every writing command (ingest, sweep, kb build).
+
+    A second writer *fails fast* with ``WarehouseBusy`` naming the holder (a nightly scheduler retries;
+    a person sees at once why), instead of waiting behind a sweep that may take hours.  Re-entrant in
+    one process: the sweep holds it and calls the ingest and the KB build, which take it again.
+    """
+    layout.root.mkdir(parents=True, exist_ok=True)
+    if _HELD_WRITER_LOCKS.get(layout.root):
+        _HELD_WRITER_LOCKS[layout.root] += 1
+        try:
+            yield
+        finally:
+            _HELD_WRITER_LOCKS[layout.root] -= 1
+        return
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    holder = f"held by `rexdrug {command}`, pid {os.getpid()}, since {since}"
+    busy = f"warehouse {layout.root} is being written by another command; `rexdrug {command}` did not start"
+    with exclusive_lock(layout.lock, busy, holder):
+        _HELD_WRITER_LOCKS[layout.root] = 1
+        try:
+            yield
+        finally:
+            _HELD_WRITER_LOCKS.pop(layout.root, None)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The one atomic writer
+# ----------------------------------------------------------------------------------------------------
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A unique temp path beside ``path`` to write; on success it is fsynced and renamed over ``path``.
+
+    Readers see the old file or the new one, never a half-written one; concurrent writers never share a
+    temp file (pid + random suffix); a failure leaves the old file and no temp file behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+        _fsync_path(path.parent, directory=True)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write to a temp file beside ``path``, fsync, rename: readers see the old file or the new one."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -225,43 +466,129 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def sql_string(value: str | os.PathLike[str]) -> str:
+    """A SQL string literal (for the few places DuckDB takes no bound parameter, like ``COPY … TO``)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+_sql_string = sql_string
+
+
+def _dataset_files(root: Path, spec: TableSpec) -> list[str]:
+    """The dataset's files, found with the warehouse folder's name escaped (``[``, ``*`` are literal)."""
+    return sorted(globlib.glob(os.path.join(globlib.escape(str(root / spec.subdir)), spec.glob)))
 
 
 def table_view_sql(root: Path, spec: TableSpec) -> str:
-    """``SELECT`` for one dataset, pinned to the spec's schema; an empty relation when no files exist."""
-    pattern = str(root / spec.subdir / spec.glob)
-    if not globlib.glob(pattern):
+    """``SELECT`` for one dataset, pinned to the spec's schema; an empty relation when no files exist.
+
+    The pattern is relative to the warehouse folder (resolved through ``file_search_path``).
+    """
+    files = _dataset_files(root, spec)
+    if not files:
         columns = ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {_quote(f.name)}" for f in spec.schema)
         return f"SELECT {columns} WHERE false"
-    present = _parquet_columns(pattern)
+    present = _parquet_columns(files)
     columns = ", ".join(
         f"CAST({_quote(f.name) if f.name in present else 'NULL'} AS {duckdb_type(f.type)}) AS {_quote(f.name)}"
         for f in spec.schema
     )
-    source = f"read_parquet({_sql_string(pattern)}, union_by_name = true, hive_partitioning = false)"
+    pattern = f"{spec.subdir}/{spec.glob}"
+    source = f"read_parquet({sql_string(pattern)}, union_by_name = true, hive_partitioning = false)"
     return f"SELECT {columns} FROM {source}"
 
 
-def _parquet_columns(pattern: str) -> set[str]:
+def _parquet_columns(files: Sequence[str]) -> set[str]:
     """Column names present in any file of the dataset (a column added later reads NULL in old files)."""
     names: set[str] = set()
-    for path in globlib.glob(pattern):
+    for path in files:
         names.update(pq.read_schema(path).names)
     return names
 
 
+def _search_path(root: Path) -> str:
+    if "," in str(root):
+        raise ValueError(
+            f"warehouse path {root} contains ',': DuckDB's file_search_path (how the views find the "
+            "warehouse's files) is a comma-separated list; use a folder without ','"
+        )
+    if "?" in str(root):
+        raise ValueError(
+            f"warehouse path {root} contains '?': DuckDB reads what follows '?' in a database path as "
+            "connection options; use a folder without '?'"
+        )
+    return str(root)
+
+
+def _connect(path: str, root: Path, read_only: bool = False):
+    import duckdb
+
+    return duckdb.connect(path, read_only=read_only, config={"file_search_path": _search_path(root)})
+
+
+def _no_space(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return "no space left on device" in str(exc).lower()
+
+
+def _create_catalog(con, root: Path, tables: Sequence[TableSpec], views: Sequence[ViewSpec]) -> None:
+    for spec in tables:
+        con.execute(f"CREATE VIEW {_quote(spec.name)} AS {table_view_sql(root, spec)}")
+    for view in views:
+        con.execute(f"CREATE VIEW {_quote(view.name)} AS {view.sql}")
+
+
+def _build_database(path: Path, root: Path, tables: Sequence[TableSpec], views: Sequence[ViewSpec]) -> None:
+    con = _connect(str(path), root)
+    try:
+        _create_catalog(con, root, tables, views)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+
+
+def _verify_database(path: Path, root: Path, names: Sequence[str]) -> None:
+    """Open the rebuilt database as a reader would and bind every view; raise if any is missing."""
+    if not path.exists() or path.stat().st_size == 0:
+        raise WarehouseError(f"the rebuilt database {path.name} is empty")
+    import duckdb
+
+    try:
+        con = _connect(str(path), root, read_only=True)
+    except duckdb.Error as exc:
+        if _no_space(exc):
+            raise
+        raise WarehouseError(f"the rebuilt database {path.name} does not open: {exc}") from exc
+    try:
+        found = {
+            r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+        }
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise WarehouseError(f"the rebuilt database lacks {', '.join(missing)}")
+        for name in names:
+            try:
+                con.execute(f"SELECT * FROM {_quote(name)} LIMIT 0").fetchall()
+            except duckdb.Error as exc:
+                if _no_space(exc):
+                    raise
+                raise WarehouseError(f"view {name} of the rebuilt database does not answer: {exc}") from exc
+    finally:
+        con.close()
+
+
 def refresh_duckdb(
     warehouse_dir: str | os.PathLike[str],
-    tables: Sequence[TableSpec] = ARTICLE_TABLES,
-    views: Sequence[ViewSpec] = ARTICLE_VIEWS,
+    tables: Sequence[TableSpec] = CATALOG_TABLES,
+    views: Sequence[ViewSpec] = CATALOG_VIEWS,
 ) -> Path:
     """(Re)create ``warehouse.duckdb`` with one view per dataset in ``tables`` plus ``views``.
 
-    The database holds exactly the given tables and views (callers that add datasets pass
-    ``ARTICLE_TABLES + their own``).  It is built in a temp file and renamed over the old one, so a
-    reader never sees a half-built database.  Returns the database path.
+    Commands call ``refresh(layout)`` (the whole catalog); the table arguments are for tests and tools.
+    The database is built in a unique temp file, checkpointed, opened again and verified (every view
+    exists and binds), fsynced and only then renamed over the old one: a reader never sees a half-built
+    database, and a failed or short write (a full disk) keeps the old one.  Returns the database path.
     """
     import duckdb
 
@@ -271,94 +598,109 @@ def refresh_duckdb(
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"duplicate table/view names for the warehouse: {', '.join(duplicates)}")
-    tmp = layout.root / f".{DUCKDB_FILE}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    _search_path(layout.root)
+    tmp_path: Path | None = None
     try:
-        con = duckdb.connect(str(tmp))
-        try:
-            for spec in tables:
-                con.execute(f"CREATE VIEW {_quote(spec.name)} AS {table_view_sql(layout.root, spec)}")
-            for view in views:
-                con.execute(f"CREATE VIEW {_quote(view.name)} AS {view.sql}")
-        finally:
-            con.close()
-        os.replace(tmp, layout.duckdb)
+        with atomic_path(layout.duckdb) as tmp:
+            tmp_path = tmp
+            _build_database(tmp, layout.root, tables, views)
+            _verify_database(tmp, layout.root, names)
+    except (OSError, duckdb.Error) as exc:
+        if _no_space(exc):
+            raise WarehouseError(
+                f"no space left on device while rebuilding {layout.duckdb}; the previous database is kept "
+                f"(free some space and run the command again): {exc}"
+            ) from exc
+        raise
+    except WarehouseError as exc:
+        raise WarehouseError(f"{exc}; the previous database {layout.duckdb} is kept") from exc
     finally:
-        for leftover in (tmp, Path(f"{tmp}.wal")):
-            leftover.unlink(missing_ok=True)
+        if tmp_path is not None:
+            Path(f"{tmp_path}.wal").unlink(missing_ok=True)
     return layout.duckdb
 
 
+def refresh(layout: WarehouseLayout | str | os.PathLike[str]) -> Path:
+    """Rebuild the warehouse database with the whole catalog (what every writing command calls)."""
+    return refresh_duckdb(WarehouseLayout(layout).root, CATALOG_TABLES, CATALOG_VIEWS)
+
+
 def connect_readonly(warehouse_dir: str | os.PathLike[str]):
-    """A read-only DuckDB connection to a warehouse, with a clear error when there is none."""
-    import duckdb
+    """A read-only DuckDB connection to a warehouse, with a clear error when there is none.
 
-    path = WarehouseLayout(warehouse_dir).duckdb
-    if not path.exists():
-        raise ValueError(
-            f"no warehouse database at {path} (run `rexdrug ingest --warehouse {warehouse_dir}` first)"
-        )
-    return duckdb.connect(str(path), read_only=True)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Atomic Parquet files and the ingest ledger
-# ----------------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def exclusive_lock(path: Path, busy_message: str) -> Iterator[None]:
-    """An flock held for the block; a second holder fails fast with ``ValueError(busy_message)``.
-
-    The lock dies with its process, so a kill -9 never leaves it held.
+    The views' relative paths resolve against this warehouse's folder, wherever it was built.
     """
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(busy_message) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    layout = WarehouseLayout(warehouse_dir)
+    _search_path(layout.root)
+    if not layout.duckdb.exists():
+        raise ValueError(
+            f"no warehouse database at {layout.duckdb} (run `rexdrug ingest --warehouse {warehouse_dir}` first)"
+        )
+    return _connect(str(layout.duckdb), layout.root, read_only=True)
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    """Write to a temp file beside ``path``, fsync, rename: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+def connect_views(warehouse_dir: str | os.PathLike[str]):
+    """An in-memory DuckDB connection with the whole catalog over the files as they are now.
+
+    For a writer that needs current views in the middle of its work (the KB build) without writing the
+    database file: the one refresh comes at the end of the command.
+    """
+    layout = WarehouseLayout(warehouse_dir)
+    con = _connect(":memory:", layout.root)
     try:
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        _create_catalog(con, layout.root, CATALOG_TABLES, CATALOG_VIEWS)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+# ----------------------------------------------------------------------------------------------------
+# The ingest ledger (one row per file identity)
+# ----------------------------------------------------------------------------------------------------
+
+
+def _with_keys(table: pa.Table) -> pa.Table:
+    """``table`` in the ledger schema, a missing file key (a ledger from before file identities, where
+    the name was the identity) filled with the key of the source file name."""
+    names = table["source_file"].to_pylist()
+    given = (
+        table[PARTITION_COLUMN].to_pylist() if PARTITION_COLUMN in table.column_names else [None] * len(names)
+    )
+    keys = pa.array([k or file_key(n) for k, n in zip(given, names)], pa.string())
+    if PARTITION_COLUMN in table.column_names:
+        table = table.drop_columns([PARTITION_COLUMN])
+    return table.append_column(PARTITION_COLUMN, keys).select(INGEST_LEDGER.names).cast(INGEST_LEDGER)
 
 
 def read_ledger(layout: WarehouseLayout) -> pa.Table:
     if not layout.ledger.exists():
         return INGEST_LEDGER.empty_table()
-    return pq.read_table(layout.ledger).cast(INGEST_LEDGER)
+    return _with_keys(pq.read_table(layout.ledger))
 
 
-def ledger_without(ledger: pa.Table, source_files: Iterable[str]) -> pa.Table:
+def ledger_without(
+    ledger: pa.Table, source_files: Iterable[str] = (), *, keys: Iterable[str] = ()
+) -> pa.Table:
+    """The ledger without the rows of these source file names and of these file keys."""
     import pyarrow.compute as pc
 
-    drop = pa.array(sorted(set(source_files)), pa.string())
-    return ledger.filter(pc.invert(pc.is_in(ledger["source_file"], value_set=drop)))
+    by_name = pc.is_in(ledger["source_file"], value_set=pa.array(sorted(set(source_files)), pa.string()))
+    by_key = pc.is_in(ledger[PARTITION_COLUMN], value_set=pa.array(sorted(set(keys)), pa.string()))
+    return ledger.filter(pc.invert(pc.or_(by_name, by_key)))
 
 
 def ledger_upsert(ledger: pa.Table, rows: pa.Table) -> pa.Table:
-    """Replace the ledger rows of ``rows``' source files by ``rows``; sorted by source file."""
-    kept = ledger_without(ledger, rows["source_file"].to_pylist())
-    merged = pa.concat_tables([kept, rows.cast(INGEST_LEDGER)])
-    return merged.sort_by([("source_file", "ascending")])
+    """Replace the ledger rows of ``rows``' file keys by ``rows``; sorted by source file, then key."""
+    rows = _with_keys(rows)
+    kept = ledger_without(ledger, keys=rows[PARTITION_COLUMN].to_pylist())
+    merged = pa.concat_tables([kept, rows])
+    return merged.sort_by([("source_file", "ascending"), (PARTITION_COLUMN, "ascending")])
 
 
-def write_file_partitions(layout: WarehouseLayout, source_file: str, tables: dict[str, pa.Table]) -> None:
+def write_file_partitions(
+    layout: WarehouseLayout, source_file: str, tables: dict[str, pa.Table], key: str | None = None
+) -> None:
     """Single-process writer of one file's rows into the partition layout the Spark job produces.
 
     For tests and small tools; production loads go through ``jobs.ingest`` (Spark's commit protocol).
@@ -366,12 +708,13 @@ def write_file_partitions(layout: WarehouseLayout, source_file: str, tables: dic
     """
     import shutil
 
+    key = key or file_key(source_file)
     for spec, name in (
         (ARTICLES_TABLE, "articles"),
         (DELETIONS_TABLE, "deletions"),
         (ERRORS_TABLE, "errors"),
     ):
-        partition = layout.partition(spec, source_file)
+        partition = layout.partition_of_key(spec, key)
         shutil.rmtree(partition, ignore_errors=True)
         if tables[name].num_rows:
             write_parquet_atomic(tables[name].cast(spec.schema), partition / "part-00000.parquet")
@@ -412,6 +755,7 @@ INGEST_INPUT = pa.schema(
         pa.field("source_file", pa.string()),
         pa.field("file_order", pa.int64()),
         pa.field("ingested_at_us", pa.int64()),  # microseconds since the epoch, UTC (one value per run)
+        pa.field(PARTITION_COLUMN, pa.string()),  # the file identity's partition (``file_key``)
     ]
 )
 
@@ -496,10 +840,12 @@ def _envelope(kind: str, key: str, payload: pa.Table | None, n: int) -> pa.Recor
 
 
 def parse_file_envelope(
-    path: str, source_file: str, file_order: int | None, ingested_at_us: int
+    path: str, source_file: str, file_order: int | None, ingested_at_us: int, key: str | None = None
 ) -> Iterator[pa.RecordBatch]:
-    """Parse one file; yield its rows in the ``ENVELOPE`` schema, the file's summary row last."""
-    key = file_key(source_file)
+    """Parse one file; yield its rows in the ``ENVELOPE`` schema, the file's summary row last.
+
+    ``key``: the partition of the file's identity (default: ``file_key(source_file)``)."""
+    key = key or file_key(source_file)
     tables = parse_source_file(path, source_file)
     articles = _with_load_fields(tables["articles"], file_order, ingested_at_us)
     deletions = _with_load_fields(tables["deletions"], file_order, ingested_at_us)
@@ -529,7 +875,11 @@ def envelope_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBat
     for batch in batches:
         for row in batch.to_pylist():
             yield from parse_file_envelope(
-                row["path"], row["source_file"], row["file_order"], row["ingested_at_us"]
+                row["path"],
+                row["source_file"],
+                row["file_order"],
+                row["ingested_at_us"],
+                row.get(PARTITION_COLUMN),
             )
 
 

@@ -5,10 +5,12 @@ pure per-file stage ``etl.warehouse.envelope_batches`` -> three partitioned Parq
 
 Idempotence and crash safety (why the steps run in this order):
 
-1. Under an exclusive lock on the warehouse, leftovers of a killed Spark job (``.spark-staging-*``,
-   ``_temporary``) are removed; they are never read anyway (views read ``file_key=*/*.parquet`` only).
-2. Each input is hashed; a file whose (source_file, sha256) is already in the ledger is skipped unless
-   ``force``.
+1. Under the warehouse's writer lock (the one ``ingest``, ``sweep`` and ``kb build`` share: a second
+   writer fails fast), leftovers of a killed Spark job (``.spark-staging-*``, ``_temporary``) are
+   removed; they are never read anyway (views read ``file_key=*/*.parquet`` only).
+2. Each input is hashed and given its identity (``source_identity``: NLM's file name, the landed path
+   under ``raw/``, else the name and the content digest); a file whose (identity, sha256) is already in
+   the ledger is skipped unless ``force``.  A changed NLM file replaces its rows, with a warning.
 3. The files about to be (re)written are first *removed* from the ledger (atomic rewrite), so a run that
    is killed from here on leaves them unledgered and the next run ingests them again.
 4. Spark writes each dataset with dynamic partition overwrite, partitioned by ``file_key``: only the
@@ -16,8 +18,8 @@ Idempotence and crash safety (why the steps run in this order):
    speculative task attempts never duplicate rows, and re-ingesting a file replaces its rows.
 5. Partitions of this run's files that the new parse left empty (a file that no longer has deletions,
    say) are deleted: dynamic overwrite only touches partitions that receive rows.
-6. The ledger rows of this run are added (atomic rewrite), then the DuckDB database is rebuilt and
-   renamed into place.
+6. The ledger rows of this run are added (atomic rewrite), then the DuckDB database is rebuilt with the
+   whole warehouse catalog (the sweep's and the KB's views too), verified and renamed into place.
 
 A kill -9 anywhere leaves, at worst, some of this run's partitions replaced and some not, with the
 files not in the ledger; the next run redoes them, converging on the same tables as an uninterrupted run.
@@ -42,24 +44,21 @@ from pathlib import Path
 import pyarrow as pa
 
 from etl.warehouse import (
-    exclusive_lock,
-    ARTICLE_TABLES,
-    ARTICLE_VIEWS,
     ARTICLES_TABLE,
     DELETIONS_TABLE,
     ENVELOPE,
     ERRORS_TABLE,
     INGEST_INPUT,
     PARTITION_COLUMN,
-    TableSpec,
-    ViewSpec,
     WarehouseLayout,
     envelope_batches,
+    file_key,
     ledger_upsert,
     ledger_without,
     read_ledger,
-    refresh_duckdb,
+    refresh,
     write_parquet_atomic,
+    writer_lock,
 )
 from schemas.articles import INGEST_LEDGER
 
@@ -82,10 +81,11 @@ class IngestFile:
     """One resolved input file."""
 
     path: Path
-    source_file: str  # identity in the warehouse: the NLM file name, or "entrez/…" for landed responses
+    source_file: str  # the name rows carry: the NLM file name, "entrez/…" for landed responses, else the name
     source_kind: str
     file_order: int
     sha256: str
+    key: str  # the file's identity in the warehouse (partition and ledger key), see ``source_identity``
 
 
 @dataclass
@@ -134,17 +134,32 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def source_identity(path: Path, layout: WarehouseLayout) -> str:
-    """The name a file is known by in the warehouse (re-ingesting that name replaces its rows).
+def is_nlm_file_name(name: str) -> bool:
+    """NLM's own baseline/update file names (``pubmedYYnNNNN.xml[.gz]``), unique across its series."""
+    from etl.pubmed.nlm import NAME_RE
 
-    NLM file names are unique across baseline and updates, so the bare name is the identity.  Files
-    landed under the warehouse's ``raw/`` folder (E-utilities responses) are named by their path below
-    it, since their bare names repeat from one sweep window to the next.
+    return NAME_RE.match(name) is not None
+
+
+def source_identity(path: Path, layout: WarehouseLayout, sha256: str) -> tuple[str, str]:
+    """``(source_file, key)``: the name a file's rows carry and the identity its rows are stored under.
+
+    Re-ingesting an identity replaces its rows; two identities never touch each other.
+
+    - NLM's own files are identified by their name: NLM names are unique across baseline and updates,
+      and a re-downloaded (or corrected) file replaces itself.
+    - Files landed under the warehouse's ``raw/`` folder (E-utilities responses) by their path below it,
+      since their bare names repeat from one sweep window to the next; they are never rewritten.
+    - Any other file by its name *and content*: two exports both called ``pubmed_result.xml`` from two
+      folders are two files, both kept, while ingesting the same file again is still a no-op.
     """
     path = path.resolve()
     if path.is_relative_to(layout.raw):
-        return path.relative_to(layout.raw).as_posix()
-    return path.name
+        name = path.relative_to(layout.raw).as_posix()
+        return name, file_key(name)
+    if is_nlm_file_name(path.name):
+        return path.name, file_key(path.name)
+    return path.name, file_key(path.name, sha256)
 
 
 def infer_kind(path: Path, layout: WarehouseLayout) -> str:
@@ -182,16 +197,17 @@ def resolve_inputs(
     resolved: dict[str, IngestFile] = {}
     for path in expand_inputs(inputs):
         kind = infer_kind(path, layout) if source_kind == "auto" else source_kind
-        identity = source_identity(path, layout)
-        item = IngestFile(path, identity, kind, load_order(path, identity, kind), sha256_file(path))
-        previous = resolved.get(identity)
+        sha256 = sha256_file(path)
+        source_file, key = source_identity(path, layout, sha256)
+        item = IngestFile(path, source_file, kind, load_order(path, source_file, kind), sha256, key)
+        previous = resolved.get(key)
         if previous is not None and previous.sha256 != item.sha256:
             raise ValueError(
-                f"two different input files are both named {identity!r} ({previous.path} and {path}); "
-                "a source file name identifies its rows in the warehouse"
+                f"two different input files are both named {source_file!r} ({previous.path} and {path}); "
+                "an NLM file name identifies its rows in the warehouse"
             )
-        resolved[identity] = item
-    return sorted(resolved.values(), key=lambda f: (f.file_order, f.source_file))
+        resolved.setdefault(key, item)  # the same content twice (two copies of one file): one file
+    return sorted(resolved.values(), key=lambda f: (f.file_order, f.source_file, f.key))
 
 
 def land_entrez(config, since, until, datetypes: Sequence[str], warehouse_dir) -> list[Path]:
@@ -223,8 +239,8 @@ def default_run_id() -> str:
 
 
 def warehouse_lock(layout: WarehouseLayout):
-    """One writer per warehouse."""
-    return exclusive_lock(layout.lock, f"another ingest is writing to {layout.root} right now")
+    """The warehouse's one writer lock (shared with the sweep and the KB build)."""
+    return writer_lock(layout, "ingest")
 
 
 def remove_spark_leftovers(layout: WarehouseLayout) -> None:
@@ -243,7 +259,20 @@ def remove_empty_partitions(layout: WarehouseLayout, summaries: Sequence[dict]) 
     for summary in summaries:
         for _, spec, count in _DATASETS:
             if summary[count] == 0:
-                shutil.rmtree(layout.partition(spec, summary["source_file"]), ignore_errors=True)
+                shutil.rmtree(layout.partition_of_key(spec, summary[PARTITION_COLUMN]), ignore_errors=True)
+
+
+def warn_changed_contents(ledger: pa.Table, todo: Sequence[IngestFile]) -> None:
+    """A file identified by its name (NLM's) that comes back with another content replaces its rows:
+    legitimate for a re-downloaded or corrected file, but never silent."""
+    ledgered = dict(zip(ledger[PARTITION_COLUMN].to_pylist(), ledger["content_sha256"].to_pylist()))
+    for f in todo:
+        old = ledgered.get(f.key)
+        if old is not None and old != f.sha256:
+            log.warning(
+                "%s: content changed since it was ingested (sha256 %s, now %s from %s); its rows are replaced",
+                f.source_file, old, f.sha256, f.path,
+            )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -308,7 +337,7 @@ def _write_datasets(
     from schemas.spark import to_spark
 
     ingested_at_us = (ingested_at - _EPOCH) // timedelta(microseconds=1)
-    rows = [(str(f.path), f.source_file, f.file_order, ingested_at_us) for f in files]
+    rows = [(str(f.path), f.source_file, f.file_order, ingested_at_us, f.key) for f in files]
     # numSlices == number of rows: one partition, hence one task, per file.
     rdd = spark.sparkContext.parallelize(rows, numSlices=len(rows))
     inputs = spark.createDataFrame(rdd, schema=to_spark(INGEST_INPUT))
@@ -336,7 +365,8 @@ def _write_datasets(
                     .parquet(str(layout.dataset(spec)))
                 )
         summaries = [
-            row.asDict() for row in envelope.where(F.col("kind") == "file").select("file.*").collect()
+            row.asDict()
+            for row in envelope.where(F.col("kind") == "file").select("file.*", PARTITION_COLUMN).collect()
         ]
     finally:
         envelope.unpersist()
@@ -350,13 +380,13 @@ def _write_datasets(
 def _ledger_rows(
     files: list[IngestFile], summaries: list[dict], run_id: str, ingested_at: datetime
 ) -> pa.Table:
-    by_name = {s["source_file"]: s for s in summaries}
-    missing = sorted(f.source_file for f in files if f.source_file not in by_name)
+    by_key = {s[PARTITION_COLUMN]: s for s in summaries}
+    missing = sorted(f.source_file for f in files if f.key not in by_key)
     if missing:  # every task emits a summary row last; a missing one means output was lost
         raise RuntimeError(f"the ingest job returned no summary for: {', '.join(missing)}")
     rows = []
     for f in files:
-        s = by_name[f.source_file]
+        s = by_key[f.key]
         rows.append(
             {
                 "source_file": f.source_file,
@@ -369,6 +399,7 @@ def _ledger_rows(
                 "complete": s["complete"],
                 "run_id": run_id,
                 "ingested_at": ingested_at,
+                PARTITION_COLUMN: f.key,
             }
         )
     return pa.Table.from_pylist(rows, schema=INGEST_LEDGER)
@@ -383,8 +414,7 @@ def run_ingest(
     *,
     force: bool = False,
     show_progress: bool = True,
-    tables: Sequence[TableSpec] = ARTICLE_TABLES,
-    views: Sequence[ViewSpec] = ARTICLE_VIEWS,
+    refresh_database: bool = True,
 ) -> IngestSummary:
     """Ingest XML files (or folders of them) into the warehouse and refresh its DuckDB database.
 
@@ -392,8 +422,9 @@ def run_ingest(
     ``baseline/`` and ``updatefiles/``, the warehouse's ``raw/entrez/``, else "file").
     ``file_order``: NLM's load order for baseline/update files; entrez and other files come after
     every NLM file, ordered by the time they were written.
-    ``tables``/``views``: what the refreshed DuckDB database holds (a caller with more datasets, like
-    the sweep, passes ``ARTICLE_TABLES + its own`` so that this refresh does not drop its views).
+    ``refresh_database``: rebuild the DuckDB database (its whole catalog, sweep views included) at the
+    end; the sweep, which refreshes once itself right after, passes False.
+    Runs under the warehouse's writer lock: during a sweep or a KB build it fails fast (``WarehouseBusy``).
     """
     started = time.monotonic()
     layout = WarehouseLayout(warehouse_dir)
@@ -405,14 +436,15 @@ def run_ingest(
         files = resolve_inputs(inputs, layout, source_kind)
         summary.files = len(files)
         ledger = read_ledger(layout)
-        known = set(zip(ledger["source_file"].to_pylist(), ledger["content_sha256"].to_pylist()))
-        todo = [f for f in files if force or (f.source_file, f.sha256) not in known]
+        known = set(zip(ledger[PARTITION_COLUMN].to_pylist(), ledger["content_sha256"].to_pylist()))
+        todo = [f for f in files if force or (f.key, f.sha256) not in known]
         summary.skipped = len(files) - len(todo)
         if summary.skipped:
             log.info("%d file(s) already ingested with the same content: skipped", summary.skipped)
+        warn_changed_contents(ledger, todo)
         if todo:
             # Unledger first: from here until the new ledger is written, these files count as not done.
-            write_parquet_atomic(ledger_without(ledger, [f.source_file for f in todo]), layout.ledger)
+            write_parquet_atomic(ledger_without(ledger, keys=[f.key for f in todo]), layout.ledger)
             log.info("ingesting %d file(s) into %s (run %s)", len(todo), layout.root, run_id)
             summaries = _write_datasets(spark, todo, layout, ingested_at, progress)
             remove_empty_partitions(layout, summaries)
@@ -424,6 +456,7 @@ def run_ingest(
             summary.errors = sum(s["n_errors"] for s in summaries)
             summary.files_with_errors = sorted(s["source_file"] for s in summaries if s["n_errors"])
             summary.incomplete_files = sorted(s["source_file"] for s in summaries if not s["complete"])
-        refresh_duckdb(layout.root, tables, views)
+        if refresh_database:
+            refresh(layout)
     summary.seconds = round(time.monotonic() - started, 3)
     return summary

@@ -11,16 +11,28 @@ log = logging.getLogger(__name__)
 
 
 def build_and_store_kb(
-    warehouse: Path, *, model_id: str | None = None, prompt_version: str | None = None, n_examples: int = 3
+    warehouse: Path,
+    *,
+    model_id: str | None = None,
+    prompt_version: str | None = None,
+    n_examples: int = 3,
+    refresh_database: bool = True,
 ) -> pa.Table:
-    """KB from the current views, written to ``<warehouse>/combination_kb/kb.parquet``, DuckDB refreshed."""
-    from etl.kb import build_kb, export_kb
-    from etl.warehouse import connect_readonly
-    from jobs.sweep import KB_TABLE, refresh_all
+    """KB from the current views, written to ``<warehouse>/combination_kb/kb.parquet``, DuckDB refreshed.
 
-    refresh_all(Path(warehouse))
-    with connect_readonly(warehouse) as con:
-        table = build_kb(con, model_id=model_id, prompt_version=prompt_version, n_examples=n_examples)
-    export_kb(table, Path(warehouse) / KB_TABLE / "kb.parquet", "parquet")
-    refresh_all(Path(warehouse))
+    Under the warehouse's writer lock (a second KB build, an ingest or a sweep meanwhile fails fast; the
+    sweep, which holds the lock already, calls this inside its run).  The current views are read from
+    an in-memory catalog over the files as they are now, so the database file is rebuilt once, at the
+    end (``refresh_database=False``: the caller refreshes).
+    """
+    from etl.kb import build_kb, export_kb
+    from etl.warehouse import WarehouseLayout, connect_views, refresh, writer_lock
+
+    layout = WarehouseLayout(warehouse)
+    with writer_lock(layout, "kb build"):
+        with connect_views(layout) as con:
+            table = build_kb(con, model_id=model_id, prompt_version=prompt_version, n_examples=n_examples)
+        export_kb(table, layout.kb, "parquet")
+        if refresh_database:
+            refresh(layout)
     return table

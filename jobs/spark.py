@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 
@@ -36,3 +37,12 @@ def get_spark(app_name: str = "rexdrug", master: str | None = None, conf: dict[s
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+_HADOOP_GLOB_CHARS = re.compile(r"([\\\[\]{}*?^])")
+
+
+def literal_path(path: str | os.PathLike[str]) -> str:
+    """``path`` for ``spark.read``, which expands Hadoop globs: a warehouse called ``wh[1]`` or ``wh*``
+    must read its own folder, not ``wh1`` or every sibling (writes take the path literally)."""
+    return _HADOOP_GLOB_CHARS.sub(r"\\\1", str(path))

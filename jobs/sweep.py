@@ -2,7 +2,7 @@
 
 Stages (each a pure function from ``etl/`` or ``model/`` wired here with ``mapInArrow``):
 
-    ingest -> refresh -> sentences -> candidates -> extract -> combinations -> commit -> refresh
+    ingest -> refresh -> sentences -> candidates -> extract -> combinations -> commit -> kb -> refresh
 
 Crash safety: every stage of a run writes under ``<warehouse>/_staging/<run_id>/``; nothing is visible
 in the warehouse until the commit stage, which first drops a ``_COMMITTING`` marker (everything is
@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,104 +41,42 @@ import pyarrow.parquet as pq
 
 from etl.combinations import SENTENCE_KEY
 from etl.config import to_dict
-from etl.warehouse import (
-    ARTICLE_TABLES,
-    ARTICLE_VIEWS,
-    FLAT_GLOB,
-    TableSpec,
-    ViewSpec,
-    connect_readonly,
-    exclusive_lock,
-    refresh_duckdb,
-)
 from etl.pubmed.entrez import EntrezConfig, default_until, parse_day
+from etl.warehouse import (
+    RUNS_TABLE,
+    SENTENCES_TABLE,
+    STAGING,
+    SWEEP_TABLE_SCHEMAS,
+    SWEEP_TABLES,
+    WarehouseLayout,
+    connect_readonly,
+    final_extraction_sql,
+    refresh,
+    sql_string,
+    write_parquet_atomic,
+    writer_lock,
+)
+from model.engines.base import EngineConfig
+from model.prompting import PromptConfig, prompt_version
 from schemas.extraction import (
-    COMBINATION_DRUGS,
-    COMBINATIONS,
     ENGINE_ERROR,
-    EXTRACTION_ERRORS,
     EXTRACTIONS,
     RETRYABLE_STATUSES,
     SWEEP_RUNS,
     SWEEP_SENTENCES,
 )
-from model.engines.base import EngineConfig
-from model.prompting import PromptConfig, prompt_version
-from schemas.kb import COMBINATION_KB
 from schemas.spark import conform
 
 log = logging.getLogger(__name__)
 
-# Tables the sweep owns: name -> schema; each lives in <warehouse>/<name>/run_id=<run>/part-*.parquet
-SWEEP_TABLE_SCHEMAS: dict[str, pa.Schema] = {
-    "extractions": EXTRACTIONS,
-    "combinations": COMBINATIONS,
-    "combination_drugs": COMBINATION_DRUGS,
-    "extraction_errors": EXTRACTION_ERRORS,
-}
-SENTENCES_TABLE = "sentences"
-RUNS_TABLE = "sweep_runs"
-KB_TABLE = "combination_kb"  # written by jobs/kb.py
 DEFAULT_MODEL = "rexdrug-smol"  # the embedded extraction model (SmolLM2-135M + our bundled LoRA)
-STAGING = "_staging"
 COMMIT_MARKER = "_COMMITTING"
-# One folder per committed run; one level deep only, so Spark leftovers (_temporary) are never read.
-RUN_GLOB = "run_id=*/*.parquet"
+# The sweep's tables and views are declared in the warehouse catalog (etl/warehouse.py), beside the
+# article ones, so that every command's refresh keeps them: SWEEP_TABLE_SCHEMAS, SWEEP_TABLES, SWEEP_VIEWS.
 
 
-def sweep_tables() -> list[TableSpec]:
-    specs = [TableSpec(name, name, schema, RUN_GLOB) for name, schema in SWEEP_TABLE_SCHEMAS.items()]
-    specs.append(TableSpec(SENTENCES_TABLE, SENTENCES_TABLE, SWEEP_SENTENCES, RUN_GLOB))
-    specs.append(TableSpec(RUNS_TABLE, RUNS_TABLE, SWEEP_RUNS, FLAT_GLOB))
-    specs.append(TableSpec(KB_TABLE, KB_TABLE, COMBINATION_KB, FLAT_GLOB))
-    return specs
-
-
-def _final_sql(alias: str) -> str:
-    """SQL: the extraction row ``alias`` is final (the model answered); retryable statuses are not."""
-    # the statuses are constants declared in schemas.extraction, never user input
-    statuses = ", ".join("'" + s.replace("'", "''") + "'" for s in sorted(RETRYABLE_STATUSES))
-    return f"({alias}.parse_status IS NOT NULL AND {alias}.parse_status NOT IN ({statuses}))"
-
-
-# Current views: an article that was deleted or superseded by a newer version drops out of these,
-# never out of the history tables.
-SWEEP_VIEWS: tuple[ViewSpec, ...] = (
-    # Sentences of the current text of current articles (a revised abstract under the same PMID
-    # version gets new sentences; the old ones stay in history).
-    ViewSpec(
-        "current_sentences",
-        """SELECT s.* FROM sentences s
-           SEMI JOIN current_articles a
-             ON s.pmid = a.pmid AND s.pmid_version = a.pmid_version AND s.abstract_hash = md5(a.abstract)""",
-    ),
-    # One row per extraction key of a current sentence: the final row when there is one, else the
-    # latest failure (a sentence whose retry succeeded shows the success, not the old error).
-    ViewSpec(
-        "current_extractions",
-        f"""SELECT * EXCLUDE (_rank) FROM (
-                SELECT t.*, row_number() OVER (
-                    PARTITION BY t.extraction_key
-                    ORDER BY {_final_sql("t")} DESC, t.extracted_at DESC NULLS LAST, t.run_id DESC
-                ) AS _rank
-                FROM extractions t
-                SEMI JOIN current_sentences s
-                  ON t.pmid = s.pmid AND t.pmid_version = s.pmid_version AND t.text_hash = s.text_hash
-            ) WHERE _rank = 1""",
-    ),
-    *(
-        ViewSpec(
-            f"current_{table}",
-            f"""SELECT t.* FROM {table} t
-                SEMI JOIN current_extractions x ON t.extraction_key = x.extraction_key AND t.run_id = x.run_id""",
-        )
-        for table in ("combinations", "extraction_errors")
-    ),
-    ViewSpec(
-        "current_combination_drugs",
-        "SELECT d.* FROM combination_drugs d SEMI JOIN current_combinations c USING (combination_id)",
-    ),
-)
+def sweep_tables() -> list:
+    return list(SWEEP_TABLES)
 
 
 def _embedded_default_prompt() -> PromptConfig:
@@ -236,6 +174,7 @@ class SweepSummary:
     n_retried: int = 0  # candidates extracted again because their earlier extraction failed
     n_failed: int = 0  # extractions of this run that got no answer (retried by the next sweep)
     status: str = "committed"  # "failed": there were extractions and every one of them failed
+    kb_drug_sets: int | None = None  # None: the KB was not rebuilt (build_kb=false)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     recovered_runs: list[str] = field(default_factory=list)
 
@@ -282,18 +221,8 @@ def pause_point(stage: str) -> None:
 # staging, commit and recovery
 
 
-class SweepLayout:
-    def __init__(self, warehouse: Path) -> None:
-        self.root = Path(warehouse)
-
-    def table_dir(self, name: str) -> Path:
-        return self.root / name
-
-    def staging(self, run_id: str) -> Path:
-        return self.root / STAGING / run_id
-
-    def staged(self, run_id: str, name: str) -> Path:
-        return self.staging(run_id) / name
+# The warehouse's one layout knows the staging folders too (``staging(run_id)``, ``staged(run_id, name)``).
+SweepLayout = WarehouseLayout
 
 
 def recover_staging(layout: SweepLayout) -> list[str]:
@@ -331,14 +260,8 @@ def _commit_staged(layout: SweepLayout, run_id: str, run_row: dict[str, Any]) ->
         for key in ("started_at", "finished_at"):
             if isinstance(row.get(key), str):
                 row[key] = datetime.fromisoformat(row[key])
-        _write_parquet_atomic(pa.Table.from_pylist([row], schema=SWEEP_RUNS), ledger_file)
+        write_parquet_atomic(pa.Table.from_pylist([row], schema=SWEEP_RUNS), ledger_file)
     shutil.rmtree(layout.staging(run_id), ignore_errors=True)
-
-
-def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
 
 
 def _dataset_exists(path: Path) -> bool:
@@ -381,10 +304,10 @@ def extraction_rows(candidates: list[dict[str, Any]], runner, run_id: str) -> li
         {"sentence": c["sentence_text"], "context": c.get("context") or ""}
         for c in candidates
     ]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     try:
         results = runner.run(items)
-    except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the sweep
+    except Exception as exc:
         log.exception("engine failed on a batch of %d sentences", len(items))
         results = [{"error": f"{type(exc).__name__}: {exc}"} for _ in items]
     rows = []
@@ -479,51 +402,50 @@ def resolve_model_identity(engine_cfg: EngineConfig, prompt_cfg: PromptConfig) -
 
 
 def run_sweep(config: SweepConfig, spark=None) -> SweepSummary:
-    """Run every stage once; one sweep per warehouse at a time (a second one fails fast)."""
+    """Run every stage once, the KB build included, under the warehouse's one writer lock: a second
+    sweep, an ingest or a KB build on the same warehouse fails fast (``WarehouseBusy``) meanwhile."""
     config.validate()
     warning = config.prompt_warning()
     if warning:
         log.warning(warning)
-    layout = SweepLayout(config.warehouse)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(layout.root / ".sweep.lock", f"another sweep is running on {layout.root}"):
+    layout = WarehouseLayout(config.warehouse)
+    with writer_lock(layout, "sweep"):
         return _run_sweep_locked(config, layout, spark)
-
 
 
 def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepSummary:
     from jobs.ingest import run_ingest
-    from jobs.spark import get_spark
+    from jobs.spark import get_spark, literal_path
     from schemas.spark import to_spark
 
     recovered = recover_staging(layout)
     model_id, prompt_ver = resolve_model_identity(config.engine, config.prompt)
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     summary = SweepSummary(run_id, str(layout.root), model_id, prompt_ver, recovered_runs=recovered)
     timer = StageTimer()
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     spark = spark or get_spark("rexdrug-sweep", master=config.master)
     staging = layout.staging(run_id)
     staging.mkdir(parents=True, exist_ok=True)
 
     with timer("ingest"):
         inputs, kind = resolve_inputs(config, layout)
-        ingest = run_ingest(spark, inputs, layout.root, kind, run_id)
+        ingest = run_ingest(spark, inputs, layout.root, kind, run_id, refresh_database=False)
         summary.n_input_files = ingest.files
 
-    with timer("refresh"):
-        refresh_all(layout.root)
+    with timer("refresh"):  # the sentences and candidates stages read the current views
+        refresh(layout)
 
     with timer("sentences"):
         new_articles = _export_new_articles(layout, staging)
         summary.n_articles = new_articles.num_rows if new_articles is not None else 0
         if summary.n_articles:
             (
-                spark.read.parquet(str(staging / "work" / "new_articles.parquet"))
+                spark.read.parquet(literal_path(staging / "work" / "new_articles.parquet"))
                 .mapInArrow(make_sentences_fn(), to_spark(SWEEP_SENTENCES))
                 .write.parquet(str(layout.staged(run_id, SENTENCES_TABLE)))
             )
-            summary.n_sentences = spark.read.parquet(str(layout.staged(run_id, SENTENCES_TABLE))).count()
+            summary.n_sentences = spark.read.parquet(literal_path(layout.staged(run_id, SENTENCES_TABLE))).count()
 
     with timer("candidates"):
         candidates_path, n_candidates, n_skipped, n_retried = _select_candidates(
@@ -535,7 +457,7 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
 
     with timer("extract"):
         if summary.n_candidates:
-            cands = spark.read.parquet(str(candidates_path))
+            cands = spark.read.parquet(literal_path(candidates_path))
             parts = config.extract_partitions or spark.sparkContext.defaultParallelism
             parts = max(1, min(parts, summary.n_candidates))
             threads = config.threads_per_task or _default_threads(spark, parts)
@@ -545,7 +467,7 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
                 .mapInArrow(extract, to_spark(EXTRACTIONS))
                 .write.parquet(str(layout.staged(run_id, "extractions")))
             )
-            summary.n_extracted = spark.read.parquet(str(layout.staged(run_id, "extractions"))).count()
+            summary.n_extracted = spark.read.parquet(literal_path(layout.staged(run_id, "extractions"))).count()
             summary.n_failed, first_failure = _count_failed(spark, layout.staged(run_id, "extractions"))
             if summary.n_failed:
                 log.log(
@@ -558,14 +480,14 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
 
     with timer("combinations"):
         if summary.n_extracted:
-            extractions = spark.read.parquet(str(layout.staged(run_id, "extractions")))
+            extractions = spark.read.parquet(literal_path(layout.staged(run_id, "extractions")))
             for which, name in enumerate(("combinations", "combination_drugs", "extraction_errors")):
                 schema = SWEEP_TABLE_SCHEMAS[name]
                 extractions.mapInArrow(make_combinations_fn(which), to_spark(schema)).write.parquet(
                     str(layout.staged(run_id, name))
                 )
-            summary.n_combinations = spark.read.parquet(str(layout.staged(run_id, "combinations"))).count()
-            summary.n_errors = spark.read.parquet(str(layout.staged(run_id, "extraction_errors"))).count()
+            summary.n_combinations = spark.read.parquet(literal_path(layout.staged(run_id, "combinations"))).count()
+            summary.n_errors = spark.read.parquet(literal_path(layout.staged(run_id, "extraction_errors"))).count()
 
     with timer("commit"):
         shutil.rmtree(staging / "work", ignore_errors=True)  # intermediate files, not tables
@@ -586,13 +508,20 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
             "n_failed": summary.n_failed,
             "stage_seconds": [{"stage": k, "seconds": v} for k, v in timer.seconds.items()],
             "started_at": started.isoformat(),
-            "finished_at": datetime.now(timezone.utc).isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
         }
         (staging / COMMIT_MARKER).write_text(json.dumps(run_row))
         _commit_staged(layout, run_id, run_row)
 
-    with timer("refresh"):
-        refresh_all(layout.root)
+    try:
+        if config.build_kb:
+            from jobs.kb import build_and_store_kb
+
+            with timer("kb"):  # still under the lock: no writer can change the warehouse in between
+                summary.kb_drug_sets = build_and_store_kb(layout.root, refresh_database=False).num_rows
+    finally:
+        with timer("refresh"):  # the second and last refresh of the run: committed tables and the KB
+            refresh(layout)
     summary.stage_seconds = timer.seconds
     return summary
 
@@ -617,8 +546,8 @@ def _default_threads(spark, parts: int) -> int:
 
 
 def refresh_all(warehouse: Path) -> Path:
-    """(Re)build the DuckDB database with the article and sweep tables and their current views."""
-    return refresh_duckdb(warehouse, [*ARTICLE_TABLES, *sweep_tables()], [*ARTICLE_VIEWS, *SWEEP_VIEWS])
+    """(Re)build the DuckDB database with the whole catalog (``etl.warehouse.refresh``)."""
+    return refresh(WarehouseLayout(warehouse))
 
 
 def _export_new_articles(layout: SweepLayout, staging: Path) -> pa.Table | None:
@@ -657,7 +586,9 @@ def _select_candidates(
     out.parent.mkdir(parents=True, exist_ok=True)
     sources = ["SELECT * FROM current_sentences"]
     if _dataset_exists(staged_sentences):
-        sources.append(f"SELECT * FROM read_parquet('{staged_sentences.as_posix()}/**/*.parquet')")
+        # relative to the warehouse (the connection's file_search_path): its folder name is no glob
+        staged_glob = (staged_sentences.relative_to(layout.root) / "**" / "*.parquet").as_posix()
+        sources.append(f"SELECT * FROM read_parquet({sql_string(staged_glob)})")
     keyed = f"""
         SELECT s.*, sha1(concat_ws('|', s.pmid, s.pmid_version, s.text_hash, $model_id, $prompt)) AS extraction_key
         FROM ({' UNION ALL BY NAME '.join(sources)}) s
@@ -665,7 +596,7 @@ def _select_candidates(
     todo = f"""
         SELECT k.* FROM ({keyed}) k
         WHERE NOT EXISTS (SELECT 1 FROM extractions e
-                          WHERE e.extraction_key = k.extraction_key AND {_final_sql("e")})"""
+                          WHERE e.extraction_key = k.extraction_key AND {final_extraction_sql("e")})"""
     limit = f" LIMIT {int(cap)}" if cap is not None else ""
     select = f"""
         SELECT t.extraction_key, t.pmid, t.pmid_version, t.sentence_index,
@@ -679,7 +610,7 @@ def _select_candidates(
     with connect_readonly(layout.root) as con:
         n_keyed = con.execute(f"SELECT count(*) FROM ({keyed})", params).fetchone()[0]
         n_todo = con.execute(f"SELECT count(*) FROM ({todo})", params).fetchone()[0]
-        con.execute(f"COPY ({select}) TO '{out.as_posix()}' (FORMAT parquet)", params)
+        con.execute(f"COPY ({select}) TO {sql_string(out.as_posix())} (FORMAT parquet)", params)
         n_retried = con.execute(
             """SELECT count(*) FROM read_parquet($path) c
                WHERE EXISTS (SELECT 1 FROM extractions e WHERE e.extraction_key = c.extraction_key)""",

@@ -107,5 +107,8 @@ INGEST_LEDGER = pa.schema(
         pa.field("complete", pa.bool_()),  # False when the file was truncated/malformed
         pa.field("run_id", pa.string()),
         pa.field("ingested_at", pa.timestamp("us", tz="UTC")),
+        # The partition of the file's identity (etl.warehouse.file_key): NLM files are identified by
+        # name, other files by name + content digest, landed E-utilities files by their path.
+        pa.field("file_key", pa.string()),
     ]
 )

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.spark
 
 DATA = Path(__file__).resolve().parent / "data" / "warehouse"
 INPUTS = [DATA / "real", DATA / "bad", DATA / "nlm"]
+PUBMED_DATA = Path(__file__).resolve().parent / "data" / "pubmed"
 SORT_KEYS = {
     "articles": ["source_file", "record_position"],
     "deletions": ["source_file", "record_position"],
@@ -284,3 +285,56 @@ def test_kill_9_during_the_spark_write_then_rerun_converges(spark, tmp_path):
     tables = warehouse_tables(root)
     assert_matches_pure_stage(tables, [DATA / "nlm", DATA / "real"], tmp_path)
     assert tables["ingest_ledger"].num_rows == 5
+
+
+def test_two_different_files_of_the_same_name_never_replace_each_other(spark, tmp_path, caplog):
+    """Issue 11, class 1: two exports both called pubmed_result.xml, from two folders."""
+    first, second = tmp_path / "monday" / "pubmed_result.xml", tmp_path / "tuesday" / "pubmed_result.xml"
+    for source, target in (
+        (DATA / "real" / "pubmed1.xml", first),
+        (PUBMED_DATA / "efetch" / "pubmed6.xml", second),
+    ):
+        target.parent.mkdir(parents=True)
+        shutil.copy(source, target)
+    expected = {
+        path: {r["pmid"] for r in pure_tables([path], tmp_path)["articles"].to_pylist()}
+        for path in (first, second)
+    }
+    assert expected[first] and expected[second] and not expected[first] & expected[second]
+    root = tmp_path / "wh"
+    one = run_ingest(spark, [first], root, run_id="monday", show_progress=False)
+    two = run_ingest(spark, [second], root, run_id="tuesday", show_progress=False)
+    assert (one.ingested, two.ingested, two.skipped) == (1, 1, 0)
+    tables = warehouse_tables(root)
+    assert set(tables["articles"]["pmid"].to_pylist()) == expected[first] | expected[second]  # both kept
+    assert tables["ingest_ledger"]["source_file"].to_pylist() == ["pubmed_result.xml", "pubmed_result.xml"]
+    assert sorted(tables["ingest_ledger"]["run_id"].to_pylist()) == ["monday", "tuesday"]
+
+    # the same files again, from their folders or from a copy elsewhere: nothing to do, nothing changed
+    copy = tmp_path / "copy" / "pubmed_result.xml"
+    copy.parent.mkdir()
+    shutil.copy(first, copy)
+    again = run_ingest(spark, [first.parent, second.parent, copy], root, show_progress=False)
+    assert (again.files, again.ingested, again.skipped) == (2, 0, 2)
+    assert warehouse_tables(root) == tables
+
+    # an NLM file is identified by its name: a changed content replaces it, with a warning naming both digests
+    nlm = tmp_path / "updatefiles" / "pubmed99n0002.xml"
+    nlm.parent.mkdir()
+    shutil.copy(DATA / "nlm" / "updatefiles" / "pubmed99n0002.xml", nlm)
+    run_ingest(spark, [nlm], root, show_progress=False)
+    old_digest = ingest_job.sha256_file(nlm)
+    nlm.write_text(nlm.read_text().replace("Alpha revised", "Alpha revised again"))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="jobs.ingest"):
+        replaced = run_ingest(spark, [nlm], root, show_progress=False)
+    assert replaced.ingested == 1
+    assert (
+        old_digest in caplog.text
+        and ingest_job.sha256_file(nlm) in caplog.text
+        and "content changed" in caplog.text
+    )
+    titles = [
+        r["title"] for r in warehouse_tables(root)["articles"].to_pylist() if r["source_file"] == nlm.name
+    ]
+    assert "Alpha revised again" in titles and "Alpha revised" not in titles  # replaced, not duplicated

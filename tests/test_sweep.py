@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from etl.config import load_config
+from etl.warehouse import connect_readonly
 from jobs.sweep import SweepConfig, run_sweep
 
 pytestmark = pytest.mark.spark
@@ -50,14 +50,14 @@ def sweep(spark, warehouse: Path, *extra: str, baseline_only: bool = False):
 
 
 def query(warehouse: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(warehouse / "warehouse.duckdb"), read_only=True) as con:
+    with connect_readonly(warehouse) as con:  # the views' paths are relative to the warehouse
         return con.execute(sql).fetchall()
 
 
 def table_hashes(warehouse: Path) -> dict[str, str]:
     """sha256 of each table's rows (volatile columns dropped, rows sorted)."""
     hashes = {}
-    with duckdb.connect(str(warehouse / "warehouse.duckdb"), read_only=True) as con:
+    with connect_readonly(warehouse) as con:
         for name in CONTENT_TABLES:
             cols = [c[0] for c in con.execute(f"DESCRIBE {name}").fetchall() if c[0] not in VOLATILE]
             rows = con.execute(f"SELECT {', '.join(map(repr, cols)).replace(chr(39), chr(34))} FROM {name}").fetchall()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -268,9 +271,258 @@ def test_exclusive_lock_refuses_a_second_holder_and_is_released(tmp_path):
     from etl.warehouse import exclusive_lock
 
     lock = tmp_path / "wh" / ".lock"
-    with exclusive_lock(lock, "busy"):
-        with pytest.raises(ValueError, match="busy"):
-            with exclusive_lock(lock, "busy"):
-                pass
+    with exclusive_lock(lock, "busy"), pytest.raises(ValueError, match="busy"):
+        with exclusive_lock(lock, "busy"):
+            pass
     with exclusive_lock(lock, "busy"):  # released after the block
         pass
+
+
+# --- refresh safety: full disk, short writes (issue 11, class 3) ------------------------------------------
+
+
+class _ShortWriteConnection:
+    """A DuckDB connection whose file ends up cut to ``keep`` bytes when it is closed: what a full disk
+    leaves when the last pages never reach it."""
+
+    def __init__(self, con, path: str, keep: int):
+        self._con, self._path, self._keep = con, path, keep
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+    def close(self):
+        self._con.close()
+        with open(self._path, "r+b") as handle:
+            handle.truncate(self._keep)
+
+
+def _temp_database_writes(monkeypatch, wrap):
+    """Route every writable connection to a warehouse temp database through ``wrap(con, path)``."""
+    real_connect = duckdb.connect
+
+    def connect(database=":memory:", read_only=False, **kwargs):
+        con = real_connect(database, read_only=read_only, **kwargs)
+        if not read_only and ".tmp-" in str(database):
+            return wrap(con, str(database))
+        return con
+
+    monkeypatch.setattr(duckdb, "connect", connect)
+
+
+@pytest.mark.parametrize("keep", [0, 4096])  # nothing written; the header page only
+def test_a_short_database_write_fails_verification_and_keeps_the_old_database(tmp_path, monkeypatch, keep):
+    layout = load_without_spark(tmp_path, NLM_FILES)
+    before = layout.duckdb.read_bytes()
+    _temp_database_writes(monkeypatch, lambda con, path: _ShortWriteConnection(con, path, keep))
+    with pytest.raises(RuntimeError, match="previous database .* is kept"):
+        refresh_duckdb(tmp_path)
+    monkeypatch.undo()
+    assert layout.duckdb.read_bytes() == before
+    assert query(tmp_path, "SELECT count(*) FROM current_articles") == [(4,)]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+class _FullDiskConnection:
+    def __init__(self, con):
+        self._con = con
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+    def execute(self, sql, *args):
+        if sql.startswith("CREATE VIEW") and "current_articles" in sql.split(" AS ")[0]:  # disk full half-way
+            raise duckdb.IOException('Could not write file ".warehouse.duckdb.tmp": No space left on device')
+        return self._con.execute(sql, *args)
+
+
+def test_no_space_left_is_said_plainly_and_keeps_the_old_database(tmp_path, monkeypatch, caplog):
+    from jobs.cli import main
+
+    layout = load_without_spark(tmp_path, NLM_FILES)
+    before = layout.duckdb.read_bytes()
+    _temp_database_writes(monkeypatch, lambda con, path: _FullDiskConnection(con))
+    with pytest.raises(RuntimeError, match="no space left on device .* the previous database is kept"):
+        refresh_duckdb(tmp_path)
+    # through a command: exit 1, the reason on stderr, no traceback
+    assert main(["kb", "build", "--warehouse", str(tmp_path)]) == 1
+    assert "no space left on device" in caplog.text and "previous database is kept" in caplog.text
+    monkeypatch.undo()
+    assert layout.duckdb.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".") and ".tmp" in p.name] == []
+
+
+def test_an_out_of_space_fsync_keeps_the_old_database(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    layout = load_without_spark(tmp_path, NLM_FILES)
+    before = layout.duckdb.read_bytes()
+
+    def fsync(_fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(RuntimeError, match="no space left on device"):
+        refresh_duckdb(tmp_path)
+    monkeypatch.undo()
+    assert layout.duckdb.read_bytes() == before
+
+
+# --- odd, copied and moved warehouse paths (issue 11, classes 4 and 5) ------------------------------------
+
+
+def _article_answers(root: Path) -> dict[str, list[tuple]]:
+    return {
+        "current": query(root, "SELECT pmid, pmid_version, title FROM current_article_versions ORDER BY ALL"),
+        "history": query(root, "SELECT count(*), count(DISTINCT source_file) FROM articles"),
+        "deletions": query(root, "SELECT count(*) FROM deletions"),
+    }
+
+
+@pytest.mark.parametrize("name", ["wh[1]", "wh*", "o'brien", "with space"])
+def test_glob_and_quote_characters_in_the_warehouse_path_are_plain_characters(tmp_path, name):
+    expected = _article_answers(load_without_spark(tmp_path / "plain", NLM_FILES).root)
+    # siblings that a glob would mix in: "wh1" matches wh[1], "wh2" matches wh*
+    load_without_spark(tmp_path / "wh1", NLM_FILES[:1])
+    load_without_spark(tmp_path / "wh2", NLM_FILES[:1])
+    root = load_without_spark(tmp_path / name, NLM_FILES).root
+    assert _article_answers(root) == expected
+
+
+@pytest.mark.parametrize("name, char", [("a,b", ","), ("wh?", "?")])
+def test_a_warehouse_path_duckdb_cannot_hold_is_refused_clearly(tmp_path, name, char):
+    """',' splits DuckDB's file_search_path; '?' starts options in a DuckDB database path."""
+    with pytest.raises(ValueError, match=f"contains '[{char}]'"):
+        refresh_duckdb(tmp_path / name)
+    with pytest.raises(ValueError, match=f"contains '[{char}]'"):
+        connect_readonly(tmp_path / name)
+
+
+def test_a_copied_or_moved_warehouse_reads_its_own_files(tmp_path, capsys):
+    from jobs.cli import main
+
+    original = load_without_spark(tmp_path / "original", NLM_FILES).root
+    expected = _article_answers(original)
+    copy = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(original, copy)
+    moved = tmp_path / "moved"
+    original.rename(moved)  # the copy's views must not read the original's files (now gone)
+    for root in (copy, moved):
+        assert _article_answers(root) == expected
+        sql = "SELECT count(*) AS n FROM current_articles"
+        assert main(["query", "--warehouse", str(root), sql, "--format", "json"]) == 0
+        assert json.loads(capsys.readouterr().out) == {"n": 4}
+    # the copy and the original are independent: a file added to the copy shows only there
+    write_file_partitions(WarehouseLayout(copy), "extra.xml", parse(DATA / "real" / "pubmed1.xml", 9))
+    refresh_duckdb(copy)
+    assert _article_answers(moved) == expected
+    assert _article_answers(copy) != expected
+
+
+# --- one writer lock, one atomic writer (issue 11, classes 6 and 7) ---------------------------------------
+
+
+def test_the_writer_lock_names_its_holder_and_is_reentrant_in_one_process(tmp_path):
+    from etl.warehouse import WarehouseBusy, writer_lock
+
+    layout = WarehouseLayout(tmp_path)
+    with writer_lock(layout, "sweep"):
+        with writer_lock(layout, "kb build"):  # the sweep's own KB step: same process, no deadlock
+            pass
+        holder = subprocess_try_lock(tmp_path, "ingest")
+        assert holder.returncode == 3 and "rexdrug sweep" in holder.stdout and "pid" in holder.stdout
+    assert subprocess_try_lock(tmp_path, "ingest").returncode == 0  # released
+    with (
+        pytest.raises(WarehouseBusy, match="kb build"),
+        hold_writer_lock(tmp_path, "kb build"),
+        writer_lock(layout, "ingest"),
+    ):
+        pass
+
+
+def subprocess_try_lock(root: Path, command: str):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from etl.warehouse import WarehouseBusy, WarehouseLayout, writer_lock\n"
+        "try:\n"
+        f"    with writer_lock(WarehouseLayout({str(root)!r}), {command!r}):\n"
+        "        pass\n"
+        "except WarehouseBusy as exc:\n"
+        "    print(exc); sys.exit(3)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+
+
+@contextmanager
+def hold_writer_lock(root: Path, command: str):
+    """A real second process holding the warehouse's writer lock for the block."""
+    import subprocess
+    import sys
+    import time
+
+    marker = root / "held.marker"
+    code = (
+        "import sys, time, pathlib\n"
+        "from etl.warehouse import WarehouseLayout, writer_lock\n"
+        f"with writer_lock(WarehouseLayout({str(root)!r}), {command!r}):\n"
+        f"    pathlib.Path({str(marker)!r}).touch()\n"
+        "    time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the lock holder did not start")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        marker.unlink(missing_ok=True)
+
+
+def test_concurrent_atomic_writes_never_share_a_temp_file(tmp_path):
+    """Two writers of the same file interleaved: each finishes, the file is one of the two, whole."""
+    import threading
+
+    from etl.kb import export_kb
+
+    first_written, second_done = threading.Event(), threading.Event()
+    target = tmp_path / "kb.parquet"
+    small, large = pa.table({"x": [1]}), pa.table({"x": list(range(1000))})
+    errors = []
+    real_write = pq.write_table
+
+    def slow_first_write(table, where, *args, **kwargs):
+        real_write(table, where, *args, **kwargs)
+        if table is small:  # the first writer stops after writing its temp file ...
+            first_written.set()
+            second_done.wait(30)  # ... until the second writer has written and renamed its own
+
+    def export(table, done=None):
+        try:
+            export_kb(table, target, "parquet")
+        except Exception as exc:  # noqa: BLE001 -- collected for the assertion
+            errors.append(exc)
+        finally:
+            if done is not None:
+                done.set()
+
+    pq.write_table = slow_first_write
+    try:
+        first = threading.Thread(target=export, args=(small,))
+        first.start()
+        assert first_written.wait(30)
+        export(large, second_done)
+        first.join(30)
+    finally:
+        pq.write_table = real_write
+    assert errors == []
+    assert pq.read_table(target).equals(small)  # the last rename wins, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["kb.parquet"]

@@ -68,6 +68,10 @@ def _selected_command(argv: list[str]) -> str | None:
     return None
 
 
+# sysexits' EX_TEMPFAIL: the warehouse is busy (another writing command holds its lock); retry later.
+EXIT_BUSY = 75
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _selected_command(argv)
@@ -78,8 +82,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(args.verbose)
     module = _load(COMMANDS[args.command][0])
+    from etl.warehouse import WarehouseBusy, WarehouseError
+
     try:
         return int(module.run(args) or 0)
+    except WarehouseBusy as exc:  # another command writes the warehouse: try again later
+        log.error("%s", exc)
+        return EXIT_BUSY
+    except WarehouseError as exc:  # e.g. a full disk: said plainly, the previous state is kept
+        log.error("%s", exc)
+        return 1
     except ValueError as exc:  # configuration errors: loud, short, exit 2
         log.error("%s", exc)
         return 2

@@ -83,7 +83,6 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.kb import build_and_store_kb
     from jobs.sweep import run_sweep
 
     config = config_from_args(args)
@@ -91,11 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if config.source == "files":
         require_existing_inputs(config.inputs)
     require_writable_dir(config.warehouse)
-    summary = run_sweep(config)
+    summary = run_sweep(config)  # the KB is built inside the run, under its lock (unless --no-kb)
     result = summary.as_dict()
-    if config.build_kb:
-        kb = build_and_store_kb(config.warehouse)
-        result["kb_drug_sets"] = kb.num_rows
     json.dump(result, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
     _print_human_summary(result, config.warehouse)
@@ -115,6 +111,6 @@ def _print_human_summary(result: dict, warehouse: Path) -> None:
         f"({result['n_failed']} failed, retried next time)",
         "time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in result["stage_seconds"].items()),
     ]
-    if "kb_drug_sets" in result:
+    if result.get("kb_drug_sets") is not None:
         lines.append(f"knowledge base: {result['kb_drug_sets']} drug sets")
     sys.stderr.write("\n".join(lines) + "\n\n" + EXPLORE_SQL.format(wh=warehouse))
