@@ -223,3 +223,9 @@ def test_short_form_takes_its_long_forms_kind(matcher):
     assert decide(matcher, "ALG and resiquimod were injected peritumorally.", abstract) == (False, 1)
     rows = sentence_rows("1", 1, abstract, matcher)
     assert [(m["surface"], m["kind"]) for m in rows[1]["mentions"]] == [("ALG", "other_substance"), ("resiquimod", "drug")]
+
+
+def test_hints_and_rule_baselines_name_only_drugs(matcher):
+    from model.prompting import candidate_hints
+
+    assert candidate_hints("Cisplatin with sulfur, coenzyme A and paclitaxel.", matcher) == ["Cisplatin", "paclitaxel"]

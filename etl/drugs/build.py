@@ -39,6 +39,19 @@ Rules (documented here because the artifact is committed and reviewed by its dif
     (DrugBank < UNII < MeSH < ours), then the smallest id. Each case is listed in
     ``kb/ambiguous_aliases.csv`` with the losing ids, which are also kept (``alt_ids``) so an
     article's MeSH chemical list can pick another reading.
+  * Every entry has a ``kind`` (``schemas.drugs.KINDS``) and the rule that decided it (``kind_reason``),
+    from the sources' own fields, first rule that applies (``kind_from_sources``): regimen / class; named
+    by DrugComb's drug dictionary (``data/drugcomb/drugs.txt``) -> drug; an element or ion (a one-element
+    formula of the DrugBank package, a MeSH D01.268 tree, an "X cation" entry; radionuclides excepted) ->
+    other substance; a MedlinePlus/NHS medicine page -> drug; a food or supplement registry name
+    (UNII [FCC], [FHFI], [DSC], [LanguaL]) -> other substance; a drug name or drug-product registry
+    (UNII [INN], [USAN], [JAN], [BAN], Orange/Purple/Green Book, EMA EPAR, pharmacopoeia monographs) -> drug;
+    MeSH trees none of which is a drug branch -> not a drug (enzymes, proteins, biological factors and
+    biomarkers) or other substance; a chemical-nomenclature name with none of the above -> other
+    substance; a UNII substance no drug registry names (Merck Index, HSDB, WHO-DD only: coenzyme A,
+    bisphenol A) -> other substance; else drug. ``curated/kinds.csv`` (id or name, kind, reason) overrides.
+    DrugBank groups/types, UNII substance classes and MeSH pharmacologic actions are not in the installed
+    packages, so they cannot be used.
 """
 
 from __future__ import annotations
