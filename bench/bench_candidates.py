@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pyarrow as pa  # noqa: E402
+import pyarrow as pa
 
-from etl.paths import data_path  # noqa: E402
+from etl.paths import data_path
 
 DEMO_FILES = (
     ("pubmed", "pmparser", "tests", "testthat", "pubmed_sample", "baseline", "pubmed26n1334.xml.gz"),
@@ -38,25 +38,26 @@ def demo_articles() -> pa.Table:
     """The articles the demo sweep holds as current: latest version per pmid, deletions applied."""
     from etl.pubmed.parser import parse_to_tables
 
-    latest: dict[str, dict] = {}
+    cols = ["pmid", "pmid_version", "abstract", "chemicals", "mesh_headings"]
+    latest: dict[str, int] = {}
+    tables = []
     for parts in DEMO_FILES:
         path = data_path(*parts)
-        tables = parse_to_tables(str(path), path.name)
-        for row in tables["articles"].select(["pmid", "pmid_version", "abstract", "chemicals"]).to_pylist():
-            latest[row["pmid"]] = row
-        for row in tables["deletions"].to_pylist():
+        parsed = parse_to_tables(str(path), path.name)
+        tables.append(parsed["articles"].select(cols))
+        for row in parsed["articles"].select(["pmid"]).to_pylist():
+            latest[row["pmid"]] = len(tables) - 1
+        for row in parsed["deletions"].to_pylist():
             latest.pop(row["pmid"], None)
-    rows = [latest[p] for p in sorted(latest)]
-    return pa.Table.from_pylist(rows).cast(pa.schema([
-        ("pmid", pa.string()), ("pmid_version", pa.int32()), ("abstract", pa.string()),
-        ("chemicals", pa.Table.from_pylist(rows).schema.field("chemicals").type)]))
+    rows = {r["pmid"]: r for t_index, t in enumerate(tables) for r in t.to_pylist() if latest.get(r["pmid"]) == t_index}
+    return pa.Table.from_pylist([rows[p] for p in sorted(rows)], schema=tables[0].schema)
 
 
-def demo(matcher, listing: bool) -> dict:
+def demo(matcher, listing: bool, selector=None) -> dict:
     from etl.candidates import sentence_table
 
     arts = demo_articles()
-    sents = sentence_table(arts, matcher=matcher).to_pylist()
+    sents = sentence_table(arts, matcher=matcher, selector=selector).to_pylist()
     cands = [s for s in sents if s["is_candidate"]]
     out = {"articles": arts.num_rows, "sentences": len(sents), "candidates": len(cands),
            "articles_with_a_candidate": len({s["pmid"] for s in cands})}
@@ -70,7 +71,13 @@ def demo(matcher, listing: bool) -> dict:
     return out
 
 
-def drugcomb_gold_recall(matcher, split: str) -> dict:
+def _evidence(sentence: str, paragraph: str | None) -> bool:
+    from etl.candidates import article_combination_context, has_combination_evidence
+
+    return has_combination_evidence(sentence, article_combination_context(paragraph))
+
+
+def drugcomb_gold_recall(matcher, split: str, selector: str = "drugs") -> dict:
     """Share of gold combination sentences (a POS/COMB/NEG relation) that are candidates, and share of
     all gold sentences that are (the model's load on the pre-selected set)."""
     path = data_path("drugcomb", f"final_{split}_set.jsonl")
@@ -80,7 +87,7 @@ def drugcomb_gold_recall(matcher, split: str) -> dict:
         para, sent = rec["paragraph"], rec["sentence"]
         defs = matcher.abbreviations(para) if para else {}
         mentions = matcher.find(sent, abbreviations=defs, **_foreign_kw(matcher, para, defs))
-        cand = _decide(mentions, matcher)
+        cand = _decide(mentions, matcher) and (selector == "drugs" or _evidence(sent, para))
         n_kept += cand
         if rec["rels"]:
             n_comb += 1
@@ -112,7 +119,7 @@ def _is_drug(m) -> bool:
     return getattr(m, "is_drug", not m.is_class)
 
 
-def realpm(matcher, folder: Path, split: str) -> dict:
+def realpm(matcher, folder: Path, split: str, selector: str = "drugs") -> dict:
     """Candidate selection and drug kinds against the hand annotations (module doc)."""
     pool = {r["id"]: r for r in map(json.loads, (folder / "pool.jsonl").read_text(encoding="utf-8").splitlines())}
     ann: dict[str, dict] = {}
@@ -132,7 +139,7 @@ def realpm(matcher, folder: Path, split: str) -> dict:
         sent, para = item["sentence"], item.get("paragraph") or item["sentence"]
         defs = matcher.abbreviations(para)
         mentions = matcher.find(sent, abbreviations=defs, **_foreign_kw(matcher, para, defs))
-        cand = _decide(mentions, matcher)
+        cand = _decide(mentions, matcher) and (selector == "drugs" or _evidence(sent, para))
         gold = a["drugs"]
         has_comb = bool(a["rels"])
         n_cand += cand
@@ -165,7 +172,7 @@ def realpm(matcher, folder: Path, split: str) -> dict:
         return round(a / b, 4) if b else None
 
     return {
-        "split": split, "annotated_sentences": n, "candidates": n_cand,
+        "split": split, "selector": selector, "annotated_sentences": n, "candidates": n_cand,
         "gold_combination_sentences": n_gold_sent, "gold_combination_sentences_kept": n_gold_kept,
         "combination_sentence_recall": ratio(n_gold_kept, n_gold_sent),
         "candidates_with_a_gold_combination": ratio(n_gold_kept, n_cand),
@@ -182,15 +189,25 @@ def main(argv=None) -> int:
     ap.add_argument("--kb", default=None, help="KB artifact folder (default: the committed etl/drugs/kb/)")
     ap.add_argument("--realpm", type=Path, default=None, help="folder of the real-PubMed annotated set")
     ap.add_argument("--split", default="dev", help="split of --realpm to measure (dev)")
+    ap.add_argument("--selector", choices=["drugs", "evidence", "both"], default="drugs",
+                    help="candidate selector(s) to measure (etl.candidates.SelectorConfig.kind)")
     args = ap.parse_args(argv)
     from etl.drugs import DrugKB, DrugMatcher
 
     matcher = DrugMatcher(DrugKB.load(args.kb))
-    report = {"demo": demo(matcher, args.list)}
-    if args.realpm is not None:
-        report["realpm"] = realpm(matcher, args.realpm, args.split)
-    for split in ("train", "test"):
-        report[f"drugcomb_{split}"] = drugcomb_gold_recall(matcher, split)
+    report = {}
+    for sel in (["drugs", "evidence"] if args.selector == "both" else [args.selector]):
+        out = report.setdefault(sel, {})
+        selector = None
+        if sel != "drugs":
+            from etl.candidates import SelectorConfig
+
+            selector = SelectorConfig(kind=sel)
+        out["demo"] = demo(matcher, args.list, selector)
+        if args.realpm is not None:
+            out["realpm"] = realpm(matcher, args.realpm, args.split, sel)
+        for split in ("train", "test"):
+            out[f"drugcomb_{split}"] = drugcomb_gold_recall(matcher, split, sel)
     print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0
 

@@ -15,6 +15,15 @@ The article's MeSH chemical list is used as evidence (``DrugMatcher.evidence_fro
     the indexers listed one of their components for this article;
   * when an alias has several readings in the KB, the one the chemical list names wins.
 Abbreviations an abstract defines in one sentence ("buspirone (BU)") are read in all its sentences.
+Which sentences with >= 2 drugs go to the model is the selector's choice (``SelectorConfig``):
+  * ``drugs`` (default): all of them;
+  * ``evidence``: only those with cheap evidence that they can state a combination — a co-administration
+    cue in the sentence ("combined with", "plus", "with", "A/B", "A + B", "followed by", "synergy"), or
+    combination-therapy context in the article (the abstract's words: "combination", "co-administered",
+    "regimen", "synergistic"...; MeSH headings such as "Drug Therapy, Combination"); a "Keywords:" line is
+    never a candidate. Measured (bench/bench_candidates.py --selector evidence): on the real-PubMed dev set
+    it sends ~30% fewer sentences at the same gold-combination recall, on DrugComb it loses ~4% of the
+    gold combination sentences of train, so it is off by default.
 Sentence context (the abstract) is joined from the articles table, not stored per row (see
 ``schemas/drugs.py``). Titles are not split: offsets index the abstract only.
 """
@@ -24,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
@@ -109,11 +118,59 @@ def _one_edit(a: str, b: str) -> bool:
     return short[k:] == long_[k + 1:]
 
 
-def sentence_rows(pmid: str, pmid_version: int, abstract: str | None, matcher, evidence=None) -> list[dict]:
+SELECTOR_KINDS = ("drugs", "evidence")
+# a sentence that can state a co-administration: the cues of DrugComb's combination sentences
+_SENTENCE_CUE_RE = re.compile(
+    r"\b(combin\w*|plus|with|together with|in addition to|added to|addition of|add-on|co-?administ\w*|"
+    r"concomitant\w*|concurrent\w*|regimens?|followed by|along with|synerg\w*|antagoni\w*|potentiat\w*|"
+    r"adjuvant|cocktail|dual|triple|doublet|triplet)\b|\s\+\s|\w\+\w|[a-z0-9]/[a-zA-Z]",
+    re.IGNORECASE,
+)
+# an article about combination therapy: its abstract's words
+_ABSTRACT_CUE_RE = re.compile(
+    r"\b(combin\w*|co-?administ\w*|concomitant\w*|synerg\w*|regimen\w*|add-on|plus)\b", re.IGNORECASE)
+_KEYWORDS_LINE_RE = re.compile(r"^\s*(key\s*words?|abbreviations?)\s*[:.]", re.IGNORECASE)
+
+
+@dataclass
+class SelectorConfig:
+    """Which sentences with >= 2 distinct drugs are candidates (module doc)."""
+
+    kind: str = "drugs"  # "drugs" | "evidence"
+    # MeSH descriptors that index an article as combination therapy (evidence selector)
+    combination_mesh: list[str] = field(default_factory=lambda: [
+        "Drug Therapy, Combination", "Antineoplastic Combined Chemotherapy Protocols", "Drug Synergism",
+        "Drug Combinations", "Chemotherapy, Adjuvant", "Antiretroviral Therapy, Highly Active"])
+
+    def validate(self) -> None:
+        if self.kind not in SELECTOR_KINDS:
+            raise ValueError(f"candidate selector must be one of {SELECTOR_KINDS}, not {self.kind!r}")
+
+
+def article_combination_context(abstract: str | None, mesh_headings=None, config: SelectorConfig | None = None) -> bool:
+    """The article is about combination therapy: MeSH indexing or the abstract's own words."""
+    config = config or SelectorConfig()
+    names = {h.get("name") for h in mesh_headings or () if h}
+    if names & set(config.combination_mesh):
+        return True
+    return bool(abstract and _ABSTRACT_CUE_RE.search(abstract))
+
+
+def has_combination_evidence(sentence: str, article_context: bool) -> bool:
+    """Cheap evidence that a sentence with >= 2 drugs can state a combination (the evidence selector)."""
+    if _KEYWORDS_LINE_RE.search(sentence):
+        return False
+    return article_context or bool(_SENTENCE_CUE_RE.search(sentence))
+
+
+def sentence_rows(pmid: str, pmid_version: int, abstract: str | None, matcher, evidence=None,
+                  selector: SelectorConfig | None = None, mesh_headings=None) -> list[dict]:
     """The SENTENCES rows of one abstract (empty for a missing/blank abstract)."""
     rows = []
     if not abstract:
         return rows
+    selective = selector is not None and selector.kind == "evidence"
+    context = article_combination_context(abstract, mesh_headings, selector) if selective else True
     spans = split_sentences(abstract)
     found = [matcher.find(abstract[start:end], evidence=evidence) for start, end in spans]
     # short forms an abstract defines once ("ipsapirone (IPSA)") name the drug in its other sentences
@@ -145,13 +202,17 @@ def sentence_rows(pmid: str, pmid_version: int, abstract: str | None, matcher, e
             ],
             "n_distinct_drugs": decision.n_distinct_drugs,
             "n_distinct_classes": decision.n_distinct_classes,
-            "is_candidate": decision.is_candidate,
+            "is_candidate": decision.is_candidate and (not selective or has_combination_evidence(text, context)),
         })
     return rows
 
 
-def sentence_table(articles: pa.Table | pa.RecordBatch, matcher=None) -> pa.Table:
-    """One SENTENCES row per abstract sentence of ``articles`` (a table or record batch)."""
+def sentence_table(articles: pa.Table | pa.RecordBatch, matcher=None, selector: SelectorConfig | None = None) -> pa.Table:
+    """One SENTENCES row per abstract sentence of ``articles`` (a table or record batch); ``selector``
+    (default: every sentence with >= 2 distinct drugs) decides ``is_candidate``; the evidence selector
+    reads the articles' ``mesh_headings`` column when there is one."""
+    if selector is not None:
+        selector.validate()
     if matcher is None:
         from etl.drugs import default_matcher
 
@@ -165,8 +226,11 @@ def sentence_table(articles: pa.Table | pa.RecordBatch, matcher=None) -> pa.Tabl
     chemicals = (
         articles.column("chemicals").to_pylist() if "chemicals" in articles.schema.names else [None] * len(pmids)
     )
+    mesh = (articles.column("mesh_headings").to_pylist() if "mesh_headings" in articles.schema.names
+            and selector is not None and selector.kind == "evidence" else [None] * len(pmids))
     rows: list[dict] = []
-    for pmid, version, abstract, chems in zip(pmids, versions, abstracts, chemicals):
+    for pmid, version, abstract, chems, headings in zip(pmids, versions, abstracts, chemicals, mesh):
         evidence = matcher.evidence_from_chemicals(chems) if chems else None
-        rows.extend(sentence_rows(pmid, version if version is not None else 1, abstract, matcher, evidence))
+        rows.extend(sentence_rows(pmid, version if version is not None else 1, abstract, matcher, evidence,
+                                  selector, headings))
     return pa.Table.from_pylist(rows, schema=SENTENCES)

@@ -229,3 +229,57 @@ def test_hints_and_rule_baselines_name_only_drugs(matcher):
     from model.prompting import candidate_hints
 
     assert candidate_hints("Cisplatin with sulfur, coenzyme A and paclitaxel.", matcher) == ["Cisplatin", "paclitaxel"]
+
+
+# ------------------------------------------------------------------- lever 2: the evidence selector
+@pytest.mark.parametrize(
+    "abstract, sentence, expected_drugs, expected_evidence",
+    [
+        # a co-administration cue in the sentence
+        ("Cisplatin combined with paclitaxel was active.", "Cisplatin combined with paclitaxel was active.", True, True),
+        ("Cisplatin/paclitaxel was active.", "Cisplatin/paclitaxel was active.", True, True),
+        ("Cisplatin + paclitaxel was active.", "Cisplatin + paclitaxel was active.", True, True),
+        # no cue in the sentence, none in the abstract: a comparison or a docking study
+        ("We docked paclitaxel and sotorasib into KRAS. Both stabilised the protein.",
+         "We docked paclitaxel and sotorasib into KRAS.", True, False),
+        # no cue in the sentence, but the abstract is about a combination regimen
+        ("Paclitaxel and carboplatin were given. The regimen was synergistic in vitro.",
+         "Paclitaxel and carboplatin were given.", True, True),
+        # a keywords line is never a candidate, cue or not
+        ("Keywords: estradiol, testosterone, combination therapy", "Keywords: estradiol, testosterone, combination therapy",
+         True, False),
+        # fewer than two drugs: no selector makes a candidate
+        ("Cisplatin combined with sulfur.", "Cisplatin combined with sulfur.", False, False),
+    ],
+)
+def test_evidence_selector(matcher, abstract, sentence, expected_drugs, expected_evidence):
+    from etl.candidates import SelectorConfig
+
+    def candidate(selector):
+        rows = sentence_rows("1", 1, abstract, matcher, selector=selector)
+        return next(r for r in rows if r["text"] == sentence)["is_candidate"]
+
+    assert candidate(None) is expected_drugs
+    assert candidate(SelectorConfig(kind="drugs")) is expected_drugs
+    assert candidate(SelectorConfig(kind="evidence")) is expected_evidence
+
+
+def test_evidence_selector_reads_mesh_indexing(matcher):
+    from etl.candidates import SelectorConfig
+
+    abstract = "We docked paclitaxel and sotorasib into KRAS."
+    headings = [{"ui": "D004359", "name": "Drug Therapy, Combination", "major": False, "qualifiers": []}]
+    rows = sentence_rows("1", 1, abstract, matcher, selector=SelectorConfig(kind="evidence"), mesh_headings=headings)
+    assert rows[0]["is_candidate"]
+
+
+def test_selector_config_is_validated():
+    import pyarrow as pa
+
+    from etl.candidates import SelectorConfig, sentence_table
+
+    with pytest.raises(ValueError, match="selector"):
+        SelectorConfig(kind="llm").validate()
+    table = pa.table({"pmid": ["1"], "pmid_version": pa.array([1], pa.int32()), "abstract": ["x"]})
+    with pytest.raises(ValueError, match="selector"):
+        sentence_table(table, selector=SelectorConfig(kind="nope"))
