@@ -77,7 +77,7 @@ def _evidence(sentence: str, paragraph: str | None) -> bool:
     return has_combination_evidence(sentence, article_combination_context(paragraph))
 
 
-def drugcomb_gold_recall(matcher, split: str, selector: str = "drugs") -> dict:
+def drugcomb_gold_recall(matcher, split: str, selector=None) -> dict:
     """Share of gold combination sentences (a POS/COMB/NEG relation) that are candidates, and share of
     all gold sentences that are (the model's load on the pre-selected set)."""
     path = data_path("drugcomb", f"final_{split}_set.jsonl")
@@ -87,7 +87,7 @@ def drugcomb_gold_recall(matcher, split: str, selector: str = "drugs") -> dict:
         para, sent = rec["paragraph"], rec["sentence"]
         defs = matcher.abbreviations(para) if para else {}
         mentions = matcher.find(sent, abbreviations=defs, **_foreign_kw(matcher, para, defs))
-        cand = _decide(mentions, matcher) and (selector == "drugs" or _evidence(sent, para))
+        cand = _decide(mentions, matcher, sent, para, selector)
         n_kept += cand
         if rec["rels"]:
             n_comb += 1
@@ -97,14 +97,39 @@ def drugcomb_gold_recall(matcher, split: str, selector: str = "drugs") -> dict:
             "combination_recall": round(n_comb_kept / max(n_comb, 1), 4)}
 
 
-def _decide(mentions, matcher) -> bool:
+SELECTORS = {  # name -> SelectorConfig fields ("drugs" is the default configuration)
+    "drugs": {"kind": "drugs", "endogenous_needs_cue": True},
+    "drugs-no_endogenous_cue": {"kind": "drugs", "endogenous_needs_cue": False},
+    "evidence": {"kind": "evidence", "endogenous_needs_cue": True},
+}
+
+
+def _selector(name: str):
+    from etl.candidates import SelectorConfig
+
+    return SelectorConfig(**SELECTORS[name])
+
+
+def _has_selector() -> bool:
+    try:
+        from etl.candidates import SelectorConfig  # noqa: F401
+    except ImportError:  # the code before selectors
+        return False
+    return True
+
+
+def _decide(mentions, matcher, sentence: str = "", paragraph: str | None = None, selector=None) -> bool:
+    """The candidate decision as ``etl.candidates.sentence_rows`` makes it for one sentence."""
     try:
         from etl.candidates import candidate_decision
     except ImportError:  # the code before entry kinds (for before/after runs on an old checkout)
         from etl import candidates
 
         return candidates._count_distinct(mentions, matcher)[0] >= candidates.MIN_DISTINCT_DRUGS
-    return candidate_decision(mentions, matcher).is_candidate
+    cue = bool(selector and selector.endogenous_needs_cue)
+    if not candidate_decision(mentions, matcher, sentence, endogenous_needs_cue=cue).is_candidate:
+        return False
+    return selector is None or selector.kind == "drugs" or _evidence(sentence, paragraph)
 
 
 def _foreign_kw(matcher, para: str | None, defs) -> dict:
@@ -119,7 +144,7 @@ def _is_drug(m) -> bool:
     return getattr(m, "is_drug", not m.is_class)
 
 
-def realpm(matcher, folder: Path, split: str, selector: str = "drugs") -> dict:
+def realpm(matcher, folder: Path, split: str, selector=None) -> dict:
     """Candidate selection and drug kinds against the hand annotations (module doc)."""
     pool = {r["id"]: r for r in map(json.loads, (folder / "pool.jsonl").read_text(encoding="utf-8").splitlines())}
     ann: dict[str, dict] = {}
@@ -139,7 +164,7 @@ def realpm(matcher, folder: Path, split: str, selector: str = "drugs") -> dict:
         sent, para = item["sentence"], item.get("paragraph") or item["sentence"]
         defs = matcher.abbreviations(para)
         mentions = matcher.find(sent, abbreviations=defs, **_foreign_kw(matcher, para, defs))
-        cand = _decide(mentions, matcher) and (selector == "drugs" or _evidence(sent, para))
+        cand = _decide(mentions, matcher, sent, para, selector)
         gold = a["drugs"]
         has_comb = bool(a["rels"])
         n_cand += cand
@@ -172,7 +197,7 @@ def realpm(matcher, folder: Path, split: str, selector: str = "drugs") -> dict:
         return round(a / b, 4) if b else None
 
     return {
-        "split": split, "selector": selector, "annotated_sentences": n, "candidates": n_cand,
+        "split": split, "annotated_sentences": n, "candidates": n_cand,
         "gold_combination_sentences": n_gold_sent, "gold_combination_sentences_kept": n_gold_kept,
         "combination_sentence_recall": ratio(n_gold_kept, n_gold_sent),
         "candidates_with_a_gold_combination": ratio(n_gold_kept, n_cand),
@@ -189,25 +214,21 @@ def main(argv=None) -> int:
     ap.add_argument("--kb", default=None, help="KB artifact folder (default: the committed etl/drugs/kb/)")
     ap.add_argument("--realpm", type=Path, default=None, help="folder of the real-PubMed annotated set")
     ap.add_argument("--split", default="dev", help="split of --realpm to measure (dev)")
-    ap.add_argument("--selector", choices=["drugs", "evidence", "both"], default="drugs",
-                    help="candidate selector(s) to measure (etl.candidates.SelectorConfig.kind)")
+    ap.add_argument("--selector", choices=[*SELECTORS, "all"], default="drugs",
+                    help="candidate selector(s) to measure (etl.candidates.SelectorConfig)")
     args = ap.parse_args(argv)
     from etl.drugs import DrugKB, DrugMatcher
 
     matcher = DrugMatcher(DrugKB.load(args.kb))
     report = {}
-    for sel in (["drugs", "evidence"] if args.selector == "both" else [args.selector]):
+    for sel in (list(SELECTORS) if args.selector == "all" else [args.selector]):
         out = report.setdefault(sel, {})
-        selector = None
-        if sel != "drugs":
-            from etl.candidates import SelectorConfig
-
-            selector = SelectorConfig(kind=sel)
+        selector = _selector(sel) if _has_selector() else None
         out["demo"] = demo(matcher, args.list, selector)
         if args.realpm is not None:
-            out["realpm"] = realpm(matcher, args.realpm, args.split, sel)
+            out["realpm"] = realpm(matcher, args.realpm, args.split, selector)
         for split in ("train", "test"):
-            out[f"drugcomb_{split}"] = drugcomb_gold_recall(matcher, split, sel)
+            out[f"drugcomb_{split}"] = drugcomb_gold_recall(matcher, split, selector)
     print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0
 

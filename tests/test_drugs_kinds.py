@@ -144,9 +144,10 @@ def decide(matcher, sentence, abstract=None):
         ("Patients received cisplatin plus paclitaxel.", (True, 2)),
         ("Herceptin and imatinib mesylate were combined.", (True, 2)),
         ("AZD9291 with PF-4708671 inhibited growth.", (True, 2)),
-        # hormones are drugs: a sentence naming two is a candidate; whether they are given together is
-        # the model's question (HRT is a real combination)
-        ("Estradiol and testosterone were given.", (True, 2)),
+        # hormones are drugs, but two endogenous ones alone ("levels") need a co-administration cue
+        ("Serum estradiol and testosterone were measured.", (False, 2)),
+        ("Estradiol combined with progesterone was given.", (True, 2)),
+        ("Insulin glargine and metformin were given.", (True, 2)),
         # one drug named twice: an entry and the entry named by its first word
         ("Certolizumab (certolizumab pegol) was effective.", (False, 1)),
         # a regimen and its own components are the components
@@ -246,7 +247,7 @@ def test_hints_and_rule_baselines_name_only_drugs(matcher):
         ("Paclitaxel and carboplatin were given. The regimen was synergistic in vitro.",
          "Paclitaxel and carboplatin were given.", True, True),
         # a keywords line is never a candidate, cue or not
-        ("Keywords: estradiol, testosterone, combination therapy", "Keywords: estradiol, testosterone, combination therapy",
+        ("Keywords: cisplatin, paclitaxel, combination therapy", "Keywords: cisplatin, paclitaxel, combination therapy",
          True, False),
         # fewer than two drugs: no selector makes a candidate
         ("Cisplatin combined with sulfur.", "Cisplatin combined with sulfur.", False, False),
@@ -261,7 +262,19 @@ def test_evidence_selector(matcher, abstract, sentence, expected_drugs, expected
 
     assert candidate(None) is expected_drugs
     assert candidate(SelectorConfig(kind="drugs")) is expected_drugs
+    assert candidate(SelectorConfig(kind="drugs", endogenous_needs_cue=False)) is expected_drugs
     assert candidate(SelectorConfig(kind="evidence")) is expected_evidence
+
+
+def test_endogenous_needs_cue_can_be_switched_off(matcher):
+    from etl.candidates import SelectorConfig
+
+    text = "Serum estradiol and testosterone were measured."
+    assert not sentence_rows("1", 1, text, matcher)[0]["is_candidate"]
+    off = SelectorConfig(endogenous_needs_cue=False)
+    assert sentence_rows("1", 1, text, matcher, selector=off)[0]["is_candidate"]
+    assert matcher.entry(matcher.find("estradiol")[0].id).endogenous
+    assert not matcher.entry(matcher.find("metformin")[0].id).endogenous
 
 
 def test_evidence_selector_reads_mesh_indexing(matcher):

@@ -50,6 +50,7 @@ Rules (documented here because the artifact is committed and reviewed by its dif
     biomarkers) or other substance; a chemical-nomenclature name with none of the above -> other
     substance; a UNII substance no drug registry names (Merck Index, HSDB, WHO-DD only: coenzyme A,
     bisphenol A) -> other substance; else drug. ``curated/kinds.csv`` (id or name, kind, reason) overrides.
+    ``endogenous`` flags the body's own hormones, cytokines and mediators (MeSH trees, ``is_endogenous``).
     DrugBank groups/types, UNII substance classes and MeSH pharmacologic actions are not in the installed
     packages, so they cannot be used.
 """
@@ -112,6 +113,7 @@ class Entity:
     source: str = ""
     kind: str = "drug"  # schemas.drugs.KINDS, set by assign_kinds
     kind_reason: str = ""
+    endogenous: bool = False  # a hormone, cytokine or mediator the body makes (MeSH trees, see is_endogenous)
     # evidence for assign_kinds (not stored): the sources' own fields
     mesh_trees: set = field(default_factory=set)  # DrugBank package's MeSH tree numbers
     unii_tags: set = field(default_factory=set)  # bracketed UNII name qualifiers: "INN", "HSDB", "DSC"
@@ -648,12 +650,25 @@ def kind_from_sources(ent: Entity, in_drugcomb: bool) -> tuple[str, str]:
     return "drug", "default"
 
 
+# MeSH branches of substances the body makes, which abstracts mostly measure rather than give: hormones
+# (D06.472: estradiol, testosterone, insulin, thyrotropin-releasing hormone), intercellular signalling
+# peptides and proteins (cytokines, growth factors: D12.644.276, D12.776.467, D23.529) and autacoids
+# (histamine, serotonin: D23.469). Their drugs stay drugs; the candidate rule asks more of a sentence
+# whose drugs are all endogenous (``etl.candidates``).
+_ENDOGENOUS_TREES = ("D06.472", "D12.644.276", "D12.776.467", "D23.529", "D23.469")
+
+
+def is_endogenous(ent: Entity) -> bool:
+    return any(t.startswith(_ENDOGENOUS_TREES) for t in ent.mesh_trees)
+
+
 def assign_kinds(b: _Builder, rows: list[dict]) -> None:
     """Set every entity's ``kind``/``kind_reason``: curated exceptions, else ``kind_from_sources``."""
     by_key = {r["key"]: r["id"] for r in rows}
     drugcomb_ids = {by_key[k] for k in (alias_key(n) for n in load_drugcomb_names()) if k in by_key}
     for ent in b.entities.values():
         ent.kind, ent.kind_reason = kind_from_sources(ent, ent.id in drugcomb_ids)
+        ent.endogenous = is_endogenous(ent)
     for row in load_curated_kinds():
         ent_id = row["id"] or b.resolve_name(row["name"])
         if ent_id not in b.entities:
@@ -663,6 +678,7 @@ def assign_kinds(b: _Builder, rows: list[dict]) -> None:
             raise ValueError(f"curated kind: {row['id']} is {ent.preferred_name!r}, not {row['name']!r}")
         ent.kind, ent.kind_reason = row["kind"], "curated"
     for ent in b.entities.values():
+        b.counts["endogenous"] += ent.endogenous
         b.counts[f"kind_{ent.kind}"] += 1
         b.counts[f"kind_reason_{ent.kind_reason}"] += 1
 
@@ -723,6 +739,7 @@ ENTITY_SCHEMA = pa.schema([
     pa.field("source", pa.string()),
     pa.field("kind", pa.string(), nullable=False),  # schemas.drugs.KINDS
     pa.field("kind_reason", pa.string(), nullable=False),  # KIND_REASONS: the rule that decided it
+    pa.field("endogenous", pa.bool_(), nullable=False),  # is_endogenous: a body's own hormone or mediator
 ])
 ALIAS_SCHEMA = pa.schema([
     pa.field("key", pa.string(), nullable=False),

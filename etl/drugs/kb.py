@@ -25,6 +25,7 @@ class DrugEntry:
     is_regimen: bool
     components: tuple[str, ...]
     kind: str = "drug"  # schemas.drugs.KINDS
+    endogenous: bool = False  # a hormone, cytokine or mediator the body makes (estradiol, insulin, IL-10)
 
     @property
     def is_drug(self) -> bool:
@@ -81,13 +82,13 @@ class DrugKB:
         if missing:
             raise ValueError(f"drug KB artifact incomplete ({', '.join(missing)} missing): run `rexdrug drugs build-kb`")
         ents = pq.read_table(paths["entities"]).to_pydict()
-        if "kind" not in ents:
+        if "kind" not in ents or "endogenous" not in ents:
             raise ValueError(f"drug KB artifact {kb_dir} predates entry kinds: run `rexdrug drugs build-kb`")
         entries = {
-            i: DrugEntry(i, n, db, un, me, bool(c), bool(r), tuple(comp or ()), k)
-            for i, n, db, un, me, c, r, comp, k in zip(
+            i: DrugEntry(i, n, db, un, me, bool(c), bool(r), tuple(comp or ()), k, bool(en))
+            for i, n, db, un, me, c, r, comp, k, en in zip(
                 ents["id"], ents["preferred_name"], ents["drugbank"], ents["unii"], ents["mesh"],
-                ents["is_class"], ents["is_regimen"], ents["components"], ents["kind"],
+                ents["is_class"], ents["is_regimen"], ents["components"], ents["kind"], ents["endogenous"],
             )
         }
         table = pq.read_table(paths["aliases"])
