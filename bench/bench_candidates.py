@@ -57,7 +57,8 @@ def demo(matcher, listing: bool, selector=None) -> dict:
     from etl.candidates import sentence_table
 
     arts = demo_articles()
-    sents = sentence_table(arts, matcher=matcher, selector=selector).to_pylist()
+    kw = {"selector": selector} if selector is not None else {}
+    sents = sentence_table(arts, matcher=matcher, **kw).to_pylist()
     cands = [s for s in sents if s["is_candidate"]]
     out = {"articles": arts.num_rows, "sentences": len(sents), "candidates": len(cands),
            "articles_with_a_candidate": len({s["pmid"] for s in cands})}

@@ -52,6 +52,7 @@ class Mention:
 
 CODE_ID_PREFIX = "RXD:CODE:"
 # "(SF)" anywhere: a parenthesised single token of 2-10 characters (candidates for a foreign definition)
+_LONG_FORM_CHARS = 160
 _PAREN_SF_RE = re.compile(r"[(\[]\s*([A-Za-z][A-Za-z0-9\-]{1,9})\s*[)\]]")
 # "(SF)" right after a mention: one token of 2-12 characters with an upper-case letter, nothing else
 _DEFINITION_RE = re.compile(r"\s*[(\[]\s*([A-Za-z0-9][\w\-/+.]{0,10}[\w+])\s*[)\]]")
@@ -150,12 +151,14 @@ class DrugMatcher:
             sf = d.group(1)
             if sum(c.isupper() for c in sf) < 2:
                 continue  # one capital: "(Fig)", "(Table)"
-            before = text[: d.start()].rstrip()
+            offset = max(0, d.start() - _LONG_FORM_CHARS)  # the long form is a few words: look that far back
+            before = text[offset: d.start()].rstrip()
             if before and before[-1] in ",;":
                 continue  # a list, not a definition
             words = before.split()[-(len(sf) + 3):]
-            window_start = len(before) - len(" ".join(words))
-            if any(m.end > window_start and m.start < len(before) for m in mentions):
+            window_start = offset + len(before) - len(" ".join(words))
+            window_end = offset + len(before)
+            if any(m.end > window_start and m.start < window_end for m in mentions):
                 continue  # a drug in the long form ("cisplatin (CDDP)", "methotrexate therapy (MTX)")
             if _is_short_form(sf, " ".join(words)):
                 out.add(sf)
