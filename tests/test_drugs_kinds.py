@@ -141,6 +141,8 @@ def decide(matcher, sentence, abstract=None):
         ("Astaxanthin content increased with sodium lactate in the medium.", (False, 0)),
         ("Environmental pollutants such as bisphenol A (BPA) and aminoantipyrine (AAP) were docked.", (False, 0)),
         ("Rheumatoid factor levels did not change the response to certolizumab pegol.", (False, 1)),
+        # a lipid of a liposome is no drug, whatever its short form
+        ("Liposomes of 1,2-dioleoyl-sn-glycero-3-phosphoethanolamine (DOPE) carried cisplatin.", (False, 1)),
         ("Patients received cisplatin plus paclitaxel.", (True, 2)),
         ("Herceptin and imatinib mesylate were combined.", (True, 2)),
         ("AZD9291 with PF-4708671 inhibited growth.", (True, 2)),
