@@ -4,6 +4,8 @@
 
 Quality (gold spans of DrugComb, which were annotated with a 2,410-name dictionary):
   * span recall: a gold span counts as found when a mention overlaps it (also reported: exact match);
+  * drug-kind span recall: found by a mention whose KB kind counts as a drug (``schemas.drugs.DRUG_KINDS``:
+    what the candidate rule counts), and with classes too; ``--misses`` lists the spans the kinds lose;
   * precision: mentions in the gold sentence that overlap a gold span / all mentions (a lower bound:
     the gold misses drugs outside its dictionary, e.g. "brivudin");
   * relation coverage: gold relations all of whose drug spans are found;
@@ -34,8 +36,10 @@ def load_drugcomb(split: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def quality(records: list[dict], matcher, misses: Counter | None = None, fps: Counter | None = None) -> dict:
+def quality(records: list[dict], matcher, misses: Counter | None = None, fps: Counter | None = None,
+            kind_losses: Counter | None = None) -> dict:
     n_gold = n_found = n_exact = n_mentions = n_mentions_ok = 0
+    n_found_drug = n_found_drug_or_class = 0
     n_rels = n_rels_ok = 0
     for rec in records:
         sent = rec["sentence"]
@@ -51,6 +55,11 @@ def quality(records: list[dict], matcher, misses: Counter | None = None, fps: Co
                 n_found += 1
                 found_ids.add(span["span_id"])
                 n_exact += any(m.start == span["start"] and m.end == span["end"] for m in hit)
+                drug = any(m.is_drug for m in hit)
+                n_found_drug += drug
+                n_found_drug_or_class += drug or any(m.kind == "class" for m in hit)
+                if not drug and kind_losses is not None:
+                    kind_losses[f"{span['text']} -> {hit[0].preferred_name} [{hit[0].kind}]"] += 1
             elif misses is not None:
                 misses[span["text"]] += 1
         for m in mentions:
@@ -65,6 +74,8 @@ def quality(records: list[dict], matcher, misses: Counter | None = None, fps: Co
         "gold_spans": n_gold,
         "span_recall": round(n_found / max(n_gold, 1), 4),
         "span_recall_exact": round(n_exact / max(n_gold, 1), 4),
+        "span_recall_drug_kind": round(n_found_drug / max(n_gold, 1), 4),
+        "span_recall_drug_or_class_kind": round(n_found_drug_or_class / max(n_gold, 1), 4),
         "precision_vs_gold": round(n_mentions_ok / max(n_mentions, 1), 4),
         "relations": n_rels,
         "relation_coverage": round(n_rels_ok / max(n_rels, 1), 4),
@@ -143,6 +154,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=["train", "test", "both"], default="both")
     ap.add_argument("--misses", type=int, default=0, help="print the N most frequent missed gold spans and FPs (TRAIN)")
+    ap.add_argument("--kb", default=None, help="KB artifact folder (default: the committed etl/drugs/kb/)")
     ap.add_argument("--pubmed-limit", type=int, default=None, help="abstracts of the PubMed sample to use")
     args = ap.parse_args(argv)
 
@@ -151,7 +163,7 @@ def main(argv=None) -> int:
 
     t_import = time.perf_counter() - t0
     t0 = time.perf_counter()
-    kb = DrugKB.load()
+    kb = DrugKB.load(args.kb)
     t_load = time.perf_counter() - t0
     t0 = time.perf_counter()
     matcher = DrugMatcher(kb)
@@ -162,12 +174,13 @@ def main(argv=None) -> int:
     paragraphs = []
     for split in splits:
         recs = load_drugcomb(split)
-        misses, fps = Counter(), Counter()
-        report[f"drugcomb_{split}"] = quality(recs, matcher, misses, fps)
+        misses, fps, losses = Counter(), Counter(), Counter()
+        report[f"drugcomb_{split}"] = quality(recs, matcher, misses, fps, losses)
         paragraphs += [r["paragraph"] for r in recs]
         if args.misses and split == "train":
             print("missed (train):", misses.most_common(args.misses), file=sys.stderr)
             print("not in gold (train):", fps.most_common(args.misses), file=sys.stderr)
+            print("found, but not a drug kind (train):", losses.most_common(args.misses), file=sys.stderr)
     report["speed"] = speed(matcher, paragraphs)
     report["pubmed_candidates"] = candidate_rate(matcher, args.pubmed_limit)
     print(json.dumps(report, indent=2))

@@ -9,6 +9,19 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+# What a drug-KB entry is (``etl.drugs.build.assign_kinds`` derives it from the sources' own fields):
+#   drug             an approved or investigational drug, a biologic given as treatment, a hormone or
+#                    vitamin used as a drug (estradiol, cholecalciferol), a research compound of DrugComb
+#   regimen          a named multi-drug regimen (FOLFOX, R-CHOP)
+#   class            a drug class or pharmacologic group ("PD-1 inhibitors", "Estrogens")
+#   other_substance  a chemical that is not a drug in abstracts: elements, metabolites and cofactors,
+#                    nutrients, lipids, reagents, materials, pollutants (sulfur, coenzyme A, bisphenol A)
+#   not_drug         a biological entity that is measured or targeted, not given: biomarkers, enzymes,
+#                    proteins (prostate-specific antigen, rheumatoid factor)
+KINDS = ("drug", "regimen", "class", "other_substance", "not_drug")
+# kinds that count towards a candidate sentence's distinct drugs (classes are counted apart)
+DRUG_KINDS = ("drug", "regimen")
+
 MENTION = pa.struct(
     [
         pa.field("start", pa.int32()),  # offsets in the sentence text: text[start:end] == surface
@@ -17,6 +30,7 @@ MENTION = pa.struct(
         pa.field("id", pa.string()),  # drug KB id (DrugBank > UNII > MeSH > RXD:...)
         pa.field("preferred_name", pa.string()),
         pa.field("is_class", pa.bool_()),
+        pa.field("kind", pa.string()),  # KINDS: carried so later stages need not look the KB up again
     ]
 )
 
@@ -30,7 +44,7 @@ SENTENCES = pa.schema(
         pa.field("text", pa.string(), nullable=False),  # abstract[start:end]
         pa.field("text_hash", pa.string(), nullable=False),  # sha1 of text (utf-8), hex
         pa.field("mentions", pa.list_(MENTION)),
-        pa.field("n_distinct_drugs", pa.int32(), nullable=False),  # distinct non-class KB ids
+        pa.field("n_distinct_drugs", pa.int32(), nullable=False),  # distinct DRUG_KINDS entries (see etl.candidates)
         pa.field("n_distinct_classes", pa.int32(), nullable=False),  # distinct class ids, counted apart
         pa.field("is_candidate", pa.bool_(), nullable=False),  # n_distinct_drugs >= 2: goes to the LLM
     ]

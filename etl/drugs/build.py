@@ -39,6 +39,20 @@ Rules (documented here because the artifact is committed and reviewed by its dif
     (DrugBank < UNII < MeSH < ours), then the smallest id. Each case is listed in
     ``kb/ambiguous_aliases.csv`` with the losing ids, which are also kept (``alt_ids``) so an
     article's MeSH chemical list can pick another reading.
+  * Every entry has a ``kind`` (``schemas.drugs.KINDS``) and the rule that decided it (``kind_reason``),
+    from the sources' own fields, first rule that applies (``kind_from_sources``): regimen / class; named
+    by DrugComb's drug dictionary (``data/drugcomb/drugs.txt``) -> drug; an element or ion (a one-element
+    formula of the DrugBank package, a MeSH D01.268 tree, an "X cation" entry; radionuclides excepted) ->
+    other substance; a MedlinePlus/NHS medicine page -> drug; a food or supplement registry name
+    (UNII [FCC], [FHFI], [DSC], [LanguaL]) -> other substance; a drug name or drug-product registry
+    (UNII [INN], [USAN], [JAN], [BAN], Orange/Purple/Green Book, EMA EPAR, pharmacopoeia monographs) -> drug;
+    MeSH trees none of which is a drug branch -> not a drug (enzymes, proteins, biological factors and
+    biomarkers) or other substance; a chemical-nomenclature name with none of the above -> other
+    substance; a UNII substance no drug registry names (Merck Index, HSDB, WHO-DD only: coenzyme A,
+    bisphenol A) -> other substance; else drug. ``curated/kinds.csv`` (id or name, kind, reason) overrides.
+    ``endogenous`` flags the body's own hormones, cytokines and mediators (MeSH trees, ``is_endogenous``).
+    DrugBank groups/types, UNII substance classes and MeSH pharmacologic actions are not in the installed
+    packages, so they cannot be used.
 """
 
 from __future__ import annotations
@@ -97,6 +111,14 @@ class Entity:
     is_regimen: bool = False
     components: list[str] = field(default_factory=list)
     source: str = ""
+    kind: str = "drug"  # schemas.drugs.KINDS, set by assign_kinds
+    kind_reason: str = ""
+    endogenous: bool = False  # a hormone, cytokine or mediator the body makes (MeSH trees, see is_endogenous)
+    # evidence for assign_kinds (not stored): the sources' own fields
+    mesh_trees: set = field(default_factory=set)  # DrugBank package's MeSH tree numbers
+    unii_tags: set = field(default_factory=set)  # bracketed UNII name qualifiers: "INN", "HSDB", "DSC"
+    consumer_info: bool = False  # a MedlinePlus / NHS medicine page (the package's medline_plus_id, nhs_url)
+    formula: str | None = None  # the package's molecular formula ("Cu", "F2", "C22H28N4O6")
 
 
 @dataclass
@@ -334,12 +356,15 @@ def _add_drugbank(b: _Builder, d: dict, unii: dict, unii_by_display: dict, mesh:
             canon_ids[canonical] = ent_id
             b.claim(canonical, ent_id, "drugbank_synonym")
             continue
-        b.add_entity(Entity(ent_id, name, drugbank=dbid, unii=unii_code, mesh=mesh_id, is_class=is_class,
-                            source="drugbank"))
+        ent = b.add_entity(Entity(ent_id, name, drugbank=dbid, unii=unii_code, mesh=mesh_id, is_class=is_class,
+                                  source="drugbank"))
+        _note_drugbank_evidence(ent, data)
         canon_ids[canonical] = ent_id
         b.claim(name, ent_id, "generic")
     for canonical in salts:  # salts and formulations fold to their parent
         canon_ids[canonical] = canon_ids.get(parent_name(canonical)) or canon_ids.get(canonical)
+        if canon_ids[canonical]:
+            _note_drugbank_evidence(b.entities[canon_ids[canonical]], c2d[canonical])
         b.counts["drugbank_salts_folded"] += 1
     for canonical, ent_id in canon_ids.items():
         if ent_id is None:
@@ -376,6 +401,26 @@ def _link_unii(b: _Builder, display: str, names: list) -> str | None:
         if len(owners) == 1:
             return owners.pop()
     return None
+
+
+def _note_drugbank_evidence(ent: Entity, data: dict) -> None:
+    ent.mesh_trees.update(data.get("mesh_tree") or ())
+    ent.consumer_info = ent.consumer_info or bool(data.get("medline_plus_id") or data.get("nhs_url"))
+    ent.formula = ent.formula or data.get("formula")
+
+
+_UNII_TAG_RE = re.compile(r"\[([^\]]+)\]\s*$")
+
+
+def unii_tags(names: list) -> set[str]:
+    """The bracketed qualifiers of a UNII substance's names: which registries list it under that name
+    ("CISPLATIN [INN]", "COENZYME A [MI]", "ASTAXANTHIN [DSC]")."""
+    out = set()
+    for name, _ in names:
+        m = _UNII_TAG_RE.search(name)
+        if m:
+            out.add(m.group(1).strip().upper())
+    return out
 
 
 def _add_unii(b: _Builder, unii: dict, mesh: dict, mesh_names: dict) -> None:
@@ -425,6 +470,7 @@ def _add_unii(b: _Builder, unii: dict, mesh: dict, mesh_names: dict) -> None:
             b.counts["unii_salts_folded"] += 1
     kept = dropped = 0
     for code, ent_id in parents.items():
+        b.entities[ent_id].unii_tags.update(unii_tags(unii[code]["names"]))
         for name, typ in unii[code]["names"]:
             src = _UNII_KEEP_TYPES.get(typ)
             if code in inn_only and typ == "cn" and not name.endswith("[INN]"):
@@ -449,6 +495,7 @@ def _add_curated_entities(b: _Builder, unii: dict, mesh: dict) -> None:
         if ent_id not in b.entities:
             b.add_entity(Entity(code, row["name"], unii=code, mesh=mesh.get(row["name"].lower()), source="curated"))
             b.counts["curated_entities"] += 1
+        b.entities[ent_id].unii_tags.update(unii_tags(unii[code]["names"]))
         for alias in [row["name"], *_split(row["aliases"])]:
             b.claim(alias, ent_id, "curated", case_sensitive=is_acronym(alias) or alias.isupper())
 
@@ -499,6 +546,141 @@ def _add_curated(b: _Builder, mesh: dict) -> None:
         for alias in _split(row["aliases"]):
             b.claim(alias, ent_id, "curated", case_sensitive=alias != alias.lower(),
                     needs_evidence=row["needs_evidence"] == "1")
+
+
+# ----------------------------------------------------------------------------------------------- kinds
+# UNII name qualifiers that are drug nomenclature or drug-product registries: an International
+# Nonproprietary Name, a national adopted name, an approved product (FDA Orange/Purple/Green Book, an EMA
+# assessment report) or a pharmacopoeia monograph of the substance.
+DRUG_NAME_TAGS = frozenset(["INN", "USAN", "JAN", "BAN", "ORANGE BOOK", "PURPLE BOOK CDER", "GREEN BOOK", "EMA EPAR",
+                            "EMA EPAR VETERINARY", "USP MONOGRAPH", "EP MONOGRAPH", "WHO-IP", "JP", "NF", "BP", "IP", "USP"])
+# Qualifiers of food and supplement registries (Food Chemicals Codex, flavouring substances, dietary
+# supplements, the LanguaL food thesaurus): a substance listed there is a nutrient or food component even
+# when it also has drug names (amino acids, sugars, vitamins: "TYROSINE [INN]", "SUCROSE [NF]"), unless
+# it has a medicine page for patients (folic acid, cyanocobalamin, sodium bicarbonate), DrugComb's
+# dictionary lists it or a curated row says it is given as a drug (cholecalciferol, curcumin, caffeine).
+FOOD_TAGS = frozenset(["FCC", "FHFI", "DSC", "LANGUAL"])
+# Other qualifiers only say a substance is catalogued (Merck Index, hazardous substances, the WHO Drug
+# Dictionary, which also lists supplements, Martindale, homeopathy, reference standards, impurities,
+# pesticides): no evidence either way.
+# MeSH tree branches (the DrugBank package's tree numbers; MeSH headings without a DrugBank id carry them):
+# D01.268 elements ("Fluorine", "Sulfur"); a heading with no tree in a branch of drugs (organic and
+# heterocyclic chemicals, hormones, mixtures, preparations, pharmacologic actions, monoclonal antibodies)
+# is not a drug: a biological entity that is measured or targeted (D08 enzymes and coenzymes, D12.776
+# proteins, D23 biological factors incl. biomarkers: "Prostate-Specific Antigen", "Epidermal Growth
+# Factor") or another substance (D09 carbohydrates, D10 lipids, D13 nucleic acids and nucleotides,
+# D05 polymers, D25 biomaterials, D12.644 peptides, D01 inorganic).
+_ELEMENT_TREES = ("D01.268",)
+_NOT_DRUG_TREES = ("D08", "D12.776", "D23")
+_DRUG_TREES_FOR_KIND = ("D02", "D03", "D04", "D06", "D20", "D26", "D27", "D12.776.124.486.485.114.224",
+                        "D12.776.377.715.548.114.224", "D12.776.124.790.651.114.224")  # last 3: monoclonal antibodies
+# a chemical element or its ion: a formula of one element symbol ("Cu", "F2", "S8"), or a DrugBank ion entry
+# ("Calcium cation"); radionuclides ("Yttrium Y-90", "Technetium Tc-99m") are radiopharmaceuticals, not this
+_ELEMENT_FORMULA_RE = re.compile(r"[A-Z][a-z]?\d*")
+_ION_NAME_RE = re.compile(r"\b(cation|anion|ion)$", re.IGNORECASE)
+_NUCLIDE_RE = re.compile(r"\d")
+
+
+def is_element(ent: Entity) -> bool:
+    if _NUCLIDE_RE.search(ent.preferred_name):
+        return False
+    if ent.mesh_trees and all(t.startswith(_ELEMENT_TREES) for t in ent.mesh_trees):
+        return True
+    return bool(ent.formula and _ELEMENT_FORMULA_RE.fullmatch(ent.formula)) or bool(_ION_NAME_RE.search(ent.preferred_name))
+
+
+KIND_REASONS = ("curated", "regimen", "class", "drugcomb", "element", "food_or_supplement", "drug_name", "consumer_info",
+                "mesh_not_drug", "mesh_other_substance", "chemical_name", "unii_no_drug_name", "default")
+# chemical nomenclature: a locant ("8-Amino...", "-3-phospho", "5'-"), a stereo descriptor ("alpha-D-",
+# "(R)-", "N(6)-"); a research code ("VCN-01", "C1-inhibitor") has no locant at a word start
+_CHEMICAL_NAME_RE = re.compile(r"(?:^|[\s(\-,])\d+'*-[A-Za-z]|\b(?:alpha|beta|[α-ω])-[DL]-|\([RSEZ]\)-|\w\(\d+\)-|\d,\d")
+
+
+def load_curated_kinds() -> list[dict]:
+    """``curated/kinds.csv`` rows: an entry (``id``, else ``name`` resolved like other curated names), its
+    kind and the reason, for the cases the source fields decide wrongly."""
+    from schemas.drugs import KINDS
+
+    rows = _read_csv("kinds.csv")
+    for row in rows:
+        if row["kind"] not in KINDS:
+            raise ValueError(f"curated kind for {row['id'] or row['name']!r}: {row['kind']!r} is not one of {KINDS}")
+        if not (row["id"] or row["name"]) or not row["reason"].strip():
+            raise ValueError(f"curated kind row {row}: needs an id or a name, and a reason")
+    return rows
+
+
+def load_drugcomb_names() -> list[str]:
+    """DrugComb's drug dictionary (``data/drugcomb/drugs.txt``): names its annotators treated as drugs."""
+    from etl.paths import data_path
+
+    lines = data_path("drugcomb", "drugs.txt").read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip()]
+
+
+def kind_from_sources(ent: Entity, in_drugcomb: bool) -> tuple[str, str]:
+    """(kind, reason) of an entry from its sources' own fields; first rule that applies wins (module doc)."""
+    if ent.is_regimen:
+        return "regimen", "regimen"
+    if ent.is_class:
+        return "class", "class"
+    if in_drugcomb:
+        return "drug", "drugcomb"
+    trees = ent.mesh_trees
+    if is_element(ent):
+        return "other_substance", "element"
+    if ent.consumer_info:  # a medicine page for patients: used as a medicine, vitamins too (folic acid)
+        return "drug", "consumer_info"
+    if ent.unii_tags & FOOD_TAGS:
+        return "other_substance", "food_or_supplement"
+    if ent.unii_tags & DRUG_NAME_TAGS:
+        return "drug", "drug_name"
+    if trees and not any(t.startswith(_DRUG_TREES_FOR_KIND) for t in trees):
+        if any(t.startswith(_NOT_DRUG_TREES) for t in trees):
+            return "not_drug", "mesh_not_drug"
+        return "other_substance", "mesh_other_substance"
+    if _CHEMICAL_NAME_RE.search(ent.preferred_name):
+        # named only by chemical nomenclature, no drug name anywhere: DrugBank's experimental ligands
+        # ("sn-glycero-3-phosphoethanolamine", "6-phospho-D-gluconic acid", "alpha-D-Xylopyranose")
+        return "other_substance", "chemical_name"
+    if ent.unii is not None and ent.source != "curated":
+        # a registered substance no drug nomenclature or product registry lists: a reagent, metabolite,
+        # pollutant or supplement ("Coenzyme A", "Bisphenol A", "Astaxanthin", "Ampyrone")
+        return "other_substance", "unii_no_drug_name"
+    return "drug", "default"
+
+
+# MeSH branches of substances the body makes, which abstracts mostly measure rather than give: hormones
+# (D06.472: estradiol, testosterone, insulin, thyrotropin-releasing hormone), intercellular signalling
+# peptides and proteins (cytokines, growth factors: D12.644.276, D12.776.467, D23.529) and autacoids
+# (histamine, serotonin: D23.469). Their drugs stay drugs; the candidate rule asks more of a sentence
+# whose drugs are all endogenous (``etl.candidates``).
+_ENDOGENOUS_TREES = ("D06.472", "D12.644.276", "D12.776.467", "D23.529", "D23.469")
+
+
+def is_endogenous(ent: Entity) -> bool:
+    return any(t.startswith(_ENDOGENOUS_TREES) for t in ent.mesh_trees)
+
+
+def assign_kinds(b: _Builder, rows: list[dict]) -> None:
+    """Set every entity's ``kind``/``kind_reason``: curated exceptions, else ``kind_from_sources``."""
+    by_key = {r["key"]: r["id"] for r in rows}
+    drugcomb_ids = {by_key[k] for k in (alias_key(n) for n in load_drugcomb_names()) if k in by_key}
+    for ent in b.entities.values():
+        ent.kind, ent.kind_reason = kind_from_sources(ent, ent.id in drugcomb_ids)
+        ent.endogenous = is_endogenous(ent)
+    for row in load_curated_kinds():
+        ent_id = row["id"] or b.resolve_name(row["name"])
+        if ent_id not in b.entities:
+            raise ValueError(f"curated kind for {row['id'] or row['name']!r}: not an entry of the KB")
+        ent = b.entities[ent_id]
+        if row["name"] and row["id"] and alias_key(row["name"]) != alias_key(ent.preferred_name):
+            raise ValueError(f"curated kind: {row['id']} is {ent.preferred_name!r}, not {row['name']!r}")
+        ent.kind, ent.kind_reason = row["kind"], "curated"
+    for ent in b.entities.values():
+        b.counts["endogenous"] += ent.endogenous
+        b.counts[f"kind_{ent.kind}"] += 1
+        b.counts[f"kind_reason_{ent.kind_reason}"] += 1
 
 
 def _resolve(b: _Builder, stop: set[str]) -> tuple[list[dict], list[dict]]:
@@ -555,6 +737,9 @@ ENTITY_SCHEMA = pa.schema([
     pa.field("is_regimen", pa.bool_(), nullable=False),
     pa.field("components", pa.list_(pa.string())),
     pa.field("source", pa.string()),
+    pa.field("kind", pa.string(), nullable=False),  # schemas.drugs.KINDS
+    pa.field("kind_reason", pa.string(), nullable=False),  # KIND_REASONS: the rule that decided it
+    pa.field("endogenous", pa.bool_(), nullable=False),  # is_endogenous: a body's own hormone or mediator
 ])
 ALIAS_SCHEMA = pa.schema([
     pa.field("key", pa.string(), nullable=False),
@@ -586,10 +771,12 @@ def build_kb(out_dir: Path | None = None) -> dict:
     _add_curated_entities(b, unii, mesh)
     _add_curated(b, mesh)
     rows, report = _resolve(b, load_stoplist())
+    assign_kinds(b, rows)
     used = {r["id"] for r in rows} | {a for r in rows for a in r["alt_ids"]}
     used |= {c for e in b.entities.values() if e.id in used for c in e.components}
     entities = [e for e in sorted(b.entities.values(), key=lambda e: e.id) if e.id in used]
-    ent_table = pa.Table.from_pylist([e.__dict__ for e in entities], schema=ENTITY_SCHEMA)
+    ent_table = pa.Table.from_pylist([{f: getattr(e, f) for f in ENTITY_SCHEMA.names} for e in entities],
+                                     schema=ENTITY_SCHEMA)
     alias_table = pa.Table.from_pylist(rows, schema=ALIAS_SCHEMA)
     pq.write_table(ent_table, out_dir / "entities.parquet", compression="zstd", compression_level=19)
     pq.write_table(alias_table, out_dir / "aliases.parquet", compression="zstd", compression_level=19)

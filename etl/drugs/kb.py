@@ -9,6 +9,8 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from schemas.drugs import DRUG_KINDS
+
 KB_DIR = Path(__file__).resolve().parent / "kb"
 
 
@@ -22,6 +24,13 @@ class DrugEntry:
     is_class: bool
     is_regimen: bool
     components: tuple[str, ...]
+    kind: str = "drug"  # schemas.drugs.KINDS
+    endogenous: bool = False  # a hormone, cytokine or mediator the body makes (estradiol, insulin, IL-10)
+
+    @property
+    def is_drug(self) -> bool:
+        """Counts as a drug of a candidate sentence (``schemas.drugs.DRUG_KINDS``)."""
+        return self.kind in DRUG_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +82,13 @@ class DrugKB:
         if missing:
             raise ValueError(f"drug KB artifact incomplete ({', '.join(missing)} missing): run `rexdrug drugs build-kb`")
         ents = pq.read_table(paths["entities"]).to_pydict()
+        if "kind" not in ents or "endogenous" not in ents:
+            raise ValueError(f"drug KB artifact {kb_dir} predates entry kinds: run `rexdrug drugs build-kb`")
         entries = {
-            i: DrugEntry(i, n, db, un, me, bool(c), bool(r), tuple(comp or ()))
-            for i, n, db, un, me, c, r, comp in zip(
+            i: DrugEntry(i, n, db, un, me, bool(c), bool(r), tuple(comp or ()), k, bool(en))
+            for i, n, db, un, me, c, r, comp, k, en in zip(
                 ents["id"], ents["preferred_name"], ents["drugbank"], ents["unii"], ents["mesh"],
-                ents["is_class"], ents["is_regimen"], ents["components"],
+                ents["is_class"], ents["is_regimen"], ents["components"], ents["kind"], ents["endogenous"],
             )
         }
         table = pq.read_table(paths["aliases"])

@@ -10,6 +10,15 @@ Two text-driven readings complete the dictionary:
   * abbreviations the text defines: a (non-class) drug mention followed by ``(SF)`` ("cisplatin (CDDP)",
     "ipsapirone (IPSA)") makes later occurrences of SF mentions of the same entry, within the text
     and, through ``abbreviations``/``find(..., abbreviations=)``, in the other sentences of an abstract.
+    A short form takes its long form's kind: "bisphenol A (BPA)" makes BPA an other substance.
+
+Abbreviations must not invent drugs. A vocabulary acronym is a guess about what a short form stands for,
+so two rules hold it back (curated acronyms such as MTX, CDDP, 5-FU keep only the first):
+  * a short form the text defines as something that is no drug mention ("microbial microdroplet culture
+    (MMC)", ``foreign_short_forms``) is not read as the KB's acronym anywhere in the text/abstract;
+  * a vocabulary acronym without a digit ("CZP", "HCTZ", "GM-CSF": letters only, so it reads as an
+    abbreviation, unlike codes such as "SN-38") is read only when the article's MeSH chemicals support it;
+    otherwise only a definition in the abstract ("certolizumab pegol (CZP)") makes it a mention.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from functools import lru_cache
 
 from etl.drugs.kb import AliasEntry, DrugEntry, DrugKB
 from etl.drugs.text import singular, token_arrays, tokenize
+from schemas.drugs import DRUG_KINDS
 
 _COMPACT_RE = re.compile(r"[\s\-\u2010\u2011\u2012\u2013\u2014]+")
 
@@ -33,9 +43,17 @@ class Mention:
     id: str
     preferred_name: str
     is_class: bool
+    kind: str = "drug"  # schemas.drugs.KINDS of the entry (a defined short form has its long form's kind)
+
+    @property
+    def is_drug(self) -> bool:
+        return self.kind in DRUG_KINDS
 
 
 CODE_ID_PREFIX = "RXD:CODE:"
+# "(SF)" anywhere: a parenthesised single token of 2-10 characters (candidates for a foreign definition)
+_LONG_FORM_CHARS = 160
+_PAREN_SF_RE = re.compile(r"[(\[]\s*([A-Za-z][A-Za-z0-9\-]{1,9})\s*[)\]]")
 # "(SF)" right after a mention: one token of 2-12 characters with an upper-case letter, nothing else
 _DEFINITION_RE = re.compile(r"\s*[(\[]\s*([A-Za-z0-9][\w\-/+.]{0,10}[\w+])\s*[)\]]")
 
@@ -73,13 +91,14 @@ class DrugMatcher:
         ent = self.kb.entries.get(entry_id)
         if ent is None and entry_id.startswith(CODE_ID_PREFIX):
             code = entry_id[len(CODE_ID_PREFIX):]
-            return DrugEntry(entry_id, code, None, None, None, False, False, ())
+            return DrugEntry(entry_id, code, None, None, None, False, False, (), "drug")
         if ent is None:
             raise KeyError(entry_id)
         return ent
 
     def find(self, text: str, evidence: Iterable[str] | None = None,
-             abbreviations: Mapping[str, Mention] | None = None) -> list[Mention]:
+             abbreviations: Mapping[str, Mention] | None = None,
+             foreign: Iterable[str] | None = None) -> list[Mention]:
         """Drug mentions in ``text``, left to right, non-overlapping, longest match first.
 
         ``evidence``: entry ids the article's own MeSH chemical list supports (see
@@ -87,6 +106,8 @@ class DrugMatcher:
         picks the supported reading of an ambiguous alias.
         ``abbreviations``: short forms defined elsewhere in the article (``abbreviations()``), read as
         their defining mention's entry; definitions inside ``text`` itself are always used.
+        ``foreign``: short forms defined elsewhere in the article as something else (``foreign_short_forms``);
+        those inside ``text`` itself are always used.
         """
         if not text:
             return []
@@ -95,6 +116,10 @@ class DrugMatcher:
         defs = {sf: m for sf, m, _ in local}
         if abbreviations:
             defs = {**abbreviations, **defs}
+        other = set(self._foreign(text, out)) | set(foreign or ())
+        if other - defs.keys():
+            other -= defs.keys()
+            out = [m for m in out if not (m.surface in other or m.surface[:-1] in other and m.surface[-1] == "s")]
         if defs:
             # the "(SF)" of a definition repeats its long form's mention: not a second mention
             at_definition = {start for _, _, start in local}
@@ -108,6 +133,36 @@ class DrugMatcher:
         if mentions is None:
             mentions = self._base_mentions(text, None)
         return {sf: m for sf, m, _ in self._definitions(text, mentions)}
+
+    def foreign_short_forms(self, text: str, mentions: list[Mention] | None = None) -> set[str]:
+        """Short forms ``text`` defines as something that is not a drug mention: "microbial microdroplet
+        culture (MMC)" -> {"MMC"}: in this article MMC is not the KB's acronym for mitomycin C."""
+        if mentions is None:
+            mentions = self._base_mentions(text, None)
+        return self._foreign(text, mentions)
+
+    def _foreign(self, text: str, mentions: list[Mention]) -> set[str]:
+        """"<long form> (SF)" where no mention ends right before the parenthesis and SF's letters start a
+        word of the few words before it and occur in order in them (the Schwartz-Hearst test)."""
+        if "(" not in text:
+            return set()
+        out = set()
+        for d in _PAREN_SF_RE.finditer(text):
+            sf = d.group(1)
+            if sum(c.isupper() for c in sf) < 2:
+                continue  # one capital: "(Fig)", "(Table)"
+            offset = max(0, d.start() - _LONG_FORM_CHARS)  # the long form is a few words: look that far back
+            before = text[offset: d.start()].rstrip()
+            if before and before[-1] in ",;":
+                continue  # a list, not a definition
+            words = before.split()[-(len(sf) + 3):]
+            window_start = offset + len(before) - len(" ".join(words))
+            window_end = offset + len(before)
+            if any(m.end > window_start and m.start < window_end for m in mentions):
+                continue  # a drug in the long form ("cisplatin (CDDP)", "methotrexate therapy (MTX)")
+            if _is_short_form(sf, " ".join(words)):
+                out.add(sf)
+        return out
 
     def _definitions(self, text: str, mentions: list[Mention]) -> list[tuple[str, Mention, int]]:
         """(short form, defining mention, offset of the short form) for each "<mention> (SF)"."""
@@ -176,7 +231,7 @@ class DrugMatcher:
             j, chosen = hit
             ent = entries[chosen]
             start, end = starts[i], ends[j]
-            out.append(Mention(start, end, text[start:end], ent.id, ent.preferred_name, ent.is_class))
+            out.append(Mention(start, end, text[start:end], ent.id, ent.preferred_name, ent.is_class, ent.kind))
             i = j + 1
         return out
 
@@ -192,6 +247,11 @@ class DrugMatcher:
                 return None
         if entry.needs_evidence and not self._supported(entry.id, evidence):
             return None
+        if entry.case_sensitive and not entry.curated and not any(c.isdigit() for c in entry.alias):
+            # a vocabulary acronym of letters only ("CZP"): an abbreviation, not a name; read it only where
+            # the article's chemicals name the entry (a definition in the abstract reads it otherwise)
+            if not (entry.id in evidence or any(a in evidence for a in entry.alt_ids)):
+                return None
         if evidence and entry.alt_ids and entry.id not in evidence:
             for alt in entry.alt_ids:
                 if alt in evidence:
@@ -243,7 +303,7 @@ def _short_form_mentions(text: str, defs: Mapping[str, Mention]) -> list[Mention
     out = []
     for m in pattern.finditer(text):
         d = defs[m.group(1)]
-        out.append(Mention(m.start(), m.end(), m.group(), d.id, d.preferred_name, d.is_class))
+        out.append(Mention(m.start(), m.end(), m.group(), d.id, d.preferred_name, d.is_class, d.kind))
     return out
 
 
