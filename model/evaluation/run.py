@@ -126,6 +126,7 @@ def evaluate_sentences(records: Sequence[dict], runner, matcher, *, all_sentence
     """The sweep over annotated sentences, scored: candidates (as the sweep selects them, or every
     sentence with ``all_sentences``) go to the runner with their paragraph as context."""
     from model.evaluation.sentences import score_sentences, sentence_errors
+    from schemas.drugs import DRUG_KINDS
 
     views = {r["doc_id"]: sweep_view(r, matcher) for r in records}
     chosen = [r for r in records if all_sentences or views[r["doc_id"]]["is_candidate"]]
@@ -135,7 +136,7 @@ def evaluate_sentences(records: Sequence[dict], runner, matcher, *, all_sentence
     gen_s = time.perf_counter() - started
     relations = {res["doc_id"]: res["parsed"] for res in results}
     scores = score_sentences(records, relations,
-                             mentions={k: [m for m in v["mentions"] if not m.get("is_class")]
+                             mentions={k: [m for m in v["mentions"] if m.get("kind") in DRUG_KINDS]
                                        for k, v in views.items()},
                              candidates={k: v["is_candidate"] for k, v in views.items()})
     statuses: dict[str, int] = {}

@@ -15,8 +15,8 @@ test set, the model finds the drugs itself, so predictions are scored end to end
   combination label), ``any_partial`` (Jaccard credit, as the official DrugComb scorer),
   ``pos_exact`` and ``typed_exact`` (the label must agree too).
 * **Labels.** Of the predicted sets that equal a gold set, the share with the same label.
-* **Drug mentions.** The drug mentions the sweep stores for the sentence (the matcher's non-class
-  mentions) against the gold mentions, one-to-one by character overlap.
+* **Drug mentions.** The drug mentions the sweep stores for the sentence (the matcher's mentions of a
+  drug kind, ``schemas.drugs.DRUG_KINDS``) against the gold mentions, one-to-one by character overlap.
 * **Selection.** The share of sentences that are candidates (sent to the model) and the share of
   gold combinations that sit in a candidate sentence (the selector's recall ceiling).
 
