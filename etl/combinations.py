@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from schemas.drugs import DRUG_KINDS
 from schemas.extraction import COMBINATION_DRUGS, COMBINATIONS, EXTRACTION_ERRORS
 
 Normalizer = Callable[[str], dict[str, Any]]
@@ -67,8 +68,11 @@ def _drug_entries(drug: dict[str, Any], normalizer: Normalizer, mentions=None) -
         "via_regimen": None,
     }
     norm = normalizer(name) or {}
+    mention = _overlapping_mention(drug, mentions)
+    # the matcher's reading of the sentence decides what the name is (an abbreviation the abstract defines
+    # as a lipid is not the drug of the same letters); a name on no mention, the KB's
+    base["kind"] = mention.get("kind") if mention is not None and mention.get("kind") else norm.get("kind")
     if norm.get("id") is None:
-        mention = _overlapping_mention(drug, mentions)
         if mention is not None:
             via = normalizer(mention.get("preferred_name") or mention.get("surface") or "") or {}
             norm = via if via.get("id") else {"id": mention["id"], "preferred_name": mention.get("preferred_name"),
@@ -87,6 +91,7 @@ def _drug_entries(drug: dict[str, Any], normalizer: Normalizer, mentions=None) -
                     "normalized": comp.get("id") is not None,
                     "matched_by": comp.get("matched_by"),
                     "via_regimen": norm.get("preferred_name") or name,
+                    "kind": comp.get("kind") or base["kind"],
                 }
             )
         return entries
@@ -101,6 +106,27 @@ def _drug_entries(drug: dict[str, Any], normalizer: Normalizer, mentions=None) -
             "matched_by": norm.get("matched_by") or "unnormalized",
         }
     ]
+
+
+def is_drug_member(entry: dict[str, Any]) -> bool:
+    """Whether a normalized drug of a relation counts as a drug of the combination.
+
+    Known non-drugs are left out: a class ("anthracyclines", not a specific drug: DrugComb's entities are
+    drugs), another substance or a non-drug ("iron", "coenzyme A", "prostate-specific antigen"). A name
+    the KB does not know (kind None: a new research compound, a misspelling) is kept, so an unknown drug
+    is never lost; its row says ``all_normalized = false``.
+    """
+    kind = entry.get("kind")
+    return kind is None or kind in DRUG_KINDS
+
+
+def drug_members(drugs: list[dict[str, Any]], normalizer: Normalizer, mentions=None
+                 ) -> tuple[list[dict[str, Any]], list[str]]:
+    """(normalized drug members, names left out as known non-drugs) of one parsed relation's drugs."""
+    entries = [entry for d in drugs for entry in _drug_entries(d, normalizer, mentions)]
+    kept = [e for e in entries if is_drug_member(e)]
+    dropped = [e["surface"] for e in entries if not is_drug_member(e)]
+    return kept, list(dict.fromkeys(dropped))
 
 
 def combination_id(extraction_key: str, relation_index: int) -> str:
@@ -132,16 +158,14 @@ def build_combination_tables(
             label = relation.get("label")
             if label not in LABELS:
                 continue  # NO_COMB: nothing to store beyond the extraction row
-            drugs = [
-                entry
-                for d in relation.get("drugs") or []
-                for entry in _drug_entries(d, normalizer, row.get("mentions"))
-            ]
+            drugs, non_drugs = drug_members(relation.get("drugs") or [], normalizer, row.get("mentions"))
             set_ids = sorted({d["canonical_id"] for d in drugs})
             if len(set_ids) < 2:
-                errors.append(
-                    _error(row, "normalize", f"relation {index} ({label}) has fewer than two distinct drugs: {set_ids}")
-                )
+                left_out = f"; not drugs: {', '.join(non_drugs)}" if non_drugs else ""
+                errors.append(_error(
+                    row, "normalize",
+                    f"relation {index} ({label}) has fewer than two distinct drugs: {set_ids}{left_out}",
+                ))
                 continue
             cid = combination_id(row["extraction_key"], index)
             set_key = " + ".join(set_ids)
@@ -159,6 +183,7 @@ def build_combination_tables(
                     "all_normalized": all(d["normalized"] for d in drugs),
                     "reasoning": row.get("think"),
                     "parse_status": row.get("parse_status"),
+                    "non_drugs": non_drugs,
                     **prov,
                 }
             )
@@ -173,7 +198,7 @@ def build_combination_tables(
                         "drug_set_key": set_key,
                         "position": position,
                         **{k: d[k] for k in ("surface", "start", "end", "grounded", "canonical_id")},
-                        **{k: d[k] for k in ("preferred_name", "is_class", "normalized", "via_regimen")},
+                        **{k: d[k] for k in ("preferred_name", "is_class", "normalized", "via_regimen", "kind")},
                         **prov,
                     }
                 )

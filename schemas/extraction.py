@@ -24,6 +24,7 @@ COMBINATION_DRUG = pa.struct(
         pa.field("normalized", pa.bool_()),
         pa.field("matched_by", pa.string()),
         pa.field("via_regimen", pa.string()),  # set when this drug is a component of a named regimen
+        pa.field("kind", pa.string()),  # schemas.drugs.KINDS of the mention it sits on, else of its KB entry
     ]
 )
 
@@ -106,6 +107,9 @@ COMBINATIONS = pa.schema(
         pa.field("all_normalized", pa.bool_()),
         pa.field("reasoning", pa.string()),
         pa.field("parse_status", pa.string()),
+        # names the model put in this relation that are known not to be drugs (a class, another
+        # substance, a non-drug: "iron", "prostate-specific antigen"); left out of the drug set
+        pa.field("non_drugs", pa.list_(pa.string())),
     ]
     + _PROVENANCE
 )
@@ -128,6 +132,7 @@ COMBINATION_DRUGS = pa.schema(
         pa.field("is_class", pa.bool_()),
         pa.field("normalized", pa.bool_()),
         pa.field("via_regimen", pa.string()),
+        pa.field("kind", pa.string()),
     ]
     + _PROVENANCE
 )

@@ -142,3 +142,54 @@ def test_name_the_kb_lacks_is_resolved_through_the_matcher_mention_it_sits_on():
     row["mentions"] = [{"start": 0, "end": 3, "surface": "CZP", "id": "DB08904", "preferred_name": "x", "is_class": False}]
     _, drugs, _ = run([row])
     assert next(d for d in drugs.to_pylist() if d["surface"] == "CZP")["canonical_id"] == "name:czp"
+
+
+KINDED = {
+    "iron": {"id": "UNII:IRON", "preferred_name": "Iron", "kind": "other_substance"},
+    "sulfur": {"id": "UNII:SULFUR", "preferred_name": "Sulfur", "kind": "other_substance"},
+    "prostate-specific antigen": {"id": "MESH:PSA", "preferred_name": "Prostate-Specific Antigen", "kind": "not_drug"},
+    "anthracyclines": {"id": "CLASS:anthracyclines", "preferred_name": "Anthracyclines", "is_class": True,
+                       "kind": "class"},
+    "cisplatin": {"id": "DB00515", "preferred_name": "Cisplatin", "kind": "drug"},
+    "alg": {"id": "DB:GAVISCON", "preferred_name": "Gaviscon", "kind": "drug"},
+}
+
+
+def kinded_normalize(name: str) -> dict:
+    hit = KINDED.get(name.lower())
+    return {"is_class": False, "components": [], "matched_by": "exact", **hit} if hit else fake_normalize(name)
+
+
+@pytest.mark.parametrize("names,mention_kind,set_ids,non_drugs,error", [
+    # two known non-drugs: no combination, an error row that says why
+    (("iron", "sulfur"), None, None, None, "not drugs: iron, sulfur"),
+    # a drug with a class and a biomarker: one drug left, not a combination
+    (("cisplatin", "anthracyclines", "prostate-specific antigen"), None, None, None,
+     "not drugs: anthracyclines, prostate-specific antigen"),
+    # two drugs and a biomarker: the drugs form the combination, the biomarker is recorded as left out
+    (("cisplatin", "gemcitabine", "prostate-specific antigen"), None, ["DB00441", "DB00515"],
+     ["prostate-specific antigen"], None),
+    # a name the KB does not know stays a member (never lose an unknown drug)
+    (("cisplatin", "buforin II"), None, ["DB00515", "name:buforin ii"], [], None),
+    # the sentence's mention decides: "ALG" defined in the abstract as alginate is not the drug "ALG"
+    (("ALG", "cisplatin"), "other_substance", None, None, "not drugs: ALG"),
+    (("ALG", "cisplatin"), "drug", ["DB00515", "DB:GAVISCON"], [], None),
+])
+def test_known_non_drugs_are_left_out_of_the_set(names, mention_kind, set_ids, non_drugs, error):
+    # each name at its own offsets (one after the other, a space apart)
+    drugs, at = [], 0
+    for n in names:
+        drugs.append({"name": n, "start": at, "end": at + len(n), "grounded": True})
+        at += len(n) + 1
+    row = extraction("k1", [{"label": "POS", "drugs": drugs}])
+    if mention_kind:  # the matcher's mention on "ALG" (offsets 0..3), with its kind in this sentence
+        row["mentions"] = [{"start": 0, "end": 3, "surface": "ALG", "id": "DB:GAVISCON", "preferred_name": "Gaviscon",
+                            "is_class": False, "kind": mention_kind}]
+    combos, drugs, errors = build_combination_tables(pa.Table.from_pylist([row], schema=EXTRACTIONS), kinded_normalize)
+    if error:
+        assert combos.num_rows == 0
+        assert errors.to_pylist()[0]["reason"].endswith(error)
+    else:
+        (combo,) = combos.to_pylist()
+        assert (combo["drug_set_ids"], combo["non_drugs"]) == (set_ids, non_drugs)
+        assert {d["canonical_id"] for d in drugs.to_pylist()} == set(set_ids)

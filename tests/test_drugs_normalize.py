@@ -6,7 +6,7 @@ import pytest
 
 from etl.drugs import normalize
 
-KEYS = {"name", "id", "preferred_name", "ids", "is_class", "components", "matched_by"}
+KEYS = {"name", "id", "preferred_name", "ids", "is_class", "kind", "components", "matched_by"}
 
 
 @pytest.mark.parametrize(

@@ -154,3 +154,18 @@ def test_two_mentions_of_one_drug_are_one_member(dev):
     scores = score_sentences([s3], pred)["combinations"]
     assert scores["any_exact"]["precision"] == 1.0 and scores["any_exact"]["recall"] == 0.5
     assert scores["typed_exact"]["precision"] == 1.0
+
+
+def test_relations_are_scored_as_the_sweep_stores_them():
+    """Known non-drugs leave a predicted set before scoring, as in the combinations stage."""
+    from model.evaluation.run import stored_relations
+
+    sentence = "Iron and sulfur with cisplatin plus gemcitabine."
+    mentions = [{"start": 0, "end": 4, "surface": "Iron", "id": "x", "kind": "other_substance"},
+                {"start": 9, "end": 15, "surface": "sulfur", "id": "y", "kind": "other_substance"}]
+    parsed = [{"label": "POS", "drugs": [_drug("Iron", 0, 4), _drug("sulfur", 9, 15)]},
+              {"label": "POS", "drugs": [_drug("Iron", 0, 4), _drug("cisplatin", 21, 30),
+                                         _drug("gemcitabine", 36, 47)]}]
+    assert sentence[21:30] == "cisplatin" and sentence[36:47] == "gemcitabine"
+    stored = stored_relations(parsed, mentions)
+    assert [[d["name"] for d in r["drugs"]] for r in stored] == [[], ["cisplatin", "gemcitabine"]]

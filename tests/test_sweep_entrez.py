@@ -12,12 +12,12 @@ import datetime as dt
 import json
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
 
 from etl.config import load_config
 from etl.pubmed.entrez import parse_day
+from etl.warehouse import connect_readonly
 from jobs.cli import main
 from jobs.sweep import SweepConfig
 from tests.fakes.ncbi_server import FakeNcbi, articles_from_efetch_file
@@ -28,7 +28,7 @@ EMAIL, API_KEY, TOOL = "sweep-tests@example.org", "key-from-the-environment", "r
 
 
 def query(warehouse: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(warehouse / "warehouse.duckdb"), read_only=True) as con:
+    with connect_readonly(warehouse) as con:  # the views resolve relative to the warehouse
         return con.execute(sql).fetchall()
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
 
+from etl.warehouse import connect_readonly
 from jobs.cli import main
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -25,7 +25,7 @@ BASELINE_DIR = Path(__file__).parent / "data" / "sweep" / "baseline"
 
 
 def query(warehouse: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(warehouse / "warehouse.duckdb"), read_only=True) as con:
+    with connect_readonly(warehouse) as con:  # the views resolve relative to the warehouse
         return con.execute(sql).fetchall()
 
 

@@ -28,7 +28,7 @@ def _unnormalized(name) -> dict:
     return {
         "name": name, "id": None, "preferred_name": None,
         "ids": {"drugbank": None, "unii": None, "mesh": None},
-        "is_class": False, "components": [], "matched_by": "unnormalized",
+        "is_class": False, "kind": None, "components": [], "matched_by": "unnormalized",
     }
 
 
@@ -38,7 +38,7 @@ def _result(kb: DrugKB, name, entry_id: str, matched_by: str, _depth: int = 0) -
     return {
         "name": name, "id": e.id, "preferred_name": e.preferred_name,
         "ids": {"drugbank": e.drugbank, "unii": e.unii, "mesh": e.mesh},
-        "is_class": e.is_class, "components": comps, "matched_by": matched_by,
+        "is_class": e.is_class, "kind": e.kind, "components": comps, "matched_by": matched_by,
     }
 
 
@@ -68,7 +68,9 @@ def _lookup(kb: DrugKB, text: str) -> tuple[str, str] | None:
 
 
 def normalize(name: str, kb: DrugKB | None = None) -> dict:
-    """``{name, id, preferred_name, ids{drugbank,unii,mesh}, is_class, components, matched_by}``.
+    """``{name, id, preferred_name, ids{drugbank,unii,mesh}, is_class, kind, components, matched_by}``.
+
+    ``kind`` is the entry's ``schemas.drugs.KINDS`` value (None when unnormalized).
 
     ``matched_by``: "id", "preferred_name", "alias", "plural", "salt", "dose_stripped",
     "parenthesis", "mention" (one drug found inside a longer phrase), "code" (a research code outside

@@ -121,10 +121,26 @@ def sweep_view(record: dict, matcher) -> dict:
     return {"mentions": found[0]["mentions"], "is_candidate": found[0]["is_candidate"]}
 
 
+def stored_relations(parsed: Sequence[dict], mentions: Sequence[dict]) -> list[dict]:
+    """Parsed relations as the sweep stores them: only their drug members (``etl.combinations.drug_members``:
+    classes, other substances and non-drugs left out), each drug once."""
+    from etl.combinations import drug_members
+    from etl.drugs.normalize import normalize
+
+    out = []
+    for rel in parsed:
+        kept, _ = drug_members(rel.get("drugs") or [], normalize, mentions)
+        drugs = list({(d["surface"], d["start"], d["end"]): {"name": d["surface"], "start": d["start"],
+                                                              "end": d["end"]} for d in kept}.values())
+        out.append({**rel, "drugs": drugs})
+    return out
+
+
 def evaluate_sentences(records: Sequence[dict], runner, matcher, *, all_sentences: bool = False,
                        progress: bool = True) -> SentenceEvaluation:
     """The sweep over annotated sentences, scored: candidates (as the sweep selects them, or every
-    sentence with ``all_sentences``) go to the runner with their paragraph as context."""
+    sentence with ``all_sentences``) go to the runner with their paragraph as context, and their
+    relations are scored as the combinations stage stores them (``stored_relations``)."""
     from model.evaluation.sentences import score_sentences, sentence_errors
     from schemas.drugs import DRUG_KINDS
 
@@ -134,7 +150,8 @@ def evaluate_sentences(records: Sequence[dict], runner, matcher, *, all_sentence
     started = time.perf_counter()
     results = run_with_progress(runner, items, f"eval {runner.engine.model_id}", progress=progress)
     gen_s = time.perf_counter() - started
-    relations = {res["doc_id"]: res["parsed"] for res in results}
+    relations = {res["doc_id"]: stored_relations(res["parsed"], views[res["doc_id"]]["mentions"])
+                 for res in results}
     scores = score_sentences(records, relations,
                              mentions={k: [m for m in v["mentions"] if m.get("kind") in DRUG_KINDS]
                                        for k, v in views.items()},
