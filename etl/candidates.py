@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 
@@ -133,6 +133,29 @@ def _one_edit(a: str, b: str) -> bool:
     return short[k:] == long_[k + 1:]
 
 
+# a sentence that speaks of giving something: treatment, dosing, routes, supplementation
+_ADMINISTRATION_RE = re.compile(
+    r"\b(administ\w*|treat\w*|therap\w*|given|giv(?:e|es|ing)|dos(?:e|es|ed|ing|age)|inject\w*|infus\w*|"
+    r"supplement\w*|receiv\w*|regimens?|pretreat\w*|premedicat\w*|replacement|exogenous|combin\w*|plus|"
+    r"added|adjunct\w*|oral(?:ly)?|intravenous\w*|subcutaneous\w*|intramuscular\w*|topical\w*|"
+    r"mg|µg|μg|mcg|IU|i\.[vpm]\.|s\.c\.|p\.o\.)\b",
+    re.IGNORECASE,
+)
+
+
+def read_in_context(mentions, text: str, matcher) -> list:
+    """The mentions as read in this sentence: an endogenous drug entry (a hormone, cytokine, mediator or
+    nutrient the body makes: insulin, progesterone, glutathione) is a drug mention only where the sentence
+    speaks of giving something (``_ADMINISTRATION_RE``); elsewhere it names a level or a pathway ("serum
+    insulin and glucose") and is read as another substance, so it neither makes a candidate nor joins a
+    combination. The KB entry itself keeps its kind. Applied under ``SelectorConfig.endogenous_needs_cue``
+    (the one switch of the endogenous-drug policy)."""
+    if _ADMINISTRATION_RE.search(text):
+        return list(mentions)
+    return [replace(m, kind="other_substance") if m.kind in DRUG_KINDS and getattr(matcher.entry(m.id), "endogenous", False)
+            else m for m in mentions]
+
+
 SELECTOR_KINDS = ("drugs", "evidence")
 # a sentence that can state a co-administration: the cues of DrugComb's combination sentences
 _SENTENCE_CUE_RE = re.compile(
@@ -205,6 +228,8 @@ def sentence_rows(pmid: str, pmid_version: int, abstract: str | None, matcher, e
         text = abstract[start:end]
         if (defs and any(sf in text for sf in defs)) or (foreign and any(sf in text for sf in foreign)):
             mentions = matcher.find(text, evidence=evidence, abbreviations=defs, foreign=foreign)
+        if selector.endogenous_needs_cue:
+            mentions = read_in_context(mentions, text, matcher)
         decision = candidate_decision(mentions, matcher, text,
                                       endogenous_needs_cue=selector.endogenous_needs_cue)
         rows.append({

@@ -146,8 +146,8 @@ def decide(matcher, sentence, abstract=None):
         ("Patients received cisplatin plus paclitaxel.", (True, 2)),
         ("Herceptin and imatinib mesylate were combined.", (True, 2)),
         ("AZD9291 with PF-4708671 inhibited growth.", (True, 2)),
-        # hormones are drugs, but two endogenous ones alone ("levels") need a co-administration cue
-        ("Serum estradiol and testosterone were measured.", (False, 2)),
+        # hormones are drugs, but where nothing is given they name levels (read as other substances)
+        ("Serum estradiol and testosterone were measured.", (False, 0)),
         ("Estradiol combined with progesterone was given.", (True, 2)),
         ("Insulin glargine and metformin were given.", (True, 2)),
         # one drug named twice: an entry and the entry named by its first word
@@ -298,3 +298,18 @@ def test_selector_config_is_validated():
     table = pa.table({"pmid": ["1"], "pmid_version": pa.array([1], pa.int32()), "abstract": ["x"]})
     with pytest.raises(ValueError, match="selector"):
         sentence_table(table, selector=SelectorConfig(kind="nope"))
+
+
+@pytest.mark.parametrize("text,name,kind", [
+    ("Serum insulin and glucose were higher in the early group.", "insulin", "other_substance"),
+    ("Patients were treated with insulin and metformin.", "insulin", "drug"),
+    ("The impact of resistin on progesterone secretion was determined.", "progesterone", "other_substance"),
+    ("Estradiol 2 mg daily was given for 12 weeks.", "Estradiol", "drug"),
+    ("Insulin glargine was administered subcutaneously.", "Insulin glargine", "drug"),
+    ("Metformin lowered glucose.", "Metformin", "drug"),  # not endogenous: read as a drug anywhere
+])
+def test_endogenous_drugs_are_drugs_only_where_something_is_given(matcher, text, name, kind):
+    from etl.candidates import read_in_context
+
+    mentions = read_in_context(matcher.find(text), text, matcher)
+    assert {m.surface: m.kind for m in mentions}[name] == kind
