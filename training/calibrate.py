@@ -89,6 +89,112 @@ def calibrate_adapter(adapter: Path, *, model: str | None = None, batch_size: in
     return decision
 
 
+# --- the confidence of combination rows (model.confidence) -------------------------------------------
+
+
+def relation_outcomes(record: dict, result: dict) -> list[dict]:
+    """Per parsed relation of one dev sentence: its label, raw score and whether it is right.
+
+    A relation is right when its drug set is exactly a gold set of the sentence (any label): every
+    drug it names resolves to an annotated mention and the resolved set equals a gold set.
+    """
+    from model.confidence import combination_score, logprobs_from_rows
+    from model.evaluation.drugcomb import gold_relations, names_to_span_ids
+
+    gold_sets = {tuple(g.drugs) for g in gold_relations(record)}
+    evidence = result.get("relation_evidence") or [{}] * len(result["parsed"])
+    out = []
+    for index, (relation, ev) in enumerate(zip(result["parsed"], evidence)):
+        ids, unresolved = names_to_span_ids(relation.get("drugs", []), record)
+        logprobs = logprobs_from_rows(ev.get("label_logprobs"))
+        out.append({"doc_id": record["doc_id"], "relation_index": index, "label": relation["label"],
+                    "drugs": [d.get("name") for d in relation.get("drugs", [])],
+                    "score": combination_score(logprobs), "logprobs": logprobs,
+                    "correct": not unresolved and len(ids) >= 2 and tuple(sorted(ids)) in gold_sets})
+    return out
+
+
+def collect_confidence_scores(adapter: Path, *, batch_size: int = 16, max_new_tokens: int = 128,
+                              dev_limit: int | None = None) -> list[dict]:
+    """Run the adapter as a sweep runs it (its shipped label priors on) over its dev split; one row per
+    relation written (see ``relation_outcomes``)."""
+    from model.embedded import BUNDLED_ADAPTERS
+    from model.engines.base import EngineConfig, SamplingConfig
+    from model.engines.transformers_engine import TransformersEngine
+    from model.evaluation.run import drugcomb_items, run_with_progress
+    from training.data import DataConfig, load_splits
+    from training.evaluate import dev_runner
+
+    provenance = _provenance(adapter)
+    data = from_dict(DataConfig, provenance.get("config", {}).get("data", {}))
+    if dev_limit:
+        data.dev_limit = dev_limit
+    data.validate()
+    dev = load_splits(data).dev
+    if not dev:
+        raise ValueError("the adapter's training config holds out no dev split (data.dev_fraction = 0)")
+    bundled = {str(folder.resolve()): name for name, (_, folder) in BUNDLED_ADAPTERS.items()}
+    if str(adapter.resolve()) in bundled:
+        engine_config = EngineConfig(model=bundled[str(adapter.resolve())])
+    else:
+        base = provenance.get("config", {}).get("model", {}).get("name_or_path", "embedded")
+        engine_config = EngineConfig(model=base, adapter_path=str(adapter),
+                                     label_bias=(provenance.get("decision") or {}).get("label_bias") or {})
+    engine_config.batch_size = batch_size
+    engine_config.sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
+    engine_config.validate()
+    engine = TransformersEngine(engine_config)
+    runner = dev_runner(engine, data, dev)
+    records = [r.raw for r in dev]
+    results = run_with_progress(runner, drugcomb_items(records), f"confidence {engine.model_id}")
+    return [row for rec, res in zip(records, results) for row in relation_outcomes(rec, res)]
+
+
+def fit_confidence(rows: list[dict], *, method: str = "platt", bins: int = 5) -> tuple:
+    """(calibration, report) from relation rows; rows without a score (no slot aligned) are counted."""
+    from model.confidence import expected_calibration_error, fit_isotonic, fit_platt, reliability_table
+
+    pairs = [(r["score"], bool(r["correct"])) for r in rows if r["score"] is not None]
+    fit = {"platt": fit_platt, "isotonic": fit_isotonic}[method]
+    calibration = fit(pairs)
+    calibrated = [(calibration.apply(s), y) for s, y in pairs]
+    report = {
+        "relations": len(rows), "scored": len(pairs), "unscored": len(rows) - len(pairs),
+        "accuracy": sum(1 for _, y in pairs if y) / len(pairs),
+        "reliability_raw": reliability_table(pairs, bins),
+        "reliability_calibrated": reliability_table(calibrated, bins),
+        "ece_raw": expected_calibration_error(pairs, bins),
+        "ece_calibrated": expected_calibration_error(calibrated, bins),
+    }
+    return calibration, report
+
+
+def calibrate_confidence(adapter: Path, *, scores: Path, from_scores: bool = False, method: str = "platt",
+                         batch_size: int = 16, max_new_tokens: int = 128, dev_limit: int | None = None,
+                         write: bool = True) -> dict:
+    """Collect (or read back) the dev relations' raw scores, fit the map, store it with the adapter."""
+    from dataclasses import replace as dc_replace
+
+    from model.confidence import write_confidence_calibration
+
+    if from_scores:
+        rows = [json.loads(line) for line in scores.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        rows = collect_confidence_scores(adapter, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                         dev_limit=dev_limit)
+        scores.parent.mkdir(parents=True, exist_ok=True)
+        scores.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        log.info("wrote %d dev relations' raw scores to %s", len(rows), scores)
+    calibration, report = fit_confidence(rows, method=method)
+    calibration = dc_replace(calibration, fitted_on={
+        **calibration.fitted_on, "split": "DrugComb dev split of the adapter's training record",
+        "correct": "drug set equals a gold set exactly (any label)", "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    if write:
+        path = write_confidence_calibration(adapter, calibration, {"report": report})
+        log.info("wrote %s", path)
+    return {**calibration.as_dict(), "report": report}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", type=Path, required=True, help="adapter folder holding rexdrug_training.json")
@@ -97,8 +203,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--dev-limit", type=int, help="only the first N dev sentences (quick checks)")
     parser.add_argument("--dry-run", action="store_true", help="print the decision, do not write it")
+    parser.add_argument("--confidence", action="store_true",
+                        help="fit the combination-confidence map (model.confidence) instead of the label priors")
+    parser.add_argument("--scores", type=Path, default=Path("runs/confidence_dev_scores.jsonl"),
+                        help="--confidence: where the dev relations' raw scores are written (or read)")
+    parser.add_argument("--from-scores", action="store_true", help="--confidence: refit from --scores, no generation")
+    parser.add_argument("--method", choices=["platt", "isotonic"], default="platt")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if args.confidence:
+        try:
+            out = calibrate_confidence(args.adapter, scores=args.scores, from_scores=args.from_scores,
+                                       method=args.method, batch_size=args.batch_size,
+                                       max_new_tokens=args.max_new_tokens, dev_limit=args.dev_limit,
+                                       write=not args.dry_run)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return 2
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
     try:
         decision = calibrate_adapter(args.adapter, model=args.model, batch_size=args.batch_size,
                                      max_new_tokens=args.max_new_tokens, dev_limit=args.dev_limit,
