@@ -142,6 +142,10 @@ class SweepConfig:
     max_candidates: int | None = None  # cap per run (the demo uses it); None: all
     master: str | None = None
     build_kb: bool = True
+    # Combination rows below this confidence do not count in the KB the sweep builds (etl.kb's
+    # min_confidence_sql, the one filter).  0.0 keeps every row, rows without a confidence too; the
+    # default is to be chosen for precision on the real-PubMed dev set (issue 17), until then 0.0.
+    min_confidence: float = 0.0
 
     def validate(self) -> None:
         if self.source not in ("files", "entrez", "demo"):
@@ -158,6 +162,9 @@ class SweepConfig:
             raise ValueError("batch_size must be >= 1")
         if self.max_candidates is not None and self.max_candidates < 0:
             raise ValueError("max_candidates must be >= 0")
+        from etl.kb import validate_min_confidence
+
+        validate_min_confidence(self.min_confidence)
         self.engine.validate()
         self.prompt.validate()
 
@@ -328,6 +335,8 @@ def build_runner(engine_cfg: EngineConfig, prompt_cfg: PromptConfig):
 
 def extraction_rows(candidates: list[dict[str, Any]], runner, run_id: str) -> list[dict[str, Any]]:
     """Run the model over candidate rows; an engine failure becomes an error on each row, not a crash."""
+    from model.confidence import relations_with_evidence
+
     items = [
         # no "hints" key: the runner derives them from the matcher exactly as training did
         {"sentence": c["sentence_text"], "context": c.get("context") or ""}
@@ -341,7 +350,7 @@ def extraction_rows(candidates: list[dict[str, Any]], runner, run_id: str) -> li
         results = [{"error": f"{type(exc).__name__}: {exc}"} for _ in items]
     rows = []
     for cand, res in zip(candidates, results, strict=True):
-        relations = res.get("parsed") or []
+        relations = relations_with_evidence(res)  # parsed relations + label log-probs and confidence
         if res.get("parse_status") in ("engine_error", "input_error"):
             res = {**res, "error": f"{res['parse_status']}: {res.get('parse_reason')}"}
         rows.append(

@@ -27,10 +27,17 @@ COMBINATION_DRUG = pa.struct(
     ]
 )
 
+# The model's unbiased log-probability of each answer label (first token) at a relation's type slot.
+LABEL_LOGPROB = pa.struct([pa.field("label", pa.string()), pa.field("logprob", pa.float64())])
+
 # The relation as parsed from the completion (before normalization), kept for audit and re-scoring.
 PARSED_RELATION = pa.struct(
     [
         pa.field("label", pa.string()),
+        # the label distribution at the slot the relation was written at (null: the engine reports
+        # none, e.g. rules, vLLM, OpenAI) and the confidence derived from it (model.confidence)
+        pa.field("label_logprobs", pa.list_(LABEL_LOGPROB)),
+        pa.field("confidence", pa.float64()),
         pa.field(
             "drugs",
             pa.list_(
@@ -96,6 +103,9 @@ COMBINATIONS = pa.schema(
         pa.field("all_normalized", pa.bool_()),
         pa.field("reasoning", pa.string()),
         pa.field("parse_status", pa.string()),
+        # in [0, 1]: the calibrated probability that the drug set is right, from the extraction
+        # row's relation (model.confidence); null when the engine gives none (vLLM, OpenAI-compatible)
+        pa.field("confidence", pa.float64()),
     ]
     + _PROVENANCE
 )

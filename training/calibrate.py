@@ -150,6 +150,30 @@ def collect_confidence_scores(adapter: Path, *, batch_size: int = 16, max_new_to
     return [row for rec, res in zip(records, results) for row in relation_outcomes(rec, res)]
 
 
+def rule_accuracy(adapter: Path, kinds: tuple[str, ...] = ("rule_all_drugs", "rule_cue")) -> dict[str, dict]:
+    """Share of each rule's relations on the adapter's dev split that are right (``relation_outcomes``):
+    how the rules' constant confidences (``model.engines.rules.RULE_CONFIDENCE``) were measured."""
+    from etl.drugs import default_matcher
+    from model.engines import create_engine
+    from model.engines.base import EngineConfig
+    from model.evaluation.run import drugcomb_items
+    from model.extraction import ExtractionRunner
+    from training.data import DataConfig, load_splits
+
+    data = from_dict(DataConfig, _provenance(adapter).get("config", {}).get("data", {}))
+    data.validate()
+    records = [r.raw for r in load_splits(data).dev]
+    matcher = default_matcher()
+    out = {}
+    for kind in kinds:
+        runner = ExtractionRunner(create_engine(EngineConfig(kind=kind), matcher=matcher), data.prompt, matcher=matcher)
+        rows = [row for rec, res in zip(records, runner.run(drugcomb_items(records)))
+                for row in relation_outcomes(rec, res)]
+        right = sum(1 for r in rows if r["correct"])
+        out[kind] = {"relations": len(rows), "right": right, "accuracy": right / len(rows) if rows else None}
+    return out
+
+
 def fit_confidence(rows: list[dict], *, method: str = "platt", bins: int = 5) -> tuple:
     """(calibration, report) from relation rows; rows without a score (no slot aligned) are counted."""
     from model.confidence import expected_calibration_error, fit_isotonic, fit_platt, reliability_table

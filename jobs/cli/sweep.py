@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     summary = run_sweep(config)
     result = summary.as_dict()
     if config.build_kb:
-        kb = build_and_store_kb(config.warehouse)
+        kb = build_and_store_kb(config.warehouse, min_confidence=config.min_confidence)
         result["kb_drug_sets"] = kb.num_rows
     json.dump(result, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
