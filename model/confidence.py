@@ -272,10 +272,15 @@ def slots_of_relations(relations, raw_answer, slot_records: Sequence[Mapping] | 
 
 
 def logprobs_rows(logprobs: Mapping[str, float] | None) -> list[dict] | None:
-    """A slot's log-probabilities as stored on the extraction row: [{label, logprob}] in LABELS order."""
+    """A slot's log-probabilities as stored on the extraction row: [{label, logprob}] in LABELS order.
+
+    An impossible label (-inf, e.g. masked by constrained decoding) is stored as null, so rows stay
+    strict JSON; reading back, a null label counts as impossible again (``label_distribution``).
+    """
     if logprobs is None:
         return None
-    return [{"label": label, "logprob": float(logprobs[label])} for label in LABELS if label in logprobs]
+    return [{"label": label, "logprob": float(logprobs[label]) if math.isfinite(logprobs[label]) else None}
+            for label in LABELS if label in logprobs]
 
 
 def logprobs_from_rows(rows: Sequence[Mapping] | None) -> dict[str, float] | None:

@@ -142,3 +142,19 @@ def test_name_the_kb_lacks_is_resolved_through_the_matcher_mention_it_sits_on():
     row["mentions"] = [{"start": 0, "end": 3, "surface": "CZP", "id": "DB08904", "preferred_name": "x", "is_class": False}]
     _, drugs, _ = run([row])
     assert next(d for d in drugs.to_pylist() if d["surface"] == "CZP")["canonical_id"] == "name:czp"
+
+
+@pytest.mark.parametrize("given, stored", [
+    (0.73, 0.73), (0.0, 0.0), (1.0, 1.0),
+    (None, None),  # engines without one (vLLM, OpenAI-compatible), old rows
+    (1.3, None), (-0.2, None), (float("nan"), None),  # not a probability: never passes a threshold
+])
+def test_combination_rows_carry_the_relations_confidence(given, stored):
+    relation = {"label": "POS", "confidence": given, "label_logprobs": None, "drugs": [
+        {"name": "Gemcitabine", "start": 0, "end": 11, "grounded": True},
+        {"name": "nab-paclitaxel", "start": 17, "end": 31, "grounded": True}]}
+    combos, _, errors = build_combination_tables(
+        pa.Table.from_pylist([extraction("k1", [relation])], schema=EXTRACTIONS), fake_normalize)
+    assert errors.num_rows == 0
+    got = combos.column("confidence").to_pylist()
+    assert got == [stored] if stored is None else got == [pytest.approx(stored)]

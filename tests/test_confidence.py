@@ -135,6 +135,9 @@ def test_logprob_rows_round_trip():
     rows = logprobs_rows(lp)
     assert [r["label"] for r in rows] == ["POS", "COMB", "NEG", "NO_COMB"]
     assert logprobs_from_rows(rows) == lp and logprobs_rows(None) is None and logprobs_from_rows(None) is None
+    masked = logprobs_rows({**lp, "NO_COMB": -math.inf})
+    assert masked[3] == {"label": "NO_COMB", "logprob": None}
+    assert combination_score(logprobs_from_rows(masked)) == 1.0
 
 
 # --- which slot belongs to which relation ----------------------------------------------------------
@@ -264,8 +267,44 @@ def test_runner_rows_carry_one_distribution_per_relation(tiny, monkeypatch):
     evidence = rows[0]["relation_evidence"]
     assert len(evidence) == len(rows[0]["parsed"]) == 2
     for ev, rec in zip(evidence, engine.last_slot_records[0]):
-        assert logprobs_from_rows(ev["label_logprobs"]) == rec["logprobs"]
+        # masked labels (-inf) are stored as null and read back as absent, i.e. impossible again
+        assert logprobs_from_rows(ev["label_logprobs"]) == {k: v for k, v in rec["logprobs"].items() if math.isfinite(v)}
+        assert combination_score(logprobs_from_rows(ev["label_logprobs"])) == combination_score(rec["logprobs"])
         # constrained decoding masks all but the forced token before the recorder: the constrained
         # distribution puts all mass on the written combination label, so the raw score is 1
         assert combination_score(rec["logprobs"]) == 1.0
         assert ev["confidence"] == pytest.approx(1.0, abs=1e-5)  # the identity map clips at 1 - 1e-6
+
+
+# --- engines without a model distribution -------------------------------------------------------------
+
+def test_rules_have_one_documented_constant_each_and_other_engines_none():
+    from model.engines.base import Engine
+    from model.engines.rules import RULE_CONFIDENCE, RULES
+
+    assert set(RULE_CONFIDENCE) == set(RULES)
+    for kind, cls in RULES.items():
+        value = cls(matcher=object()).relation_confidence(None)
+        assert value == RULE_CONFIDENCE[kind] and (value is None or 0.0 < value < 1.0)
+    # the default for engines that report no log-probabilities (vLLM, OpenAI-compatible)
+    assert Engine.relation_confidence(object(), {"POS": -0.1}) is None
+
+
+def test_sweep_rows_carry_relation_confidence_and_the_threshold_is_validated():
+    from jobs.sweep import SweepConfig, extraction_rows
+
+    class FakeRunner:
+        def run(self, items):
+            return [{"raw_output": TWO, "parse_status": "ok", "parse_reason": "",
+                     "parsed": [{"label": "POS", "drugs": []}, {"label": "COMB", "drugs": []}],
+                     "relation_evidence": [{"label_logprobs": [{"label": "POS", "logprob": -0.2}], "confidence": 0.6},
+                                           {"label_logprobs": None, "confidence": None}]} for _ in items]
+
+    cand = {"extraction_key": "k", "pmid": "1", "pmid_version": 1, "sentence_index": 0, "sentence_start": 0,
+            "sentence_end": 5, "sentence_text": "x y z", "text_hash": "h", "model_id": "m", "prompt_version": "p"}
+    (row,) = extraction_rows([cand], FakeRunner(), "run")
+    assert [(r["label"], r["confidence"]) for r in row["relations"]] == [("POS", 0.6), ("COMB", None)]
+    assert row["relations"][0]["label_logprobs"] == [{"label": "POS", "logprob": -0.2}]
+    assert SweepConfig().min_confidence == 0.0
+    with pytest.raises(ValueError, match="min_confidence"):
+        SweepConfig(source="demo", min_confidence=1.2).validate()

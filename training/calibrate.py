@@ -115,7 +115,8 @@ def relation_outcomes(record: dict, result: dict) -> list[dict]:
 
 
 def collect_confidence_scores(adapter: Path, *, batch_size: int = 16, max_new_tokens: int = 128,
-                              dev_limit: int | None = None) -> list[dict]:
+                              dev_limit: int | None = None, cache: str = "dynamic",
+                              threads: int | None = None) -> list[dict]:
     """Run the adapter as a sweep runs it (its shipped label priors on) over its dev split; one row per
     relation written (see ``relation_outcomes``)."""
     from model.embedded import BUNDLED_ADAPTERS
@@ -141,6 +142,7 @@ def collect_confidence_scores(adapter: Path, *, batch_size: int = 16, max_new_to
         engine_config = EngineConfig(model=base, adapter_path=str(adapter),
                                      label_bias=(provenance.get("decision") or {}).get("label_bias") or {})
     engine_config.batch_size = batch_size
+    engine_config.cache, engine_config.threads = cache, threads
     engine_config.sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
     engine_config.validate()
     engine = TransformersEngine(engine_config)
@@ -195,7 +197,7 @@ def fit_confidence(rows: list[dict], *, method: str = "platt", bins: int = 5) ->
 
 def calibrate_confidence(adapter: Path, *, scores: Path, from_scores: bool = False, method: str = "platt",
                          batch_size: int = 16, max_new_tokens: int = 128, dev_limit: int | None = None,
-                         write: bool = True) -> dict:
+                         cache: str = "dynamic", threads: int | None = None, write: bool = True) -> dict:
     """Collect (or read back) the dev relations' raw scores, fit the map, store it with the adapter."""
     from dataclasses import replace as dc_replace
 
@@ -205,7 +207,7 @@ def calibrate_confidence(adapter: Path, *, scores: Path, from_scores: bool = Fal
         rows = [json.loads(line) for line in scores.read_text(encoding="utf-8").splitlines() if line.strip()]
     else:
         rows = collect_confidence_scores(adapter, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                         dev_limit=dev_limit)
+                                         dev_limit=dev_limit, cache=cache, threads=threads)
         scores.parent.mkdir(parents=True, exist_ok=True)
         scores.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         log.info("wrote %d dev relations' raw scores to %s", len(rows), scores)
@@ -233,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="--confidence: where the dev relations' raw scores are written (or read)")
     parser.add_argument("--from-scores", action="store_true", help="--confidence: refit from --scores, no generation")
     parser.add_argument("--method", choices=["platt", "isotonic"], default="platt")
+    parser.add_argument("--cache", choices=["dynamic", "static"], default="dynamic",
+                        help="--confidence: KV cache of the generation (static is faster on CPU)")
+    parser.add_argument("--threads", type=int, help="--confidence: torch CPU threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     if args.confidence:
@@ -240,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             out = calibrate_confidence(args.adapter, scores=args.scores, from_scores=args.from_scores,
                                        method=args.method, batch_size=args.batch_size,
                                        max_new_tokens=args.max_new_tokens, dev_limit=args.dev_limit,
-                                       write=not args.dry_run)
+                                       cache=args.cache, threads=args.threads, write=not args.dry_run)
         except ValueError as exc:
             log.error("%s", exc)
             return 2
