@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 EXPORT_FORMATS = ("parquet", "csv", "jsonl")
 
 
-
 def validate_min_confidence(value: float) -> float:
     """A minimum confidence is a number in [0, 1] (configuration error otherwise)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \

@@ -8,6 +8,14 @@ prompt and the seeded dev split, generates once over the dev split (``model.cali
 label priors, checks them with a real biased run on the same split, and writes them under ``decision``
 in ``rexdrug_training.json``: the transformers engine applies them whenever the adapter is loaded as a
 bundled model (``engine.label_bias`` overrides; ``{}`` switches them off).  The summary goes to stdout.
+
+    python -m training.calibrate --adapter model/adapters/rexdrug-smol --confidence --cache static
+
+fits the combination-confidence map instead (``model.confidence``): one run over the dev split as a
+sweep runs the adapter (its label priors on), one (raw score, right?) pair per relation written (right:
+its drug set is exactly a gold set), the raw scores saved to ``--scores`` (runs/, not committed), a
+Platt map (or ``--method isotonic``) written to the adapter's ``confidence_calibration.json`` with
+its reliability table.  ``--from-scores`` refits from a saved file without generating.
 """
 
 from __future__ import annotations

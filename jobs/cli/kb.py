@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.kb_command == "export":
         fmt = args.format or args.output.suffix.lstrip(".").replace("json", "jsonl").replace("jsonll", "jsonl")
         export_kb(table, args.output, fmt)
-    json.dump({"drug_sets": table.num_rows, "warehouse": str(args.warehouse)}, sys.stdout)
+    json.dump({"drug_sets": table.num_rows, "warehouse": str(args.warehouse),
+               "min_confidence": args.min_confidence}, sys.stdout)
     sys.stdout.write("\n")
     return 0
