@@ -308,3 +308,16 @@ def test_sweep_rows_carry_relation_confidence_and_the_threshold_is_validated():
     assert SweepConfig().min_confidence == 0.0
     with pytest.raises(ValueError, match="min_confidence"):
         SweepConfig(source="demo", min_confidence=1.2).validate()
+
+
+def test_refitting_the_confidence_map_keeps_the_adapter_model_id(tmp_path):
+    """The map changes no output, so the sweep's incremental key (model id) must not change with it."""
+    from model.engines.base import _adapter_fingerprint
+
+    (tmp_path / "adapter_config.json").write_text('{"r": 8}')
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"weights")
+    before = _adapter_fingerprint(str(tmp_path))
+    write_confidence_calibration(tmp_path, IDENTITY)
+    assert _adapter_fingerprint(str(tmp_path)) == before
+    (tmp_path / "rexdrug_training.json").write_text("{}")  # the training record (label priors) does count
+    assert _adapter_fingerprint(str(tmp_path)) != before

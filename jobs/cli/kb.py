@@ -27,23 +27,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from etl.kb import export_kb
+    from etl.kb import export_kb, validate_min_confidence
     from jobs.kb import build_and_store_kb
-
-    from etl.kb import validate_min_confidence
+    from jobs.sweep import SweepConfig
 
     if not (args.warehouse / "warehouse.duckdb").exists() and not args.warehouse.is_dir():
         raise ValueError(f"no warehouse at {args.warehouse} (run `rexdrug sweep` first)")
-    if args.min_confidence is not None:
-        validate_min_confidence(args.min_confidence)
+    own_threshold = args.min_confidence is not None
+    min_confidence = validate_min_confidence(args.min_confidence if own_threshold else SweepConfig().min_confidence)
     table = build_and_store_kb(
         args.warehouse, model_id=args.model_id, prompt_version=args.prompt_version, n_examples=args.examples,
-        min_confidence=args.min_confidence, store=args.kb_command == "build" or args.min_confidence is None,
+        min_confidence=min_confidence, store=args.kb_command == "build" or not own_threshold,
     )
     if args.kb_command == "export":
         fmt = args.format or args.output.suffix.lstrip(".").replace("json", "jsonl").replace("jsonll", "jsonl")
         export_kb(table, args.output, fmt)
     json.dump({"drug_sets": table.num_rows, "warehouse": str(args.warehouse),
-               "min_confidence": args.min_confidence}, sys.stdout)
+               "min_confidence": min_confidence}, sys.stdout)
     sys.stdout.write("\n")
     return 0
