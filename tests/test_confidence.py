@@ -321,3 +321,32 @@ def test_refitting_the_confidence_map_keeps_the_adapter_model_id(tmp_path):
     assert _adapter_fingerprint(str(tmp_path)) == before
     (tmp_path / "rexdrug_training.json").write_text("{}")  # the training record (label priors) does count
     assert _adapter_fingerprint(str(tmp_path)) != before
+
+
+# --- the dev pairs the shipped map is fitted on (training.calibrate) --------------------------------
+
+def test_relation_outcomes_right_only_for_an_exact_gold_set():
+    from training.calibrate import fit_confidence, relation_outcomes
+
+    sentence = "Cisplatin plus gemcitabine, or docetaxel."
+    spans = [{"span_id": 0, "text": "Cisplatin", "start": 0, "end": 9},
+             {"span_id": 1, "text": "gemcitabine", "start": 15, "end": 26},
+             {"span_id": 2, "text": "docetaxel", "start": 31, "end": 40}]
+    record = {"doc_id": "d", "sentence": sentence, "spans": spans, "rels": [{"class": "POS", "spans": [0, 1]}]}
+
+    def rel(label, *names):
+        return {"label": label, "drugs": [{"name": n, "start": None, "end": None, "grounded": True} for n in names]}
+
+    result = {"parsed": [rel("COMB", "gemcitabine", "cisplatin"),  # right set, other label: right
+                         rel("POS", "cisplatin", "gemcitabine", "docetaxel"),  # superset: wrong
+                         rel("POS", "cisplatin", "gemcitabine", "aspirin")],  # unannotated name: wrong
+              "relation_evidence": [{"label_logprobs": logprobs_rows({"POS": L(.6), "NO_COMB": L(.4)})},
+                                    {"label_logprobs": logprobs_rows({"POS": L(.9), "NO_COMB": L(.1)})},
+                                    {"label_logprobs": None}]}
+    rows = relation_outcomes(record, result)
+    assert [r["correct"] for r in rows] == [True, False, False]
+    assert rows[0]["score"] == pytest.approx(0.6) and rows[1]["score"] == pytest.approx(0.9) and rows[2]["score"] is None
+    calibration, report = fit_confidence(rows + [{**rows[0], "correct": False}], method="isotonic")
+    # scored pairs: (.6, T), (.9, F), (.6, F): .6 pools to 1/2, then .9 (0) violates and pools: 1/3
+    assert calibration.steps == (pytest.approx((0.9, 1 / 3)),)
+    assert (report["relations"], report["scored"], report["unscored"]) == (4, 3, 1)

@@ -124,13 +124,14 @@ def relation_outcomes(record: dict, result: dict) -> list[dict]:
 
 def collect_confidence_scores(adapter: Path, *, batch_size: int = 16, max_new_tokens: int = 128,
                               dev_limit: int | None = None, cache: str = "dynamic",
-                              threads: int | None = None) -> list[dict]:
+                              threads: int | None = None, scores: Path | None = None) -> list[dict]:
     """Run the adapter as a sweep runs it (its shipped label priors on) over its dev split; one row per
-    relation written (see ``relation_outcomes``)."""
+    relation written (see ``relation_outcomes``).  With ``scores``, rows are appended to that file
+    batch by batch, so a long CPU run that is stopped still leaves what it measured."""
     from model.embedded import BUNDLED_ADAPTERS
     from model.engines.base import EngineConfig, SamplingConfig
     from model.engines.transformers_engine import TransformersEngine
-    from model.evaluation.run import drugcomb_items, run_with_progress
+    from model.evaluation.run import drugcomb_items
     from training.data import DataConfig, load_splits
     from training.evaluate import dev_runner
 
@@ -155,9 +156,27 @@ def collect_confidence_scores(adapter: Path, *, batch_size: int = 16, max_new_to
     engine_config.validate()
     engine = TransformersEngine(engine_config)
     runner = dev_runner(engine, data, dev)
+    runner.chunk_size = batch_size  # one engine batch per chunk: progress and partial results per batch
     records = [r.raw for r in dev]
-    results = run_with_progress(runner, drugcomb_items(records), f"confidence {engine.model_id}")
-    return [row for rec, res in zip(records, results) for row in relation_outcomes(rec, res)]
+    out: list[dict] = []
+    sink = None
+    if scores is not None:
+        scores.parent.mkdir(parents=True, exist_ok=True)
+        sink = scores.open("w", encoding="utf-8")
+    try:
+        done = 0
+        for chunk in runner.iter_chunks(drugcomb_items(records)):
+            rows = [row for rec, res in zip(records[done:done + len(chunk)], chunk) for row in relation_outcomes(rec, res)]
+            done += len(chunk)
+            out.extend(rows)
+            if sink is not None:
+                sink.write("".join(json.dumps(r) + "\n" for r in rows))
+                sink.flush()
+            log.info("confidence: %d/%d dev sentences, %d relations", done, len(records), len(out))
+    finally:
+        if sink is not None:
+            sink.close()
+    return out
 
 
 def rule_accuracy(adapter: Path, kinds: tuple[str, ...] = ("rule_all_drugs", "rule_cue")) -> dict[str, dict]:
@@ -215,9 +234,7 @@ def calibrate_confidence(adapter: Path, *, scores: Path, from_scores: bool = Fal
         rows = [json.loads(line) for line in scores.read_text(encoding="utf-8").splitlines() if line.strip()]
     else:
         rows = collect_confidence_scores(adapter, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                         dev_limit=dev_limit, cache=cache, threads=threads)
-        scores.parent.mkdir(parents=True, exist_ok=True)
-        scores.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+                                         dev_limit=dev_limit, cache=cache, threads=threads, scores=scores)
         log.info("wrote %d dev relations' raw scores to %s", len(rows), scores)
     calibration, report = fit_confidence(rows, method=method)
     calibration = dc_replace(calibration, fitted_on={
