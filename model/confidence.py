@@ -115,18 +115,31 @@ class ConfidenceCalibration:
                    tuple((float(b), float(v)) for b, v in data.get("steps") or ()), dict(data.get("fitted_on") or {}))
 
 
-def fit_platt(pairs: Sequence[tuple[float, bool]], *, iterations: int = 100) -> ConfidenceCalibration:
-    """Logistic regression of correctness on logit(raw score) (maximum likelihood, Newton's method).
+def fit_platt(pairs: Sequence[tuple[float, bool]], *, prior: float = 0.0, iterations: int = 100) -> ConfidenceCalibration:
+    """Logistic regression of correctness on logit(raw score): Newton's method with backtracking.
 
-    Needs both outcomes in ``pairs``; with perfectly separable data the slope would grow without bound,
-    so a tiny ridge (1e-6) keeps the Newton step defined.
+    ``prior`` > 0 adds a Gaussian prior centred on the identity map (a = 1, b = 0) with that precision,
+    ``prior / 2 * ((a - 1)^2 + b^2)``: with a few dozen dev relations the raw model probability is kept
+    unless the data say otherwise, and separable data cannot drive the slope to infinity.  ``prior`` 0
+    is plain maximum likelihood.  Needs both outcomes in ``pairs``.
     """
+    if prior < 0 or not math.isfinite(prior):
+        raise ValueError(f"prior must be a finite number >= 0, got {prior!r}")
     xs, ys = _checked(pairs)
+
+    def loss(a: float, b: float) -> float:
+        total = prior / 2 * ((a - 1) ** 2 + b ** 2)
+        for x, y in zip(xs, ys):
+            z = a * x + b
+            total += _softplus(z) - y * z  # -log-likelihood of one Bernoulli outcome
+        return total
+
     a, b = 1.0, 0.0
+    current = loss(a, b)
     for _ in range(iterations):
-        # gradient and Hessian of the negative log-likelihood (+ ridge) in (a, b)
-        ga = gb = 0.0
-        haa = hab = hbb = 1e-6
+        ga, gb = prior * (a - 1), prior * b
+        haa = hbb = prior + 1e-9
+        hab = 0.0
         for x, y in zip(xs, ys):
             p = _sigmoid(a * x + b)
             ga += (p - y) * x
@@ -135,16 +148,24 @@ def fit_platt(pairs: Sequence[tuple[float, bool]], *, iterations: int = 100) -> 
             haa += w * x * x
             hab += w * x
             hbb += w
-        ga += 1e-6 * a
         det = haa * hbb - hab * hab
         if det <= 0:
             break
         da = (hbb * ga - hab * gb) / det
         db = (haa * gb - hab * ga) / det
-        a, b = a - da, b - db
-        if abs(da) < 1e-10 and abs(db) < 1e-10:
+        step = 1.0
+        while step > 1e-8:  # backtracking: a full Newton step can overshoot far from the optimum
+            candidate = loss(a - step * da, b - step * db)
+            if candidate <= current:
+                break
+            step /= 2
+        else:
             break
-    return ConfidenceCalibration("platt", {"a": a, "b": b}, fitted_on={"n": len(xs), "accuracy": sum(ys) / len(ys)})
+        a, b, current = a - step * da, b - step * db, candidate
+        if abs(step * da) < 1e-10 and abs(step * db) < 1e-10:
+            break
+    return ConfidenceCalibration("platt", {"a": a, "b": b},
+                                 fitted_on={"n": len(xs), "accuracy": sum(ys) / len(ys), "prior": prior})
 
 
 def fit_isotonic(pairs: Sequence[tuple[float, bool]]) -> ConfidenceCalibration:
@@ -204,6 +225,10 @@ def _checked(pairs: Sequence[tuple[float, bool]]) -> tuple[list[float], list[flo
 def _logit(score: float) -> float:
     s = min(max(float(score), _EPS), 1.0 - _EPS)
     return math.log(s / (1.0 - s))
+
+
+def _softplus(z: float) -> float:
+    return z + math.log1p(math.exp(-z)) if z > 0 else math.log1p(math.exp(z))
 
 
 def _sigmoid(z: float) -> float:

@@ -87,7 +87,23 @@ def test_platt_fit_recovers_the_exact_frequencies_of_two_score_groups():
     assert cal.params["b"] == pytest.approx(-L(3), abs=1e-4)
     assert cal.params["a"] == pytest.approx(L(3) / L(2), abs=1e-4)
     assert cal.apply(0.5) == pytest.approx(0.25, abs=1e-5) and cal.apply(0.8) == pytest.approx(0.75, abs=1e-5)
-    assert cal.fitted_on == {"n": 8, "accuracy": 0.5}
+    assert cal.fitted_on == {"n": 8, "accuracy": 0.5, "prior": 0.0}
+
+
+def test_platt_prior_pulls_towards_the_raw_score_and_tames_separable_data():
+    pairs = [(0.5, True)] + [(0.5, False)] * 3 + [(0.8, True)] * 3 + [(0.8, False)]
+    mle, shrunk = fit_platt(pairs), fit_platt(pairs, prior=1000.0)
+    assert abs(shrunk.params["a"] - 1) < abs(mle.params["a"] - 1) and abs(shrunk.params["b"]) < abs(mle.params["b"])
+    assert shrunk.params == pytest.approx({"a": 1.0, "b": 0.0}, abs=0.02)  # a strong prior: nearly the identity
+    # separable (right exactly when the score is high): the plain fit runs off, the prior keeps it finite
+    separable = [(0.3, False)] * 5 + [(0.7, True)] * 5
+    tame, wild = fit_platt(separable, prior=1.0), fit_platt(separable)
+    assert 1.0 < tame.params["a"] < 5 < wild.params["a"] and math.isfinite(wild.params["a"])
+    # symmetric data: b stays 0, and the map sharpens the raw score without reaching certainty
+    assert tame.params["b"] == pytest.approx(0.0, abs=1e-9)
+    assert 0.7 < tame.apply(0.7) < 0.95 and tame.apply(0.3) == pytest.approx(1 - tame.apply(0.7))
+    with pytest.raises(ValueError, match="prior"):
+        fit_platt(pairs, prior=-1.0)
 
 
 def test_isotonic_fit_pools_adjacent_violators():

@@ -203,21 +203,36 @@ def rule_accuracy(adapter: Path, kinds: tuple[str, ...] = ("rule_all_drugs", "ru
     return out
 
 
-def fit_confidence(rows: list[dict], *, method: str = "platt", bins: int = 5) -> tuple:
+PLATT_PRIOR = 1.0  # precision of the Gaussian prior on (a - 1, b) of the shipped Platt map
+
+
+def fit_confidence(rows: list[dict], *, method: str = "platt", bins: int = 5, folds: int = 5) -> tuple:
     """(calibration, report) from relation rows; rows without a score (no slot aligned) are counted."""
     from model.confidence import expected_calibration_error, fit_isotonic, fit_platt, reliability_table
 
     pairs = [(r["score"], bool(r["correct"])) for r in rows if r["score"] is not None]
-    fit = {"platt": fit_platt, "isotonic": fit_isotonic}[method]
+    # Platt with a unit prior on the identity map: a few dozen dev relations must not make it a step
+    fit = {"platt": lambda p: fit_platt(p, prior=PLATT_PRIOR), "isotonic": fit_isotonic}[method]
     calibration = fit(pairs)
     calibrated = [(calibration.apply(s), y) for s, y in pairs]
+    # out of sample: each pair mapped by a fit on the other folds (the in-sample table flatters a map
+    # fitted on a few dozen relations)
+    held_out = []
+    for fold in range(folds):
+        train = [p for i, p in enumerate(pairs) if i % folds != fold]
+        if len({y for _, y in train}) < 2:
+            continue
+        fold_fit = fit(train)
+        held_out += [(fold_fit.apply(s), y) for i, (s, y) in enumerate(pairs) if i % folds == fold]
     report = {
         "relations": len(rows), "scored": len(pairs), "unscored": len(rows) - len(pairs),
         "accuracy": sum(1 for _, y in pairs if y) / len(pairs),
         "reliability_raw": reliability_table(pairs, bins),
         "reliability_calibrated": reliability_table(calibrated, bins),
+        f"reliability_{folds}fold": reliability_table(held_out, bins) if held_out else [],
         "ece_raw": expected_calibration_error(pairs, bins),
         "ece_calibrated": expected_calibration_error(calibrated, bins),
+        f"ece_{folds}fold": expected_calibration_error(held_out, bins) if held_out else None,
     }
     return calibration, report
 
