@@ -6,8 +6,9 @@ Where it comes from, per engine:
   the model's unbiased log-probabilities of the labels' first tokens (``model.engines.label_bias``).
   Renormalised over the answer labels (``LABELS``: POS, COMB, NEG, NO_COMB), the probability mass of the
   combination labels is the *raw score* ("the model believes a combination starts here"); a calibration
-  fitted on a dev split (``training.calibrate --confidence``) maps it to the probability that the
-  relation is right (its drug set equals a gold set).  The calibration is stored in the adapter folder
+  fitted on a dev split (``training.calibrate --confidence``) maps it, with the relation's position in
+  the answer (first or later), to the probability that the relation is right (its drug set equals a
+  gold set).  The calibration is stored in the adapter folder
   (``CONFIDENCE_FILE``); a model without one gets no confidence (null): an uncalibrated model
   probability is not what a curator's threshold means.  The distribution itself is kept on the
   extraction row either way, so a later calibration can be applied to old rows.
@@ -71,10 +72,14 @@ def combination_score(logprobs: Mapping[str, float] | None) -> float | None:
 class ConfidenceCalibration:
     """A monotone map raw score -> probability of being right.
 
-    ``platt``: ``sigmoid(a * logit(score) + b)`` (``params = {"a", "b"}``).
-    ``isotonic``: a non-decreasing step function, ``steps`` = [[upper raw score, value], ...] sorted by
-    upper bound; a score takes the value of the first step whose bound it does not exceed (the last
-    step beyond).
+    ``platt``: ``sigmoid(a * logit(score) + b + later * [position > 0])`` (``params = {"a", "b"}``,
+    optional ``later``).  ``position`` is the relation's place in the answer: the type slot of a later
+    relation is opened only once the model has decided to continue its list, so its label distribution
+    says nearly nothing about whether that relation exists (on the DrugComb dev split, second relations
+    score 0.99 raw and 1 in 12 is right); ``later`` is their own offset.
+    ``isotonic``: a non-decreasing step function of the score alone, ``steps`` = [[upper raw score,
+    value], ...] sorted by upper bound; a score takes the value of the first step whose bound it does not
+    exceed (the last step beyond).
     """
 
     method: str
@@ -85,14 +90,15 @@ class ConfidenceCalibration:
     def __post_init__(self):
         if self.method not in CALIBRATION_METHODS:
             raise ValueError(f"confidence calibration method must be one of {CALIBRATION_METHODS}, not {self.method!r}")
-        if self.method == "platt" and set(self.params) != {"a", "b"}:
-            raise ValueError("a platt calibration needs params a and b")
+        if self.method == "platt" and not {"a", "b"} <= set(self.params) <= {"a", "b", "later"}:
+            raise ValueError("a platt calibration needs params a and b (and optionally later)")
         if self.method == "isotonic" and not self.steps:
             raise ValueError("an isotonic calibration needs at least one step")
 
-    def apply(self, score: float) -> float:
+    def apply(self, score: float, position: int = 0) -> float:
         if self.method == "platt":
-            return _sigmoid(self.params["a"] * _logit(score) + self.params["b"])
+            later = self.params.get("later", 0.0) if position > 0 else 0.0
+            return _sigmoid(self.params["a"] * _logit(score) + self.params["b"] + later)
         for bound, value in self.steps:
             if score <= bound:
                 return value
@@ -115,57 +121,82 @@ class ConfidenceCalibration:
                    tuple((float(b), float(v)) for b, v in data.get("steps") or ()), dict(data.get("fitted_on") or {}))
 
 
-def fit_platt(pairs: Sequence[tuple[float, bool]], *, prior: float = 0.0, iterations: int = 100) -> ConfidenceCalibration:
-    """Logistic regression of correctness on logit(raw score): Newton's method with backtracking.
+def fit_platt(pairs: Sequence[tuple[float, bool]], *, positions: Sequence[int] | None = None,
+              prior: float = 0.0, iterations: int = 100) -> ConfidenceCalibration:
+    """Logistic regression of correctness on logit(raw score) (and, given ``positions``, an offset for
+    relations after the first: ``later``), by Newton's method with backtracking.
 
-    ``prior`` > 0 adds a Gaussian prior centred on the identity map (a = 1, b = 0) with that precision,
-    ``prior / 2 * ((a - 1)^2 + b^2)``: with a few dozen dev relations the raw model probability is kept
-    unless the data say otherwise, and separable data cannot drive the slope to infinity.  ``prior`` 0
-    is plain maximum likelihood.  Needs both outcomes in ``pairs``.
+    ``prior`` > 0 adds a Gaussian prior centred on the identity map (a = 1, b = 0, later = 0) with that
+    precision: with a few dozen dev relations the raw model probability is kept unless the data say
+    otherwise, and separable data cannot drive a parameter to infinity.  ``prior`` 0 is plain maximum
+    likelihood.  Needs both outcomes in ``pairs``.
     """
     if prior < 0 or not math.isfinite(prior):
         raise ValueError(f"prior must be a finite number >= 0, got {prior!r}")
     xs, ys = _checked(pairs)
+    if positions is not None and len(positions) != len(xs):
+        raise ValueError(f"{len(xs)} pairs but {len(positions)} positions")
+    # features per pair: logit(score), 1, [later relation]; parameters start at (and shrink to) the identity
+    rows = [[x, 1.0] + ([1.0 if positions[i] > 0 else 0.0] if positions is not None else []) for i, x in enumerate(xs)]
+    centre = [1.0, 0.0] + ([0.0] if positions is not None else [])
+    k = len(centre)
 
-    def loss(a: float, b: float) -> float:
-        total = prior / 2 * ((a - 1) ** 2 + b ** 2)
-        for x, y in zip(xs, ys):
-            z = a * x + b
+    def loss(theta: list[float]) -> float:
+        total = prior / 2 * sum((t - c) ** 2 for t, c in zip(theta, centre))
+        for f, y in zip(rows, ys):
+            z = sum(t * v for t, v in zip(theta, f))
             total += _softplus(z) - y * z  # -log-likelihood of one Bernoulli outcome
         return total
 
-    a, b = 1.0, 0.0
-    current = loss(a, b)
+    theta = list(centre)
+    current = loss(theta)
     for _ in range(iterations):
-        ga, gb = prior * (a - 1), prior * b
-        haa = hbb = prior + 1e-9
-        hab = 0.0
-        for x, y in zip(xs, ys):
-            p = _sigmoid(a * x + b)
-            ga += (p - y) * x
-            gb += p - y
-            w = p * (1 - p)
-            haa += w * x * x
-            hab += w * x
-            hbb += w
-        det = haa * hbb - hab * hab
-        if det <= 0:
+        grad = [prior * (t - c) for t, c in zip(theta, centre)]
+        hess = [[(prior + 1e-9) if i == j else 0.0 for j in range(k)] for i in range(k)]
+        for f, y in zip(rows, ys):
+            p = _sigmoid(sum(t * v for t, v in zip(theta, f)))
+            for i in range(k):
+                grad[i] += (p - y) * f[i]
+                for j in range(k):
+                    hess[i][j] += p * (1 - p) * f[i] * f[j]
+        delta = _solve(hess, grad)
+        if delta is None:
             break
-        da = (hbb * ga - hab * gb) / det
-        db = (haa * gb - hab * ga) / det
         step = 1.0
         while step > 1e-8:  # backtracking: a full Newton step can overshoot far from the optimum
-            candidate = loss(a - step * da, b - step * db)
+            candidate_theta = [t - step * d for t, d in zip(theta, delta)]
+            candidate = loss(candidate_theta)
             if candidate <= current:
                 break
             step /= 2
         else:
             break
-        a, b, current = a - step * da, b - step * db, candidate
-        if abs(step * da) < 1e-10 and abs(step * db) < 1e-10:
+        theta, current = candidate_theta, candidate
+        if max(abs(step * d) for d in delta) < 1e-10:
             break
-    return ConfidenceCalibration("platt", {"a": a, "b": b},
-                                 fitted_on={"n": len(xs), "accuracy": sum(ys) / len(ys), "prior": prior})
+    params = {"a": theta[0], "b": theta[1]}
+    if positions is not None:
+        params["later"] = theta[2]
+    return ConfidenceCalibration("platt", params, fitted_on={"n": len(xs), "accuracy": sum(ys) / len(ys), "prior": prior})
+
+
+def _solve(matrix: list[list[float]], vector: list[float]) -> list[float] | None:
+    """Gaussian elimination with partial pivoting for the small Newton systems; None when singular."""
+    n = len(vector)
+    m = [row[:] + [vector[i]] for i, row in enumerate(matrix)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(m[r][col]))
+        if abs(m[pivot][col]) < 1e-15:
+            return None
+        m[col], m[pivot] = m[pivot], m[col]
+        for r in range(col + 1, n):
+            factor = m[r][col] / m[col][col]
+            for c in range(col, n + 1):
+                m[r][c] -= factor * m[col][c]
+    out = [0.0] * n
+    for r in range(n - 1, -1, -1):
+        out[r] = (m[r][n] - sum(m[r][c] * out[c] for c in range(r + 1, n))) / m[r][r]
+    return out
 
 
 def fit_isotonic(pairs: Sequence[tuple[float, bool]]) -> ConfidenceCalibration:
@@ -264,13 +295,14 @@ def write_confidence_calibration(folder: str | Path, calibration: ConfidenceCali
 # --- per relation ------------------------------------------------------------------------------------
 
 
-def model_confidence(logprobs: Mapping[str, float] | None,
-                     calibration: ConfidenceCalibration | None) -> float | None:
-    """Calibrated confidence of one relation from its slot's log-probabilities (None without either)."""
+def model_confidence(logprobs: Mapping[str, float] | None, calibration: ConfidenceCalibration | None,
+                     position: int = 0) -> float | None:
+    """Calibrated confidence of one relation (the ``position``-th of its answer) from its slot's
+    log-probabilities (None without either)."""
     score = combination_score(logprobs)
     if score is None or calibration is None:
         return None
-    return min(1.0, max(0.0, calibration.apply(score)))
+    return min(1.0, max(0.0, calibration.apply(score, position)))
 
 
 def slots_of_relations(relations, raw_answer, slot_records: Sequence[Mapping] | None) -> list[Mapping | None]:
@@ -320,10 +352,11 @@ def relation_evidence(parsed, slot_records: Sequence[Mapping] | None, engine) ->
     (``logprobs_rows`` form, None without a slot) and its confidence from ``engine.relation_confidence``."""
     confidence_of = getattr(engine, "relation_confidence", None)
     out = []
-    for relation, slot in zip(parsed.relations, slots_of_relations(parsed.relations, parsed.raw_answer, slot_records)):
+    slots = slots_of_relations(parsed.relations, parsed.raw_answer, slot_records)
+    for position, slot in enumerate(slots):
         logprobs = slot.get("logprobs") if slot else None
         out.append({"label_logprobs": logprobs_rows(logprobs),
-                    "confidence": confidence_of(logprobs) if confidence_of is not None else None})
+                    "confidence": confidence_of(logprobs, position) if confidence_of is not None else None})
     return out
 
 

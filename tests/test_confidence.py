@@ -366,3 +366,16 @@ def test_relation_outcomes_right_only_for_an_exact_gold_set():
     # scored pairs: (.6, T), (.9, F), (.6, F): .6 pools to 1/2, then .9 (0) violates and pools: 1/3
     assert calibration.steps == (pytest.approx((0.9, 1 / 3)),)
     assert (report["relations"], report["scored"], report["unscored"]) == (4, 3, 1)
+
+
+def test_platt_later_offset_recovers_three_groups_exactly():
+    # first relations as in the two-group case; later relations at score .8 are right 1 in 4:
+    # a ln 4 + b + later = logit(1/4) = -ln 3 and a ln 4 + b = ln 3, so later = -2 ln 3
+    first = [(0.5, True)] + [(0.5, False)] * 3 + [(0.8, True)] * 3 + [(0.8, False)]
+    later = [(0.8, True)] + [(0.8, False)] * 3
+    cal = fit_platt(first + later, positions=[0] * 8 + [1] * 4)
+    assert cal.params == pytest.approx({"a": L(3) / L(2), "b": -L(3), "later": -2 * L(3)}, abs=1e-4)
+    assert cal.apply(0.8) == pytest.approx(0.75, abs=1e-5) and cal.apply(0.8, position=1) == pytest.approx(0.25, abs=1e-5)
+    assert model_confidence({"POS": L(.8), "NO_COMB": L(.2)}, cal, position=2) == pytest.approx(0.25, abs=1e-5)
+    back = ConfidenceCalibration.from_dict(cal.as_dict())
+    assert back.apply(0.8, 1) == pytest.approx(cal.apply(0.8, 1))

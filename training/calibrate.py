@@ -210,20 +210,29 @@ def fit_confidence(rows: list[dict], *, method: str = "platt", bins: int = 5, fo
     """(calibration, report) from relation rows; rows without a score (no slot aligned) are counted."""
     from model.confidence import expected_calibration_error, fit_isotonic, fit_platt, reliability_table
 
-    pairs = [(r["score"], bool(r["correct"])) for r in rows if r["score"] is not None]
-    # Platt with a unit prior on the identity map: a few dozen dev relations must not make it a step
-    fit = {"platt": lambda p: fit_platt(p, prior=PLATT_PRIOR), "isotonic": fit_isotonic}[method]
-    calibration = fit(pairs)
-    calibrated = [(calibration.apply(s), y) for s, y in pairs]
+    scored = [r for r in rows if r["score"] is not None]
+    pairs = [(r["score"], bool(r["correct"])) for r in scored]
+    positions = [r["relation_index"] for r in scored]
+
+    def fit(which: list[int]):
+        # Platt with a unit prior on the identity map (a few dozen dev relations must not make it a
+        # step) and its own offset for later relations; isotonic on the score alone
+        chosen = [pairs[i] for i in which]
+        if method == "platt":
+            return fit_platt(chosen, positions=[positions[i] for i in which], prior=PLATT_PRIOR)
+        return fit_isotonic(chosen)
+
+    calibration = fit(list(range(len(pairs))))
+    calibrated = [(calibration.apply(s, positions[i]), y) for i, (s, y) in enumerate(pairs)]
     # out of sample: each pair mapped by a fit on the other folds (the in-sample table flatters a map
     # fitted on a few dozen relations)
     held_out = []
     for fold in range(folds):
-        train = [p for i, p in enumerate(pairs) if i % folds != fold]
-        if len({y for _, y in train}) < 2:
+        train = [i for i in range(len(pairs)) if i % folds != fold]
+        if len({pairs[i][1] for i in train}) < 2:
             continue
         fold_fit = fit(train)
-        held_out += [(fold_fit.apply(s), y) for i, (s, y) in enumerate(pairs) if i % folds == fold]
+        held_out += [(fold_fit.apply(s, positions[i]), y) for i, (s, y) in enumerate(pairs) if i % folds == fold]
     report = {
         "relations": len(rows), "scored": len(pairs), "unscored": len(rows) - len(pairs),
         "accuracy": sum(1 for _, y in pairs if y) / len(pairs),

@@ -143,9 +143,9 @@ class Engine(abc.ABC):
     def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[str]:
         ...
 
-    def relation_confidence(self, label_logprobs: dict[str, float] | None) -> float | None:
-        """Confidence in [0, 1] of one extracted relation, given its type slot's label log-probabilities
-        (None when the engine recorded none).  Default None: an engine that reports no log-probabilities
+    def relation_confidence(self, label_logprobs: dict[str, float] | None, position: int = 0) -> float | None:
+        """Confidence in [0, 1] of one extracted relation (the ``position``-th of its answer), given its
+        type slot's label log-probabilities (None when the engine recorded none).  Default None: an engine that reports no log-probabilities
         (vLLM and OpenAI-compatible today) has nothing to calibrate (see ``model.confidence``)."""
         return None
 

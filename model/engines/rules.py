@@ -86,7 +86,7 @@ class _RuleEngine(Engine):
             self._matcher = default_matcher()
         return self._matcher
 
-    def relation_confidence(self, label_logprobs: dict[str, float] | None) -> float | None:
+    def relation_confidence(self, label_logprobs: dict[str, float] | None, position: int = 0) -> float | None:
         """The rule's documented constant (``RULE_CONFIDENCE``), whatever the relation."""
         return RULE_CONFIDENCE[f"rule_{self.name}"]
 

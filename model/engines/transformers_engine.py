@@ -81,11 +81,11 @@ class TransformersEngine(Engine):
         self.last_slot_records = slot_records
         return results
 
-    def relation_confidence(self, label_logprobs: dict[str, float] | None) -> float | None:
+    def relation_confidence(self, label_logprobs: dict[str, float] | None, position: int = 0) -> float | None:
         """Calibrated confidence of a relation from its slot's label log-probabilities (model.confidence)."""
         from model.confidence import model_confidence
 
-        return model_confidence(label_logprobs, self.confidence_calibration)
+        return model_confidence(label_logprobs, self.confidence_calibration, position)
 
     def generate_prompts(self, prompts: list[str], sampling: SamplingConfig) -> list[str]:
         """One padded forward batch of already-rendered prompts."""
