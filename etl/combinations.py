@@ -10,6 +10,7 @@ the same as the one of its four drugs written out.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -129,6 +130,18 @@ def drug_members(drugs: list[dict[str, Any]], normalizer: Normalizer, mentions=N
     return kept, list(dict.fromkeys(dropped))
 
 
+def relation_confidence(relation: dict[str, Any]) -> float | None:
+    """The confidence the extraction row's relation carries (model.confidence), or None.
+
+    Only a finite number in [0, 1] is a confidence; anything else (an old row without the field, a
+    corrupt value) stays null rather than passing a threshold it should not.
+    """
+    value = relation.get("confidence")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value) if 0.0 <= value <= 1.0 else None
+
+
 def combination_id(extraction_key: str, relation_index: int) -> str:
     return hashlib.sha1(f"{extraction_key}#{relation_index}".encode()).hexdigest()
 
@@ -184,6 +197,7 @@ def build_combination_tables(
                     "reasoning": row.get("think"),
                     "parse_status": row.get("parse_status"),
                     "non_drugs": non_drugs,
+                    "confidence": relation_confidence(relation),
                     **prov,
                 }
             )

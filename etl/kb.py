@@ -4,11 +4,23 @@ Input is any DuckDB connection that has the ``current_combinations`` and ``curre
 relations (the warehouse database, or test tables registered on an in-memory connection).  Only
 current articles count: a deleted or superseded article's combinations drop out of the KB, while the
 history tables keep them.
+
+Confidence: a combination row counts only when it passes the minimum confidence
+(``min_confidence_sql``, the one filter; ``SweepConfig.min_confidence`` is its default).  0 keeps
+every row, including rows without a confidence (engines that report none); above 0 a row needs a
+known confidence at least that high.  ``max_confidence``/``mean_confidence`` summarise the kept rows.
+
+Ranking by evidence (``evidence_rank``, 1 = best supported; also the table's row order): more
+independent papers first, then more distinct sentences, then higher mean confidence (rows without
+one last), then higher label agreement (``consensus_share``), then the drug-set key so the order
+is deterministic.  Papers lead because a drug set several groups report is the strongest evidence
+a curator has; confidence then orders sets with the same support.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,6 +31,24 @@ log = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("parquet", "csv", "jsonl")
 
+
+def validate_min_confidence(value: float) -> float:
+    """A minimum confidence is a number in [0, 1] (configuration error otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0.0 <= value <= 1.0:
+        raise ValueError(f"min_confidence must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def min_confidence_sql(column: str = "confidence") -> str:
+    """The minimum-confidence filter over combination rows, as a SQL condition on ``$min_confidence``.
+
+    The one place the threshold's meaning lives: 0 keeps everything (rows without a confidence too),
+    a threshold above 0 keeps rows whose known confidence reaches it.
+    """
+    return f"({column} >= $min_confidence OR ($min_confidence <= 0 AND {column} IS NULL))"
+
+
 # Label precedence only breaks exact ties deterministically; a tie between POS and NEG is "MIXED".
 _KB_SQL = """
 WITH combos AS (
@@ -27,6 +57,7 @@ WITH combos AS (
     LEFT JOIN current_articles a USING (pmid, pmid_version)
     WHERE ($model_id IS NULL OR c.model_id = $model_id)
       AND ($prompt_version IS NULL OR c.prompt_version = $prompt_version)
+      AND """ + min_confidence_sql("c.confidence") + """
 ),
 members AS (
     SELECT drug_set_key,
@@ -49,7 +80,10 @@ stats AS (
            count(*) FILTER (WHERE label = 'COMB') AS n_comb,
            count(*) FILTER (WHERE label = 'NEG') AS n_neg,
            count(DISTINCT pmid) AS n_papers,
+           count(DISTINCT pmid || '#' || sentence_index) AS n_sentences,
            count(*) AS n_mentions,
+           max(confidence) AS max_confidence,
+           avg(confidence) AS mean_confidence,
            list(DISTINCT pmid ORDER BY pmid) AS pmids,
            min(pub_year)::INTEGER AS first_year,
            max(pub_year)::INTEGER AS last_year,
@@ -58,6 +92,9 @@ stats AS (
            list(DISTINCT model_id ORDER BY model_id) AS model_ids
     FROM combos GROUP BY drug_set_key
 )
+SELECT *, row_number() OVER (ORDER BY n_papers DESC, n_sentences DESC, mean_confidence DESC NULLS LAST,
+                              consensus_share DESC, drug_set_key) AS evidence_rank
+FROM (
 SELECT s.drug_set_key,
        m.member_ids, m.member_names,
        len(m.member_ids)::INTEGER AS n_members,
@@ -72,18 +109,22 @@ SELECT s.drug_set_key,
          ELSE 'NEG'
        END AS consensus_label,
        greatest(s.n_pos, s.n_comb, s.n_neg) / s.n_mentions::DOUBLE AS consensus_share,
-       s.n_papers, s.n_mentions, s.pmids, s.first_year, s.last_year,
-       s.example_sentences, s.model_ids
+       s.n_papers, s.n_sentences, s.n_mentions, s.pmids, s.first_year, s.last_year,
+       s.example_sentences, s.model_ids, s.max_confidence, s.mean_confidence
 FROM stats s JOIN member_lists m USING (drug_set_key)
-ORDER BY s.n_papers DESC, s.n_mentions DESC, s.drug_set_key
+)
+ORDER BY evidence_rank
 """
 
 
-def build_kb(con, *, model_id: str | None = None, prompt_version: str | None = None, n_examples: int = 3) -> pa.Table:
-    """Compute the KB table from ``current_combinations`` x ``current_articles`` on ``con``."""
+def build_kb(con, *, model_id: str | None = None, prompt_version: str | None = None, n_examples: int = 3,
+             min_confidence: float = 0.0) -> pa.Table:
+    """Compute the KB table from ``current_combinations`` x ``current_articles`` on ``con``, counting
+    only combination rows that pass ``min_confidence`` (``min_confidence_sql``), ranked by evidence."""
     if n_examples < 1:
         raise ValueError("n_examples must be >= 1")
-    params = {"model_id": model_id, "prompt_version": prompt_version, "n_examples": n_examples}
+    params = {"model_id": model_id, "prompt_version": prompt_version, "n_examples": n_examples,
+              "min_confidence": validate_min_confidence(min_confidence)}
     result = con.sql(_KB_SQL, params=params).to_arrow_table()
     return pa.Table.from_pylist(result.to_pylist(), schema=COMBINATION_KB)
 

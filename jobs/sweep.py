@@ -110,6 +110,10 @@ class SweepConfig:
     max_candidates: int | None = None  # cap per run (the demo uses it); None: all
     master: str | None = None
     build_kb: bool = True
+    # Combination rows below this confidence do not count in the KB the sweep builds (etl.kb's
+    # min_confidence_sql, the one filter).  0.0 keeps every row, rows without a confidence too; the
+    # default is to be chosen for precision on the real-PubMed dev set (issue 17), until then 0.0.
+    min_confidence: float = 0.0
 
     def validate(self) -> None:
         if self.source not in ("files", "entrez", "demo"):
@@ -131,6 +135,9 @@ class SweepConfig:
             raise ValueError("batch_size must be >= 1")
         if self.max_candidates is not None and self.max_candidates < 0:
             raise ValueError("max_candidates must be >= 0")
+        from etl.kb import validate_min_confidence
+
+        validate_min_confidence(self.min_confidence)
         self.engine.validate()
         self.prompt.validate()
 
@@ -299,6 +306,8 @@ def build_runner(engine_cfg: EngineConfig, prompt_cfg: PromptConfig):
 
 def extraction_rows(candidates: list[dict[str, Any]], runner, run_id: str) -> list[dict[str, Any]]:
     """Run the model over candidate rows; an engine failure becomes an error on each row, not a crash."""
+    from model.confidence import relations_with_evidence
+
     items = [
         # no "hints" key: the runner derives them from the matcher exactly as training did
         {"sentence": c["sentence_text"], "context": c.get("context") or ""}
@@ -312,7 +321,7 @@ def extraction_rows(candidates: list[dict[str, Any]], runner, run_id: str) -> li
         results = [{"error": f"{type(exc).__name__}: {exc}"} for _ in items]
     rows = []
     for cand, res in zip(candidates, results, strict=True):
-        relations = res.get("parsed") or []
+        relations = relations_with_evidence(res)  # parsed relations + label log-probs and confidence
         if res.get("parse_status") in RETRYABLE_STATUSES:
             res = {**res, "error": f"{res['parse_status']}: {res.get('parse_reason')}"}
         rows.append(
@@ -518,7 +527,9 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
             from jobs.kb import build_and_store_kb
 
             with timer("kb"):  # still under the lock: no writer can change the warehouse in between
-                summary.kb_drug_sets = build_and_store_kb(layout.root, refresh_database=False).num_rows
+                summary.kb_drug_sets = build_and_store_kb(
+                    layout.root, min_confidence=config.min_confidence, refresh_database=False
+                ).num_rows
     finally:
         with timer("refresh"):  # the second and last refresh of the run: committed tables and the KB
             refresh(layout)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+from model.confidence import relation_evidence
 from model.engines.base import Engine, SamplingConfig
 from model.parsing import ddi_items, parse_completion
 from model.prompting import PromptConfig, build_messages, candidate_hints, prompt_version
@@ -92,6 +93,7 @@ class ExtractionRunner:
             # the model's own label preferences, when a calibration asked the engine to record them
             recorded = (getattr(self.engine, "last_label_logprobs", None)
                         if getattr(self.engine, "record_label_logprobs", False) else None)
+            slot_records = getattr(self.engine, "last_slot_records", None) or []
             for j, (i, text, err) in enumerate(zip(where, texts, errors + [None] * (len(texts) - len(errors)))):
                 item = items[i]
                 if err:
@@ -117,6 +119,9 @@ class ExtractionRunner:
                 }
                 if recorded:
                     results[i]["label_logprobs"] = recorded[j]
+                # each relation's label distribution at its type slot and its confidence (model.confidence)
+                results[i]["relation_evidence"] = relation_evidence(
+                    parsed, slot_records[j] if j < len(slot_records) else None, self.engine)
         return results  # type: ignore[return-value]
 
     def error_row(self, item: dict, status: str, reason: str, raw: str = "") -> dict:

@@ -53,6 +53,9 @@ class Relation:
     drugs: tuple[str, ...]
     spans: tuple[tuple[int, int] | None, ...] | None = None
     grounded: tuple[bool, ...] | None = None
+    # position of the answer item it was read from (``raw_answer[item_index]``): ties a relation to the
+    # type slot the model wrote it at (its label distribution, model.confidence); not part of equality
+    item_index: int | None = field(default=None, compare=False)
 
     @property
     def all_grounded(self) -> bool:
@@ -383,7 +386,7 @@ def _clean_items(items: list, sentence: str | None, repairs: list[str]):
         spans, grounded = _ground(unique, sentence)
         if grounded is not None:
             unaligned += [n for n, g in zip(unique, grounded) if not g]
-        relations.append(Relation(label, tuple(unique), spans, grounded))
+        relations.append(Relation(label, tuple(unique), spans, grounded, item_index=idx))
     if relations and declared_no_comb:
         repairs.append("NO_COMB item next to relations ignored")
     if unaligned:

@@ -28,10 +28,17 @@ COMBINATION_DRUG = pa.struct(
     ]
 )
 
+# The model's unbiased log-probability of each answer label (first token) at a relation's type slot.
+LABEL_LOGPROB = pa.struct([pa.field("label", pa.string()), pa.field("logprob", pa.float64())])
+
 # The relation as parsed from the completion (before normalization), kept for audit and re-scoring.
 PARSED_RELATION = pa.struct(
     [
         pa.field("label", pa.string()),
+        # the label distribution at the slot the relation was written at (null: the engine reports
+        # none, e.g. rules, vLLM, OpenAI) and the confidence derived from it (model.confidence)
+        pa.field("label_logprobs", pa.list_(LABEL_LOGPROB)),
+        pa.field("confidence", pa.float64()),
         pa.field(
             "drugs",
             pa.list_(
@@ -110,6 +117,9 @@ COMBINATIONS = pa.schema(
         # names the model put in this relation that are known not to be drugs (a class, another
         # substance, a non-drug: "iron", "prostate-specific antigen"); left out of the drug set
         pa.field("non_drugs", pa.list_(pa.string())),
+        # in [0, 1]: the calibrated probability that the drug set is right, from the extraction
+        # row's relation (model.confidence); null when the engine gives none (vLLM, OpenAI-compatible)
+        pa.field("confidence", pa.float64()),
     ]
     + _PROVENANCE
 )

@@ -23,13 +23,18 @@ COMBINATION_KB = pa.schema(
         pa.field("n_comb", pa.int64()),
         pa.field("n_neg", pa.int64()),
         pa.field("consensus_label", pa.string()),
-        pa.field("consensus_share", pa.float64()),
+        pa.field("consensus_share", pa.float64()),  # label agreement: share of mentions with the consensus label
         pa.field("n_papers", pa.int64()),
-        pa.field("n_mentions", pa.int64()),
+        pa.field("n_sentences", pa.int64()),  # distinct sentences (pmid, sentence text)
+        pa.field("n_mentions", pa.int64()),  # combination rows (one per model and prompt extraction)
         pa.field("pmids", pa.list_(pa.string())),
         pa.field("first_year", pa.int32()),
         pa.field("last_year", pa.int32()),
         pa.field("example_sentences", pa.list_(EXAMPLE_SENTENCE)),
         pa.field("model_ids", pa.list_(pa.string())),
+        # the rows' confidences (etl.combinations); null when no row of the set has one
+        pa.field("max_confidence", pa.float64()),
+        pa.field("mean_confidence", pa.float64()),
+        pa.field("evidence_rank", pa.int64()),  # 1 = the best supported drug set (etl.kb ranking)
     ]
 )

@@ -193,3 +193,19 @@ def test_known_non_drugs_are_left_out_of_the_set(names, mention_kind, set_ids, n
         (combo,) = combos.to_pylist()
         assert (combo["drug_set_ids"], combo["non_drugs"]) == (set_ids, non_drugs)
         assert {d["canonical_id"] for d in drugs.to_pylist()} == set(set_ids)
+
+
+@pytest.mark.parametrize("given, stored", [
+    (0.73, 0.73), (0.0, 0.0), (1.0, 1.0),
+    (None, None),  # engines without one (vLLM, OpenAI-compatible), old rows
+    (1.3, None), (-0.2, None), (float("nan"), None),  # not a probability: never passes a threshold
+])
+def test_combination_rows_carry_the_relations_confidence(given, stored):
+    relation = {"label": "POS", "confidence": given, "label_logprobs": None, "drugs": [
+        {"name": "Gemcitabine", "start": 0, "end": 11, "grounded": True},
+        {"name": "nab-paclitaxel", "start": 17, "end": 31, "grounded": True}]}
+    combos, _, errors = build_combination_tables(
+        pa.Table.from_pylist([extraction("k1", [relation])], schema=EXTRACTIONS), fake_normalize)
+    assert errors.num_rows == 0
+    got = combos.column("confidence").to_pylist()
+    assert got == [stored] if stored is None else got == [pytest.approx(stored)]

@@ -96,3 +96,137 @@ def test_export_formats_round_trip(con, tmp_path, fmt):
         assert text.splitlines()[0].startswith('"drug_set_key"') and '[""A"", ""B""]' in text
     with pytest.raises(ValueError):
         export_kb(kb, tmp_path / "x", "xlsx")
+
+
+# --- confidence: aggregation, the min-confidence filter, ranking by evidence ------------------------
+
+
+@pytest.fixture
+def scored():
+    c = duckdb.connect()
+
+    def row(pmid, label, ids, confidence, idx=0, model="m"):
+        return {**combo(pmid, label, ids, f"sentence {pmid}/{idx}", model=model, idx=idx),
+                "combination_id": f"{pmid}-{idx}-{model}", "confidence": confidence}
+
+    combos = pa.Table.from_pylist(
+        [
+            row("1", "POS", ["A", "B"], 0.9),
+            row("2", "POS", ["A", "B"], 0.5, idx=3),
+            row("2", "POS", ["A", "B"], None, idx=3, model="other"),  # same sentence, a model without one
+            row("3", "NEG", ["A", "C"], 0.2),
+            row("4", "COMB", ["A", "C"], 0.7),
+            row("5", "COMB", ["C", "D"], None),
+            row("6", "POS", ["E", "F"], 0.95),
+        ],
+        schema=COMBINATIONS,
+    )
+    years = [("1", 2001), ("2", 2010), ("3", 2005), ("4", 2007), ("5", 2020), ("6", 2021)]
+    c.register("current_combinations", combos)
+    c.register("current_articles", pa.Table.from_pylist([article(p, y) for p, y in years], schema=ARTICLES))
+    return c
+
+
+def test_kb_aggregates_confidence_sentences_and_ranks_by_evidence(scored):
+    kb = build_kb(scored)
+    assert kb.schema == COMBINATION_KB
+    rows = {r["drug_set_key"]: r for r in kb.to_pylist()}
+    ab, ac, cd = rows["A + B"], rows["A + C"], rows["C + D"]
+    # A + B: 3 rows in 2 sentences of 2 papers; the null confidence is left out of max and mean
+    assert (ab["n_papers"], ab["n_sentences"], ab["n_mentions"]) == (2, 2, 3)
+    assert ab["max_confidence"] == pytest.approx(0.9) and ab["mean_confidence"] == pytest.approx(0.7)
+    assert ac["max_confidence"] == pytest.approx(0.7) and ac["mean_confidence"] == pytest.approx(0.45)
+    assert ac["consensus_share"] == pytest.approx(0.5) and (ac["first_year"], ac["last_year"]) == (2005, 2007)
+    assert cd["max_confidence"] is None and cd["mean_confidence"] is None
+    # two papers before one; A + B before A + C on mean confidence (.7 > .45); E + F before C + D
+    # (same support, a known confidence before none)
+    assert kb.column("drug_set_key").to_pylist() == ["A + B", "A + C", "E + F", "C + D"]
+    assert kb.column("evidence_rank").to_pylist() == [1, 2, 3, 4]
+
+
+def test_min_confidence_keeps_rows_at_or_above_it_and_drops_unknown(scored):
+    kb = build_kb(scored, min_confidence=0.5)
+    rows = {r["drug_set_key"]: r for r in kb.to_pylist()}
+    assert set(rows) == {"A + B", "A + C", "E + F"}  # C + D had no known confidence
+    # A + B keeps .9 and .5 (>=), loses the null row; A + C keeps only paper 4 (.7)
+    assert (rows["A + B"]["n_mentions"], rows["A + B"]["mean_confidence"]) == (2, pytest.approx(0.7))
+    assert (rows["A + C"]["n_papers"], rows["A + C"]["pmids"], rows["A + C"]["consensus_label"]) == (1, ["4"], "COMB")
+    assert kb.column("drug_set_key").to_pylist() == ["A + B", "E + F", "A + C"]
+    assert build_kb(scored, min_confidence=0.0).num_rows == build_kb(scored).num_rows == 4
+    assert build_kb(scored, min_confidence=1.0).num_rows == 0
+    for bad in (1.5, -0.1, float("nan"), True):
+        with pytest.raises(ValueError, match="min_confidence"):
+            build_kb(scored, min_confidence=bad)
+
+
+def test_min_confidence_sql_is_the_one_filter():
+    from etl.kb import min_confidence_sql
+
+    c = duckdb.connect()
+    values = [0.2, 0.5, 0.8, None]
+    kept = {
+        threshold: [v for (v,) in c.execute(
+            f"SELECT confidence FROM (SELECT unnest($values) AS confidence) WHERE {min_confidence_sql()}",
+            {"values": values, "min_confidence": threshold}).fetchall()]
+        for threshold in (0.0, 0.5)
+    }
+    assert kept[0.0] == [0.2, 0.5, 0.8, None]
+    assert kept[0.5] == [0.5, 0.8]
+
+
+# --- `rexdrug kb export --min-confidence` on a tiny warehouse ----------------------------------------
+
+
+def tiny_warehouse(root):
+    """Real NLM records (tests/data/warehouse) ingested without Spark, plus hand-made sweep rows: one
+    sentence per article and one combination per sentence, with confidences .9, .4 and none."""
+    import hashlib
+    from pathlib import Path
+
+    from etl.warehouse import WarehouseLayout, connect_readonly, envelope_tables, parse_file_envelope, write_file_partitions
+    from jobs.sweep import refresh_all
+    from schemas.extraction import SWEEP_SENTENCES
+
+    data = Path(__file__).resolve().parent / "data" / "warehouse" / "nlm"
+    layout = WarehouseLayout(root)
+    for order, path in enumerate(sorted(data.rglob("*.xml")), start=1):
+        write_file_partitions(layout, path.name, envelope_tables(parse_file_envelope(str(path), path.name, order, 0)))
+    refresh_all(root)
+    with connect_readonly(root) as con:
+        arts = con.sql("SELECT pmid, pmid_version, abstract FROM current_articles "
+                       "WHERE abstract IS NOT NULL ORDER BY pmid LIMIT 3").fetchall()
+    assert len(arts) == 3
+    sentences, combos = [], []
+    for (pmid, version, abstract), (ids, confidence) in zip(arts, [(["A", "B"], 0.9), (["A", "C"], 0.4),
+                                                                   (["C", "D"], None)]):
+        text_hash = f"t{pmid}"
+        sentences.append({"pmid": pmid, "pmid_version": version, "sentence_index": 0, "start": 0, "end": 5,
+                          "text": abstract[:5], "text_hash": text_hash, "n_distinct_drugs": 2,
+                          "n_distinct_classes": 0, "is_candidate": True,
+                          "abstract_hash": hashlib.md5(abstract.encode()).hexdigest()})
+        combos.append({**combo(pmid, "POS", ids), "pmid_version": version, "text_hash": text_hash,
+                       "confidence": confidence})
+    for name, rows, schema in (("sentences", sentences, SWEEP_SENTENCES), ("combinations", combos, COMBINATIONS)):
+        (root / name / "run_id=r1").mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), root / name / "run_id=r1" / "part-0.parquet")
+    refresh_all(root)
+    return root
+
+
+def test_kb_export_min_confidence_filters_rows_and_leaves_the_stored_kb(tmp_path, capsys):
+    from jobs.cli import main
+
+    wh = tiny_warehouse(tmp_path / "wh")
+    out = tmp_path / "trusted.jsonl"
+    assert main(["kb", "export", "--warehouse", str(wh), "--output", str(out), "--min-confidence", "0.5"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["drug_set_key"], r["max_confidence"]) for r in rows] == [("A + B", 0.9)]
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["drug_sets"] == 1
+    assert not (wh / "combination_kb").exists()  # an export with its own threshold writes only the file
+    # the default (the sweep config's 0.0) keeps every row, rows without a confidence too, and stores it
+    everything = tmp_path / "all.csv"
+    assert main(["kb", "export", "--warehouse", str(wh), "--output", str(everything)]) == 0
+    assert len(everything.read_text().splitlines()) == 1 + 3
+    stored = pq.read_table(wh / "combination_kb" / "kb.parquet")
+    assert sorted(stored.column("drug_set_key").to_pylist()) == ["A + B", "A + C", "C + D"]
+    assert main(["kb", "export", "--warehouse", str(wh), "--output", str(out), "--min-confidence", "2"]) == 2

@@ -110,6 +110,19 @@ def test_combinations_are_normalized_and_grounded(reference):
     assert sum(n for _, _, n in kb) == len(rows)
 
 
+def test_rows_and_kb_carry_the_rule_engines_confidence(reference):
+    from model.engines.rules import RULE_CONFIDENCE
+
+    expected = RULE_CONFIDENCE[ENGINE]
+    assert query(reference, "SELECT DISTINCT confidence FROM current_combinations") == [(expected,)]
+    # the extraction rows carry it on each relation (what the combinations stage copied)
+    assert query(reference, """SELECT DISTINCT r.confidence, r.label_logprobs IS NULL
+                               FROM current_extractions, UNNEST(relations) AS t(r)""") == [(expected, True)]
+    kb = query(reference, "SELECT max_confidence, mean_confidence, evidence_rank FROM combination_kb ORDER BY evidence_rank")
+    assert kb and all(mx == mean == expected for mx, mean, _ in kb)
+    assert [rank for _, _, rank in kb] == list(range(1, len(kb) + 1))
+
+
 def test_second_run_extracts_nothing_and_tables_are_identical(spark, reference, tmp_path):
     warehouse = tmp_path / "wh"
     shutil.copytree(reference, warehouse)

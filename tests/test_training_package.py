@@ -42,3 +42,17 @@ def test_package_refuses_a_folder_without_adapter_and_an_oversized_one(tmp_path)
     with pytest.raises(ValueError, match="budget"):
         package_adapter(run, "big", tmp_path / "adapters")
     assert not (tmp_path / "adapters" / "big").exists()
+
+
+def test_package_ships_the_runs_confidence_map_and_drops_a_stale_one(tmp_path):
+    from model.confidence import CONFIDENCE_FILE
+
+    run = fake_run(tmp_path)
+    stale = tmp_path / "adapters" / "smol"
+    stale.mkdir(parents=True)
+    (stale / CONFIDENCE_FILE).write_text('{"method": "platt", "params": {"a": 9, "b": 9}}')
+    dest = package_adapter(run, "smol", tmp_path / "adapters")
+    assert not (dest / CONFIDENCE_FILE).exists()  # the old adapter's map does not describe the new one
+    (run / CONFIDENCE_FILE).write_text('{"method": "platt", "params": {"a": 1, "b": 0}}')
+    dest = package_adapter(run, "smol", tmp_path / "adapters")
+    assert json.loads((dest / CONFIDENCE_FILE).read_text())["params"] == {"a": 1, "b": 0}

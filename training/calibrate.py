@@ -8,6 +8,14 @@ prompt and the seeded dev split, generates once over the dev split (``model.cali
 label priors, checks them with a real biased run on the same split, and writes them under ``decision``
 in ``rexdrug_training.json``: the transformers engine applies them whenever the adapter is loaded as a
 bundled model (``engine.label_bias`` overrides; ``{}`` switches them off).  The summary goes to stdout.
+
+    python -m training.calibrate --adapter model/adapters/rexdrug-smol --confidence --cache static
+
+fits the combination-confidence map instead (``model.confidence``): one run over the dev split as a
+sweep runs the adapter (its label priors on), one (raw score, right?) pair per relation written (right:
+its drug set is exactly a gold set), the raw scores saved to ``--scores`` (runs/, not committed), a
+Platt map (or ``--method isotonic``) written to the adapter's ``confidence_calibration.json`` with
+its reliability table.  ``--from-scores`` refits from a saved file without generating.
 """
 
 from __future__ import annotations
@@ -89,6 +97,179 @@ def calibrate_adapter(adapter: Path, *, model: str | None = None, batch_size: in
     return decision
 
 
+# --- the confidence of combination rows (model.confidence) -------------------------------------------
+
+
+def relation_outcomes(record: dict, result: dict) -> list[dict]:
+    """Per parsed relation of one dev sentence: its label, raw score and whether it is right.
+
+    A relation is right when its drug set is exactly a gold set of the sentence (any label): every
+    drug it names resolves to an annotated mention and the resolved set equals a gold set.
+    """
+    from model.confidence import combination_score, logprobs_from_rows
+    from model.evaluation.drugcomb import gold_relations, names_to_span_ids
+
+    gold_sets = {tuple(g.drugs) for g in gold_relations(record)}
+    evidence = result.get("relation_evidence") or [{}] * len(result["parsed"])
+    out = []
+    for index, (relation, ev) in enumerate(zip(result["parsed"], evidence)):
+        ids, unresolved = names_to_span_ids(relation.get("drugs", []), record)
+        logprobs = logprobs_from_rows(ev.get("label_logprobs"))
+        out.append({"doc_id": record["doc_id"], "relation_index": index, "label": relation["label"],
+                    "drugs": [d.get("name") for d in relation.get("drugs", [])],
+                    "score": combination_score(logprobs), "logprobs": logprobs,
+                    "correct": not unresolved and len(ids) >= 2 and tuple(sorted(ids)) in gold_sets})
+    return out
+
+
+def collect_confidence_scores(adapter: Path, *, batch_size: int = 16, max_new_tokens: int = 128,
+                              dev_limit: int | None = None, cache: str = "dynamic",
+                              threads: int | None = None, scores: Path | None = None) -> list[dict]:
+    """Run the adapter as a sweep runs it (its shipped label priors on) over its dev split; one row per
+    relation written (see ``relation_outcomes``).  With ``scores``, rows are appended to that file
+    batch by batch, so a long CPU run that is stopped still leaves what it measured."""
+    from model.embedded import BUNDLED_ADAPTERS
+    from model.engines.base import EngineConfig, SamplingConfig
+    from model.engines.transformers_engine import TransformersEngine
+    from model.evaluation.run import drugcomb_items
+    from training.data import DataConfig, load_splits
+    from training.evaluate import dev_runner
+
+    provenance = _provenance(adapter)
+    data = from_dict(DataConfig, provenance.get("config", {}).get("data", {}))
+    if dev_limit:
+        data.dev_limit = dev_limit
+    data.validate()
+    dev = load_splits(data).dev
+    if not dev:
+        raise ValueError("the adapter's training config holds out no dev split (data.dev_fraction = 0)")
+    bundled = {str(folder.resolve()): name for name, (_, folder) in BUNDLED_ADAPTERS.items()}
+    if str(adapter.resolve()) in bundled:
+        engine_config = EngineConfig(model=bundled[str(adapter.resolve())])
+    else:
+        base = provenance.get("config", {}).get("model", {}).get("name_or_path", "embedded")
+        engine_config = EngineConfig(model=base, adapter_path=str(adapter),
+                                     label_bias=(provenance.get("decision") or {}).get("label_bias") or {})
+    engine_config.batch_size = batch_size
+    engine_config.cache, engine_config.threads = cache, threads
+    engine_config.sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
+    engine_config.validate()
+    engine = TransformersEngine(engine_config)
+    runner = dev_runner(engine, data, dev)
+    runner.chunk_size = batch_size  # one engine batch per chunk: progress and partial results per batch
+    records = [r.raw for r in dev]
+    out: list[dict] = []
+    sink = None
+    if scores is not None:
+        scores.parent.mkdir(parents=True, exist_ok=True)
+        sink = scores.open("w", encoding="utf-8")
+    try:
+        done = 0
+        for chunk in runner.iter_chunks(drugcomb_items(records)):
+            rows = [row for rec, res in zip(records[done:done + len(chunk)], chunk) for row in relation_outcomes(rec, res)]
+            done += len(chunk)
+            out.extend(rows)
+            if sink is not None:
+                sink.write("".join(json.dumps(r) + "\n" for r in rows))
+                sink.flush()
+            log.info("confidence: %d/%d dev sentences, %d relations", done, len(records), len(out))
+    finally:
+        if sink is not None:
+            sink.close()
+    return out
+
+
+def rule_accuracy(adapter: Path, kinds: tuple[str, ...] = ("rule_all_drugs", "rule_cue")) -> dict[str, dict]:
+    """Share of each rule's relations on the adapter's dev split that are right (``relation_outcomes``):
+    how the rules' constant confidences (``model.engines.rules.RULE_CONFIDENCE``) were measured."""
+    from etl.drugs import default_matcher
+    from model.engines import create_engine
+    from model.engines.base import EngineConfig
+    from model.evaluation.run import drugcomb_items
+    from model.extraction import ExtractionRunner
+    from training.data import DataConfig, load_splits
+
+    data = from_dict(DataConfig, _provenance(adapter).get("config", {}).get("data", {}))
+    data.validate()
+    records = [r.raw for r in load_splits(data).dev]
+    matcher = default_matcher()
+    out = {}
+    for kind in kinds:
+        runner = ExtractionRunner(create_engine(EngineConfig(kind=kind), matcher=matcher), data.prompt, matcher=matcher)
+        rows = [row for rec, res in zip(records, runner.run(drugcomb_items(records)))
+                for row in relation_outcomes(rec, res)]
+        right = sum(1 for r in rows if r["correct"])
+        out[kind] = {"relations": len(rows), "right": right, "accuracy": right / len(rows) if rows else None}
+    return out
+
+
+PLATT_PRIOR = 1.0  # precision of the Gaussian prior on (a - 1, b) of the shipped Platt map
+
+
+def fit_confidence(rows: list[dict], *, method: str = "platt", bins: int = 5, folds: int = 5) -> tuple:
+    """(calibration, report) from relation rows; rows without a score (no slot aligned) are counted."""
+    from model.confidence import expected_calibration_error, fit_isotonic, fit_platt, reliability_table
+
+    scored = [r for r in rows if r["score"] is not None]
+    pairs = [(r["score"], bool(r["correct"])) for r in scored]
+    positions = [r["relation_index"] for r in scored]
+
+    def fit(which: list[int]):
+        # Platt with a unit prior on the identity map (a few dozen dev relations must not make it a
+        # step) and its own offset for later relations; isotonic on the score alone
+        chosen = [pairs[i] for i in which]
+        if method == "platt":
+            return fit_platt(chosen, positions=[positions[i] for i in which], prior=PLATT_PRIOR)
+        return fit_isotonic(chosen)
+
+    calibration = fit(list(range(len(pairs))))
+    calibrated = [(calibration.apply(s, positions[i]), y) for i, (s, y) in enumerate(pairs)]
+    # out of sample: each pair mapped by a fit on the other folds (the in-sample table flatters a map
+    # fitted on a few dozen relations)
+    held_out = []
+    for fold in range(folds):
+        train = [i for i in range(len(pairs)) if i % folds != fold]
+        if len({pairs[i][1] for i in train}) < 2:
+            continue
+        fold_fit = fit(train)
+        held_out += [(fold_fit.apply(s, positions[i]), y) for i, (s, y) in enumerate(pairs) if i % folds == fold]
+    report = {
+        "relations": len(rows), "scored": len(pairs), "unscored": len(rows) - len(pairs),
+        "accuracy": sum(1 for _, y in pairs if y) / len(pairs),
+        "reliability_raw": reliability_table(pairs, bins),
+        "reliability_calibrated": reliability_table(calibrated, bins),
+        f"reliability_{folds}fold": reliability_table(held_out, bins) if held_out else [],
+        "ece_raw": expected_calibration_error(pairs, bins),
+        "ece_calibrated": expected_calibration_error(calibrated, bins),
+        f"ece_{folds}fold": expected_calibration_error(held_out, bins) if held_out else None,
+    }
+    return calibration, report
+
+
+def calibrate_confidence(adapter: Path, *, scores: Path, from_scores: bool = False, method: str = "platt",
+                         batch_size: int = 16, max_new_tokens: int = 128, dev_limit: int | None = None,
+                         cache: str = "dynamic", threads: int | None = None, write: bool = True) -> dict:
+    """Collect (or read back) the dev relations' raw scores, fit the map, store it with the adapter."""
+    from dataclasses import replace as dc_replace
+
+    from model.confidence import write_confidence_calibration
+
+    if from_scores:
+        rows = [json.loads(line) for line in scores.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        rows = collect_confidence_scores(adapter, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                         dev_limit=dev_limit, cache=cache, threads=threads, scores=scores)
+        log.info("wrote %d dev relations' raw scores to %s", len(rows), scores)
+    calibration, report = fit_confidence(rows, method=method)
+    calibration = dc_replace(calibration, fitted_on={
+        **calibration.fitted_on, "split": "DrugComb dev split of the adapter's training record",
+        "correct": "drug set equals a gold set exactly (any label)", "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    if write:
+        path = write_confidence_calibration(adapter, calibration, {"report": report})
+        log.info("wrote %s", path)
+    return {**calibration.as_dict(), "report": report}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", type=Path, required=True, help="adapter folder holding rexdrug_training.json")
@@ -97,8 +278,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--dev-limit", type=int, help="only the first N dev sentences (quick checks)")
     parser.add_argument("--dry-run", action="store_true", help="print the decision, do not write it")
+    parser.add_argument("--confidence", action="store_true",
+                        help="fit the combination-confidence map (model.confidence) instead of the label priors")
+    parser.add_argument("--scores", type=Path, default=Path("runs/confidence_dev_scores.jsonl"),
+                        help="--confidence: where the dev relations' raw scores are written (or read)")
+    parser.add_argument("--from-scores", action="store_true", help="--confidence: refit from --scores, no generation")
+    parser.add_argument("--method", choices=["platt", "isotonic"], default="platt")
+    parser.add_argument("--cache", choices=["dynamic", "static"], default="dynamic",
+                        help="--confidence: KV cache of the generation (static is faster on CPU)")
+    parser.add_argument("--threads", type=int, help="--confidence: torch CPU threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if args.confidence:
+        try:
+            out = calibrate_confidence(args.adapter, scores=args.scores, from_scores=args.from_scores,
+                                       method=args.method, batch_size=args.batch_size,
+                                       max_new_tokens=args.max_new_tokens, dev_limit=args.dev_limit,
+                                       cache=args.cache, threads=args.threads, write=not args.dry_run)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return 2
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
     try:
         decision = calibrate_adapter(args.adapter, model=args.model, batch_size=args.batch_size,
                                      max_new_tokens=args.max_new_tokens, dev_limit=args.dev_limit,

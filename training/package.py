@@ -16,6 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from model.confidence import CONFIDENCE_FILE
 from model.embedded import TRAINING_RECORD
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,11 @@ def package_adapter(run_dir: Path, name: str, dest_root: Path = ADAPTERS_DIR) ->
     # The base is resolved by name at load time (the embedded model lives in a per-user cache).
     adapter_config["base_model_name_or_path"] = "embedded"
     (tmp / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
-    provenance = run_dir / TRAINING_RECORD
-    if provenance.is_file():
-        shutil.copy(provenance, tmp / TRAINING_RECORD)
+    # the training record (prompt, dev split, label priors) and the confidence map fitted on the run
+    # (training.calibrate --confidence); a retrained adapter never inherits the old one's map
+    for record in (TRAINING_RECORD, CONFIDENCE_FILE):
+        if (run_dir / record).is_file():
+            shutil.copy(run_dir / record, tmp / record)
     size = sum(p.stat().st_size for p in tmp.iterdir())
     if size > MAX_BYTES:
         raise ValueError(f"adapter is {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB budget")

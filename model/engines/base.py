@@ -177,8 +177,13 @@ def _adapter_fingerprint(path: str) -> str:
     folder = Path(path)
     if not folder.is_dir():
         raise ValueError(f"adapter folder not found: {path}")
+    from model.confidence import CONFIDENCE_FILE
+
     digest = hashlib.sha256()
-    for file in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin")):
+    # The confidence calibration maps scores after the fact; it changes no output, so refitting it
+    # must not make every sentence "new" to the sweep's incremental key.
+    for file in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin")
+                       and p.name != CONFIDENCE_FILE):
         digest.update(file.name.encode())
         digest.update(file.read_bytes())
     return f"{os.path.basename(os.path.normpath(path))}@{digest.hexdigest()[:12]}"
@@ -199,6 +204,12 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[str]:
         ...
+
+    def relation_confidence(self, label_logprobs: dict[str, float] | None, position: int = 0) -> float | None:
+        """Confidence in [0, 1] of one extracted relation (the ``position``-th of its answer), given its
+        type slot's label log-probabilities (None when the engine recorded none).  Default None: an engine that reports no log-probabilities
+        (vLLM and OpenAI-compatible today) has nothing to calibrate (see ``model.confidence``)."""
+        return None
 
     def close(self) -> None:  # engines holding GPUs/threads release them here
         pass

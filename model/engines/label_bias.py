@@ -4,8 +4,11 @@ A small model's first answer token is a decision between NO_COMB and the three c
 and its raw preference is mis-calibrated (rexdrug-smol said NO_COMB on a quarter of the test sentences
 that hold a combination and never wrote COMB or NEG).  ``LabelBiasProcessor`` adds a per-label
 log-probability offset at every ``"type": "`` slot the model writes, and records the model's own
-(unbiased) label log-probabilities at the first slot, so the offsets can be chosen by measurement on a
-dev split (``model.calibration``) and shipped with the model, like a classifier's threshold.
+(unbiased) label log-probabilities at every slot, in order: the first slot's are what the offsets are
+chosen on by measurement on a dev split (``model.calibration``) and shipped with the model, like a
+classifier's threshold; every slot's give each relation of the answer its own label distribution (the
+confidence of a combination row, ``model.confidence``).  The offsets change the token chosen at a slot,
+never the distribution recorded there.
 
 Labels are recognised by their first token under the model's tokenizer, so labels must differ in it
 (they do for the GPT-2 style BPE of SmolLM2/Llama: ``POS``, ``CO``, ``N``, ``NO``); if they do not,
@@ -59,8 +62,11 @@ class LabelBiasProcessor:
     """A transformers logits processor (callable ``(input_ids, scores) -> scores``) for one batch.
 
     ``prompt_length`` is the padded prompt width, so only generated tokens are inspected.
-    ``first_slot_logprobs[row]`` is, after generation, the model's unbiased log-probability of each
-    label's first token at the row's first type slot (None if it never opened one).
+    ``slot_logprobs[row]`` is, after generation, one dict per type slot the row opened, in order: the
+    model's unbiased log-probability of each label's first token there.  ``slot_labels[row]`` is the
+    label whose first token was then generated at each slot (None: another token, or generation
+    stopped at the slot), so a caller can check which answer item a slot belongs to.
+    ``first_slot_logprobs[row]`` is the first slot's dict (None if the row never opened one).
     """
 
     def __init__(self, tokenizer, bias: Mapping[str, float] | None, prompt_length: int, batch_size: int):
@@ -69,7 +75,14 @@ class LabelBiasProcessor:
         self.first_tokens = label_first_tokens(tokenizer)
         self.bias = {label: float(v) for label, v in (bias or {}).items() if v}
         self.prompt_length = prompt_length
-        self.first_slot_logprobs: list[dict[str, float] | None] = [None] * batch_size
+        self.slot_logprobs: list[list[dict[str, float]]] = [[] for _ in range(batch_size)]
+        self.slot_labels: list[list[str | None]] = [[] for _ in range(batch_size)]
+        self._label_of_token = {tok: label for label, tok in self.first_tokens.items()}
+        self._open: list[int] = []  # rows whose last step was a slot: their next token is its label
+
+    @property
+    def first_slot_logprobs(self) -> list[dict[str, float] | None]:
+        return [slots[0] if slots else None for slots in self.slot_logprobs]
 
     def __call__(self, input_ids, scores):
         import torch
@@ -77,15 +90,18 @@ class LabelBiasProcessor:
         generated = input_ids[:, self.prompt_length:]
         if generated.shape[1] == 0:
             return scores
+        for row in self._open:  # the token generated at each slot of the previous step
+            self.slot_labels[row][-1] = self._label_of_token.get(int(generated[row, -1]))
+        self._open = []
         tails = self.tokenizer.batch_decode(generated[:, -_TAIL_TOKENS:], skip_special_tokens=True)
         rows = [i for i, tail in enumerate(tails) if _SLOT.search(tail)]
         if not rows:
             return scores
         logprobs = torch.log_softmax(scores[rows].float(), dim=-1)
         for k, row in enumerate(rows):
-            if self.first_slot_logprobs[row] is None:
-                self.first_slot_logprobs[row] = {
-                    label: float(logprobs[k, tok]) for label, tok in self.first_tokens.items()}
+            self.slot_logprobs[row].append({label: float(logprobs[k, tok]) for label, tok in self.first_tokens.items()})
+            self.slot_labels[row].append(None)
+        self._open = rows
         if self.bias:
             index = torch.tensor(rows, device=scores.device)
             for label, value in self.bias.items():

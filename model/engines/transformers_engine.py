@@ -42,9 +42,15 @@ class TransformersEngine(Engine):
         self._enforcer_data = None
         self._last_processor = None
         self.label_bias = _effective_label_bias(config)
-        # Calibration (model.calibration) turns this on to read the model's own label preferences.
+        # Calibration (model.calibration) turns this on to read the model's own label preferences at
+        # each answer's first slot (``last_label_logprobs``, one dict or None per prompt).
         self.record_label_logprobs = False
         self.last_label_logprobs: list[dict[str, float] | None] = []
+        # Every type slot's unbiased label log-probabilities, always recorded (a combination row's
+        # confidence comes from them): per prompt, one {"logprobs": {label: lp}, "label": chosen} per slot.
+        self.last_slot_records: list[list[dict]] = []
+        self._slots_supported = _slots_supported(tokenizer)
+        self.confidence_calibration = _effective_confidence_calibration(config)
         self.stats = {"prompt_tokens": 0, "generated_tokens": 0, "seconds": 0.0, "batches": 0}
 
     # -- generation ----------------------------------------------------------------------------------
@@ -58,17 +64,28 @@ class TransformersEngine(Engine):
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[str] = [""] * len(prompts)
         label_logprobs: list[dict[str, float] | None] = [None] * len(prompts)
+        slot_records: list[list[dict]] = [[] for _ in prompts]
         size = self.config.batch_size
         for start in range(0, len(order), size):
             idx = order[start:start + size]
             texts = self.generate_prompts([prompts[i] for i in idx], sampling)
             for k, (i, text) in enumerate(zip(idx, texts)):
                 results[i] = text
-                if self._last_processor is not None:
-                    label_logprobs[i] = self._last_processor.first_slot_logprobs[k]
+                proc = self._last_processor
+                if proc is not None:
+                    label_logprobs[i] = proc.first_slot_logprobs[k]
+                    slot_records[i] = [{"logprobs": lp, "label": label}
+                                       for lp, label in zip(proc.slot_logprobs[k], proc.slot_labels[k])]
         self.last_errors = [None] * len(prompts)
         self.last_label_logprobs = label_logprobs
+        self.last_slot_records = slot_records
         return results
+
+    def relation_confidence(self, label_logprobs: dict[str, float] | None, position: int = 0) -> float | None:
+        """Calibrated confidence of a relation from its slot's label log-probabilities (model.confidence)."""
+        from model.confidence import model_confidence
+
+        return model_confidence(label_logprobs, self.confidence_calibration, position)
 
     def generate_prompts(self, prompts: list[str], sampling: SamplingConfig) -> list[str]:
         """One padded forward batch of already-rendered prompts."""
@@ -91,7 +108,7 @@ class TransformersEngine(Engine):
         if sampling.constrained:
             kwargs["prefix_allowed_tokens_fn"] = self._prefix_allowed_tokens_fn()
         self._last_processor = None
-        if self.label_bias or self.record_label_logprobs:
+        if self.label_bias or self.record_label_logprobs or self._slots_supported:
             from transformers import LogitsProcessorList
 
             from model.engines.label_bias import LabelBiasProcessor
@@ -161,6 +178,34 @@ def _enforcer_tokenizer_data(tokenizer):
         return tokenizer.decode(tokens).rstrip("\ufffd")
 
     return TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, False, vocab_size)
+
+
+def _slots_supported(tokenizer) -> bool:
+    """Whether type slots can be read under this tokenizer (labels start with distinct tokens).
+
+    Without label priors the slot recorder is optional: a tokenizer it cannot address leaves the
+    relations without a label distribution (confidence null) instead of failing generation.
+    """
+    from model.engines.label_bias import label_first_tokens
+
+    try:
+        label_first_tokens(tokenizer)
+    except ValueError as exc:
+        log.warning("no label distributions under this tokenizer (combination confidence will be null): %s", exc)
+        return False
+    return True
+
+
+def _effective_confidence_calibration(config: EngineConfig):
+    """The confidence calibration shipped with a bundled model or an adapter folder (None: raw score)."""
+    from model.confidence import load_confidence_calibration
+    from model.embedded import resolve_model_and_adapter
+
+    try:
+        _, adapter = resolve_model_and_adapter(config.model, config.adapter_path)
+    except ValueError:
+        return None
+    return load_confidence_calibration(adapter) if adapter else None
 
 
 def _effective_label_bias(config: EngineConfig) -> dict[str, float]:
