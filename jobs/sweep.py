@@ -542,7 +542,7 @@ def _count_failed(spark, extractions: Path) -> tuple[int, str | None]:
     from pyspark.sql import functions as F
 
     status = F.col("parse_status")
-    failed = spark.read.parquet(str(extractions)).where(status.isNull() | status.isin(sorted(RETRYABLE_STATUSES)))
+    failed = spark.read.parquet(literal_path(extractions)).where(status.isNull() | status.isin(sorted(RETRYABLE_STATUSES)))
     n = failed.count()
     first = failed.select("error").first() if n else None
     return n, (first["error"] if first else None)

@@ -185,7 +185,7 @@ def tiny_warehouse(root):
 
     from etl.warehouse import WarehouseLayout, connect_readonly, envelope_tables, parse_file_envelope, write_file_partitions
     from jobs.sweep import refresh_all
-    from schemas.extraction import SWEEP_SENTENCES
+    from schemas.extraction import EXTRACTIONS, SWEEP_SENTENCES
 
     data = Path(__file__).resolve().parent / "data" / "warehouse" / "nlm"
     layout = WarehouseLayout(root)
@@ -206,7 +206,12 @@ def tiny_warehouse(root):
                           "abstract_hash": hashlib.md5(abstract.encode()).hexdigest()})
         combos.append({**combo(pmid, "POS", ids), "pmid_version": version, "text_hash": text_hash,
                        "confidence": confidence})
-    for name, rows, schema in (("sentences", sentences, SWEEP_SENTENCES), ("combinations", combos, COMBINATIONS)):
+    # the extraction row each combination comes from: the current views follow the current extraction
+    extractions = [{k: c[k] for k in ("extraction_key", "pmid", "pmid_version", "sentence_index", "text_hash",
+                                      "model_id", "prompt_version", "run_id")} | {"parse_status": "ok"}
+                   for c in combos]
+    for name, rows, schema in (("sentences", sentences, SWEEP_SENTENCES), ("combinations", combos, COMBINATIONS),
+                               ("extractions", extractions, EXTRACTIONS)):
         (root / name / "run_id=r1").mkdir(parents=True)
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), root / name / "run_id=r1" / "part-0.parquet")
     refresh_all(root)

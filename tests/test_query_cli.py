@@ -279,24 +279,24 @@ def test_sandbox_locks_the_configuration(private_warehouse, tmp_path):
     """Below the statement check, the DuckDB settings themselves are locked."""
     import duckdb
 
-    from jobs.cli.query import sandbox_connection
+    from jobs.cli.query import sandboxed
 
     outside = tmp_path / "outside.txt"
     outside.write_text("x\n")
     con = connect_readonly(private_warehouse)
     try:
-        sandbox_connection(con, private_warehouse)
-        for sql in (
-            "SET enable_external_access = true",
-            "SET lock_configuration = false",
-            "SET allowed_directories = ['/']",
-            "SET autoload_known_extensions = true",
-        ):
-            with pytest.raises(duckdb.Error, match="locked"):
-                con.execute(sql)
-        with pytest.raises(duckdb.PermissionException):
-            con.sql(f"SELECT * FROM read_text('{outside}')").fetchall()
-        assert con.sql("SELECT count(*) FROM current_article_versions").fetchall() == [(5,)]
+        with sandboxed(con, private_warehouse):  # from inside the folder: the views' paths are relative
+            for sql in (
+                "SET enable_external_access = true",
+                "SET lock_configuration = false",
+                "SET allowed_directories = ['/']",
+                "SET autoload_known_extensions = true",
+            ):
+                with pytest.raises(duckdb.Error, match="locked"):
+                    con.execute(sql)
+            with pytest.raises(duckdb.PermissionException):
+                con.sql(f"SELECT * FROM read_text('{outside}')").fetchall()
+            assert con.sql("SELECT count(*) FROM current_article_versions").fetchall() == [(5,)]
     finally:
         con.close()
 
