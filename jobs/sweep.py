@@ -541,6 +541,8 @@ def _count_failed(spark, extractions: Path) -> tuple[int, str | None]:
     """Extractions with a retryable status (or none at all) and one of their reasons."""
     from pyspark.sql import functions as F
 
+    from jobs.spark import literal_path
+
     status = F.col("parse_status")
     failed = spark.read.parquet(literal_path(extractions)).where(status.isNull() | status.isin(sorted(RETRYABLE_STATUSES)))
     n = failed.count()
