@@ -39,6 +39,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from etl.candidates import SelectorConfig
 from etl.combinations import SENTENCE_KEY
 from etl.config import to_dict
 from etl.pubmed.entrez import EntrezConfig, default_until, parse_day
@@ -111,9 +112,12 @@ class SweepConfig:
     master: str | None = None
     build_kb: bool = True
     # Combination rows below this confidence do not count in the KB the sweep builds (etl.kb's
-    # min_confidence_sql, the one filter).  0.0 keeps every row, rows without a confidence too; the
-    # default is to be chosen for precision on the real-PubMed dev set (issue 17), until then 0.0.
+    # min_confidence_sql, the one filter).  0.0 keeps every row, rows without a confidence too: on the
+    # real-PubMed dev set no threshold raised rexdrug-smol's precision (data/realpm, issue 17).
     min_confidence: float = 0.0
+    # which sentences go to the model (etl.candidates.SelectorConfig): "drugs" (>= 2 distinct drugs) or
+    # "evidence" (also a co-administration cue or combination context); see the README for what each costs
+    selector: SelectorConfig = field(default_factory=SelectorConfig)
 
     def validate(self) -> None:
         if self.source not in ("files", "entrez", "demo"):
@@ -138,6 +142,7 @@ class SweepConfig:
         from etl.kb import validate_min_confidence
 
         validate_min_confidence(self.min_confidence)
+        self.selector.validate()
         self.engine.validate()
         self.prompt.validate()
 
@@ -361,7 +366,7 @@ def make_extract_fn(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, batch_si
     return extract
 
 
-def make_sentences_fn():
+def make_sentences_fn(selector: SelectorConfig | None = None):
     def sentences(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from etl.candidates import sentence_table
         from etl.drugs import default_matcher
@@ -373,7 +378,7 @@ def make_sentences_fn():
                 (p, v): h
                 for p, v, h in zip(*(articles.column(c).to_pylist() for c in ("pmid", "pmid_version", "abstract_hash")))
             }
-            sentences = sentence_table(articles, matcher=matcher)
+            sentences = sentence_table(articles, matcher=matcher, selector=selector)
             keys = zip(sentences.column("pmid").to_pylist(), sentences.column("pmid_version").to_pylist())
             sentences = sentences.append_column("abstract_hash", pa.array([hashes[k] for k in keys], pa.string()))
             yield from conform(sentences, SWEEP_SENTENCES).to_batches()
@@ -451,7 +456,7 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
         if summary.n_articles:
             (
                 spark.read.parquet(literal_path(staging / "work" / "new_articles.parquet"))
-                .mapInArrow(make_sentences_fn(), to_spark(SWEEP_SENTENCES))
+                .mapInArrow(make_sentences_fn(config.selector), to_spark(SWEEP_SENTENCES))
                 .write.parquet(str(layout.staged(run_id, SENTENCES_TABLE)))
             )
             summary.n_sentences = spark.read.parquet(literal_path(layout.staged(run_id, SENTENCES_TABLE))).count()
@@ -568,7 +573,8 @@ def _export_new_articles(layout: SweepLayout, staging: Path) -> pa.Table | None:
     with connect_readonly(layout.root) as con:
         table = con.sql(
             """
-            SELECT a.pmid, a.pmid_version, a.title, a.abstract, a.chemicals, md5(a.abstract) AS abstract_hash
+            SELECT a.pmid, a.pmid_version, a.title, a.abstract, a.chemicals, a.mesh_headings,
+                   md5(a.abstract) AS abstract_hash
             FROM current_articles a
             WHERE a.abstract IS NOT NULL AND length(trim(a.abstract)) > 0
               AND NOT EXISTS (SELECT 1 FROM sentences s

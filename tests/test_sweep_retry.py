@@ -145,3 +145,4 @@ def assert_relations_are_the_rule_baselines(warehouse: Path) -> None:
     got = [[(r["label"], [d["name"] for d in r["drugs"]]) for r in relations] for _, _, relations in rows]
     want = [[(r["label"], [d["name"] for d in r["drugs"]]) for r in e["parsed"]] for e in expected]
     assert got == want and any(got)
+
