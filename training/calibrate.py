@@ -42,17 +42,10 @@ def _provenance(adapter: Path) -> dict:
     return record
 
 
-def calibrate_adapter(adapter: Path, *, model: str | None = None, batch_size: int = 16, max_new_tokens: int = 96,
-                      dev_limit: int | None = None, write: bool = True) -> dict:
-    from model.calibration import collect_evidence, search_label_bias
-    from model.embedded import BUNDLED_ADAPTERS, TRAINING_RECORD
-    from model.engines.base import EngineConfig, SamplingConfig, engine_model_id
-    from model.engines.transformers_engine import TransformersEngine
-    from model.evaluation.run import evaluate_drugcomb
+def _dev_split(provenance: dict, dev_limit: int | None):
+    """(data config, dev records) of the split the adapter's training config held out."""
     from training.data import DataConfig, load_splits
-    from training.evaluate import dev_runner
 
-    provenance = _provenance(adapter)
     data = from_dict(DataConfig, provenance.get("config", {}).get("data", {}))
     if dev_limit:
         data.dev_limit = dev_limit
@@ -60,12 +53,35 @@ def calibrate_adapter(adapter: Path, *, model: str | None = None, batch_size: in
     dev = load_splits(data).dev
     if not dev:
         raise ValueError("the adapter's training config holds out no dev split (data.dev_fraction = 0)")
+    return data, dev
+
+
+def _adapter_engine_config(adapter: Path, provenance: dict, *, model: str | None = None,
+                           label_bias: dict | None = None):
+    """The engine config that runs ``adapter``: the bundled model name when it is one (its shipped
+    settings), else its base model with the adapter (and ``label_bias``)."""
+    from model.embedded import BUNDLED_ADAPTERS
+    from model.engines.base import EngineConfig
+
     bundled = {str(folder.resolve()): name for name, (_, folder) in BUNDLED_ADAPTERS.items()}
     if model is None and str(adapter.resolve()) in bundled:
-        engine_config = EngineConfig(model=bundled[str(adapter.resolve())])
-    else:
-        base = model or provenance.get("config", {}).get("model", {}).get("name_or_path", "embedded")
-        engine_config = EngineConfig(model=base, adapter_path=str(adapter))
+        return EngineConfig(model=bundled[str(adapter.resolve())])
+    base = model or provenance.get("config", {}).get("model", {}).get("name_or_path", "embedded")
+    return EngineConfig(model=base, adapter_path=str(adapter), label_bias=label_bias or {})
+
+
+def calibrate_adapter(adapter: Path, *, model: str | None = None, batch_size: int = 16, max_new_tokens: int = 96,
+                      dev_limit: int | None = None, write: bool = True) -> dict:
+    from model.calibration import collect_evidence, search_label_bias
+    from model.embedded import TRAINING_RECORD
+    from model.engines.base import SamplingConfig, engine_model_id
+    from model.engines.transformers_engine import TransformersEngine
+    from model.evaluation.run import evaluate_drugcomb
+    from training.evaluate import dev_runner
+
+    provenance = _provenance(adapter)
+    data, dev = _dev_split(provenance, dev_limit)
+    engine_config = _adapter_engine_config(adapter, provenance, model=model)
     engine_config.label_bias = {}  # measure the model itself, not a previously shipped decision
     engine_config.batch_size = batch_size
     engine_config.sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
@@ -128,28 +144,15 @@ def collect_confidence_scores(adapter: Path, *, batch_size: int = 16, max_new_to
     """Run the adapter as a sweep runs it (its shipped label priors on) over its dev split; one row per
     relation written (see ``relation_outcomes``).  With ``scores``, rows are appended to that file
     batch by batch, so a long CPU run that is stopped still leaves what it measured."""
-    from model.embedded import BUNDLED_ADAPTERS
-    from model.engines.base import EngineConfig, SamplingConfig
+    from model.engines.base import SamplingConfig
     from model.engines.transformers_engine import TransformersEngine
     from model.evaluation.run import drugcomb_items
-    from training.data import DataConfig, load_splits
     from training.evaluate import dev_runner
 
     provenance = _provenance(adapter)
-    data = from_dict(DataConfig, provenance.get("config", {}).get("data", {}))
-    if dev_limit:
-        data.dev_limit = dev_limit
-    data.validate()
-    dev = load_splits(data).dev
-    if not dev:
-        raise ValueError("the adapter's training config holds out no dev split (data.dev_fraction = 0)")
-    bundled = {str(folder.resolve()): name for name, (_, folder) in BUNDLED_ADAPTERS.items()}
-    if str(adapter.resolve()) in bundled:
-        engine_config = EngineConfig(model=bundled[str(adapter.resolve())])
-    else:
-        base = provenance.get("config", {}).get("model", {}).get("name_or_path", "embedded")
-        engine_config = EngineConfig(model=base, adapter_path=str(adapter),
-                                     label_bias=(provenance.get("decision") or {}).get("label_bias") or {})
+    data, dev = _dev_split(provenance, dev_limit)
+    engine_config = _adapter_engine_config(
+        adapter, provenance, label_bias=(provenance.get("decision") or {}).get("label_bias"))
     engine_config.batch_size = batch_size
     engine_config.cache, engine_config.threads = cache, threads
     engine_config.sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
