@@ -322,8 +322,12 @@ def extraction_rows(candidates: list[dict[str, Any]], runner, run_id: str) -> li
     try:
         results = runner.run(items)
     except Exception as exc:
-        log.exception("engine failed on a batch of %d sentences", len(items))
-        results = [{"error": f"{type(exc).__name__}: {exc}"} for _ in items]
+        from model.engines.base import redact_secrets
+
+        # the message may quote a URL with credentials in it: stored and logged without them
+        reason = redact_secrets(f"{type(exc).__name__}: {exc}")
+        log.error("engine failed on a batch of %d sentences: %s", len(items), reason)
+        results = [{"error": reason} for _ in items]
     rows = []
     for cand, res in zip(candidates, results, strict=True):
         relations = relations_with_evidence(res)  # parsed relations + label log-probs and confidence

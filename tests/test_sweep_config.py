@@ -25,3 +25,21 @@ def test_the_sweeps_sentence_stage_uses_the_configured_selector(kind, expected):
     assert isinstance(config.selector, SelectorConfig)
     (out,) = list(make_sentences_fn(config.selector)(iter([batch])))
     assert out.column("is_candidate").to_pylist() == [expected]
+
+
+def test_a_failing_batch_stores_and_logs_its_reason_without_credentials(caplog):
+    """An engine that raises with its URL in the message: every row gets the reason, with no secret."""
+    from jobs.sweep import extraction_rows
+
+    class Raising:
+        def run(self, items):
+            raise ConnectionError("cannot reach http://alice:s3cret@llm.internal:8000/v1?api_key=KEY123")
+
+    candidates = [{"sentence_text": "Cisplatin plus gemcitabine.", "extraction_key": "k", "pmid": "1",
+                   "pmid_version": 1, "sentence_index": 0, "sentence_start": 0, "sentence_end": 27,
+                   "text_hash": "h", "model_id": "openai:m@http://llm.internal:8000/v1", "prompt_version": "p"}]
+    with caplog.at_level("DEBUG"):
+        rows = extraction_rows(candidates, Raising(), "run-1")
+    assert [r["parse_status"] for r in rows] == ["engine_error"]
+    text = repr(rows) + caplog.text
+    assert "ConnectionError" in text and "s3cret" not in text and "KEY123" not in text
