@@ -1,4 +1,4 @@
-"""`rexdrug kb build|export`: the drug-combination knowledge base (one row per drug set)."""
+"""`rexdrug kb build|export|diff`: the drug-combination knowledge base (one row per drug set)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--examples", type=int, default=3, help="example sentences kept per drug set")
     export.add_argument("--output", required=True, type=Path)
     export.add_argument("--format", choices=["parquet", "csv", "jsonl"], help="default: from the file suffix")
+    from jobs.cli.kb_diff import add_diff_arguments
+
+    add_diff_arguments(sub.add_parser("diff", help="drug sets new, changed or gone since a run (read-only)"))
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.kb_command == "diff":
+        from jobs.cli.kb_diff import run_diff
+
+        return run_diff(args)
     from etl.kb import export_kb
     from jobs.kb import build_and_store_kb
 
