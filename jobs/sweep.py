@@ -156,7 +156,9 @@ class SweepConfig:
     source: str = "files"  # "files" | "entrez" | "demo"
     inputs: list[str] = field(default_factory=list)  # files or folders (source "files")
     input_kind: str = "auto"  # "baseline" | "update" | "file" | "auto" (NLM's folder names)
-    since: str | None = None  # source "entrez": first day, YYYY-MM-DD or YYYY/MM/DD
+    # source "entrez": first day, YYYY-MM-DD or YYYY/MM/DD; unset: the day after the last committed
+    # Entrez sweep's window (the nightly form, jobs/nightly.py)
+    since: str | None = None
     until: str | None = None  # last day (default: yesterday)
     datetype: str = "both"  # "edat" (new records) | "mdat" (revised records) | "pdat" | "both" (edat + mdat)
     # E-utilities settings (email, api_key, tool, base_url, batch_size, ...), as `rexdrug ingest` takes
@@ -179,11 +181,12 @@ class SweepConfig:
         if self.source == "files" and not self.inputs:
             raise ValueError("source 'files' needs at least one input file or folder (--input)")
         if self.source == "entrez":
-            if not self.since:
-                raise ValueError("source 'entrez' needs --since (YYYY-MM-DD)")
-            since, until = self.entrez_window()
-            if until < since:
-                raise ValueError(f"until ({until}) is before since ({since})")
+            if self.since:
+                since, until = self.entrez_window()
+                if until < since:
+                    raise ValueError(f"until ({until}) is before since ({since})")
+            elif self.until:
+                parse_day(self.until, "until")
             self.entrez.resolved()  # no email: a configuration error now, not after Spark has started
         if self.input_kind not in ("baseline", "update", "file", "auto"):
             raise ValueError(f"input_kind must be baseline, update, file or auto, not {self.input_kind!r}")
@@ -235,7 +238,10 @@ class SweepSummary:
     n_errors: int = 0
     n_retried: int = 0  # candidates extracted again because their earlier extraction failed
     n_failed: int = 0  # extractions of this run that got no answer (retried by the next sweep)
-    status: str = "committed"  # "failed": there were extractions and every one of them failed
+    status: str = "committed"  # "failed": there were extractions and every one of them failed;
+    # "up_to_date": a nightly Entrez sweep whose window an earlier run already covered (nothing ran)
+    window_since: str | None = None  # source "entrez": the window fetched
+    window_until: str | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     recovered_runs: list[str] = field(default_factory=list)
 
@@ -331,6 +337,9 @@ def _commit_staged(layout: SweepLayout, run_id: str, run_row: dict[str, Any]) ->
         for key in ("started_at", "finished_at"):
             if isinstance(row.get(key), str):
                 row[key] = datetime.fromisoformat(row[key])
+        for key in ("window_since", "window_until"):
+            if isinstance(row.get(key), str):
+                row[key] = date.fromisoformat(row[key])
         _write_parquet_atomic(pa.Table.from_pylist([row], schema=SWEEP_RUNS), ledger_file)
     shutil.rmtree(layout.staging(run_id), ignore_errors=True)
 
@@ -502,6 +511,17 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
     summary = SweepSummary(run_id, str(layout.root), model_id, prompt_ver, recovered_runs=recovered)
     timer = StageTimer()
     started = datetime.now(timezone.utc)
+    if config.source == "entrez":
+        from jobs.nightly import resolve_window
+
+        window = resolve_window(config.since, config.until, layout.root)
+        if window is None:
+            summary.status = "up_to_date"
+            log.info("up to date: an earlier sweep covered the E-utilities window up to %s", config.until or "yesterday")
+            return summary
+        config = dataclasses.replace(config, since=window[0].isoformat(), until=window[1].isoformat())
+        summary.window_since, summary.window_until = config.since, config.until
+        log.info("E-utilities window %s .. %s", config.since, config.until)
     spark = spark or get_spark("rexdrug-sweep", master=config.master)
     staging = layout.staging(run_id)
     staging.mkdir(parents=True, exist_ok=True)
@@ -587,6 +607,9 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
             "stage_seconds": [{"stage": k, "seconds": v} for k, v in timer.seconds.items()],
             "started_at": started.isoformat(),
             "finished_at": datetime.now(timezone.utc).isoformat(),
+            "window_since": summary.window_since,
+            "window_until": summary.window_until,
+            "datetype": config.datetype if config.source == "entrez" else None,
         }
         (staging / COMMIT_MARKER).write_text(json.dumps(run_row))
         _commit_staged(layout, run_id, run_row)

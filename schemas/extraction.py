@@ -168,5 +168,10 @@ SWEEP_RUNS = pa.schema(
         pa.field("stage_seconds", pa.list_(STAGE_TIMING)),
         pa.field("started_at", pa.timestamp("us", tz="UTC")),
         pa.field("finished_at", pa.timestamp("us", tz="UTC")),
+        # source "entrez": the E-utilities window [window_since, window_until] (days) and its date types;
+        # the next nightly sweep starts the day after the latest committed window (jobs/nightly.py)
+        pa.field("window_since", pa.date32()),
+        pa.field("window_until", pa.date32()),
+        pa.field("datetype", pa.string()),
     ]
 )
