@@ -174,6 +174,8 @@ class SweepConfig:
     max_candidates: int | None = None  # cap per run (the demo uses it); None: all
     master: str | None = None
     build_kb: bool = True
+    progress_interval_s: float = 15.0  # the extract stage's progress line on stderr, from the driver
+
 
     def validate(self) -> None:
         if self.source not in ("files", "entrez", "demo"):
@@ -194,6 +196,8 @@ class SweepConfig:
             raise ValueError(f"datetype must be edat, mdat, pdat or both, not {self.datetype!r}")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if not 0 < self.progress_interval_s <= 3600:
+            raise ValueError("progress_interval_s must be in (0, 3600] seconds")
         if self.max_candidates is not None and self.max_candidates < 0:
             raise ValueError("max_candidates must be >= 0")
         self.engine.validate()
@@ -423,19 +427,46 @@ def extraction_rows(candidates: list[dict[str, Any]], runner, run_id: str) -> li
 
 
 
-def make_extract_fn(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, batch_size: int, threads: int, run_id: str):
+def make_extract_fn(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, batch_size: int, threads: int, run_id: str,
+                    progress_dir: str | None = None):
+    """``mapInArrow`` function of the extract stage; with ``progress_dir``, each task writes its counts
+    there after every batch (``jobs.progress``: the driver polls them)."""
+
     def extract(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         runner = _cached_runner(engine_cfg, prompt_cfg, threads)
+        partition = _partition_id()
+        counts = {"done": 0, "errors": 0}
+
+        def run(chunk: list[dict[str, Any]]) -> Iterator[pa.RecordBatch]:
+            rows = extraction_rows(chunk, runner, run_id)
+            if progress_dir is not None:
+                from jobs.progress import write_status
+
+                counts["done"] += len(rows)
+                counts["errors"] += sum(r["parse_status"] in RETRYABLE_STATUSES or r["parse_status"] is None for r in rows)
+                write_status(progress_dir, partition, counts["done"], counts["errors"])
+            yield from _to_batches(rows, EXTRACTIONS)
+
         pending: list[dict[str, Any]] = []
         for batch in batches:
             pending.extend(batch.to_pylist())
             while len(pending) >= batch_size:
                 chunk, pending = pending[:batch_size], pending[batch_size:]
-                yield from _to_batches(extraction_rows(chunk, runner, run_id), EXTRACTIONS)
+                yield from run(chunk)
         if pending:
-            yield from _to_batches(extraction_rows(pending, runner, run_id), EXTRACTIONS)
+            yield from run(pending)
 
     return extract
+
+
+def _partition_id() -> int:
+    try:
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+    except ImportError:  # pragma: no cover - pyspark is a dependency
+        context = None
+    return context.partitionId() if context is not None else 0
 
 
 def make_sentences_fn():
@@ -559,12 +590,17 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
             parts = config.extract_partitions or spark.sparkContext.defaultParallelism
             parts = max(1, min(parts, summary.n_candidates))
             threads = config.threads_per_task or _default_threads(spark, parts)
-            extract = make_extract_fn(config.engine, config.prompt, config.batch_size, threads, run_id)
-            (
-                cands.repartition(parts, "extraction_key")
-                .mapInArrow(extract, to_spark(EXTRACTIONS))
-                .write.parquet(str(layout.staged(run_id, "extractions")))
-            )
+            from jobs.progress import StatusFileProgress
+
+            progress_dir = staging / "work" / "extract_progress"
+            extract = make_extract_fn(config.engine, config.prompt, config.batch_size, threads, run_id,
+                                      progress_dir=str(progress_dir))
+            with StatusFileProgress(progress_dir, summary.n_candidates, interval_s=config.progress_interval_s):
+                (
+                    cands.repartition(parts, "extraction_key")
+                    .mapInArrow(extract, to_spark(EXTRACTIONS))
+                    .write.parquet(str(layout.staged(run_id, "extractions")))
+                )
             summary.n_extracted = spark.read.parquet(str(layout.staged(run_id, "extractions"))).count()
             summary.n_failed, first_failure = _count_failed(spark, layout.staged(run_id, "extractions"))
             if summary.n_failed:
