@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Self
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def read_totals(directory: str | os.PathLike[str]) -> tuple[int, int]:
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     if seconds >= 60:
@@ -91,7 +92,7 @@ class StatusFileProgress:
         while not self._stop.wait(self.interval_s):
             self.report()
 
-    def __enter__(self) -> StatusFileProgress:
+    def __enter__(self) -> Self:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._start = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name=f"progress-{self.label}", daemon=True)
