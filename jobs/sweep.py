@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from etl.combinations import SENTENCE_KEY
+from etl.article_filters import ArticleFilters
 from etl.config import to_dict
 from etl.warehouse import (
     ARTICLE_TABLES,
@@ -174,6 +175,9 @@ class SweepConfig:
     max_candidates: int | None = None  # cap per run (the demo uses it); None: all
     master: str | None = None
     build_kb: bool = True
+    # which articles are split and extracted (has abstract, languages, publication types, MeSH, years);
+    # recorded with entrez.term in sweep_runs.filters
+    filters: ArticleFilters = field(default_factory=ArticleFilters)
     progress_interval_s: float = 15.0  # the extract stage's progress line on stderr, from the driver
 
 
@@ -200,6 +204,7 @@ class SweepConfig:
             raise ValueError("progress_interval_s must be in (0, 3600] seconds")
         if self.max_candidates is not None and self.max_candidates < 0:
             raise ValueError("max_candidates must be >= 0")
+        self.filters.validate()
         self.engine.validate()
         self.prompt.validate()
 
@@ -242,6 +247,7 @@ class SweepSummary:
     n_errors: int = 0
     n_retried: int = 0  # candidates extracted again because their earlier extraction failed
     n_failed: int = 0  # extractions of this run that got no answer (retried by the next sweep)
+    n_filtered: int = 0  # new articles that the filters left out (not split, not extracted)
     status: str = "committed"  # "failed": there were extractions and every one of them failed;
     # "up_to_date": a nightly Entrez sweep whose window an earlier run already covered (nothing ran)
     window_since: str | None = None  # source "entrez": the window fetched
@@ -566,8 +572,10 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
         refresh_all(layout.root)
 
     with timer("sentences"):
-        new_articles = _export_new_articles(layout, staging)
-        summary.n_articles = new_articles.num_rows if new_articles is not None else 0
+        new_articles, summary.n_filtered = _export_new_articles(layout, staging, config.filters)
+        summary.n_articles = new_articles.num_rows
+        if summary.n_filtered:
+            log.info("%d new article(s) left out by the filters (they stay in current_articles)", summary.n_filtered)
         if summary.n_articles:
             (
                 spark.read.parquet(str(staging / "work" / "new_articles.parquet"))
@@ -646,6 +654,9 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
             "window_since": summary.window_since,
             "window_until": summary.window_until,
             "datetype": config.datetype if config.source == "entrez" else None,
+            "n_filtered": summary.n_filtered,
+            "filters": json.dumps({"entrez_term": config.entrez.term if config.source == "entrez" else None,
+                                   "articles": config.filters.record()}, sort_keys=True),
         }
         (staging / COMMIT_MARKER).write_text(json.dumps(run_row))
         _commit_staged(layout, run_id, run_row)
@@ -680,24 +691,29 @@ def refresh_all(warehouse: Path) -> Path:
     return refresh_duckdb(warehouse, [*ARTICLE_TABLES, *sweep_tables()], [*ARTICLE_VIEWS, *SWEEP_VIEWS])
 
 
-def _export_new_articles(layout: SweepLayout, staging: Path) -> pa.Table | None:
-    """Current articles with an abstract whose sentences are not in the warehouse yet."""
+def _export_new_articles(layout: SweepLayout, staging: Path, filters=None) -> tuple[pa.Table, int]:
+    """Current articles with an abstract whose sentences are not in the warehouse yet and that pass
+    ``filters`` (``etl.article_filters.ArticleFilters``); also how many new ones the filters left out."""
+    from etl.article_filters import ArticleFilters
+
+    predicate, params = (filters or ArticleFilters()).sql("a")
+    new = """FROM current_articles a
+             WHERE a.abstract IS NOT NULL AND length(trim(a.abstract)) > 0
+               AND NOT EXISTS (SELECT 1 FROM sentences s
+                               WHERE s.pmid = a.pmid AND s.pmid_version = a.pmid_version
+                                 AND s.abstract_hash = md5(a.abstract))"""
     with connect_readonly(layout.root) as con:
-        table = con.sql(
-            """
-            SELECT a.pmid, a.pmid_version, a.title, a.abstract, a.chemicals, md5(a.abstract) AS abstract_hash
-            FROM current_articles a
-            WHERE a.abstract IS NOT NULL AND length(trim(a.abstract)) > 0
-              AND NOT EXISTS (SELECT 1 FROM sentences s
-                              WHERE s.pmid = a.pmid AND s.pmid_version = a.pmid_version
-                                AND s.abstract_hash = md5(a.abstract))
-            ORDER BY a.pmid, a.pmid_version
-            """
+        n_new = con.execute(f"SELECT count(*) {new}").fetchall()[0][0]
+        table = con.execute(
+            f"""SELECT a.pmid, a.pmid_version, a.title, a.abstract, a.chemicals, md5(a.abstract) AS abstract_hash
+                {new} AND {predicate}
+                ORDER BY a.pmid, a.pmid_version""",
+            params,
         ).to_arrow_table()
     if table.num_rows:
         (staging / "work").mkdir(parents=True, exist_ok=True)
         pq.write_table(table, staging / "work" / "new_articles.parquet")
-    return table
+    return table, n_new - table.num_rows
 
 
 def _select_candidates(

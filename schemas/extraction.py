@@ -173,5 +173,8 @@ SWEEP_RUNS = pa.schema(
         pa.field("window_since", pa.date32()),
         pa.field("window_until", pa.date32()),
         pa.field("datetype", pa.string()),
+        # what the run read: JSON {"entrez_term": ..., "articles": etl.article_filters.ArticleFilters}
+        pa.field("filters", pa.string()),
+        pa.field("n_filtered", pa.int64()),  # new articles the filters left out
     ]
 )

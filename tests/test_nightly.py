@@ -109,8 +109,9 @@ def test_nightly_windows_from_the_ledger(spark, ncbi, tmp_path, capsys, monkeypa
     monkeypatch.setenv("NCBI_EMAIL", EMAIL)
     warehouse = tmp_path / "wh"
     config = tmp_path / "sweep.yaml"
+    term = '"drug therapy, combination"[MeSH Terms]'
     config.write_text(yaml.safe_dump({"entrez": {"base_url": ncbi.eutils_base_url, "backoff_base_s": 0.001,
-                                                 "max_retries": 0}}))
+                                                 "max_retries": 0, "term": term}}))
     base = ["sweep", "--warehouse", str(warehouse), "--source", "entrez", "--config", str(config),
             "--engine", "rule_all_drugs", "--no-kb"]
 
@@ -151,6 +152,10 @@ def test_nightly_windows_from_the_ledger(spark, ncbi, tmp_path, capsys, monkeypa
                         ("committed", D(2024, 1, 3), D(2024, 1, 5), "both"),
                         ("committed", D(2024, 1, 6), D(2024, 2, 5), "both")]
         assert con.execute("SELECT count(DISTINCT pmid) FROM current_articles").fetchall() == [(5,)]
+        filters = [json.loads(r[0]) for r in con.execute("SELECT filters FROM sweep_runs").fetchall()]
+    # the E-utilities query is recorded with each run, and it is the query that reached NCBI
+    assert {f["entrez_term"] for f in filters} == {term}
+    assert {p["term"] for _, _, p in ncbi.requests_to("esearch.fcgi")} == {term}
 
 
 # ---- the shipped scheduler files ----------------------------------------------------------------
