@@ -461,8 +461,9 @@ def _runs_section(data: ReportData) -> str:
     stages = []
     for run in data.runs:
         stages += [s for s in run["stage_seconds"] if s not in stages]
-    head = "".join(f"<th>{esc(h)}</th>" for h in ("run", "started (UTC)", "status", "source", "model", "articles",
-                                                    "candidates", "extracted", "combinations", "errors", "failed"))
+    head = "".join(f"<th>{esc(h)}</th>" for h in ("run", "started (UTC)", "status", "source", "window", "model",
+                                                    "articles", "filtered out", "candidates", "extracted",
+                                                    "combinations", "errors", "failed"))
     head += "".join(f"<th>{esc(s)} s</th>" for s in stages)
     rows = []
     for run in data.runs:
@@ -472,10 +473,12 @@ def _runs_section(data: ReportData) -> str:
             f"<td>{esc(started.strftime('%Y-%m-%d %H:%M:%S') if hasattr(started, 'strftime') else started)}</td>",
             f"<td>{esc(run.get('status'))}</td>",
             f"<td>{esc(run.get('source'))}</td>",
+            f"<td>{_window(run)}</td>",
             f"<td>{esc(run.get('model_id'))}</td>",
             *(
                 f'<td class="n" data-run="{esc(run.get("run_id"))}" data-col="{col}">{esc(run.get(col))}</td>'
-                for col in ("n_articles", "n_candidates", "n_extracted", "n_combinations", "n_errors", "n_failed")
+                for col in ("n_articles", "n_filtered", "n_candidates", "n_extracted", "n_combinations", "n_errors",
+                            "n_failed")
             ),
             *(f'<td class="n">{_fmt_float(run["stage_seconds"].get(s), 1)}</td>' for s in stages),
         ]
@@ -485,6 +488,12 @@ def _runs_section(data: ReportData) -> str:
         f'<section id="runs"><h2>Run history</h2><div class="scroll"><table><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div><h3>Seconds per stage</h3>{plot}</section>"
     )
+
+
+def _window(run: dict[str, Any]) -> str:
+    """The E-utilities window of a run (older ledgers have no such columns)."""
+    since, until = run.get("window_since"), run.get("window_until")
+    return f"{esc(since)} &ndash; {esc(until)}" if since or until else ""
 
 
 def _labels_section(data: ReportData) -> str:
