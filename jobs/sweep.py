@@ -704,11 +704,11 @@ def _export_new_articles(layout: SweepLayout, staging: Path, filters=None) -> tu
                                  AND s.abstract_hash = md5(a.abstract))"""
     with connect_readonly(layout.root) as con:
         n_new = con.execute(f"SELECT count(*) {new}").fetchall()[0][0]
-        table = con.execute(
+        table = con.sql(
             f"""SELECT a.pmid, a.pmid_version, a.title, a.abstract, a.chemicals, md5(a.abstract) AS abstract_hash
                 {new} AND {predicate}
                 ORDER BY a.pmid, a.pmid_version""",
-            params,
+            params=params,
         ).to_arrow_table()
     if table.num_rows:
         (staging / "work").mkdir(parents=True, exist_ok=True)
