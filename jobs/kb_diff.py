@@ -165,6 +165,9 @@ def kb_diff(warehouse, since: str | None = None, **kb_options: Any) -> tuple[Bas
     from etl.warehouse import connect_readonly
 
     with connect_readonly(warehouse) as con:
+        names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if not {"sweep_runs", "current_combinations"} <= names:
+            raise ValueError(f"no sweep has run on {warehouse} yet (run `rexdrug sweep --warehouse {warehouse}`)")
         baseline = resolve_baseline(con, since)
         now = build_kb(con, **kb_options)
         then = kb_as_of(con, baseline, **kb_options)

@@ -197,3 +197,11 @@ def test_a_retry_by_a_later_run_is_not_in_the_earlier_state(tmp_path):
         assert con.execute("SELECT count(*) FROM articles").fetchall() == [(1,)]
     _, changes = kb_diff(wh, "R1")
     assert [(c["change"], c["drug_set_key"], c["added_pmids"]) for c in changes] == [("new", "A + B", ["1"])]
+
+
+def test_a_warehouse_without_sweeps_is_a_configuration_error(tmp_path):
+    from etl.warehouse import refresh_duckdb
+
+    refresh_duckdb(tmp_path / "wh")  # ingest-only: no sweep tables
+    assert main(["kb", "diff", "--warehouse", str(tmp_path / "wh")]) == 2
+    assert main(["kb", "diff", "--warehouse", str(tmp_path / "missing")]) == 2
