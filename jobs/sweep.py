@@ -475,12 +475,16 @@ def _partition_id() -> int:
     return context.partitionId() if context is not None else 0
 
 
-def make_sentences_fn():
+def make_sentences_fn(progress_dir: str | None = None):
+    """``mapInArrow`` function of the sentence stage; with ``progress_dir``, each task writes how many
+    articles it has split after every batch (``jobs.progress``)."""
+
     def sentences(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from etl.candidates import sentence_table
         from etl.drugs import default_matcher
 
         matcher = default_matcher()
+        partition, done = _partition_id(), 0
         for batch in batches:
             articles = pa.Table.from_batches([batch])
             hashes = {
@@ -491,6 +495,11 @@ def make_sentences_fn():
             keys = zip(sentences.column("pmid").to_pylist(), sentences.column("pmid_version").to_pylist())
             sentences = sentences.append_column("abstract_hash", pa.array([hashes[k] for k in keys], pa.string()))
             yield from conform(sentences, SWEEP_SENTENCES).to_batches()
+            if progress_dir is not None:
+                from jobs.progress import write_status
+
+                done += batch.num_rows
+                write_status(progress_dir, partition, done, 0)
 
     return sentences
 
@@ -577,11 +586,16 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
         if summary.n_filtered:
             log.info("%d new article(s) left out by the filters (they stay in current_articles)", summary.n_filtered)
         if summary.n_articles:
-            (
-                spark.read.parquet(str(staging / "work" / "new_articles.parquet"))
-                .mapInArrow(make_sentences_fn(), to_spark(SWEEP_SENTENCES))
-                .write.parquet(str(layout.staged(run_id, SENTENCES_TABLE)))
-            )
+            from jobs.progress import StatusFileProgress
+
+            progress_dir = staging / "work" / "sentences_progress"
+            with StatusFileProgress(progress_dir, summary.n_articles, label="sentences", unit="articles",
+                                    interval_s=config.progress_interval_s):
+                (
+                    spark.read.parquet(str(staging / "work" / "new_articles.parquet"))
+                    .mapInArrow(make_sentences_fn(str(progress_dir)), to_spark(SWEEP_SENTENCES))
+                    .write.parquet(str(layout.staged(run_id, SENTENCES_TABLE)))
+                )
             summary.n_sentences = spark.read.parquet(str(layout.staged(run_id, SENTENCES_TABLE))).count()
 
     with timer("candidates"):

@@ -91,6 +91,9 @@ def test_sweep_reports_extract_progress_from_the_driver(spark, tmp_path, caplog)
                                              "engine.kind=rule_all_drugs", "progress_interval_s=0.05"])
     summary = run_sweep(config, spark=spark)
     lines = [r.getMessage() for r in caplog.records if r.name == "jobs.progress"]
+    split = [line for line in lines if line.startswith("sentences:")]
+    assert split and split[-1].startswith(f"sentences: {summary.n_articles}/{summary.n_articles} articles (100%)")
+    lines = [line for line in lines if line.startswith("extract:")]
     # the counts can only come from the tasks' status files: the driver sees no rows until the write ends
     assert lines and lines[-1].startswith(f"extract: {summary.n_candidates}/{summary.n_candidates} sentences (100%)")
     assert lines[-1].endswith("0 errors")
