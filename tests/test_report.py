@@ -293,6 +293,22 @@ def test_report_loads_in_headless_chromium(tmp_path):
 
 
 @pytest.mark.browser
+@pytest.mark.spark
+@needs_chromium
+def test_swept_warehouse_report_loads_in_headless_chromium(swept, tmp_path):
+    output = tmp_path / "report.html"
+    assert main(["report", "--warehouse", str(swept), "--output", str(output)]) == 0
+    loaded = browser.load_page(output.as_uri())
+    assert loaded.errors == []
+    with duckdb.connect(str(swept / "warehouse.duckdb"), read_only=True) as con:
+        for key, sql in (("combinations", "SELECT count(*) FROM current_combinations"),
+                         ("runs", "SELECT count(*) FROM sweep_runs"),
+                         ("drug_sets", "SELECT count(*) FROM combination_kb")):
+            assert loaded.data_keys[key] == str(con.execute(sql).fetchall()[0][0])
+    assert browser.pixel_stddev(loaded.screenshot_png) > 10
+
+
+@pytest.mark.browser
 @needs_chromium
 def test_browser_check_sees_errors_and_blank_pages(tmp_path):
     """The checks above can fail: a script error, a console error and a failed load are seen; a blank page is blank."""
