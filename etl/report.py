@@ -41,6 +41,9 @@ class ReportData:
     has_confidence: bool = False
     partners: list[dict[str, Any]] = field(default_factory=list)
     error_reasons: list[tuple[str, str, int]] = field(default_factory=list)  # (stage, reason, n)
+    # KB changes since a baseline (rows of jobs.kb_diff.diff_kb), filled by the caller; None: not computed
+    changes: list[dict[str, Any]] | None = None
+    changes_since: str = ""
     ingest_errors: list[tuple[str, int]] = field(default_factory=list)  # (stage, n)
 
     @property
@@ -428,6 +431,7 @@ def render_html(data: ReportData) -> str:
     else:
         parts += [
             _runs_section(data),
+            _changes_section(data),
             _labels_section(data),
             _years_section(data),
             _top_sets_section(data),
@@ -494,6 +498,34 @@ def _window(run: dict[str, Any]) -> str:
     """The E-utilities window of a run (older ledgers have no such columns)."""
     since, until = run.get("window_since"), run.get("window_until")
     return f"{esc(since)} &ndash; {esc(until)}" if since or until else ""
+
+
+def _changes_section(data: ReportData, limit: int = 40) -> str:
+    if data.changes is None:
+        return ""
+    counts = {kind: sum(c["change"] == kind for c in data.changes) for kind in ("new", "changed", "removed")}
+    summary = ", ".join(f'{_num("changes:" + kind, n)} {kind}' for kind, n in counts.items())
+    head = f'<section id="changes"><h2>What changed</h2><p class="meta">Since {esc(data.changes_since)}: {summary} drug set(s).</p>'
+    if not data.changes:
+        return head + '<p class="empty">No drug set is new, changed or gone.</p></section>'
+    rows = []
+    for c in data.changes[:limit]:
+        names = " + ".join(esc(n) for n in c.get("member_names") or []) or esc(c["drug_set_key"])
+        label = _label_badge(c["consensus_label"]) if c["consensus_label"] else ""
+        if c["change"] == "changed" and c.get("label_changed"):
+            label = f"{_label_badge(c['previous_label'])} &rarr; {label}"
+        elif c["change"] == "removed":
+            label = _label_badge(c["previous_label"])
+        papers = " ".join(pmid_link(p) for p in c.get("added_pmids") or [])
+        gone = " ".join(esc(p) for p in c.get("removed_pmids") or [])
+        rows.append(
+            f'<tr><td>{esc(c["change"])}</td><td>{names}</td><td>{label}</td>'
+            f'<td class="n">{esc(c["previous_n_papers"])} &rarr; {esc(c["n_papers"])}</td>'
+            f"<td>{papers}{' removed: ' + gone if gone else ''}</td></tr>"
+        )
+    more = f'<p class="meta">and {len(data.changes) - limit} more (rexdrug kb diff).</p>' if len(data.changes) > limit else ""
+    return (head + "<table><thead><tr><th>change</th><th>drug set</th><th>consensus</th><th>papers</th>"
+            f"<th>new papers</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{more}</section>")
 
 
 def _labels_section(data: ReportData) -> str:

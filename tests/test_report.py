@@ -266,6 +266,13 @@ def test_report_numbers_equal_sql_on_a_swept_warehouse(swept, tmp_path, capsys):
             "SELECT drug_set_key FROM combination_kb ORDER BY n_papers DESC, n_mentions DESC, drug_set_key LIMIT 20").fetchall()]
         current_pmids = {r[0] for r in con.execute("SELECT DISTINCT pmid FROM current_combinations").fetchall()}
     assert re.findall(r'<div class="set" data-set="([^"]+)"', page) == [html.escape(k) for k in top]
+    # what the latest run changed, as `rexdrug kb diff` computes it
+    from jobs.kb_diff import kb_diff
+
+    _, changes = kb_diff(swept)
+    assert changes  # the update file revised, added and deleted articles
+    for kind in ("new", "changed", "removed"):
+        assert keys[f"changes:{kind}"] == str(sum(c["change"] == kind for c in changes))
     linked = set(re.findall(r'href="https://pubmed\.ncbi\.nlm\.nih\.gov/(\d+)/"', page))
     assert linked == current_pmids  # the deleted article (1129034) is in history, not on the page
     assert "1129034" not in linked

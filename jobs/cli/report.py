@@ -32,6 +32,12 @@ def write_report(warehouse: Path, output: Path, *, top: int = 20, examples: int 
 
     with connect_readonly(warehouse) as con:
         data = collect_report(con, warehouse=str(warehouse), top_n=top, n_examples=examples, n_partners=partners)
+    if data.runs and "combinations" in data.totals:
+        from jobs.kb_diff import kb_diff
+
+        # "what's new tonight": the KB now against the KB as it stood after the run before the latest
+        baseline, data.changes = kb_diff(warehouse)
+        data.changes_since = baseline.describe()
     page = render_html(data)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
