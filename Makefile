@@ -26,6 +26,8 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/rexdrug sweep --demo --config configs/demo.yaml --warehouse warehouse/demo
+	@report=$$($(VENV)/bin/rexdrug report --warehouse warehouse/demo --output warehouse/demo/report.html) \
+		&& echo "report: $$report (open it in a browser)"
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

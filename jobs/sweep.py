@@ -39,6 +39,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from etl.article_filters import ArticleFilters
 from etl.candidates import SelectorConfig
 from etl.combinations import SENTENCE_KEY
 from etl.config import to_dict
@@ -95,7 +96,9 @@ class SweepConfig:
     source: str = "files"  # "files" | "entrez" | "demo"
     inputs: list[str] = field(default_factory=list)  # files or folders (source "files")
     input_kind: str = "auto"  # "baseline" | "update" | "file" | "auto" (NLM's folder names)
-    since: str | None = None  # source "entrez": first day, YYYY-MM-DD or YYYY/MM/DD
+    # source "entrez": first day, YYYY-MM-DD or YYYY/MM/DD; unset: the day after the last committed
+    # Entrez sweep's window (the nightly form, jobs/nightly.py)
+    since: str | None = None
     until: str | None = None  # last day (default: yesterday)
     datetype: str = "both"  # "edat" (new records) | "mdat" (revised records) | "pdat" | "both" (edat + mdat)
     # E-utilities settings (email, api_key, tool, base_url, batch_size, ...), as `rexdrug ingest` takes
@@ -118,6 +121,11 @@ class SweepConfig:
     # which sentences go to the model (etl.candidates.SelectorConfig): "drugs" (>= 2 distinct drugs) or
     # "evidence" (also a co-administration cue or combination context); see the README for what each costs
     selector: SelectorConfig = field(default_factory=SelectorConfig)
+    # which articles are split and extracted (has abstract, languages, publication types, MeSH, years);
+    # recorded with entrez.term in sweep_runs.filters
+    filters: ArticleFilters = field(default_factory=ArticleFilters)
+    progress_interval_s: float = 15.0  # the extract stage's progress line on stderr, from the driver
+
 
     def validate(self) -> None:
         if self.source not in ("files", "entrez", "demo"):
@@ -125,11 +133,12 @@ class SweepConfig:
         if self.source == "files" and not self.inputs:
             raise ValueError("source 'files' needs at least one input file or folder (--input)")
         if self.source == "entrez":
-            if not self.since:
-                raise ValueError("source 'entrez' needs --since (YYYY-MM-DD)")
-            since, until = self.entrez_window()
-            if until < since:
-                raise ValueError(f"until ({until}) is before since ({since})")
+            if self.since:
+                since, until = self.entrez_window()
+                if until < since:
+                    raise ValueError(f"until ({until}) is before since ({since})")
+            elif self.until:
+                parse_day(self.until, "until")
             self.entrez.resolved()  # no email: a configuration error now, not after Spark has started
         if self.input_kind not in ("baseline", "update", "file", "auto"):
             raise ValueError(f"input_kind must be baseline, update, file or auto, not {self.input_kind!r}")
@@ -137,12 +146,15 @@ class SweepConfig:
             raise ValueError(f"datetype must be edat, mdat, pdat or both, not {self.datetype!r}")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if not 0 < self.progress_interval_s <= 3600:
+            raise ValueError("progress_interval_s must be in (0, 3600] seconds")
         if self.max_candidates is not None and self.max_candidates < 0:
             raise ValueError("max_candidates must be >= 0")
         from etl.kb import validate_min_confidence
 
         validate_min_confidence(self.min_confidence)
         self.selector.validate()
+        self.filters.validate()
         self.engine.validate()
         self.prompt.validate()
 
@@ -185,8 +197,12 @@ class SweepSummary:
     n_errors: int = 0
     n_retried: int = 0  # candidates extracted again because their earlier extraction failed
     n_failed: int = 0  # extractions of this run that got no answer (retried by the next sweep)
-    status: str = "committed"  # "failed": there were extractions and every one of them failed
+    n_filtered: int = 0  # new articles that the filters left out (not split, not extracted)
+    status: str = "committed"  # "failed": there were extractions and every one of them failed;
+    # "up_to_date": a nightly Entrez sweep whose window an earlier run already covered (nothing ran)
     kb_drug_sets: int | None = None  # None: the KB was not rebuilt (build_kb=false)
+    window_since: str | None = None  # source "entrez": the window fetched
+    window_until: str | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     recovered_runs: list[str] = field(default_factory=list)
 
@@ -272,6 +288,9 @@ def _commit_staged(layout: SweepLayout, run_id: str, run_row: dict[str, Any]) ->
         for key in ("started_at", "finished_at"):
             if isinstance(row.get(key), str):
                 row[key] = datetime.fromisoformat(row[key])
+        for key in ("window_since", "window_until"):
+            if isinstance(row.get(key), str):
+                row[key] = date.fromisoformat(row[key])
         write_parquet_atomic(pa.Table.from_pylist([row], schema=SWEEP_RUNS), ledger_file)
     shutil.rmtree(layout.staging(run_id), ignore_errors=True)
 
@@ -355,27 +374,58 @@ def extraction_rows(candidates: list[dict[str, Any]], runner, run_id: str) -> li
 
 
 
-def make_extract_fn(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, batch_size: int, threads: int, run_id: str):
+def make_extract_fn(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, batch_size: int, threads: int, run_id: str,
+                    progress_dir: str | None = None):
+    """``mapInArrow`` function of the extract stage; with ``progress_dir``, each task writes its counts
+    there after every batch (``jobs.progress``: the driver polls them)."""
+
     def extract(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         runner = _cached_runner(engine_cfg, prompt_cfg, threads)
+        partition = _partition_id()
+        counts = {"done": 0, "errors": 0}
+
+        def run(chunk: list[dict[str, Any]]) -> Iterator[pa.RecordBatch]:
+            rows = extraction_rows(chunk, runner, run_id)
+            if progress_dir is not None:
+                from jobs.progress import write_status
+
+                counts["done"] += len(rows)
+                counts["errors"] += sum(r["parse_status"] in RETRYABLE_STATUSES or r["parse_status"] is None for r in rows)
+                write_status(progress_dir, partition, counts["done"], counts["errors"])
+            yield from _to_batches(rows, EXTRACTIONS)
+
         pending: list[dict[str, Any]] = []
         for batch in batches:
             pending.extend(batch.to_pylist())
             while len(pending) >= batch_size:
                 chunk, pending = pending[:batch_size], pending[batch_size:]
-                yield from _to_batches(extraction_rows(chunk, runner, run_id), EXTRACTIONS)
+                yield from run(chunk)
         if pending:
-            yield from _to_batches(extraction_rows(pending, runner, run_id), EXTRACTIONS)
+            yield from run(pending)
 
     return extract
 
 
-def make_sentences_fn(selector: SelectorConfig | None = None):
+def _partition_id() -> int:
+    try:
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+    except ImportError:  # pragma: no cover - pyspark is a dependency
+        context = None
+    return context.partitionId() if context is not None else 0
+
+
+def make_sentences_fn(selector: SelectorConfig | None = None, progress_dir: str | None = None):
+    """``mapInArrow`` function of the sentence stage (``selector`` decides the candidates); with
+    ``progress_dir``, each task writes how many articles it has split after every batch (``jobs.progress``)."""
+
     def sentences(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from etl.candidates import sentence_table
         from etl.drugs import default_matcher
 
         matcher = default_matcher()
+        partition, done = _partition_id(), 0
         for batch in batches:
             articles = pa.Table.from_batches([batch])
             hashes = {
@@ -386,6 +436,11 @@ def make_sentences_fn(selector: SelectorConfig | None = None):
             keys = zip(sentences.column("pmid").to_pylist(), sentences.column("pmid_version").to_pylist())
             sentences = sentences.append_column("abstract_hash", pa.array([hashes[k] for k in keys], pa.string()))
             yield from conform(sentences, SWEEP_SENTENCES).to_batches()
+            if progress_dir is not None:
+                from jobs.progress import write_status
+
+                done += batch.num_rows
+                write_status(progress_dir, partition, done, 0)
 
     return sentences
 
@@ -442,6 +497,17 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
     summary = SweepSummary(run_id, str(layout.root), model_id, prompt_ver, recovered_runs=recovered)
     timer = StageTimer()
     started = datetime.now(UTC)
+    if config.source == "entrez":
+        from jobs.nightly import resolve_window
+
+        window = resolve_window(config.since, config.until, layout.root)
+        if window is None:
+            summary.status = "up_to_date"
+            log.info("up to date: an earlier sweep covered the E-utilities window up to %s", config.until or "yesterday")
+            return summary
+        config = dataclasses.replace(config, since=window[0].isoformat(), until=window[1].isoformat())
+        summary.window_since, summary.window_until = config.since, config.until
+        log.info("E-utilities window %s .. %s", config.since, config.until)
     spark = spark or get_spark("rexdrug-sweep", master=config.master)
     staging = layout.staging(run_id)
     staging.mkdir(parents=True, exist_ok=True)
@@ -455,14 +521,21 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
         refresh(layout)
 
     with timer("sentences"):
-        new_articles = _export_new_articles(layout, staging)
-        summary.n_articles = new_articles.num_rows if new_articles is not None else 0
+        new_articles, summary.n_filtered = _export_new_articles(layout, staging, config.filters)
+        summary.n_articles = new_articles.num_rows
+        if summary.n_filtered:
+            log.info("%d new article(s) left out by the filters (they stay in current_articles)", summary.n_filtered)
         if summary.n_articles:
-            (
-                spark.read.parquet(literal_path(staging / "work" / "new_articles.parquet"))
-                .mapInArrow(make_sentences_fn(config.selector), to_spark(SWEEP_SENTENCES))
-                .write.parquet(str(layout.staged(run_id, SENTENCES_TABLE)))
-            )
+            from jobs.progress import StatusFileProgress
+
+            progress_dir = staging / "work" / "sentences_progress"
+            with StatusFileProgress(progress_dir, summary.n_articles, label="sentences", unit="articles",
+                                    interval_s=config.progress_interval_s):
+                (
+                    spark.read.parquet(literal_path(staging / "work" / "new_articles.parquet"))
+                    .mapInArrow(make_sentences_fn(config.selector, str(progress_dir)), to_spark(SWEEP_SENTENCES))
+                    .write.parquet(str(layout.staged(run_id, SENTENCES_TABLE)))
+                )
             summary.n_sentences = spark.read.parquet(literal_path(layout.staged(run_id, SENTENCES_TABLE))).count()
 
     with timer("candidates"):
@@ -479,12 +552,17 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
             parts = config.extract_partitions or spark.sparkContext.defaultParallelism
             parts = max(1, min(parts, summary.n_candidates))
             threads = config.threads_per_task or _default_threads(spark, parts)
-            extract = make_extract_fn(config.engine, config.prompt, config.batch_size, threads, run_id)
-            (
-                cands.repartition(parts, "extraction_key")
-                .mapInArrow(extract, to_spark(EXTRACTIONS))
-                .write.parquet(str(layout.staged(run_id, "extractions")))
-            )
+            from jobs.progress import StatusFileProgress
+
+            progress_dir = staging / "work" / "extract_progress"
+            extract = make_extract_fn(config.engine, config.prompt, config.batch_size, threads, run_id,
+                                      progress_dir=str(progress_dir))
+            with StatusFileProgress(progress_dir, summary.n_candidates, interval_s=config.progress_interval_s):
+                (
+                    cands.repartition(parts, "extraction_key")
+                    .mapInArrow(extract, to_spark(EXTRACTIONS))
+                    .write.parquet(str(layout.staged(run_id, "extractions")))
+                )
             summary.n_extracted = spark.read.parquet(literal_path(layout.staged(run_id, "extractions"))).count()
             summary.n_failed, first_failure = _count_failed(spark, layout.staged(run_id, "extractions"))
             if summary.n_failed:
@@ -527,6 +605,12 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
             "stage_seconds": [{"stage": k, "seconds": v} for k, v in timer.seconds.items()],
             "started_at": started.isoformat(),
             "finished_at": datetime.now(UTC).isoformat(),
+            "window_since": summary.window_since,
+            "window_until": summary.window_until,
+            "datetype": config.datetype if config.source == "entrez" else None,
+            "n_filtered": summary.n_filtered,
+            "filters": json.dumps({"entrez_term": config.entrez.term if config.source == "entrez" else None,
+                                   "articles": config.filters.record()}, sort_keys=True),
         }
         (staging / COMMIT_MARKER).write_text(json.dumps(run_row))
         _commit_staged(layout, run_id, run_row)
@@ -572,25 +656,30 @@ def refresh_all(warehouse: Path) -> Path:
     return refresh(WarehouseLayout(warehouse))
 
 
-def _export_new_articles(layout: SweepLayout, staging: Path) -> pa.Table | None:
-    """Current articles with an abstract whose sentences are not in the warehouse yet."""
+def _export_new_articles(layout: SweepLayout, staging: Path, filters=None) -> tuple[pa.Table, int]:
+    """Current articles with an abstract whose sentences are not in the warehouse yet and that pass
+    ``filters`` (``etl.article_filters.ArticleFilters``); also how many new ones the filters left out."""
+    from etl.article_filters import ArticleFilters
+
+    predicate, params = (filters or ArticleFilters()).sql("a")
+    new = """FROM current_articles a
+             WHERE a.abstract IS NOT NULL AND length(trim(a.abstract)) > 0
+               AND NOT EXISTS (SELECT 1 FROM sentences s
+                               WHERE s.pmid = a.pmid AND s.pmid_version = a.pmid_version
+                                 AND s.abstract_hash = md5(a.abstract))"""
     with connect_readonly(layout.root) as con:
+        n_new = con.execute(f"SELECT count(*) {new}").fetchall()[0][0]
         table = con.sql(
-            """
-            SELECT a.pmid, a.pmid_version, a.title, a.abstract, a.chemicals, a.mesh_headings,
-                   md5(a.abstract) AS abstract_hash
-            FROM current_articles a
-            WHERE a.abstract IS NOT NULL AND length(trim(a.abstract)) > 0
-              AND NOT EXISTS (SELECT 1 FROM sentences s
-                              WHERE s.pmid = a.pmid AND s.pmid_version = a.pmid_version
-                                AND s.abstract_hash = md5(a.abstract))
-            ORDER BY a.pmid, a.pmid_version
-            """
+            f"""SELECT a.pmid, a.pmid_version, a.title, a.abstract, a.chemicals, a.mesh_headings,
+                       md5(a.abstract) AS abstract_hash
+                {new} AND {predicate}
+                ORDER BY a.pmid, a.pmid_version""",
+            params=params,
         ).to_arrow_table()
     if table.num_rows:
         (staging / "work").mkdir(parents=True, exist_ok=True)
         pq.write_table(table, staging / "work" / "new_articles.parquet")
-    return table
+    return table, n_new - table.num_rows
 
 
 def _select_candidates(

@@ -183,5 +183,13 @@ SWEEP_RUNS = pa.schema(
         pa.field("stage_seconds", pa.list_(STAGE_TIMING)),
         pa.field("started_at", pa.timestamp("us", tz="UTC")),
         pa.field("finished_at", pa.timestamp("us", tz="UTC")),
+        # source "entrez": the E-utilities window [window_since, window_until] (days) and its date types;
+        # the next nightly sweep starts the day after the latest committed window (jobs/nightly.py)
+        pa.field("window_since", pa.date32()),
+        pa.field("window_until", pa.date32()),
+        pa.field("datetype", pa.string()),
+        # what the run read: JSON {"entrez_term": ..., "articles": etl.article_filters.ArticleFilters}
+        pa.field("filters", pa.string()),
+        pa.field("n_filtered", pa.int64()),  # new articles the filters left out
     ]
 )

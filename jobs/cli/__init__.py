@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("extract", "Run the extraction model on sentences (JSONL in, JSONL out)."),
     "sweep": ("sweep", "The nightly sweep: ingest -> candidates -> extraction -> tables -> DuckDB."),
     "kb": ("kb", "Build and export the drug-combination knowledge base."),
+    "report": ("report", "Write a self-contained HTML report of a warehouse (runs, labels, top drug sets)."),
     "train": ("train", "Training: reasoning traces, LoRA SFT, GRPO, multi-task data."),
     "model": ("model", "Embedded model management (convert the bundled GGUF, show paths)."),
 }

@@ -1,4 +1,4 @@
-"""`rexdrug kb build|export`: the drug-combination knowledge base (one row per drug set)."""
+"""`rexdrug kb build|export|diff`: the drug-combination knowledge base (one row per drug set)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     export.add_argument("--format", choices=["parquet", "csv", "jsonl"], help="default: from the file suffix")
     export.epilog = ("The stored warehouse KB (combination_kb) is rebuilt as well, unless --min-confidence is "
                      "given: an export with its own threshold writes only the file.")
+    from jobs.cli.kb_diff import add_diff_arguments
+
+    add_diff_arguments(sub.add_parser("diff", help="drug sets new, changed or gone since a run (read-only)"))
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.kb_command == "diff":
+        from jobs.cli.kb_diff import run_diff
+
+        return run_diff(args)
     from etl.kb import export_kb, validate_min_confidence
     from jobs.kb import build_and_store_kb
     from jobs.sweep import SweepConfig

@@ -1,8 +1,11 @@
 """`rexdrug sweep`: PubMed in, a warehouse of normalized drug combinations out.
 
-Exit code: 0 when the run committed, 1 when it committed but every one of its extractions failed (an
-engine outage: the rows are kept and the next sweep retries them; ``sweep_runs`` says "failed"), 2 for
-a configuration error.  ``--source entrez`` takes the E-utilities settings as ``entrez.KEY=VALUE``
+Exit code: 0 when the run committed (or, nightly, when an earlier run already covered the window:
+status "up_to_date"), 1 when it committed but every one of its extractions failed (an engine outage:
+the rows are kept and the next sweep retries them; ``sweep_runs`` says "failed") or E-utilities or the
+disk failed, 2 for a configuration error.  Whatever happens, stdout ends with one line of JSON: the
+run's summary, with ``status`` ("committed", "failed", "up_to_date", "error", "config_error").
+``--source entrez`` without ``--since`` starts the day after the last committed Entrez sweep's window.  ``--source entrez`` takes the E-utilities settings as ``entrez.KEY=VALUE``
 overrides or an ``entrez:`` section of ``--config`` (email, api_key, tool, base_url, batch_size, ...),
 with NCBI_EMAIL / NCBI_API_KEY from the environment when unset, as ``rexdrug ingest`` does.
 """
@@ -48,7 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--source", choices=["entrez"],
                      help="fetch through NCBI E-utilities (settings: entrez.email=..., entrez.api_key=... or "
                           "NCBI_EMAIL, NCBI_API_KEY)")
-    parser.add_argument("--since", type=day, help="E-utilities window start, YYYY-MM-DD or YYYY/MM/DD")
+    parser.add_argument("--since", type=day,
+                        help="E-utilities window start, YYYY-MM-DD or YYYY/MM/DD (default: the day after the last "
+                             "committed Entrez sweep's window, from sweep_runs)")
     parser.add_argument("--until", type=day,
                         help="E-utilities window end, YYYY-MM-DD or YYYY/MM/DD (default: yesterday)")
     parser.add_argument("--config", type=Path, help="YAML config (SweepConfig fields)")
@@ -82,7 +87,33 @@ def config_from_args(args: argparse.Namespace):
     return load_config(SweepConfig, args.config, overrides)
 
 
+def _emit(result: dict) -> None:
+    """The one JSON line a scheduler reads (the last line of stdout)."""
+    sys.stdout.write(json.dumps(result, default=str, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
 def run(args: argparse.Namespace) -> int:
+    from etl.pubmed.entrez import EntrezError, redact
+
+    try:
+        return _run(args)
+    except EntrezError as exc:  # E-utilities down or unreachable after its retries: one line, exit 1
+        message = f"E-utilities failed: {redact(str(exc))}"
+        _emit({"status": "error", "error": message, "warehouse": str(args.warehouse)})
+        log.error("%s (the next nightly sweep's window covers this one)", message)
+        return 1
+    except ValueError as exc:  # the dispatcher logs it and exits 2
+        _emit({"status": "config_error", "error": str(exc), "warehouse": str(args.warehouse)})
+        raise
+    except OSError as exc:  # the dispatcher logs it and exits 1
+        from jobs.cli import describe_os_error
+
+        _emit({"status": "error", "error": describe_os_error(exc), "warehouse": str(args.warehouse)})
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     from jobs.sweep import run_sweep
 
     config = config_from_args(args)
@@ -92,8 +123,12 @@ def run(args: argparse.Namespace) -> int:
     require_writable_dir(config.warehouse)
     summary = run_sweep(config)  # the KB is built inside the run, under its lock (unless --no-kb)
     result = summary.as_dict()
-    json.dump(result, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
+    if summary.status == "up_to_date":
+        _emit(result)
+        sys.stderr.write(f"up to date: the E-utilities window up to {config.until or 'yesterday'} was swept "
+                         "already; nothing to do\n")
+        return 0
+    _emit(result)  # the KB was built inside the run, under its lock (unless --no-kb)
     _print_human_summary(result, config.warehouse)
     if summary.status == "failed":
         log.error("run %s: all %d extractions failed; they are retried by the next sweep", summary.run_id,
