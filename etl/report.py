@@ -162,7 +162,10 @@ def _top_sets(con, have: set[str], top_n: int, n_examples: int) -> tuple[list[di
         kb_rows = kb[:top_n]
         kb_cols = set(kb[0]) if kb else set()
     combo_cols = _columns(con, "current_combinations")
-    has_conf = "confidence" in kb_cols or "confidence" in combo_cols
+    # a confidence column whose values are all null (rule-less engines, older rows) is no confidence
+    has_conf = (("max_confidence" in kb_cols and any(r.get("max_confidence") is not None for r in kb_rows))
+                or ("confidence" in combo_cols
+                    and bool(_scalar(con, "SELECT count(confidence) FROM current_combinations"))))
     if not kb_rows:
         return [], source, has_conf, n_sets
     keys = [r["drug_set_key"] for r in kb_rows]

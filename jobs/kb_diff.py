@@ -166,7 +166,9 @@ def kb_diff(warehouse, since: str | None = None, **kb_options: Any) -> tuple[Bas
 
     with connect_readonly(warehouse) as con:
         names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        if not {"sweep_runs", "current_combinations"} <= names:
+        # the catalog always holds the sweep's views (empty before the first sweep): the ledger says
+        if not {"sweep_runs", "current_combinations"} <= names or not con.execute(
+                "SELECT count(*) FROM sweep_runs").fetchone()[0]:
             raise ValueError(f"no sweep has run on {warehouse} yet (run `rexdrug sweep --warehouse {warehouse}`)")
         baseline = resolve_baseline(con, since)
         now = build_kb(con, **kb_options)

@@ -12,6 +12,7 @@ import pytest
 
 from etl.article_filters import ArticleFilters
 from etl.config import load_config
+from etl.warehouse import connect_readonly
 from schemas.articles import ARTICLES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +106,7 @@ def test_combination_therapy_profile_on_the_demo_data(tmp_path):
         write_file_partitions(layout, path.name, envelope_tables(parse_file_envelope(str(path), path.name, order, 0)))
     refresh_duckdb(layout.root)
     predicate, params = config.filters.sql("a")
-    with duckdb.connect(str(layout.duckdb), read_only=True) as con:
+    with connect_readonly(layout.root) as con:
         rows = con.execute("SELECT pmid, abstract, languages, publication_types FROM current_articles").fetchall()
         kept_sql = {r[0] for r in con.execute(f"SELECT pmid FROM current_articles a WHERE {predicate}", params).fetchall()}
     excluded = {t.lower() for t in config.filters.exclude_publication_types}
@@ -128,7 +129,7 @@ def test_filters_leave_articles_for_a_wider_sweep_and_are_recorded(spark, tmp_pa
     assert (narrow.n_articles, narrow.n_filtered, narrow.n_candidates) == (0, 5, 0)  # the fixtures are no reviews
     wide = run_sweep(load_config(SweepConfig, None, base), spark=spark)
     assert (wide.n_articles, wide.n_filtered) == (5, 0) and wide.n_combinations > 0
-    with duckdb.connect(str(warehouse / "warehouse.duckdb"), read_only=True) as con:
+    with connect_readonly(warehouse) as con:
         rows = con.execute("SELECT filters, n_filtered FROM sweep_runs ORDER BY started_at").fetchall()
     recorded = [json.loads(f) for f, _ in rows]
     assert [r["articles"]["publication_types"] for r in recorded] == [["Review"], []]

@@ -11,12 +11,12 @@ import datetime as dt
 import json
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from etl.warehouse import connect_readonly
 from jobs.cli import main
 from jobs.nightly import last_window_end, resolve_window
 from jobs.sweep import refresh_all
@@ -146,7 +146,7 @@ def test_nightly_windows_from_the_ledger(spark, ncbi, tmp_path, capsys, monkeypa
     assert rc == 0 and after["window_since"] == "2024-01-06" and after["window_until"] == "2024-02-05"
     assert windows(ncbi)[-2:] == [("edat", "2024/01/06", "2024/02/05"), ("mdat", "2024/01/06", "2024/02/05")]
 
-    with duckdb.connect(str(warehouse / "warehouse.duckdb"), read_only=True) as con:
+    with connect_readonly(warehouse) as con:
         rows = con.execute("SELECT status, window_since, window_until, datetype FROM sweep_runs ORDER BY started_at").fetchall()
         assert rows == [("committed", D(2024, 1, 1), D(2024, 1, 2), "both"),
                         ("committed", D(2024, 1, 3), D(2024, 1, 5), "both"),

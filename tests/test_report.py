@@ -20,6 +20,7 @@ import pytest
 
 from etl.kb import build_kb
 from etl.report import collect_report, highlight, pmid_link, render_html
+from etl.warehouse import connect_readonly
 from jobs.cli import main
 from schemas.articles import ARTICLES, INGEST_ERRORS
 from schemas.extraction import COMBINATION_DRUGS, COMBINATIONS, EXTRACTION_ERRORS, EXTRACTIONS, SWEEP_RUNS
@@ -63,9 +64,8 @@ CONFIDENCE = [0.9, 0.7, 0.2, 0.5, 0.5, 1.0]  # A+B: mean 0.6
 
 
 def tables(with_confidence: bool = False) -> dict[str, pa.Table]:
-    combos = pa.Table.from_pylist(COMBOS, schema=COMBINATIONS)
-    if with_confidence:
-        combos = combos.append_column("confidence", pa.array(CONFIDENCE, pa.float64()))
+    rows = [{**c, "confidence": conf} for c, conf in zip(COMBOS, CONFIDENCE)] if with_confidence else COMBOS
+    combos = pa.Table.from_pylist(rows, schema=COMBINATIONS)  # the schema has the column; values or nulls
     arts = pa.Table.from_pylist(
         [{"pmid": p, "pmid_version": 1, "record_type": "article", "pub_year": y, "title": f"<i>Title {p}</i>",
           "source_file": "f", "record_position": 0} for p, y in YEARS.items()], schema=ARTICLES)
@@ -250,7 +250,7 @@ def test_report_numbers_equal_sql_on_a_swept_warehouse(swept, tmp_path, capsys):
     assert main(["report", "--warehouse", str(swept), "--output", str(output)]) == 0
     page = output.read_text()
     keys = data_keys(page)
-    with duckdb.connect(str(swept / "warehouse.duckdb"), read_only=True) as con:
+    with connect_readonly(swept) as con:
         one = lambda sql: str(con.execute(sql).fetchone()[0])
         assert keys["runs"] == one("SELECT count(*) FROM sweep_runs") == "2"
         assert keys["articles"] == one("SELECT count(*) FROM current_articles")
@@ -307,7 +307,7 @@ def test_swept_warehouse_report_loads_in_headless_chromium(swept, tmp_path):
     assert main(["report", "--warehouse", str(swept), "--output", str(output)]) == 0
     loaded = browser.load_page(output.as_uri())
     assert loaded.errors == []
-    with duckdb.connect(str(swept / "warehouse.duckdb"), read_only=True) as con:
+    with connect_readonly(swept) as con:
         for key, sql in (("combinations", "SELECT count(*) FROM current_combinations"),
                          ("runs", "SELECT count(*) FROM sweep_runs"),
                          ("drug_sets", "SELECT count(*) FROM combination_kb")):
