@@ -247,7 +247,9 @@ def sentence_rows(pmid: str, pmid_version: int, abstract: str | None, matcher, e
             ],
             "n_distinct_drugs": decision.n_distinct_drugs,
             "n_distinct_classes": decision.n_distinct_classes,
-            "is_candidate": decision.is_candidate and (not selective or has_combination_evidence(text, context)),
+            # a keywords/abbreviations line lists terms and states nothing: never a candidate
+            "is_candidate": decision.is_candidate and not _KEYWORDS_LINE_RE.search(text)
+                            and (not selective or has_combination_evidence(text, context)),
         })
     return rows
 

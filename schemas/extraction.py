@@ -114,8 +114,8 @@ COMBINATIONS = pa.schema(
         pa.field("all_normalized", pa.bool_()),
         pa.field("reasoning", pa.string()),
         pa.field("parse_status", pa.string()),
-        # names the model put in this relation that are known not to be drugs (a class, another
-        # substance, a non-drug: "iron", "prostate-specific antigen"); left out of the drug set
+        # names the model put in this relation that are not known drugs (a class, another substance, a
+        # non-drug, a name neither in the KB nor on a matcher mention: "iron", "testerone"); left out of the set
         pa.field("non_drugs", pa.list_(pa.string())),
         # in [0, 1]: the calibrated probability that the drug set is right, from the extraction
         # row's relation (model.confidence); null when the engine gives none (vLLM, OpenAI-compatible)

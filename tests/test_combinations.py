@@ -12,18 +12,19 @@ from schemas.extraction import COMBINATION_DRUGS, COMBINATIONS, EXTRACTION_ERROR
 
 # A tiny hand-made normalizer: the contract of etl.drugs.normalize, with a regimen and a class.
 KB = {
-    "gemcitabine": {"id": "DB00441", "preferred_name": "Gemcitabine"},
-    "nab-paclitaxel": {"id": "DB01229", "preferred_name": "Paclitaxel"},
-    "paclitaxel": {"id": "DB01229", "preferred_name": "Paclitaxel"},
-    "bevacizumab": {"id": "DB00112", "preferred_name": "Bevacizumab"},
-    "platinum": {"id": "CLASS:platinum", "preferred_name": "platinum compounds", "is_class": True},
+    "gemcitabine": {"id": "DB00441", "preferred_name": "Gemcitabine", "kind": "drug"},
+    "nab-paclitaxel": {"id": "DB01229", "preferred_name": "Paclitaxel", "kind": "drug"},
+    "paclitaxel": {"id": "DB01229", "preferred_name": "Paclitaxel", "kind": "drug"},
+    "bevacizumab": {"id": "DB00112", "preferred_name": "Bevacizumab", "kind": "drug"},
+    "platinum": {"id": "CLASS:platinum", "preferred_name": "platinum compounds", "is_class": True, "kind": "class"},
     "folfox": {
         "id": "REGIMEN:FOLFOX",
         "preferred_name": "FOLFOX",
+        "kind": "regimen",
         "components": [
-            {"id": "DB00544", "preferred_name": "Fluorouracil"},
-            {"id": "DB00650", "preferred_name": "Leucovorin"},
-            {"id": "DB00526", "preferred_name": "Oxaliplatin"},
+            {"id": "DB00544", "preferred_name": "Fluorouracil", "kind": "drug"},
+            {"id": "DB00650", "preferred_name": "Leucovorin", "kind": "drug"},
+            {"id": "DB00526", "preferred_name": "Oxaliplatin", "kind": "drug"},
         ],
     },
 }
@@ -94,11 +95,15 @@ def test_regimen_expands_to_components():
     assert {d["via_regimen"] for d in drugs.to_pylist()} == {"FOLFOX", None}
 
 
-def test_unnormalized_names_are_kept_with_a_name_key():
-    combos, _, _ = run([extraction("k1", [rel("NEG", "gemcitabine", "Drug X-12")])])
+def test_unnormalized_names_are_recorded_but_are_no_members():
+    """A name neither in the KB nor on a matcher mention is no known drug: left out of the set, recorded
+    on the row (it used to be a member under a name key; on real PubMed those were mostly non-drugs)."""
+    combos, _, errors = run([extraction("k1", [rel("NEG", "gemcitabine", "bevacizumab", "Drug X-12")])])
     row = combos.to_pylist()[0]
-    assert unnormalized_id("Drug  X-12") in row["drug_set_ids"]
-    assert not row["all_normalized"]
+    assert unnormalized_id("Drug  X-12") not in row["drug_set_ids"] and row["non_drugs"] == ["Drug X-12"]
+    assert row["all_normalized"]
+    _, _, errors = run([extraction("k2", [rel("NEG", "gemcitabine", "Drug X-12")])])
+    assert errors.to_pylist()[0]["reason"].endswith("not known drugs: Drug X-12")
 
 
 def test_no_comb_yields_nothing_and_no_error():
@@ -122,26 +127,29 @@ def test_unusable_outputs_become_error_rows_with_raw_text(row, stage):
     assert err[0]["extraction_key"] == "k1" and err[0]["raw_output"] == row["raw_output"]
 
 
-def test_class_members_are_flagged():
-    _, drugs, _ = run([extraction("k1", [rel("POS", "platinum", "gemcitabine")])])
-    flags = {d["canonical_id"]: d["is_class"] for d in drugs.to_pylist()}
-    assert flags == {"CLASS:platinum": True, "DB00441": False}
+def test_class_members_are_left_out():
+    """A class is no specific drug (DrugComb's entities are drugs): recorded, not a member."""
+    combos, drugs, _ = run([extraction("k1", [rel("POS", "platinum", "gemcitabine", "bevacizumab")])])
+    assert {d["canonical_id"] for d in drugs.to_pylist()} == {"DB00441", "DB00112"}
+    assert combos.to_pylist()[0]["non_drugs"] == ["platinum"]
 
 
 def test_name_the_kb_lacks_is_resolved_through_the_matcher_mention_it_sits_on():
     row = extraction("k1", [rel("POS", "CZP", "gemcitabine")])
     # the matcher knew "CZP" from "certolizumab pegol (CZP)" earlier in the abstract
     row["mentions"] = [{"start": 0, "end": 3, "surface": "CZP", "id": "DB08904", "preferred_name": "Certolizumab pegol",
-                        "is_class": False}]
+                        "is_class": False, "kind": "drug"}]
     combos, drugs, _ = run([row])
     czp = next(d for d in drugs.to_pylist() if d["surface"] == "CZP")
     assert (czp["canonical_id"], czp["normalized"]) == ("DB08904", True)
     assert combos.to_pylist()[0]["all_normalized"]
     # an ungrounded name (no offsets) is never attached to a mention
     row = extraction("k2", [{"label": "POS", "drugs": [{"name": "CZP"}, {"name": "gemcitabine"}]}])
-    row["mentions"] = [{"start": 0, "end": 3, "surface": "CZP", "id": "DB08904", "preferred_name": "x", "is_class": False}]
-    _, drugs, _ = run([row])
-    assert next(d for d in drugs.to_pylist() if d["surface"] == "CZP")["canonical_id"] == "name:czp"
+    row["mentions"] = [{"start": 0, "end": 3, "surface": "CZP", "id": "DB08904", "preferred_name": "x", "is_class": False,
+                        "kind": "drug"}]
+    _, drugs, errors = run([row])
+    assert drugs.num_rows == 0  # so "CZP" stays unknown: no known drug, no combination with one drug
+    assert errors.to_pylist()[0]["reason"].endswith("not known drugs: CZP")
 
 
 KINDED = {
@@ -162,17 +170,18 @@ def kinded_normalize(name: str) -> dict:
 
 @pytest.mark.parametrize("names,mention_kind,set_ids,non_drugs,error", [
     # two known non-drugs: no combination, an error row that says why
-    (("iron", "sulfur"), None, None, None, "not drugs: iron, sulfur"),
+    (("iron", "sulfur"), None, None, None, "not known drugs: iron, sulfur"),
     # a drug with a class and a biomarker: one drug left, not a combination
     (("cisplatin", "anthracyclines", "prostate-specific antigen"), None, None, None,
-     "not drugs: anthracyclines, prostate-specific antigen"),
+     "not known drugs: anthracyclines, prostate-specific antigen"),
     # two drugs and a biomarker: the drugs form the combination, the biomarker is recorded as left out
     (("cisplatin", "gemcitabine", "prostate-specific antigen"), None, ["DB00441", "DB00515"],
      ["prostate-specific antigen"], None),
-    # a name the KB does not know stays a member (never lose an unknown drug)
-    (("cisplatin", "buforin II"), None, ["DB00515", "name:buforin ii"], [], None),
+    # a name neither in the KB nor on a matcher mention is no known drug (recorded, not a member)
+    (("cisplatin", "gemcitabine", "testerone"), None, ["DB00441", "DB00515"], ["testerone"], None),
+    (("cisplatin", "buforin II"), None, None, None, "not known drugs: buforin II"),
     # the sentence's mention decides: "ALG" defined in the abstract as alginate is not the drug "ALG"
-    (("ALG", "cisplatin"), "other_substance", None, None, "not drugs: ALG"),
+    (("ALG", "cisplatin"), "other_substance", None, None, "not known drugs: ALG"),
     (("ALG", "cisplatin"), "drug", ["DB00515", "DB:GAVISCON"], [], None),
 ])
 def test_known_non_drugs_are_left_out_of_the_set(names, mention_kind, set_ids, non_drugs, error):

@@ -248,9 +248,9 @@ def test_hints_and_rule_baselines_name_only_drugs(matcher):
         # no cue in the sentence, but the abstract is about a combination regimen
         ("Paclitaxel and carboplatin were given. The regimen was synergistic in vitro.",
          "Paclitaxel and carboplatin were given.", True, True),
-        # a keywords line is never a candidate, cue or not
+        # a keywords line is never a candidate, for any selector: it lists terms, it states nothing
         ("Keywords: cisplatin, paclitaxel, combination therapy", "Keywords: cisplatin, paclitaxel, combination therapy",
-         True, False),
+         False, False),
         # fewer than two drugs: no selector makes a candidate
         ("Cisplatin combined with sulfur.", "Cisplatin combined with sulfur.", False, False),
     ],

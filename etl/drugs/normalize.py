@@ -124,5 +124,6 @@ def _from_mentions(kb: DrugKB, name, text: str) -> dict:
     found = ids.pop()
     if found not in kb.entries:  # a research code ("PF-4708671"): a drug outside the KB
         e = matcher.entry(found)
-        return {**_unnormalized(name), "id": e.id, "preferred_name": e.preferred_name, "matched_by": "code"}
+        return {**_unnormalized(name), "id": e.id, "preferred_name": e.preferred_name, "kind": e.kind,
+                "matched_by": "code"}
     return _result(kb, name, found, "mention")
