@@ -228,10 +228,13 @@ def test_short_form_takes_its_long_forms_kind(matcher):
     assert [(m["surface"], m["kind"]) for m in rows[1]["mentions"]] == [("ALG", "other_substance"), ("resiquimod", "drug")]
 
 
-def test_hints_and_rule_baselines_name_only_drugs(matcher):
+def test_rule_baselines_name_only_drugs_and_prompts_keep_the_trained_hints(matcher):
     from model.prompting import candidate_hints
 
-    assert candidate_hints("Cisplatin with sulfur, coenzyme A and paclitaxel.", matcher) == ["Cisplatin", "paclitaxel"]
+    text = "Cisplatin with sulfur, coenzyme A and paclitaxel."
+    assert candidate_hints(text, matcher, drugs_only=True) == ["Cisplatin", "paclitaxel"]
+    # the prompt's hints are what rexdrug-smol was trained with: every non-class mention
+    assert candidate_hints(text, matcher) == ["Cisplatin", "sulfur", "coenzyme A", "paclitaxel"]
 
 
 # ------------------------------------------------------------------- lever 2: the evidence selector

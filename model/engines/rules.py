@@ -103,10 +103,10 @@ class _RuleEngine(Engine):
         return out
 
     def drugs(self, sentence: str) -> list[str]:
-        """Distinct non-class drug mentions, as written, in order of appearance."""
+        """Distinct drug-kind mentions, as written, in order of appearance."""
         from model.prompting import candidate_hints
 
-        return candidate_hints(sentence, self.matcher)
+        return candidate_hints(sentence, self.matcher, drugs_only=True)
 
     def answer_fields(self, fields: dict) -> str:
         """The answer for the prompt's fields (sentence, hints); the DrugComb rules read the sentence only."""
