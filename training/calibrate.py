@@ -292,26 +292,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="--confidence: torch CPU threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    if args.confidence:
-        try:
+    try:
+        if args.confidence:
             out = calibrate_confidence(args.adapter, scores=args.scores, from_scores=args.from_scores,
                                        method=args.method, batch_size=args.batch_size,
                                        max_new_tokens=args.max_new_tokens, dev_limit=args.dev_limit,
                                        cache=args.cache, threads=args.threads, write=not args.dry_run)
-        except ValueError as exc:
-            log.error("%s", exc)
-            return 2
-        json.dump(out, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return 0
-    try:
-        decision = calibrate_adapter(args.adapter, model=args.model, batch_size=args.batch_size,
-                                     max_new_tokens=args.max_new_tokens, dev_limit=args.dev_limit,
-                                     write=not args.dry_run)
+        else:
+            out = calibrate_adapter(args.adapter, model=args.model, batch_size=args.batch_size,
+                                    max_new_tokens=args.max_new_tokens, dev_limit=args.dev_limit,
+                                    write=not args.dry_run)
     except ValueError as exc:
         log.error("%s", exc)
         return 2
-    json.dump(decision, sys.stdout, indent=2)
+    json.dump(out, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 
