@@ -101,18 +101,25 @@ class SentenceEvaluation:
     errors: list[dict]  # sentences whose predicted sets differ from gold
 
 
-def sweep_view(record: dict, matcher) -> dict:
+def sweep_view(record: dict, matcher, rows_by_paragraph: dict | None = None) -> dict:
     """What the sweep knows of a gold sentence: its drug mentions and whether it is a candidate.
 
     The record's paragraph goes through the sweep's own sentence stage (``etl.candidates.sentence_rows``:
     abbreviations defined elsewhere in the abstract count), and the row starting at the record's
     ``sentence_start`` is the sentence; without a paragraph or a matching row, the sentence alone.
+    ``rows_by_paragraph`` keeps each paragraph's rows, so an abstract with several gold sentences is
+    split and matched once.
     """
     from etl.candidates import sentence_rows
 
     doc, sentence = str(record["doc_id"]), record["sentence"]
     paragraph, start = record.get("paragraph"), record.get("sentence_start")
-    rows = sentence_rows(doc, 1, paragraph, matcher) if paragraph and start is not None else []
+    rows: list[dict] = []
+    if paragraph and start is not None:
+        cache = {} if rows_by_paragraph is None else rows_by_paragraph
+        if paragraph not in cache:
+            cache[paragraph] = sentence_rows(doc, 1, paragraph, matcher)
+        rows = cache[paragraph]
     found = [r for r in rows if r["start"] == start and r["text"] == sentence]
     if not found:  # no paragraph, or our splitter cuts it elsewhere: the sentence is its own abstract
         found = [r for r in sentence_rows(doc, 1, sentence, matcher) if r["text"] == sentence]
@@ -123,7 +130,7 @@ def sweep_view(record: dict, matcher) -> dict:
 
 def stored_relations(parsed: Sequence[dict], mentions: Sequence[dict]) -> list[dict]:
     """Parsed relations as the sweep stores them: only their drug members (``etl.combinations.drug_members``:
-    classes, other substances and non-drugs left out), each drug once."""
+    classes, other substances, non-drugs and names that are no known drug left out), each drug once."""
     from etl.combinations import drug_members
     from etl.drugs.normalize import normalize
 
@@ -144,7 +151,8 @@ def evaluate_sentences(records: Sequence[dict], runner, matcher, *, all_sentence
     from model.evaluation.sentences import score_sentences, sentence_errors
     from schemas.drugs import DRUG_KINDS
 
-    views = {r["doc_id"]: sweep_view(r, matcher) for r in records}
+    rows_by_paragraph: dict = {}
+    views = {r["doc_id"]: sweep_view(r, matcher, rows_by_paragraph) for r in records}
     chosen = [r for r in records if all_sentences or views[r["doc_id"]]["is_candidate"]]
     items = [{"doc_id": r["doc_id"], "sentence": r["sentence"], "context": r.get("paragraph")} for r in chosen]
     started = time.perf_counter()
