@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ import pytest
 from etl.config import load_config
 from etl.warehouse import connect_readonly
 from jobs.sweep import SweepConfig, run_sweep
+from tests.processes import wait_for_pause
 
 pytestmark = pytest.mark.spark
 
@@ -155,13 +155,7 @@ def test_killed_sweep_then_rerun_equals_uninterrupted_run(baseline_swept, refere
     env = {**os.environ, "REXDRUG_PAUSE_AT_STAGE": stage, "REXDRUG_PAUSE_MARKER": str(marker)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.monotonic() + 240
-        while not marker.exists():
-            if proc.poll() is not None:
-                pytest.fail(f"sweep ended before the pause point: {proc.stderr.read().decode()[-2000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("sweep did not reach the pause point in time")
-            time.sleep(0.5)
+        wait_for_pause(proc, marker, timeout_s=240)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=60)

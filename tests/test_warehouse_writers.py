@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from etl.config import load_config
 from etl.warehouse import connect_readonly
 from jobs.ingest import run_ingest
 from jobs.sweep import SweepConfig, run_sweep
+from tests.processes import wait_for_pause
 
 pytestmark = pytest.mark.spark
 
@@ -169,13 +169,7 @@ def test_ingest_and_kb_build_during_a_sweep_fail_clearly_and_change_nothing(swep
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 300
-        while not marker.exists():
-            if proc.poll() is not None:
-                pytest.fail(f"sweep ended before the pause point: {proc.stderr.read().decode()[-2000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("sweep did not reach the pause point in time")
-            time.sleep(0.5)
+        wait_for_pause(proc, marker, timeout_s=300)
         database = (warehouse / "warehouse.duckdb").read_bytes()
         kb = (warehouse / "combination_kb" / "kb.parquet").read_bytes()
         during = counts(warehouse, ARTICLE_RELATIONS)  # the sweep's own ingest is done by now
