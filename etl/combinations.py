@@ -16,26 +16,13 @@ from typing import Any
 
 import pyarrow as pa
 
+from schemas.answer import COMBINATION_LABELS, USABLE_PARSE_STATUSES
 from schemas.drugs import DRUG_KINDS
-from schemas.extraction import COMBINATION_DRUGS, COMBINATIONS, EXTRACTION_ERRORS
+from schemas.extraction import COMBINATION_DRUGS, COMBINATIONS, EXTRACTION_ERRORS, SENTENCE_KEY
 
 Normalizer = Callable[[str], dict[str, Any]]
 
-# Parse statuses whose relations are used; anything else is an extraction error (raw text kept).
-USABLE_PARSE_STATUSES = frozenset({"ok", "repaired"})
-LABELS = ("POS", "COMB", "NEG")
 _PROVENANCE = ("model_id", "prompt_version", "run_id", "extracted_at")
-# Columns that identify the sentence an extraction row is about (copied through to every output).
-SENTENCE_KEY = (
-    "extraction_key",
-    "pmid",
-    "pmid_version",
-    "sentence_index",
-    "sentence_start",
-    "sentence_end",
-    "sentence_text",
-    "text_hash",
-)
 
 
 def unnormalized_id(name: str) -> str:
@@ -171,7 +158,7 @@ def build_combination_tables(
             continue
         for index, relation in enumerate(row.get("relations") or []):
             label = relation.get("label")
-            if label not in LABELS:
+            if label not in COMBINATION_LABELS:
                 continue  # NO_COMB: nothing to store beyond the extraction row
             drugs, non_drugs = drug_members(relation.get("drugs") or [], normalizer, row.get("mentions"))
             set_ids = sorted({d["canonical_id"] for d in drugs})

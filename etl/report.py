@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-LABELS = ("POS", "COMB", "NEG")
-LABEL_COLORS = {"POS": "#2e7d32", "COMB": "#1565c0", "NEG": "#c62828", "NO_COMB": "#9e9e9e", "MIXED": "#6a1b9a"}
+from schemas.answer import COMB, NEG, NO_COMB, POS, RETRYABLE_STATUSES
+from schemas.answer import COMBINATION_LABELS as LABELS
+
+LABEL_COLORS = {POS: "#2e7d32", COMB: "#1565c0", NEG: "#c62828", NO_COMB: "#9e9e9e", "MIXED": "#6a1b9a"}
 _PMID = re.compile(r"^[0-9]{1,10}$")
 PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 
@@ -65,8 +67,7 @@ def _columns(con, relation: str) -> set[str]:
 
 
 def _retryable_list() -> str:
-    from schemas.extraction import RETRYABLE_STATUSES  # constants, never user input
-
+    # constants, never user input
     return ", ".join("'" + s.replace("'", "''") + "'" for s in sorted(RETRYABLE_STATUSES))
 
 
@@ -103,7 +104,7 @@ def collect_report(con, *, warehouse: str = "", top_n: int = 20, n_examples: int
     data.labels = {r["label"]: r["n"] for r in _rows(con, "SELECT label, count(*) AS n FROM current_combinations GROUP BY label")}
     if "current_extractions" in have:
         # a final answer with no relation: the model read the sentence and found no combination
-        data.labels["NO_COMB"] = _scalar(
+        data.labels[NO_COMB] = _scalar(
             con,
             f"""SELECT count(*) FROM current_extractions x
                 WHERE x.parse_status IS NOT NULL AND x.parse_status NOT IN ({_retryable_list()})
@@ -295,7 +296,7 @@ def plot_stage_seconds(runs: list[dict[str, Any]]) -> str | None:
 def plot_labels(labels: dict[str, int]) -> str | None:
     if not any(labels.values()):
         return None
-    order = [lab for lab in (*LABELS, "NO_COMB") if lab in labels] + sorted(set(labels) - {*LABELS, "NO_COMB"})
+    order = [lab for lab in (*LABELS, NO_COMB) if lab in labels] + sorted(set(labels) - {*LABELS, NO_COMB})
     fig, ax = _figure(4.5, 2.2)
     values = [labels[lab] for lab in order]
     bars = ax.bar(order, values, color=[LABEL_COLORS.get(lab, "#607d8b") for lab in order])

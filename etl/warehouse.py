@@ -64,13 +64,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from schemas.answer import RETRYABLE_STATUSES
 from schemas.articles import ARTICLES, DELETIONS, INGEST_ERRORS, INGEST_LEDGER
 from schemas.extraction import (
     COMBINATION_DRUGS,
     COMBINATIONS,
     EXTRACTION_ERRORS,
     EXTRACTIONS,
-    RETRYABLE_STATUSES,
     SWEEP_RUNS,
     SWEEP_SENTENCES,
 )

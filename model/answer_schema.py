@@ -13,13 +13,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-# Relation labels of DrugComb: POS (beneficial combination), COMB (combination, effect neutral or
-# unclear), NEG (harmful combination); NO_COMB is the explicit "nothing to extract" answer.
-COMBINATION_LABELS: tuple[str, ...] = ("POS", "COMB", "NEG")
-NO_COMB = "NO_COMB"
-LABELS: tuple[str, ...] = COMBINATION_LABELS + (NO_COMB,)
+from schemas.answer import COMBINATION_LABELS, NO_COMB  # noqa: F401 - moved; importers follow
+from schemas.answer import LABELS, no_comb_answer  # the labels are declared once, there
 
-Label = Literal["POS", "COMB", "NEG", "NO_COMB"]
+Label = Literal[LABELS]  # Literal of a tuple is the Literal of its members: POS, COMB, NEG, NO_COMB
 
 
 class AnswerRelation(BaseModel):
@@ -35,7 +32,7 @@ class Answer(RootModel[list[AnswerRelation]]):
     """The whole answer: a JSON array of relations."""
 
 
-NO_COMB_ANSWER: list[dict] = [{"type": NO_COMB, "ent_set": []}]
+NO_COMB_ANSWER: list[dict] = no_comb_answer()
 
 
 def answer_json_schema() -> dict:

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model.answer_schema import COMBINATION_LABELS, LABELS
+from schemas.answer import COMBINATION_LABELS, LABELS
 
 CONFIDENCE_FILE = "confidence_calibration.json"  # next to an adapter; not part of its model id
 CALIBRATION_METHODS = ("platt", "isotonic")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from schemas.answer import ENGINE_ERROR, INPUT_ERROR, RETRYABLE_STATUSES  # noqa: F401 - moved; importers follow
 from schemas.drugs import MENTION, SENTENCES
 
 # The sweep's sentences table: the drug layer's sentence rows plus the md5 of the abstract they were
@@ -66,15 +67,26 @@ _SENTENCE_KEY = [
     pa.field("text_hash", pa.string()),
 ]
 
-# ``parse_status`` of an extraction row: the parser's statuses (``model.parsing.STATUSES``: ok, repaired,
-# no_answer, invalid_json, invalid_schema) when the model answered, else one of these two.
-ENGINE_ERROR = "engine_error"  # the engine gave no answer: down, timed out, HTTP error, bad response body
-INPUT_ERROR = "input_error"  # the item never reached the model (no sentence, bad field)
-# Statuses that do not count as "extracted": the model never read the sentence, so a later sweep with
-# the same model and prompt retries it.  Every parser status is final: the model did answer, and the
-# same model and prompt (greedy decoding) would answer the same unusable text again; a new model or
-# prompt version is a new extraction key anyway.
-RETRYABLE_STATUSES = frozenset({ENGINE_ERROR, INPUT_ERROR})
+# The columns that identify the sentence an extraction row is about (copied through to every output).
+SENTENCE_KEY: tuple[str, ...] = tuple(f.name for f in _SENTENCE_KEY)
+
+# A candidate sentence of the sweep, as the candidates stage selects it for the model (``jobs.sweep``): the
+# sentence key, its drug mentions, its abstract as the context (``sentence_start``/``sentence_end`` index
+# it) and the model + prompt it is to be extracted with.  ``model.items.ExtractionItem.from_candidate``
+# reads it; ``model.extraction.extraction_rows`` turns it into EXTRACTIONS rows.
+CANDIDATES = pa.schema(
+    _SENTENCE_KEY
+    + [
+        pa.field("mentions", pa.list_(MENTION)),
+        pa.field("context", pa.string()),
+        pa.field("model_id", pa.string(), nullable=False),
+        pa.field("prompt_version", pa.string(), nullable=False),
+    ]
+)
+
+# ``parse_status`` of an extraction row: the parser's statuses (``schemas.answer.PARSE_STATUSES``) when
+# the model answered, else a runner status (``schemas.answer.RUNNER_STATUSES``: engine_error,
+# input_error), which is retryable (``schemas.answer.RETRYABLE_STATUSES``).
 
 _PROVENANCE = [
     pa.field("model_id", pa.string(), nullable=False),
@@ -105,7 +117,7 @@ COMBINATIONS = pa.schema(
     + _SENTENCE_KEY
     + [
         pa.field("relation_index", pa.int32(), nullable=False),
-        pa.field("label", pa.string(), nullable=False),  # POS | COMB | NEG
+        pa.field("label", pa.string(), nullable=False),  # schemas.answer.COMBINATION_LABELS
         pa.field("drugs", pa.list_(COMBINATION_DRUG)),
         pa.field("drug_set_key", pa.string()),  # sorted distinct canonical ids joined by " + "
         pa.field("drug_set_ids", pa.list_(pa.string())),

@@ -29,6 +29,7 @@ from typing import Any
 
 from etl.paths import data_path
 from model.prompting import PromptConfig, build_messages, candidate_hints, format_target, prompt_version
+from schemas.answer import DRUGCOMB_TASK
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +271,7 @@ def grpo_row(record: Record, prompt: PromptConfig, hints: Sequence[str] | None) 
         "gold": json.dumps(record.relations, ensure_ascii=False),
         "sentence": record.sentence,
         "doc_id": record.doc_id,
-        "task": "drugcomb",
+        "task": DRUGCOMB_TASK,
     }
 
 

@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.evaluation.ddi import DDI_TYPES
 from model.prompting import DDI_TEMPLATES, NER_TEMPLATES, PromptConfig, build_messages, format_target
+from schemas.answer import DDI_LABELS as _ANSWER_LABELS
+from schemas.answer import DDI_TASK, DDI_TYPES, DRUGCOMB_TASK, no_comb_answer
 from training.data import load_drugcomb, resolve_data_file, split_train_dev
 
-TASKS = ("drugcomb", "ddi", "ner")
+TASKS = (DRUGCOMB_TASK, DDI_TASK, "ner")
 LANGS = ("en", "zh")
-DDI_LABELS = {t: t.upper() for t in DDI_TYPES}  # corpus type -> answer label
+DDI_LABELS = dict(zip(DDI_TYPES, _ANSWER_LABELS))  # corpus type -> answer label
 
 
 
@@ -65,7 +66,7 @@ def drugcomb_rows(config: MultitaskConfig, rng: random.Random) -> tuple[list[dic
     for r in train:
         lang = "zh" if rng.random() < config.zh_fraction else "en"
         prompt = PromptConfig(variant=f"taiyi_{lang}", context=config.context)
-        nary.append(_row("drugcomb", lang, build_messages(r.sentence, r.paragraph, prompt), format_target(r.relations),
+        nary.append(_row(DRUGCOMB_TASK, lang, build_messages(r.sentence, r.paragraph, prompt), format_target(r.relations),
                          r.doc_id))
         lang = "zh" if rng.random() < config.zh_fraction else "en"
         ner.append(_row("ner", lang, NER_TEMPLATES[lang].format(sentence=r.sentence),
@@ -89,9 +90,9 @@ def ddi_rows(config: MultitaskConfig, rng: random.Random) -> list[dict]:
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{n}: not a DDI13 record ({exc})") from exc
             lang = "zh" if rng.random() < config.zh_fraction else "en"
-            answer = json.dumps(pairs or [{"type": "NO_COMB", "ent_set": []}], ensure_ascii=False)
+            answer = json.dumps(pairs or no_comb_answer(), ensure_ascii=False)
             user = DDI_TEMPLATES[lang].replace("{sentence}", sentence).replace("{drugs}", "; ".join(drugs))
-            rows.append(_row("ddi", lang, user, f"<answer>{answer}</answer>", rec.get("id", n)))
+            rows.append(_row(DDI_TASK, lang, user, f"<answer>{answer}</answer>", rec.get("id", n)))
     return rows
 
 
@@ -100,11 +101,11 @@ def build_multitask_rows(config: MultitaskConfig) -> tuple[list[dict], dict[str,
     config.validate()
     rng = random.Random(config.seed)
     by_task: dict[str, list[dict]] = {}
-    if "drugcomb" in config.tasks or "ner" in config.tasks:
+    if DRUGCOMB_TASK in config.tasks or "ner" in config.tasks:
         nary, ner = drugcomb_rows(config, rng)
-        by_task["drugcomb"], by_task["ner"] = nary, ner
-    if "ddi" in config.tasks:
-        by_task["ddi"] = ddi_rows(config, rng)
+        by_task[DRUGCOMB_TASK], by_task["ner"] = nary, ner
+    if DDI_TASK in config.tasks:
+        by_task[DDI_TASK] = ddi_rows(config, rng)
     rows = []
     for task in config.tasks:
         chosen = by_task[task]

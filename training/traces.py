@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from model.engines import EngineConfig, SamplingConfig, create_engine
 from model.prompting import THINK_SECTIONS
+from schemas.answer import COMB, NEG, POS, no_comb_answer
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,8 @@ CRITERIA = ("format", "medical_correctness", "semantic_fidelity", "consistency_w
             "usefulness")
 TEMPLATE = "template"
 CHECKS = "checks"
-LABEL_WORDS = {"POS": "a favourable effect", "NEG": "an unfavourable effect (harm or loss of efficacy)",
-               "COMB": "no clear judgement of the effect"}
+LABEL_WORDS = {POS: "a favourable effect", NEG: "an unfavourable effect (harm or loss of efficacy)",
+               COMB: "no clear judgement of the effect"}
 _SECTION = re.compile(r"(?:^|(?<=\s))\[(\d)\]")
 _CUES = re.compile(r"\b(combin\w*|plus|together with|in addition to|added to|co-?administ\w*|concomitant\w*|"
                    r"versus|vs\.?|compared (?:with|to)|alone|or|followed by|with)\b", re.IGNORECASE)
@@ -156,7 +157,7 @@ def check_rationale(think: str, record: TraceRecord) -> tuple[dict[str, int], st
 
 def generator_messages(record: TraceRecord, feedback: str | None = None) -> list[dict]:
     sections = "\n".join(f"[{i}] {t}" for i, t in enumerate(THINK_SECTIONS, 1))
-    gold = json.dumps(record.relations or [{"type": "NO_COMB", "ent_set": []}], ensure_ascii=False)
+    gold = json.dumps(record.relations or no_comb_answer(), ensure_ascii=False)
     user = (
         "Write the reasoning that leads from the target sentence to its drug-combination annotation.\n"
         f"Use exactly these four sections, each followed by short bullet points starting with '- ':\n{sections}\n"
@@ -175,7 +176,7 @@ def generator_messages(record: TraceRecord, feedback: str | None = None) -> list
 
 
 def reviewer_messages(record: TraceRecord, think: str) -> list[dict]:
-    gold = json.dumps(record.relations or [{"type": "NO_COMB", "ent_set": []}], ensure_ascii=False)
+    gold = json.dumps(record.relations or no_comb_answer(), ensure_ascii=False)
     criteria = ", ".join(CRITERIA)
     user = (
         "Review a reasoning text written for a drug-combination extraction example. Score each criterion "
@@ -250,16 +251,16 @@ class TraceAgents:
     def generate(self, records: Sequence[TraceRecord], feedback: Sequence[str | None]) -> list[str]:
         if self.config.generator.kind == TEMPLATE:
             return [template_rationale(r) for r in records]
-        texts = self.generator_engine.generate([generator_messages(r, f) for r, f in zip(records, feedback)],
-                                                self.config.generator.sampling)
-        return [clean_generated(t) for t in texts]
+        results = self.generator_engine.generate([generator_messages(r, f) for r, f in zip(records, feedback)],
+                                                  self.config.generator.sampling)
+        return [clean_generated(r.text) for r in results]
 
     def review(self, records: Sequence[TraceRecord], thinks: Sequence[str]) -> list[tuple[dict | None, str]]:
         if self.config.reviewer.kind == CHECKS:
             return [check_rationale(t, r) for r, t in zip(records, thinks)]
         replies = self.reviewer_engine.generate([reviewer_messages(r, t) for r, t in zip(records, thinks)],
                                                 self.config.reviewer.sampling)
-        return [parse_review(text) for text in replies]
+        return [parse_review(reply.text) for reply in replies]
 
     def passes(self, scores: dict[str, int] | None) -> bool:
         return scores is not None and all(scores[c] >= self.config.pass_score for c in CRITERIA)

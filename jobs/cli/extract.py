@@ -24,7 +24,7 @@ from itertools import islice
 from pathlib import Path
 
 from jobs.cli._model_args import add_model_arguments, engine_and_prompt, matcher_or_none
-from schemas.extraction import ENGINE_ERROR, INPUT_ERROR, RETRYABLE_STATUSES
+from schemas.answer import ENGINE_ERROR, INPUT_ERROR, RETRYABLE_STATUSES
 
 log = logging.getLogger("rexdrug.extract")
 

@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Mapping
 
-from model.answer_schema import LABELS  # the answer labels, in their order (POS first)
+from schemas.answer import LABELS  # the answer labels, in their order (POS first)
 
 # The slot opens where the model has just written `"type": "` (any spacing) inside the answer.
 _SLOT = re.compile(r'"type"\s*:\s*"$')

@@ -18,10 +18,9 @@ from collections.abc import Iterable
 from itertools import combinations
 
 from model.evaluation.matching import normalize_drug_name
+from schemas.answer import DDI_LABELS, DDI_TYPES, NO_COMB  # noqa: F401 - DDI_LABELS moved; importers follow
 
-DDI_TYPES = ("effect", "mechanism", "advise", "int")
-DDI_LABELS = tuple(t.upper() for t in DDI_TYPES)  # as a model writes them
-_NEGATIVE_TYPES = ("other", "no_comb", "negative", "none", "false")
+_NEGATIVE_TYPES = ("other", NO_COMB.lower(), "negative", "none", "false")
 PROCESSED_LABEL = "ddi13-processed (RexDrug copy; not comparable with official-corpus numbers)"
 
 

@@ -41,8 +41,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model.evaluation.ddi import DDI_TYPES, predicted_pairs, prf
+from model.evaluation.ddi import predicted_pairs, prf
 from model.evaluation.matching import normalize_drug_name
+from schemas.answer import DDI_TYPES
 
 log = logging.getLogger(__name__)
 

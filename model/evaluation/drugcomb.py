@@ -25,6 +25,7 @@ from model.evaluation.matching import (
     normalize_label,
     precision_recall_f1,
 )
+from schemas.answer import NO_COMB, no_comb_answer
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def gold_answer(record: dict) -> list[dict]:
     """Gold answer of a record in the model's format (drug names as written in the sentence)."""
     text = {s["span_id"]: s["text"] for s in record["spans"]}
     answer = [{"type": rel["class"], "ent_set": [text[i] for i in rel["spans"]]} for rel in record.get("rels", [])]
-    return answer or [{"type": "NO_COMB", "ent_set": []}]
+    return answer or no_comb_answer()
 
 
 def names_to_span_ids(
@@ -138,7 +139,7 @@ def prediction_rows(record: dict, relations: Sequence[dict]) -> tuple[list[dict]
     rows, problems = [], []
     for rel in relations:
         label = normalize_label(rel.get("label"))
-        if label == "NO_COMB":
+        if label == NO_COMB:
             continue
         ids, unresolved = names_to_span_ids(rel.get("drugs", []), record)
         if unresolved:
@@ -176,9 +177,9 @@ def _answer_rows(answers: Sequence[list[dict]], empty_means_no_comb: bool = Fals
     for i, answer in enumerate(answers):
         items = list(answer or [])
         if not items and empty_means_no_comb:
-            items = [{"type": "NO_COMB", "ent_set": []}]
+            items = no_comb_answer()
         for item in items:
             label = normalize_label(item.get("type"))
-            names = [] if label == "NO_COMB" else item.get("ent_set") or []
+            names = [] if label == NO_COMB else item.get("ent_set") or []
             rows.append(SetRelation(i, canonical_set(normalize_drug_name(n) for n in names), label))
     return rows

@@ -32,14 +32,17 @@ from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
+from schemas.answer import COMB, COMBINATION_LABELS, NO_COMB, POS
+
 MODES = ("any", "pos", "typed")
 
-_ANY = {"POS": 1, "COMB": 1, "NEG": 1, "NO_COMB": 0}
-_POS = {"POS": 1, "COMB": 0, "NEG": 0, "NO_COMB": 0}
-_TYPED = {"POS": 1, "COMB": 2, "NEG": 3, "NO_COMB": 0}
+# label -> class of each mode (0: not a combination, never credited)
+_ANY = {**{label: 1 for label in COMBINATION_LABELS}, NO_COMB: 0}
+_POS = {**{label: int(label == POS) for label in COMBINATION_LABELS}, NO_COMB: 0}
+_TYPED = {**{label: k for k, label in enumerate(COMBINATION_LABELS, 1)}, NO_COMB: 0}
 _CLASS_MAPS = {"any": _ANY, "pos": _POS, "typed": _TYPED}
 # The official files may carry integer labels (label2idx.json: POS 2, COMB/NEG 1, none 0).
-_INT_LABELS = {2: "POS", 1: "COMB", 0: "NO_COMB"}
+_INT_LABELS = {2: POS, 1: COMB, 0: NO_COMB}
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,11 @@ class PRF:
 def normalize_label(label: str | int | None) -> str:
     """Label string in POS/COMB/NEG/NO_COMB; unknown labels become NO_COMB (never credited)."""
     if isinstance(label, bool):
-        return "NO_COMB"
+        return NO_COMB
     if isinstance(label, int):
-        return _INT_LABELS.get(label, "NO_COMB")
+        return _INT_LABELS.get(label, NO_COMB)
     text = str(label or "").strip().upper().replace(" ", "_").replace("-", "_")
-    return text if text in _ANY else "NO_COMB"
+    return text if text in _ANY else NO_COMB
 
 
 def canonical_set(drugs: Iterable) -> tuple:
@@ -226,7 +229,7 @@ def _name_rows(pairs: Iterable[tuple[str, Iterable]], key) -> list[SetRelation]:
     for label, names in pairs:
         lab = normalize_label(label)
         drugs = canonical_set(key(n) for n in names)
-        if lab != "NO_COMB" and len(drugs) >= 2:
+        if lab != NO_COMB and len(drugs) >= 2:
             rows.append(SetRelation(0, drugs, lab))
     return rows
 

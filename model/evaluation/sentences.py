@@ -37,6 +37,7 @@ from model.evaluation.matching import (
     normalize_label,
     precision_recall_f1,
 )
+from schemas.answer import NO_COMB
 
 # (metric name, exact?, mode), headline first.
 SENTENCE_METRICS: tuple[tuple[str, bool, str], ...] = (
@@ -85,7 +86,7 @@ def predicted_sets(record: dict, relations: Sequence[Mapping[str, Any]]) -> list
     rows = []
     for rel in relations:
         label = normalize_label(rel.get("label"))
-        if label == "NO_COMB":
+        if label == NO_COMB:
             continue
         drugs = list(rel.get("drugs") or [])
         ids, unresolved = names_to_span_ids(drugs, record)
