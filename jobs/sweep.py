@@ -41,7 +41,6 @@ import pyarrow.parquet as pq
 
 from etl.article_filters import ArticleFilters
 from etl.candidates import SelectorConfig
-from etl.combinations import SENTENCE_KEY
 from etl.config import to_dict
 from etl.pubmed.entrez import EntrezConfig, default_until, parse_day
 from etl.warehouse import (
@@ -60,13 +59,8 @@ from etl.warehouse import (
 )
 from model.engines.base import EngineConfig
 from model.prompting import PromptConfig, prompt_version
-from schemas.extraction import (
-    ENGINE_ERROR,
-    EXTRACTIONS,
-    RETRYABLE_STATUSES,
-    SWEEP_RUNS,
-    SWEEP_SENTENCES,
-)
+from schemas.answer import RETRYABLE_STATUSES
+from schemas.extraction import CANDIDATES, EXTRACTIONS, SWEEP_RUNS, SWEEP_SENTENCES
 from schemas.spark import conform
 
 log = logging.getLogger(__name__)
@@ -328,58 +322,14 @@ def build_runner(engine_cfg: EngineConfig, prompt_cfg: PromptConfig):
     return ExtractionRunner(create_engine(engine_cfg, matcher=matcher), prompt_cfg, matcher=matcher)
 
 
-def extraction_rows(candidates: list[dict[str, Any]], runner, run_id: str) -> list[dict[str, Any]]:
-    """Run the model over candidate rows; an engine failure becomes an error on each row, not a crash."""
-    from model.confidence import relations_with_evidence
-
-    items = [
-        # no "hints" key: the runner derives them from the matcher exactly as training did
-        {"sentence": c["sentence_text"], "context": c.get("context") or ""}
-        for c in candidates
-    ]
-    now = datetime.now(UTC)
-    try:
-        results = runner.run(items)
-    except Exception as exc:
-        from model.engines.base import redact_secrets
-
-        # the message may quote a URL with credentials in it: stored and logged without them
-        reason = redact_secrets(f"{type(exc).__name__}: {exc}")
-        log.error("engine failed on a batch of %d sentences: %s", len(items), reason)
-        results = [{"error": reason} for _ in items]
-    rows = []
-    for cand, res in zip(candidates, results, strict=True):
-        relations = relations_with_evidence(res)  # parsed relations + label log-probs and confidence
-        if res.get("parse_status") in RETRYABLE_STATUSES:
-            res = {**res, "error": f"{res['parse_status']}: {res.get('parse_reason')}"}
-        rows.append(
-            {
-                **{k: cand[k] for k in SENTENCE_KEY},
-                "raw_output": res.get("raw_output"),
-                "think": res.get("think"),
-                "parse_status": res.get("parse_status") or (ENGINE_ERROR if res.get("error") else None),
-                "parse_reason": res.get("parse_reason"),
-                "relations": relations,
-                "n_relations": len(relations),
-                "error": res.get("error"),
-                "mentions": cand.get("mentions"),
-                "model_id": cand["model_id"],
-                "prompt_version": cand["prompt_version"],
-                "run_id": run_id,
-                "extracted_at": now,
-            }
-        )
-    return rows
-
-
-
-
 def make_extract_fn(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, batch_size: int, threads: int, run_id: str,
                     progress_dir: str | None = None):
     """``mapInArrow`` function of the extract stage; with ``progress_dir``, each task writes its counts
     there after every batch (``jobs.progress``: the driver polls them)."""
 
     def extract(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from model.extraction import extraction_rows
+
         runner = _cached_runner(engine_cfg, prompt_cfg, threads)
         partition = _partition_id()
         counts = {"done": 0, "errors": 0}
@@ -396,7 +346,8 @@ def make_extract_fn(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, batch_si
 
         pending: list[dict[str, Any]] = []
         for batch in batches:
-            pending.extend(batch.to_pylist())
+            # the candidates stage's rows, checked against their schema (a missing column fails loudly)
+            pending.extend(conform(pa.Table.from_batches([batch]), CANDIDATES).to_pylist())
             while len(pending) >= batch_size:
                 chunk, pending = pending[:batch_size], pending[batch_size:]
                 yield from run(chunk)

@@ -13,7 +13,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from schemas.answer import COMBINATION_LABELS, NO_COMB  # noqa: F401 - moved; importers follow
 from schemas.answer import LABELS, no_comb_answer  # the labels are declared once, there
 
 Label = Literal[LABELS]  # Literal of a tuple is the Literal of its members: POS, COMB, NEG, NO_COMB

@@ -18,9 +18,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from model.engines.label_bias import LABELS
 from model.evaluation.drugcomb import gold_relations, prediction_rows, relations_from_official, score_official
 from model.evaluation.run import drugcomb_items
+from schemas.answer import COMB, LABELS, NEG, NO_COMB, POS
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,9 @@ class CalibrationResult:
 
 
 DEFAULT_GRID = {
-    "NO_COMB": [x / 2 for x in range(-12, 7)],  # -6 .. +3
-    "COMB": [x / 2 for x in range(-4, 13)],  # -2 .. +6
-    "NEG": [x / 2 for x in range(-4, 13)],
+    NO_COMB: [x / 2 for x in range(-12, 7)],  # -6 .. +3
+    COMB: [x / 2 for x in range(-4, 13)],  # -2 .. +6
+    NEG: [x / 2 for x in range(-4, 13)],
 }
 
 
@@ -63,12 +63,12 @@ def collect_evidence(records: Sequence[dict], runner) -> list[LabelEvidence]:
     engine = runner.engine
     if not hasattr(engine, "record_label_logprobs"):
         raise ValueError(f"engine {engine.model_id} cannot report label log-probabilities (use the transformers engine)")
-    saved = engine.label_bias, engine.record_label_logprobs
-    engine.label_bias, engine.record_label_logprobs = {"NO_COMB": -FORCE}, True
+    saved = engine.label_bias, engine.record_label_logprobs, runner.keep_label_logprobs
+    engine.label_bias, engine.record_label_logprobs, runner.keep_label_logprobs = {NO_COMB: -FORCE}, True, True
     try:
         results = runner.run(drugcomb_items(records))
     finally:
-        engine.label_bias, engine.record_label_logprobs = saved
+        engine.label_bias, engine.record_label_logprobs, runner.keep_label_logprobs = saved
     return [LabelEvidence(res.get("label_logprobs"), list(res["parsed"])) for res in results]
 
 
@@ -82,7 +82,7 @@ def decide(evidence: LabelEvidence, bias: dict[str, float]) -> list[dict]:
     if evidence.logprobs is None:  # no slot opened: the bias never acts on this sentence
         return evidence.forced
     label = choose_label(evidence.logprobs, bias)
-    if label == "NO_COMB":
+    if label == NO_COMB:
         return []
     relations = [dict(r) for r in evidence.forced]
     if relations:
@@ -96,7 +96,7 @@ def search_label_bias(records: Sequence[dict], evidence: Sequence[LabelEvidence]
     grid = grid or DEFAULT_GRID
     if len(records) != len(evidence):
         raise ValueError(f"{len(records)} records but {len(evidence)} evidence rows")
-    unknown = set(grid) - set(LABELS) - {"POS"}
+    unknown = set(grid) - set(LABELS) - {POS}
     if unknown:
         raise ValueError(f"calibration grid has unknown labels: {sorted(unknown)}")
     gold = [g for rec in records for g in gold_relations(rec)]
@@ -138,7 +138,7 @@ def no_comb_auc(records: Sequence[dict], evidence: Sequence[LabelEvidence]) -> f
     do for detection.  Sentences where the model opened no slot are left out; None when one class is
     missing.
     """
-    margins = [(ev.logprobs["NO_COMB"] - max(v for k, v in ev.logprobs.items() if k != "NO_COMB"),
+    margins = [(ev.logprobs[NO_COMB] - max(v for k, v in ev.logprobs.items() if k != NO_COMB),
                 not rec.get("rels")) for rec, ev in zip(records, evidence) if ev.logprobs is not None]
     positives = sum(1 for _, is_no_comb in margins if is_no_comb)
     negatives = len(margins) - positives

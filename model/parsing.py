@@ -6,14 +6,16 @@ Small models rarely comply, so the parser recovers what it can, and says what it
 * status ``ok``: both tag pairs present (``<think>`` only when the completion has one) and the answer
   is a valid JSON list of valid relations, nothing changed;
 * ``repaired``: relations recovered after repairs (missing/unclosed tags, code fences, trailing text,
-  single quotes, truncated JSON, unknown labels or one-drug sets dropped, duplicates merged); the
-  repairs are listed in ``reason``;
+  single quotes, truncated JSON, unknown labels or one-drug sets dropped, duplicates merged); each
+  repair is a ``RepairNote`` (a ``Repair`` code and its details) in ``repairs``, and their messages make
+  up ``reason``;
 * ``no_answer``: no answer-like text at all (empty output, prose only);
 * ``invalid_json``: an answer region exists but no JSON list could be recovered from it;
 * ``invalid_schema``: JSON parsed but it is not a list of relation objects.
 
-Relations hold only real combinations (POS/COMB/NEG with >= 2 distinct drugs); an explicit NO_COMB
-answer sets ``declared_no_comb``.  Every drug name is aligned to the sentence (when given):
+Relations hold only real relations of the task's labels (``task``: DrugComb's POS/COMB/NEG with >= 2
+distinct drugs, or DDI13's EFFECT/MECHANISM/ADVISE/INT pairs; ``schemas.answer.TASK_LABELS``); an explicit
+NO_COMB answer sets ``declared_no_comb``.  Every drug name is aligned to the sentence (when given):
 case-, spacing- and hyphen-insensitive, on word boundaries; unaligned names keep ``span=None`` and
 ``grounded=False`` and are listed in ``reason``.  ``parse_completion`` never raises on model output.
 """
@@ -21,21 +23,109 @@ case-, spacing- and hyphen-insensitive, on word boundaries; unaligned names keep
 from __future__ import annotations
 
 import ast
+import enum
 import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from model.answer_schema import COMBINATION_LABELS, NO_COMB
 from model.evaluation.matching import normalize_drug_name
+from schemas.answer import (
+    COMB,
+    DRUGCOMB_TASK,
+    INVALID_JSON,
+    INVALID_SCHEMA,
+    NEG,
+    NO_ANSWER,
+    NO_COMB,
+    PARSE_OK,
+    PARSE_REPAIRED,
+    POS,
+    TASK_LABELS,
+    USABLE_PARSE_STATUSES,
+)
 
-STATUSES = ("ok", "repaired", "no_answer", "invalid_json", "invalid_schema")
 
+class Repair(enum.Enum):
+    """What the parser changed to read a completion: a stable code (``Repair.X.code``) and the message
+    template of the ``reason`` text (its fields are the note's ``details``).  Rewards and evaluations
+    test codes, never the message text."""
+
+    # the tags around the reasoning and the answer
+    UNCLOSED_THINK = "unclosed <think>"
+    MISSING_THINK = "missing <think>"
+    TEXT_AFTER_ANSWER = "text after </answer> ignored"
+    UNCLOSED_ANSWER = "unclosed <answer>"
+    MISSING_ANSWER_TAGS = "missing <answer> tags"
+    # the JSON text of the answer
+    CODE_FENCE = "code fence removed"
+    TRAILING_TEXT = "trailing text ignored"
+    LEADING_TEXT = "leading text ignored"
+    TRUNCATED_JSON = "truncated JSON closed"
+    TRAILING_COMMAS = "trailing commas removed"
+    PYTHON_LITERAL = "python-style literal"
+    SINGLE_QUOTES = "single quotes replaced"
+    SINGLE_OBJECT = "single object wrapped in a list"
+    # the answer's items
+    ITEM_NOT_OBJECT = "item {index} is not an object"
+    UNKNOWN_LABEL = "unknown label {label!r} dropped"
+    LABEL_SYNONYM = "label {written!r} read as {label}"
+    NO_COMB_DRUGS = "drugs of a NO_COMB item ignored"
+    REPEATED_NAMES = "repeated drug names merged in item {index}"
+    TOO_FEW_DRUGS = "{label} item with {n} drug(s) dropped"
+    DUPLICATE_SET = "duplicate drug set merged (kept {kept}, dropped {label})"
+    DUPLICATE_RELATION = "duplicate relation merged"
+    NO_COMB_BESIDE_RELATIONS = "NO_COMB item next to relations ignored"
+    NOT_IN_SENTENCE = "not in sentence: {names}"
+    NO_RELATION_OBJECTS = "answer list holds no relation objects"
+    EMPTY_LIST = "empty answer list read as NO_COMB"
+
+    @property
+    def code(self) -> str:
+        return self.name.lower()
+
+    def note(self, **details) -> RepairNote:
+        return RepairNote(self, tuple(sorted(details.items())))
+
+
+# Repairs of the answer's text itself (tags, JSON syntax): after any of them the answer was not, as
+# written, a valid JSON list inside answer tags (the format rewards give no credit for it).
+FORMAT_REPAIRS = frozenset({
+    Repair.UNCLOSED_ANSWER, Repair.MISSING_ANSWER_TAGS, Repair.CODE_FENCE, Repair.TRAILING_TEXT,
+    Repair.LEADING_TEXT, Repair.TRUNCATED_JSON, Repair.TRAILING_COMMAS, Repair.PYTHON_LITERAL,
+    Repair.SINGLE_QUOTES, Repair.SINGLE_OBJECT,
+})
+
+
+@dataclass(frozen=True)
+class RepairNote:
+    """One repair of one completion: its code and the details its message is written with."""
+
+    repair: Repair
+    details: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def code(self) -> str:
+        return self.repair.code
+
+    @property
+    def message(self) -> str:
+        return self.repair.value.format(**dict(self.details))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# Written labels -> answer labels, per task (keys upper-cased, spaces and hyphens as "_").
+_DRUGCOMB_SYNONYMS = {
+    POS: POS, "POSITIVE": POS, "POS_COMB": POS, "SYNERGY": POS, "SYNERGISTIC": POS,
+    COMB: COMB, "COMBINATION": COMB, "NEUTRAL": COMB,
+    NEG: NEG, "NEGATIVE": NEG, "NEG_COMB": NEG, "ANTAGONISTIC": NEG,
+}
+_NO_COMB_SYNONYMS = {NO_COMB: NO_COMB, "NOCOMB": NO_COMB, "NO_COMBINATION": NO_COMB, "NONE": NO_COMB, "NO": NO_COMB}
 _LABEL_SYNONYMS = {
-    "POS": "POS", "POSITIVE": "POS", "POS_COMB": "POS", "SYNERGY": "POS", "SYNERGISTIC": "POS",
-    "COMB": "COMB", "COMBINATION": "COMB", "NEUTRAL": "COMB",
-    "NEG": "NEG", "NEGATIVE": "NEG", "NEG_COMB": "NEG", "ANTAGONISTIC": "NEG",
-    "NO_COMB": NO_COMB, "NOCOMB": NO_COMB, "NO_COMBINATION": NO_COMB, "NONE": NO_COMB, "NO": NO_COMB,
+    task: {**({label: label for label in labels} if task != DRUGCOMB_TASK else _DRUGCOMB_SYNONYMS), **_NO_COMB_SYNONYMS}
+    for task, labels in TASK_LABELS.items()
 }
 _DRUG_KEYS = ("ent_set", "drugs", "entities", "ent", "drug_set")
 _LABEL_KEYS = ("type", "label", "relation", "relation_type")
@@ -89,66 +179,87 @@ class ParsedCompletion:
     n_items: int = 0  # items in the recovered answer list
     n_duplicates: int = 0  # items that repeated an earlier drug set
     n_dropped: int = 0  # items dropped (unknown label, < 2 drugs, malformed)
-    repairs: list[str] = field(default_factory=list)
+    repairs: list[RepairNote] = field(default_factory=list)
+    task: str = DRUGCOMB_TASK  # whose labels the relations carry (schemas.answer.TASK_LABELS)
 
     @property
     def ok(self) -> bool:
-        return self.status in ("ok", "repaired")
+        return self.status in USABLE_PARSE_STATUSES
+
+    @property
+    def repair_codes(self) -> frozenset[Repair]:
+        return frozenset(note.repair for note in self.repairs)
 
     @property
     def answer(self) -> list[dict]:
         """Relations in the model's answer format; [] means no combination."""
-        return [{"type": r.label, "ent_set": list(r.drugs)} for r in self.relations]
+        return [answer_item(r) for r in self.relations]
+
+
+def answer_item(relation) -> dict:
+    """The answer form ``{"type", "ent_set"}`` of a relation, the one conversion between the relation
+    shapes: a parser ``Relation``, its stored dict (``Relation.as_dict``: {label, drugs: [{name, ...}]})
+    or an answer item already."""
+    if not isinstance(relation, dict) and hasattr(relation, "label") and hasattr(relation, "drugs"):
+        return {"type": relation.label, "ent_set": list(relation.drugs)}
+    if isinstance(relation, dict) and "type" in relation:
+        return {"type": relation["type"], "ent_set": list(relation.get("ent_set", []))}
+    if isinstance(relation, dict) and "label" in relation:
+        return {"type": relation["label"],
+                "ent_set": [d["name"] if isinstance(d, dict) else d for d in relation.get("drugs", [])]}
+    raise ValueError(f"cannot read relation {relation!r}")
 
 
 def ddi_items(parsed: ParsedCompletion) -> list[dict] | None:
-    """The recovered answer list of a DDI completion (None when nothing usable was recovered).
-
-    Relations keep DrugComb labels only, so DDI labels (EFFECT, MECHANISM, ADVISE, INT) are read from
-    the raw answer value: its object items, as the model wrote them.  Used by the DDI rewards and the
-    DDI13 evaluation.
-    """
+    """The object items of the recovered answer list, as the model wrote them (None when nothing usable
+    was recovered): what the DDI rewards and the DDI13 scorer read (they count duplicates and NO_COMB
+    items as written, which relations merge or drop)."""
     if not parsed.ok or not isinstance(parsed.raw_answer, list):
         return None
     return [i for i in parsed.raw_answer if isinstance(i, dict)]
 
 
-def parse_completion(text: str | None, sentence: str | None = None) -> ParsedCompletion:
-    """Parse one completion (see module doc).  Never raises on model output."""
+def parse_completion(text: str | None, sentence: str | None = None, task: str = DRUGCOMB_TASK) -> ParsedCompletion:
+    """Parse one completion of ``task`` (``drugcomb`` or ``ddi``; see module doc).  Never raises on
+    model output."""
+    if task not in TASK_LABELS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASK_LABELS)}")
     try:
-        return _parse(text if isinstance(text, str) else ("" if text is None else str(text)), sentence)
+        parsed = _parse(text if isinstance(text, str) else ("" if text is None else str(text)), sentence, task)
     except Exception as exc:  # noqa: BLE001 - a parser bug must not kill a sweep; it becomes a status
-        return ParsedCompletion([], None, "invalid_json", f"parser error: {type(exc).__name__}: {exc}",
-                                False, False, False)
+        parsed = ParsedCompletion([], None, INVALID_JSON, f"parser error: {type(exc).__name__}: {exc}",
+                                  False, False, False)
+    parsed.task = task
+    return parsed
 
 
 # --- structure: think / answer regions ----------------------------------------------------------------
 
 
-def _parse(text: str, sentence: str | None) -> ParsedCompletion:
-    repairs: list[str] = []
+def _parse(text: str, sentence: str | None, task: str) -> ParsedCompletion:
+    repairs: list[RepairNote] = []
     think, has_think_tags, rest = _split_think(text, repairs)
     region, has_answer_tags = _answer_region(rest, repairs)
     base = dict(think=think, has_think_tags=has_think_tags, has_answer_tags=has_answer_tags)
     if region is None or not region.strip():
         reason = "empty output" if not text.strip() else "no answer found"
-        return ParsedCompletion([], status="no_answer", reason=reason, answer_is_valid_list=False,
+        return ParsedCompletion([], status=NO_ANSWER, reason=reason, answer_is_valid_list=False,
                                 repairs=repairs, **base)
-    strict_ok = has_answer_tags and _strictly_valid(region)
+    strict_ok = has_answer_tags and _strictly_valid(region, TASK_LABELS[task])
     value = _load_json_list(region, repairs)
     if value is None:
-        status = "invalid_json" if ("[" in region or "{" in region) else "no_answer"
-        return ParsedCompletion([], status=status, reason=_join(repairs + ["no JSON list recovered"]),
+        status = INVALID_JSON if ("[" in region or "{" in region) else NO_ANSWER
+        return ParsedCompletion([], status=status, reason=_join(repairs, "no JSON list recovered"),
                                 answer_is_valid_list=False, repairs=repairs, **base)
     if not isinstance(value, list):
-        return ParsedCompletion([], status="invalid_schema",
-                                reason=_join(repairs + [f"answer is a JSON {type(value).__name__}, not a list"]),
+        return ParsedCompletion([], status=INVALID_SCHEMA,
+                                reason=_join(repairs, f"answer is a JSON {type(value).__name__}, not a list"),
                                 answer_is_valid_list=False, raw_answer=None, repairs=repairs, **base)
-    relations, declared_no_comb, n_dup, n_drop, schema_ok = _clean_items(value, sentence, repairs)
+    relations, declared_no_comb, n_dup, n_drop, schema_ok = _clean_items(value, sentence, repairs, task)
     if not schema_ok:
-        return ParsedCompletion([], status="invalid_schema", reason=_join(repairs), answer_is_valid_list=False,
+        return ParsedCompletion([], status=INVALID_SCHEMA, reason=_join(repairs), answer_is_valid_list=False,
                                 raw_answer=value, n_items=len(value), n_dropped=n_drop, repairs=repairs, **base)
-    status = "ok" if not repairs else "repaired"
+    status = PARSE_OK if not repairs else PARSE_REPAIRED
     return ParsedCompletion(
         relations, status=status, reason=_join(repairs) if repairs else "", answer_is_valid_list=strict_ok,
         declared_no_comb=declared_no_comb and not relations, raw_answer=value, n_items=len(value),
@@ -156,7 +267,7 @@ def _parse(text: str, sentence: str | None) -> ParsedCompletion:
     )
 
 
-def _split_think(text: str, repairs: list[str]) -> tuple[str | None, bool, str]:
+def _split_think(text: str, repairs: list[RepairNote]) -> tuple[str | None, bool, str]:
     """(think text, both think tags present, text after the think block)."""
     low = text.lower()
     o, c = low.find(_THINK_OPEN), low.find(_THINK_CLOSE)
@@ -165,30 +276,30 @@ def _split_think(text: str, repairs: list[str]) -> tuple[str | None, bool, str]:
     if o >= 0:  # unclosed <think>: reasoning runs until the answer (or the end)
         a = low.find(_ANSWER_OPEN, o)
         end = a if a >= 0 else len(text)
-        repairs.append("unclosed <think>")
+        repairs.append(Repair.UNCLOSED_THINK.note())
         return text[o + len(_THINK_OPEN):end].strip(), False, text[end:]
     if c >= 0:  # chat templates sometimes put <think> in the prompt: only the closing tag is generated
-        repairs.append("missing <think>")
+        repairs.append(Repair.MISSING_THINK.note())
         return text[:c].strip(), False, text[c + len(_THINK_CLOSE):]
     return None, False, text
 
 
-def _answer_region(rest: str, repairs: list[str]) -> tuple[str | None, bool]:
+def _answer_region(rest: str, repairs: list[RepairNote]) -> tuple[str | None, bool]:
     low = rest.lower()
     o = low.find(_ANSWER_OPEN)
     if o >= 0:
         c = low.find(_ANSWER_CLOSE, o)
         if c >= 0:
             if rest[c + len(_ANSWER_CLOSE):].strip():
-                repairs.append("text after </answer> ignored")
+                repairs.append(Repair.TEXT_AFTER_ANSWER.note())
             return rest[o + len(_ANSWER_OPEN):c], True
-        repairs.append("unclosed <answer>")
+        repairs.append(Repair.UNCLOSED_ANSWER.note())
         return rest[o + len(_ANSWER_OPEN):], False
     # No answer tags: the last JSON-looking list (or object) in the text is the answer.
     start = _last_json_start(rest)
     if start is None:
         return None, False
-    repairs.append("missing <answer> tags")
+    repairs.append(Repair.MISSING_ANSWER_TAGS.note())
     return rest[start:], False
 
 
@@ -208,46 +319,46 @@ def _last_json_start(text: str) -> int | None:
 # --- JSON recovery --------------------------------------------------------------------------------------
 
 
-def _strictly_valid(region: str) -> bool:
+def _strictly_valid(region: str, labels: tuple[str, ...]) -> bool:
     try:
         value = json.loads(region.strip())
     except (json.JSONDecodeError, ValueError):
         return False
-    return isinstance(value, list) and bool(value) and all(_item_strictly_valid(v) for v in value)
+    return isinstance(value, list) and bool(value) and all(_item_strictly_valid(v, labels) for v in value)
 
 
-def _item_strictly_valid(item) -> bool:
+def _item_strictly_valid(item, labels: tuple[str, ...]) -> bool:
     if not isinstance(item, dict) or set(item) != {"type", "ent_set"}:
         return False
     ents = item["ent_set"]
     if item["type"] == NO_COMB:
         return ents == []
-    return (item["type"] in COMBINATION_LABELS and isinstance(ents, list) and len(ents) >= 2
+    return (item["type"] in labels and isinstance(ents, list) and len(ents) >= 2
             and all(isinstance(e, str) and e.strip() for e in ents))
 
 
-def _load_json_list(region: str, repairs: list[str]):
+def _load_json_list(region: str, repairs: list[RepairNote]):
     text = region.strip()
     fence = _FENCE.search(text)
     if fence and "```" in text:
         text = fence.group(1).strip()
-        repairs.append("code fence removed")
+        repairs.append(Repair.CODE_FENCE.note())
     start = _first_bracket(text)
     if start is None:
         return None
     candidate, closed = _balanced(text, start)
     if closed and text[start + len(candidate):].strip():
-        repairs.append("trailing text ignored")
+        repairs.append(Repair.TRAILING_TEXT.note())
     if start > 0 and text[:start].strip():
-        repairs.append("leading text ignored")
+        repairs.append(Repair.LEADING_TEXT.note())
     if not closed:
         candidate = _close_truncated(candidate)
         if candidate is None:
             return None
-        repairs.append("truncated JSON closed")
+        repairs.append(Repair.TRUNCATED_JSON.note())
     value = _loads_lenient(candidate, repairs)
     if isinstance(value, dict):
-        repairs.append("single object wrapped in a list")
+        repairs.append(Repair.SINGLE_OBJECT.note())
         value = [value]
     return value
 
@@ -311,7 +422,7 @@ def _close_truncated(prefix: str) -> str | None:
     return prefix[:last_obj_end + 1] + "]"
 
 
-def _loads_lenient(candidate: str, repairs: list[str]):
+def _loads_lenient(candidate: str, repairs: list[RepairNote]):
     try:
         return json.loads(candidate)
     except (json.JSONDecodeError, ValueError):
@@ -320,20 +431,20 @@ def _loads_lenient(candidate: str, repairs: list[str]):
     if no_trailing_commas != candidate:
         try:
             value = json.loads(no_trailing_commas)
-            repairs.append("trailing commas removed")
+            repairs.append(Repair.TRAILING_COMMAS.note())
             return value
         except (json.JSONDecodeError, ValueError):
             pass
     try:  # Python literal syntax: single quotes, True/None
         value = ast.literal_eval(no_trailing_commas)
-        repairs.append("python-style literal")
+        repairs.append(Repair.PYTHON_LITERAL.note())
         return value
     except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
         pass
     swapped = no_trailing_commas.replace("'", '"')
     try:
         value = json.loads(swapped)
-        repairs.append("single quotes replaced")
+        repairs.append(Repair.SINGLE_QUOTES.note())
         return value
     except (json.JSONDecodeError, ValueError):
         return None
@@ -342,7 +453,7 @@ def _loads_lenient(candidate: str, repairs: list[str]):
 # --- relation cleaning and grounding ----------------------------------------------------------------
 
 
-def _clean_items(items: list, sentence: str | None, repairs: list[str]):
+def _clean_items(items: list, sentence: str | None, repairs: list[RepairNote], task: str):
     relations: list[Relation] = []
     seen: dict[frozenset, str] = {}
     declared_no_comb = False
@@ -352,35 +463,35 @@ def _clean_items(items: list, sentence: str | None, repairs: list[str]):
     for idx, item in enumerate(items):
         if not isinstance(item, dict):
             n_drop += 1
-            repairs.append(f"item {idx} is not an object")
+            repairs.append(Repair.ITEM_NOT_OBJECT.note(index=idx))
             continue
         n_objects += 1
         raw_label = _first_present(item, _LABEL_KEYS)
-        label = _normalize_label(raw_label)
+        label = _normalize_label(raw_label, task)
         names = _drug_names(_first_present(item, _DRUG_KEYS))
         if label is None:
             n_drop += 1
-            repairs.append(f"unknown label {raw_label!r} dropped")
+            repairs.append(Repair.UNKNOWN_LABEL.note(label=raw_label))
             continue
         if raw_label != label:
-            repairs.append(f"label {raw_label!r} read as {label}")
+            repairs.append(Repair.LABEL_SYNONYM.note(written=raw_label, label=label))
         if label == NO_COMB:
             declared_no_comb = True
             if names:
-                repairs.append("drugs of a NO_COMB item ignored")
+                repairs.append(Repair.NO_COMB_DRUGS.note())
             continue
         unique = _dedupe_names(names)
         if len(unique) != len(names):
-            repairs.append(f"repeated drug names merged in item {idx}")
+            repairs.append(Repair.REPEATED_NAMES.note(index=idx))
         if len(unique) < 2:
             n_drop += 1
-            repairs.append(f"{label} item with {len(unique)} drug(s) dropped")
+            repairs.append(Repair.TOO_FEW_DRUGS.note(label=label, n=len(unique)))
             continue
         key = frozenset(normalize_drug_name(n) for n in unique)
         if key in seen:
             n_dup += 1
-            repairs.append(f"duplicate drug set merged (kept {seen[key]}, dropped {label})"
-                           if seen[key] != label else "duplicate relation merged")
+            repairs.append(Repair.DUPLICATE_SET.note(kept=seen[key], label=label)
+                           if seen[key] != label else Repair.DUPLICATE_RELATION.note())
             continue
         seen[key] = label
         spans, grounded = _ground(unique, sentence)
@@ -388,14 +499,16 @@ def _clean_items(items: list, sentence: str | None, repairs: list[str]):
             unaligned += [n for n, g in zip(unique, grounded) if not g]
         relations.append(Relation(label, tuple(unique), spans, grounded, item_index=idx))
     if relations and declared_no_comb:
-        repairs.append("NO_COMB item next to relations ignored")
-    if unaligned:
-        repairs.append("not in sentence: " + ", ".join(repr(n) for n in unaligned))
+        repairs.append(Repair.NO_COMB_BESIDE_RELATIONS.note())
+    if unaligned and task == DRUGCOMB_TASK:
+        # a DrugComb answer must write names as the sentence does; DDI13's given entities may be
+        # discontinuous ("Loop ... diuretics"), so an unaligned DDI name is no defect of the answer
+        repairs.append(Repair.NOT_IN_SENTENCE.note(names=", ".join(repr(n) for n in unaligned)))
     schema_ok = not items or n_objects > 0
     if not schema_ok:
-        repairs.append("answer list holds no relation objects")
+        repairs.append(Repair.NO_RELATION_OBJECTS.note())
     if not items:
-        repairs.append("empty answer list read as NO_COMB")
+        repairs.append(Repair.EMPTY_LIST.note())
     return relations, declared_no_comb, n_dup, n_drop, schema_ok
 
 
@@ -410,11 +523,11 @@ def _first_present(item: dict, keys: tuple[str, ...]):
     return None
 
 
-def _normalize_label(raw) -> str | None:
+def _normalize_label(raw, task: str) -> str | None:
     if not isinstance(raw, str):
         return None
     key = re.sub(r"[\s\-]+", "_", raw.strip().upper())
-    return _LABEL_SYNONYMS.get(key)
+    return _LABEL_SYNONYMS[task].get(key)
 
 
 def _drug_names(raw) -> list[str]:
@@ -491,5 +604,6 @@ def ground_name(name: str, sentence: str) -> tuple[int, int] | None:
     return SentenceIndex(sentence).find(name)
 
 
-def _join(parts: list[str]) -> str:
-    return "; ".join(dict.fromkeys(parts))
+def _join(repairs: list[RepairNote], *failure: str) -> str:
+    """The ``reason`` text: each repair's message once, in order, then the failure (if any)."""
+    return "; ".join(dict.fromkeys([note.message for note in repairs] + list(failure)))

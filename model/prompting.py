@@ -17,6 +17,9 @@ Variants (``PromptConfig.variant``):
 
 Options: ``hints`` adds the candidate drugs the dictionary matcher found in the sentence;
 ``context`` is the abstract, the sentence alone, or the sentence with its neighbours (``window``).
+The sentence's place in its context is its ``span`` when the caller knows it (the sweep's sentence rows
+carry offsets into the abstract); only sources without offsets (the DrugComb corpora) have it located
+by text.
 Every result stores ``prompt_version(config)`` so numbers are never compared across prompts silently.
 """
 
@@ -28,6 +31,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from model.answer_schema import NO_COMB_ANSWER, render_answer
+from model.parsing import answer_item
+from schemas.answer import NO_COMB
 
 VARIANTS = ("rexdrug", "rexdrug_answer_only", "taiyi_en", "taiyi_zh", "compact", "ddi")
 CONTEXTS = ("abstract", "sentence", "window")
@@ -92,11 +97,13 @@ def candidate_hints(sentence: str, matcher, *, drugs_only: bool = False) -> list
 
 
 def build_messages(
-    sentence: str, context: str | None, config: PromptConfig, hints: Sequence[str] | None = None
+    sentence: str, context: str | None, config: PromptConfig, hints: Sequence[str] | None = None,
+    *, span: tuple[int, int] | None = None,
 ) -> list[dict]:
-    """Chat messages (``[{"role", "content"}]``) asking for the relations of ``sentence``."""
+    """Chat messages (``[{"role", "content"}]``) asking for the relations of ``sentence``; ``span`` is
+    its [start, end) in ``context`` when known (else it is located by text)."""
     config.validate()
-    ctx = select_context(sentence, context, config)
+    ctx = select_context(sentence, context, config, span)
     hint_names = unique_names(hints or []) if config.hints else []
     if config.variant in ("rexdrug", "rexdrug_answer_only"):
         return [
@@ -139,33 +146,42 @@ def format_target(relations: Iterable, think: str | Sequence[str] | None = None)
 
 
 
-def select_context(sentence: str, context: str | None, config: PromptConfig) -> str | None:
-    """The context text for the chosen mode (None for sentence-only)."""
+def select_context(sentence: str, context: str | None, config: PromptConfig,
+                   span: tuple[int, int] | None = None) -> str | None:
+    """The context text for the chosen mode (None for sentence-only); ``span``: the sentence's
+    [start, end) in ``context`` when known."""
     if config.context == "sentence" or not context:
         return None
     if config.context == "window":
-        return _window(sentence, context, config.window)
-    return _clip(sentence, context, config.max_context_chars)
+        return _window(sentence, context, config.window, span)
+    return _clip(sentence, context, config.max_context_chars, span)
 
 
-def _window(sentence: str, context: str, n: int) -> str:
+def _window(sentence: str, context: str, n: int, span: tuple[int, int] | None) -> str:
     """The sentence with ``n`` neighbouring sentences on each side, split by the project's splitter."""
     from etl.sentences import split_sentences
 
     spans = split_sentences(context)
-    first, last = _locate(sentence, context, spans)
+    first, last = _overlapping(spans, *span) if span is not None else _locate(sentence, context, spans)
     if first is None:
         return sentence
     return context[spans[max(0, first - n)][0]:spans[min(len(spans) - 1, last + n)][1]]
 
 
+def _overlapping(spans: list[tuple[int, int]], start: int, end: int) -> tuple[int | None, int | None]:
+    """Indices of the first and last context sentences that [start, end) overlaps."""
+    hit = [i for i, (a, b) in enumerate(spans) if a < end and start < b]
+    return (hit[0], hit[-1]) if hit else (None, None)
+
+
 def _locate(sentence: str, context: str, spans: list[tuple[int, int]]) -> tuple[int | None, int | None]:
-    """Indices of the first and last context sentences the target sentence overlaps."""
+    """Indices of the first and last context sentences the target sentence overlaps, the sentence found
+    by text (sources without offsets: its first occurrence, else spacing/punctuation-blind)."""
     pos = context.find(sentence)
     if pos >= 0:
-        hit = [i for i, (a, b) in enumerate(spans) if a < pos + len(sentence) and pos < b]
-        if hit:
-            return hit[0], hit[-1]
+        first, last = _overlapping(spans, pos, pos + len(sentence))
+        if first is not None:
+            return first, last
     key = _squash(sentence)[:60]  # spacing/punctuation differ (tokenized corpora): compare squashed text
     if key:
         for i in range(len(spans)):
@@ -178,10 +194,10 @@ def _squash(text: str) -> str:
     return re.sub(r"\W+", "", text).lower()
 
 
-def _clip(sentence: str, context: str, limit: int) -> str:
+def _clip(sentence: str, context: str, limit: int, span: tuple[int, int] | None) -> str:
     if len(context) <= limit:
         return context
-    pos = context.find(sentence[:40])
+    pos = span[0] if span is not None else context.find(sentence[:40])
     centre = max(pos, 0)
     start = max(0, min(centre - limit // 2, len(context) - limit))
     return context[start:start + limit]
@@ -199,20 +215,7 @@ def unique_names(names: Iterable[str]) -> list[str]:
 
 
 def _answer_rows(relations: Iterable) -> list[dict]:
-    rows = []
-    for r in relations or []:
-        if hasattr(r, "label") and hasattr(r, "drugs"):
-            label, names = r.label, list(r.drugs)
-        elif isinstance(r, dict) and "type" in r:
-            label, names = r["type"], list(r.get("ent_set", []))
-        elif isinstance(r, dict):
-            label = r["label"]
-            names = [d["name"] if isinstance(d, dict) else d for d in r.get("drugs", [])]
-        else:
-            raise ValueError(f"cannot render relation {r!r}")
-        if label != "NO_COMB":
-            rows.append({"type": label, "ent_set": names})
-    return rows
+    return [item for item in map(answer_item, relations or []) if item["type"] != NO_COMB]
 
 
 # --- the variants ---------------------------------------------------------------------------------------
@@ -348,25 +351,3 @@ def _taiyi_zh(sentence: str, context: str | None, hints: list[str]) -> str:
         f"请在<answer></answer>中输出JSON数组 {_ANSWER_FORMAT}；"
         f"如果没有联合用药，输出<answer>{_NO_COMB_TEXT}</answer>。药物名称请保持原文写法。",
         sentence, hints, context, ("句子：", "句中药物：", "上下文："), joiner="；")
-
-
-# --- reading a built prompt back (rule baselines run behind the same engine interface) -------------
-
-_FIELD_PATTERNS = {
-    "sentence": re.compile(r"^(?:Target sentence: |Sentence: |句子：)(.*)$", re.MULTILINE),
-    "hints": re.compile(r"^(?:Candidate drugs in the sentence: |Drugs mentioned: |Drugs: |句中药物：)(.*)$", re.MULTILINE),
-}
-
-
-def read_prompt_fields(messages: list[dict]) -> dict:
-    """The target sentence and hint names of messages made by ``build_messages`` (inverse of it).
-
-    Raises ``ValueError`` when the messages were not built here (no target sentence field).
-    """
-    user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
-    m = _FIELD_PATTERNS["sentence"].search(user)
-    if not m:
-        raise ValueError("messages hold no target sentence field (were they made by build_messages?)")
-    h = _FIELD_PATTERNS["hints"].search(user)
-    hints = [x.strip() for x in re.split(r"[;；]", h.group(1)) if x.strip()] if h else []
-    return {"sentence": m.group(1), "hints": hints}

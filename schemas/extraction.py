@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.answer import ENGINE_ERROR, INPUT_ERROR, RETRYABLE_STATUSES  # noqa: F401 - moved; importers follow
 from schemas.drugs import MENTION, SENTENCES
 
 # The sweep's sentences table: the drug layer's sentence rows plus the md5 of the abstract they were

@@ -277,12 +277,15 @@ def test_runner_rows_carry_one_distribution_per_relation(tiny, monkeypatch):
         return allowed
 
     monkeypatch.setattr(engine, "_prefix_allowed_tokens_fn", forcing)
+    results = []  # the engine's results, as the runner received them
+    generate = engine.generate
+    monkeypatch.setattr(engine, "generate", lambda batch, sampling=None: results.extend(generate(batch, sampling)) or results)
     rows = ExtractionRunner(engine).run([{"sentence": "Cisplatin plus gemcitabine; paclitaxel and carboplatin."}])
     assert rows[0]["raw_output"] == TWO, rows[0]["raw_output"]
-    assert [s["label"] for s in engine.last_slot_records[0]] == ["POS", "COMB"]
+    assert [s["label"] for s in results[0].slots] == ["POS", "COMB"]
     evidence = rows[0]["relation_evidence"]
     assert len(evidence) == len(rows[0]["parsed"]) == 2
-    for ev, rec in zip(evidence, engine.last_slot_records[0]):
+    for ev, rec in zip(evidence, results[0].slots):
         # masked labels (-inf) are stored as null and read back as absent, i.e. impossible again
         assert logprobs_from_rows(ev["label_logprobs"]) == {k: v for k, v in rec["logprobs"].items() if math.isfinite(v)}
         assert combination_score(logprobs_from_rows(ev["label_logprobs"])) == combination_score(rec["logprobs"])
@@ -307,7 +310,8 @@ def test_rules_have_one_documented_constant_each_and_other_engines_none():
 
 
 def test_sweep_rows_carry_relation_confidence_and_the_threshold_is_validated():
-    from jobs.sweep import SweepConfig, extraction_rows
+    from jobs.sweep import SweepConfig
+    from model.extraction import extraction_rows
 
     class FakeRunner:
         def run(self, items):

@@ -20,8 +20,10 @@ from model.evaluation.ddi_official import (
     read_official,
     score_official,
 )
+from model.items import ExtractionItem, Prompt
 from model.parsing import ddi_items, parse_completion
-from model.prompting import PromptConfig, build_messages, prompt_version, read_prompt_fields
+from model.prompting import PromptConfig, build_messages, prompt_version
+from tests.prompt_fields import read_prompt_fields
 
 DATA = Path(__file__).parent / "data" / "ddi13"
 ZIP = DATA / "DDICorpus-fixture.zip"
@@ -206,8 +208,8 @@ def test_ddi_items_reads_ddi_labels_from_the_raw_answer():
 
 
 def test_ddi_predictions_come_from_the_runners_single_parse():
-    from jobs.cli.eval import _ddi_prediction
-    from model.engines.base import Engine
+    from model.engines.base import Engine, EngineResult
+    from model.evaluation.run import ddi_prediction
     from model.extraction import ExtractionRunner
 
     class CannedEngine(Engine):
@@ -217,11 +219,11 @@ def test_ddi_predictions_come_from_the_runners_single_parse():
                    "no answer at all")
 
         def generate(self, batch, sampling=None):
-            return list(self.answers[: len(batch)])
+            return [EngineResult(a) for a in self.answers[: len(batch)]]
 
     runner = ExtractionRunner(CannedEngine(), PromptConfig(variant="ddi", hints=True))
     rows = runner.run([{"id": k, "sentence": "A and B.", "hints": ["A", "B"]} for k in range(3)])
-    predictions = [_ddi_prediction(row) for row in rows]
+    predictions = [ddi_prediction(row) for row in rows]
     # a DDI label is not a repair; dropping a one-drug DrugComb item is
     assert predictions[0] == {"id": 0, "relations": [{"type": "MECHANISM", "ent_sets": ["A", "B"]}],
                               "parse_status": "ok", "parse_reason": ""}
@@ -234,13 +236,15 @@ def test_rule_ddi_all_pairs_labels_every_pair_of_the_given_drugs():
     engine = create_engine(EngineConfig(kind="rule_ddi_all_pairs"))
     assert engine.model_id == "rule:ddi_all_pairs"
     config = PromptConfig(variant="ddi", hints=True)
-    texts = engine.generate([build_messages("A, B and C.", None, config, ["A", "B", "C"]),
-                             build_messages("Only A.", None, config, ["A"])])
+    results = engine.complete([Prompt(build_messages("A, B and C.", None, config, ["A", "B", "C"]),
+                                      ExtractionItem("A, B and C."), ("A", "B", "C")),
+                               Prompt(build_messages("Only A.", None, config, ["A"]), ExtractionItem("Only A."), ("A",))])
+    texts = [r.text for r in results]
     items = ddi_items(parse_completion(texts[0]))
     assert [(i["type"], i["ent_set"]) for i in items] == [("EFFECT", ["A", "B"]), ("EFFECT", ["A", "C"]),
                                                           ("EFFECT", ["B", "C"])]
     assert ddi_items(parse_completion(texts[1])) == [{"type": "NO_COMB", "ent_set": []}]
-    assert engine.last_errors == [None, None]
+    assert [r.error for r in results] == [None, None]
 
 
 # --- CLI -----------------------------------------------------------------------------------------------------

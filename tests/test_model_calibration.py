@@ -72,8 +72,8 @@ def test_engine_applies_label_bias_under_constrained_decoding(tiny, label):
     config.validate()
     engine = TransformersEngine(config, model=model, tokenizer=tok)
     engine.record_label_logprobs = True
-    texts = engine.generate([[{"role": "user", "content": "Sentence: cisplatin plus gemcitabine ."}]] * 2)
-    for text, scores in zip(texts, engine.last_label_logprobs):
+    results = engine.generate([[{"role": "user", "content": "Sentence: cisplatin plus gemcitabine ."}]] * 2)
+    for text, scores in ((r.text, r.first_slot_logprobs) for r in results):
         assert f'"type": "{label}' in text.replace('":"', '": "'), text
         assert scores is not None and set(scores) == set(LABELS)
 

@@ -76,6 +76,6 @@ def test_embedded_model_generates_offline(monkeypatch):
     engine = create_engine(EngineConfig(batch_size=2))
     messages = build_messages("Cisplatin plus gemcitabine improved survival .", None,
                               PromptConfig(variant="rexdrug_answer_only", context="sentence"))
-    out = engine.generate([messages, messages], SamplingConfig(max_new_tokens=4))
+    out = [r.text for r in engine.generate([messages, messages], SamplingConfig(max_new_tokens=4))]
     assert len(out) == 2 and out[0] == out[1] and out[0].strip()
     assert engine.model_id.startswith("embedded:SmolLM2")

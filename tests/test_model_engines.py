@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from model.engines import EngineConfig, SamplingConfig, create_engine
+from model.items import ExtractionItem, Prompt
 from model.parsing import parse_completion
 from model.prompting import PromptConfig, build_messages
 
@@ -20,6 +21,11 @@ SENT = "Cisplatin plus gemcitabine improved survival , whereas docetaxel alone d
 
 def msgs(sentence=SENT, **kw):
     return build_messages(sentence, "Abstract text. " + sentence, PromptConfig(**kw))
+
+
+def texts(results):
+    """The completion texts of engine results."""
+    return [r.text for r in results]
 
 
 # --- transformers: batched left padding on a tiny model built here -----------------------------------
@@ -39,9 +45,10 @@ def test_batched_left_padded_generation_equals_one_by_one(tiny_engine):
     batch = [msgs("Paclitaxel plus carboplatin ."), msgs(), msgs("A much longer sentence about docetaxel and "
                                                                 "doxorubicin combined with cyclophosphamide .")]
     sampling = SamplingConfig(max_new_tokens=8)
-    together = tiny_engine.generate(batch, sampling)
-    assert tiny_engine.last_errors == [None] * 3
-    alone = [tiny_engine.generate([m], sampling)[0] for m in batch]
+    results = tiny_engine.generate(batch, sampling)
+    together = texts(results)
+    assert [r.error for r in results] == [None] * 3
+    alone = [tiny_engine.generate([m], sampling)[0].text for m in batch]
     assert tiny_engine.tokenizer.padding_side == "left"
     assert together == alone and any(together)  # padding must not change what a row generates
     assert tiny_engine.stats["generated_tokens"] > 0
@@ -54,12 +61,12 @@ def test_static_cache_generates_what_the_dynamic_cache_does(tiny_engine):
                                 tokenizer=tiny_engine.tokenizer)
     batch = [msgs("Paclitaxel plus carboplatin ."), msgs("Docetaxel and doxorubicin combined with cyclophosphamide .")]
     sampling = SamplingConfig(max_new_tokens=8)
-    assert static.generate(batch, sampling) == tiny_engine.generate(batch, sampling)
+    assert texts(static.generate(batch, sampling)) == texts(tiny_engine.generate(batch, sampling))
 
 
 def test_sampling_is_seeded(tiny_engine):
     sampling = SamplingConfig(max_new_tokens=6, temperature=1.0, top_p=0.9, seed=3)
-    assert tiny_engine.generate([msgs()], sampling) == tiny_engine.generate([msgs()], sampling)
+    assert texts(tiny_engine.generate([msgs()], sampling)) == texts(tiny_engine.generate([msgs()], sampling))
 
 
 # --- vLLM with a fake module ----------------------------------------------------------------------------
@@ -102,7 +109,7 @@ def test_vllm_engine_uses_structured_outputs(fake_vllm, tmp_path):
     (tmp_path / "config.json").write_text("{}")
     cfg = EngineConfig(kind="vllm", model=str(tmp_path), tensor_parallel_size=2)
     engine = create_engine(cfg)
-    out = engine.generate([msgs(), msgs()], SamplingConfig(max_new_tokens=32, constrained=True))
+    out = texts(engine.generate([msgs(), msgs()], SamplingConfig(max_new_tokens=32, constrained=True)))
     assert fake_vllm["init"]["tensor_parallel_size"] == 2 and fake_vllm["init"]["model"] == str(tmp_path)
     params = fake_vllm["chat"][1]
     assert params.kw["max_tokens"] == 32 and "guided_json" not in params.kw
@@ -123,7 +130,7 @@ def test_vllm_missing_is_a_clear_error(monkeypatch):
 @pytest.mark.gpu
 def test_vllm_real_generation():  # pragma: no cover - needs a GPU and the [vllm] extra
     engine = create_engine(EngineConfig(kind="vllm", gpu_memory_utilization=0.3))
-    out = engine.generate([msgs()], SamplingConfig(max_new_tokens=48, constrained=True))
+    out = texts(engine.generate([msgs()], SamplingConfig(max_new_tokens=48, constrained=True)))
     assert parse_completion(out[0]).status in ("ok", "repaired")
     engine.close()
 
@@ -175,9 +182,10 @@ def test_openai_engine_concurrency_retries_and_structured_fields(server):
                        timeout_s=5)
     engine = create_engine(cfg)
     batch = [msgs(), msgs(SENT + " FLAKY"), msgs(SENT + " ALWAYS-FAIL"), msgs()]
-    out = engine.generate(batch, SamplingConfig(max_new_tokens=16, constrained=True))
-    assert out[2] == "" and "failed after 3 attempts" in engine.last_errors[2]
-    assert engine.last_errors[0] is None and engine.last_errors[1] is None
+    results = engine.generate(batch, SamplingConfig(max_new_tokens=16, constrained=True))
+    out, errors = texts(results), [r.error for r in results]
+    assert out[2] == "" and "failed after 3 attempts" in errors[2]
+    assert errors[0] is None and errors[1] is None
     p = parse_completion(out[1], SENT)
     assert p.status == "ok" and p.relations[0].drugs == ("Cisplatin", "gemcitabine")
     body = _Handler.bodies[0]
@@ -231,15 +239,19 @@ class FakeMatcher:
 )
 def test_rule_baselines(kind, sentence, expected):
     engine = create_engine(EngineConfig(kind=kind), matcher=FakeMatcher())
-    out = engine.generate([msgs(sentence)])
+    out = texts(engine.complete([Prompt(msgs(sentence), ExtractionItem(sentence, "Abstract text. " + sentence))]))
     p = parse_completion(out[0], sentence)
     assert p.status == "ok" and [(r.label, r.drugs) for r in p.relations] == expected
 
 
-def test_rules_report_foreign_prompts_as_item_errors():
+def test_rules_report_items_without_a_sentence_as_item_errors():
     engine = create_engine(EngineConfig(kind="rule_no_comb"), matcher=FakeMatcher())
-    out = engine.generate([[{"role": "user", "content": "hello"}], msgs()])
-    assert out[0] == "" and "target sentence" in engine.last_errors[0] and engine.last_errors[1] is None
+    results = engine.complete([Prompt([{"role": "user", "content": "hello"}], ExtractionItem("")),
+                               Prompt(msgs(), ExtractionItem(SENT))])
+    out, errors = texts(results), [r.error for r in results]
+    assert out[0] == "" and "target sentence" in errors[0] and errors[1] is None
+    with pytest.raises(TypeError, match="answers items"):  # rules never read prompt text
+        engine.generate([msgs()])
 
 
 def test_engine_config_validation():

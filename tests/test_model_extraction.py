@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from model.engines.base import Engine
+from model.engines.base import Engine, EngineResult
 from model.extraction import RESULT_KEYS, ExtractionRunner
-from model.prompting import PromptConfig, read_prompt_fields
+from model.prompting import PromptConfig
+from tests.prompt_fields import read_prompt_fields
 from tests.test_model_engines import FakeMatcher
 
 
@@ -14,22 +15,18 @@ class EchoEngine(Engine):
     model_id = "echo"
 
     def __init__(self):
-        super().__init__()
         self.calls = []
 
     def generate(self, batch, sampling=None):
         self.calls.append(len(batch))
-        out, errs = [], []
+        out = []
         for m in batch:
             fields = read_prompt_fields(m)
             if "FAIL" in fields["sentence"]:
-                out.append("")
-                errs.append("HTTP 500")
+                out.append(EngineResult("", "HTTP 500"))
                 continue
             names = ", ".join(f'"{h}"' for h in fields["hints"])
-            out.append(f'<think>x</think><answer>[{{"type": "POS", "ent_set": [{names}]}}]</answer>')
-            errs.append(None)
-        self.last_errors = errs
+            out.append(EngineResult(f'<think>x</think><answer>[{{"type": "POS", "ent_set": [{names}]}}]</answer>'))
         return out
 
 
@@ -61,7 +58,7 @@ class OddEngine(EchoEngine):
 
     def generate(self, batch, sampling=None):
         out = super().generate(batch, sampling)
-        return [42 if "NUMBER" in read_prompt_fields(m)["sentence"] else t for m, t in zip(batch, out)]
+        return [EngineResult(42) if "NUMBER" in read_prompt_fields(m)["sentence"] else t for m, t in zip(batch, out)]
 
 
 def test_runner_keeps_going_past_badly_typed_items_and_non_text_outputs():

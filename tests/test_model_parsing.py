@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from model.parsing import ParsedCompletion, ground_name, parse_completion
+from model.parsing import FORMAT_REPAIRS, ParsedCompletion, Repair, ground_name, parse_completion
 
 SENT = "Combination of 5-FU and Leucovorin plus oxaliplatin improved survival in colorectal cancer ."
 GOOD = ('<think>[1] Scenario: colorectal cancer.\n[2] Drugs: 5-FU, leucovorin, oxaliplatin.\n'
@@ -122,3 +122,109 @@ def test_apostrophe_inside_word_does_not_break_json_scan():
     text = ('<answer>[{"type": "POS", "ent_set": ["5-FU", "leucovorin"]}]</answer>')
     p = parse_completion("In Hodgkin's lymphoma " + text, SENT)
     assert labels_and_drugs(p) == [("POS", ("5-FU", "leucovorin"))]
+
+
+# --- repairs as codes ------------------------------------------------------------------------------------
+
+R = Repair
+PAIR = '{"type": "POS", "ent_set": ["5-FU", "leucovorin"]}'
+
+
+@pytest.mark.parametrize(
+    "text, codes, message",
+    [
+        (GOOD, [], ""),
+        (f"<think>x<answer>[{PAIR}]</answer>", [R.UNCLOSED_THINK], "unclosed <think>"),
+        (f"x</think><answer>[{PAIR}]</answer>", [R.MISSING_THINK], "missing <think>"),
+        (f"<answer>[{PAIR}]</answer> thanks", [R.TEXT_AFTER_ANSWER], "text after </answer> ignored"),
+        (f"<answer>[{PAIR}]", [R.UNCLOSED_ANSWER], "unclosed <answer>"),
+        (f"The answer is [{PAIR}]", [R.MISSING_ANSWER_TAGS], "missing <answer> tags"),
+        (f"<answer>```json\n[{PAIR}]\n```</answer>", [R.CODE_FENCE], "code fence removed"),
+        (f"<answer>[{PAIR}] done</answer>", [R.TRAILING_TEXT], "trailing text ignored"),
+        (f"<answer>Here: [{PAIR}]</answer>", [R.LEADING_TEXT], "leading text ignored"),
+        (f'<answer>[{PAIR}, {{"type": "NEG", "ent</answer>', [R.TRUNCATED_JSON], "truncated JSON closed"),
+        (f"<answer>[{PAIR},]</answer>", [R.TRAILING_COMMAS], "trailing commas removed"),
+        ("<answer>[{'type': 'POS', 'ent_set': ['5-FU', 'leucovorin']}]</answer>", [R.PYTHON_LITERAL],
+         "python-style literal"),
+        (f"<answer>{PAIR}</answer>", [R.SINGLE_OBJECT], "single object wrapped in a list"),
+        (f"<answer>[{PAIR}, 7]</answer>", [R.ITEM_NOT_OBJECT], "item 1 is not an object"),
+        ('<answer>[{"type": "SYNERGY?", "ent_set": ["5-FU", "leucovorin"]}]</answer>', [R.UNKNOWN_LABEL],
+         "unknown label 'SYNERGY?' dropped"),
+        ('<answer>[{"type": "positive", "ent_set": ["5-FU", "leucovorin"]}]</answer>', [R.LABEL_SYNONYM],
+         "label 'positive' read as POS"),
+        ('<answer>[{"type": "NO_COMB", "ent_set": ["5-FU"]}]</answer>', [R.NO_COMB_DRUGS],
+         "drugs of a NO_COMB item ignored"),
+        ('<answer>[{"type": "POS", "ent_set": ["5-FU", "5-fu", "leucovorin"]}]</answer>', [R.REPEATED_NAMES],
+         "repeated drug names merged in item 0"),
+        ('<answer>[{"type": "NEG", "ent_set": ["5-FU"]}]</answer>', [R.TOO_FEW_DRUGS],
+         "NEG item with 1 drug(s) dropped"),
+        (f'<answer>[{PAIR}, {{"type": "NEG", "ent_set": ["leucovorin", "5-FU"]}}]</answer>', [R.DUPLICATE_SET],
+         "duplicate drug set merged (kept POS, dropped NEG)"),
+        (f"<answer>[{PAIR}, {PAIR}]</answer>", [R.DUPLICATE_RELATION], "duplicate relation merged"),
+        (f'<answer>[{PAIR}, {{"type": "NO_COMB", "ent_set": []}}]</answer>', [R.NO_COMB_BESIDE_RELATIONS],
+         "NO_COMB item next to relations ignored"),
+        ('<answer>[{"type": "POS", "ent_set": ["5-FU", "cisplatin"]}]</answer>', [R.NOT_IN_SENTENCE],
+         "not in sentence: 'cisplatin'"),
+        ("<answer>[1, 2]</answer>", [R.ITEM_NOT_OBJECT, R.ITEM_NOT_OBJECT, R.NO_RELATION_OBJECTS],
+         "item 0 is not an object; item 1 is not an object; answer list holds no relation objects"),
+        ("<answer>[]</answer>", [R.EMPTY_LIST], "empty answer list read as NO_COMB"),
+    ],
+)
+def test_each_repair_has_its_code_and_message(text, codes, message):
+    p = parse_completion(text, SENT)
+    assert [note.repair for note in p.repairs] == codes, p.reason
+    assert p.reason == message  # the reason text is the repairs' messages, as before they had codes
+    assert p.repair_codes == frozenset(codes)
+
+
+def test_repair_codes_are_stable_names():
+    assert R.TRUNCATED_JSON.code == "truncated_json" and R.NOT_IN_SENTENCE.note(names="'x'").code == "not_in_sentence"
+    assert len({r.code for r in Repair}) == len(Repair)
+    # the format repairs are those of the answer's text (tags, JSON), none of its items
+    assert R.UNCLOSED_ANSWER in FORMAT_REPAIRS and R.UNKNOWN_LABEL not in FORMAT_REPAIRS
+    assert R.UNCLOSED_THINK not in FORMAT_REPAIRS and R.NOT_IN_SENTENCE not in FORMAT_REPAIRS
+
+
+DDI_SENT = "Aspirin increases the effect of warfarin ."
+
+
+@pytest.mark.parametrize(
+    "text, task, status, relations, codes",
+    [
+        # the same DDI answer: DDI labels are the ddi task's own, DrugComb's parse drops them
+        ('<answer>[{"type": "EFFECT", "ent_set": ["Aspirin", "warfarin"]}]</answer>', "ddi", "ok",
+         [("EFFECT", ("Aspirin", "warfarin"))], []),
+        ('<answer>[{"type": "EFFECT", "ent_set": ["Aspirin", "warfarin"]}]</answer>', "drugcomb", "repaired",
+         [], [R.UNKNOWN_LABEL]),
+        # a DrugComb label in a DDI answer is unknown there
+        ('<answer>[{"type": "POS", "ent_set": ["Aspirin", "warfarin"]}]</answer>', "ddi", "repaired", [],
+         [R.UNKNOWN_LABEL]),
+        # case, duplicates and one-drug items are repaired as in DrugComb answers
+        ('<answer>[{"type": "effect", "ent_set": ["Aspirin", "warfarin"]}]</answer>', "ddi", "repaired",
+         [("EFFECT", ("Aspirin", "warfarin"))], [R.LABEL_SYNONYM]),
+        (('<answer>[{"type": "ADVISE", "ent_set": ["Aspirin", "warfarin"]}, '
+          '{"type": "INT", "ent_set": ["warfarin", "aspirin"]}]</answer>'), "ddi", "repaired",
+         [("ADVISE", ("Aspirin", "warfarin"))], [R.DUPLICATE_SET]),
+        ('<answer>[{"type": "MECHANISM", "ent_set": ["Aspirin"]}]</answer>', "ddi", "repaired", [],
+         [R.TOO_FEW_DRUGS]),
+        ('<answer>[{"type": "NO_COMB", "ent_set": []}]</answer>', "ddi", "ok", [], []),
+        # DDI13 names the entities (they can be discontinuous): an unaligned name is no repair there
+        ('<answer>[{"type": "EFFECT", "ent_set": ["Aspirin", "Loop diuretics"]}]</answer>', "ddi", "ok",
+         [("EFFECT", ("Aspirin", "Loop diuretics"))], []),
+    ],
+)
+def test_ddi_answers_parse_like_drugcomb_ones(text, task, status, relations, codes):
+    p = parse_completion(text, DDI_SENT, task)
+    assert (p.status, labels_and_drugs(p), [n.repair for n in p.repairs]) == (status, relations, codes)
+    assert p.task == task
+
+
+def test_ddi_strict_validity_uses_ddi_labels():
+    text = '<answer>[{"type": "MECHANISM", "ent_set": ["Aspirin", "warfarin"]}]</answer>'
+    assert parse_completion(text, DDI_SENT, "ddi").answer_is_valid_list
+    assert not parse_completion(text, DDI_SENT).answer_is_valid_list
+
+
+def test_unknown_task_is_a_configuration_error():
+    with pytest.raises(ValueError, match="unknown task"):
+        parse_completion("<answer>[]</answer>", None, "ner")

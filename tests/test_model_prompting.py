@@ -15,8 +15,8 @@ from model.prompting import (
     build_messages,
     format_target,
     prompt_version,
-    read_prompt_fields,
 )
+from tests.prompt_fields import read_prompt_fields
 
 SNAPSHOTS = Path(__file__).parent / "data" / "model" / "prompt_snapshots.json"
 SENT = "Pentostatin , cyclophosphamide and rituximab improved survival ."

@@ -25,7 +25,8 @@ from model.engines import EngineConfig, create_engine, engine_model_id
 from model.engines.base import public_url, redact_secrets
 from model.engines.openai_engine import retry_after_seconds
 from model.extraction import ExtractionRunner
-from model.prompting import PromptConfig, build_messages, read_prompt_fields
+from model.prompting import PromptConfig, build_messages
+from tests.prompt_fields import read_prompt_fields
 
 SENT = "Cisplatin plus gemcitabine improved survival ."
 ANSWER = '<answer>[{"type": "POS", "ent_set": ["Cisplatin", "gemcitabine"]}]</answer>'
@@ -130,12 +131,13 @@ def test_slow_drip_server_is_cut_off_at_the_request_deadline(drip):
                            max_retries=3, backoff_s=0.05)
         engine = create_engine(cfg)
         start = time.monotonic()
-        out = engine.generate([msgs()])
+        results = engine.generate([msgs()])
+        out = [r.text for r in results]
         elapsed = time.monotonic() - start
         engine.close()
     # every read got a byte within timeout_s, so only the total deadline can stop it (drip lasts ~8 s)
     assert elapsed < 3 * deadline
-    assert out == [""] and "deadline" in engine.last_errors[0]
+    assert out == [""] and "deadline" in results[0].error
 
 
 def test_deadline_rejects_a_retry_wait_that_would_pass_it():
@@ -146,11 +148,11 @@ def test_deadline_rejects_a_retry_wait_that_would_pass_it():
         engine = create_engine(EngineConfig(kind="openai", base_url=srv.url, request_deadline_s=2.0,
                                             retry_after_max_s=60, max_retries=5))
         start = time.monotonic()
-        engine.generate([msgs()])
+        results = engine.generate([msgs()])
         elapsed = time.monotonic() - start
         engine.close()
     assert len(srv.requests) == 1 and elapsed < 2.0
-    assert "deadline" in engine.last_errors[0] and "HTTP 429" in engine.last_errors[0]
+    assert "deadline" in results[0].error and "HTTP 429" in results[0].error
 
 
 # --- 12: Retry-After ----------------------------------------------------------------------------------
@@ -182,9 +184,10 @@ def test_429_retry_after_is_waited_then_the_retry_succeeds(value_for, at_least):
     with _Server(_retry_after_once(value_for)) as srv:
         engine = create_engine(EngineConfig(kind="openai", base_url=srv.url, backoff_s=0.01, max_retries=2,
                                             request_deadline_s=20))
-        out = engine.generate([msgs()])
+        results = engine.generate([msgs()])
+        out = [r.text for r in results]
         engine.close()
-    assert engine.last_errors == [None] and out == [ANSWER]
+    assert [r.error for r in results] == [None] and out == [ANSWER]
     first, second = srv.requests
     assert at_least <= second["t"] - first["t"] < 10  # backoff alone would retry after 0.01 s
 
@@ -194,7 +197,8 @@ def test_retry_after_is_capped():
         engine = create_engine(EngineConfig(kind="openai", base_url=srv.url, retry_after_max_s=0.3,
                                             request_deadline_s=20))
         start = time.monotonic()
-        out = engine.generate([msgs()])
+        results = engine.generate([msgs()])
+        out = [r.text for r in results]
         elapsed = time.monotonic() - start
         engine.close()
     assert out == [ANSWER] and len(srv.requests) == 2 and elapsed < 10
@@ -258,9 +262,10 @@ def test_dead_server_trips_the_breaker_and_a_probe_closes_it_again(monkeypatch):
     # the server comes back: after the cooldown one probe goes through and closes the circuit
     with _Server(lambda h, b: _ok(h), port=port):
         time.sleep(0.6)
-        out = engine.generate([msgs(), msgs()])
+        results = engine.generate([msgs(), msgs()])
+        out = [r.text for r in results]
     engine.close()
-    assert engine.last_errors == [None, None] and out == [ANSWER, ANSWER]
+    assert [r.error for r in results] == [None, None] and out == [ANSWER, ANSWER]
     assert len(attempts) == 3 + 2  # the probe, then the second item (http.server closes each connection)
 
 
@@ -268,10 +273,10 @@ def test_http_errors_do_not_trip_the_breaker():
     with _Server(lambda h, b: _reply(h, 503, {"error": "busy"})) as srv:
         engine = create_engine(EngineConfig(kind="openai", base_url=srv.url, max_retries=1, backoff_s=0.01,
                                             breaker_failures=1))
-        engine.generate([msgs(), msgs()])
+        results = engine.generate([msgs(), msgs()])
         engine.close()
     # a server that answers is up: both items made both attempts
-    assert len(srv.requests) == 4 and all("HTTP 503" in e for e in engine.last_errors)
+    assert len(srv.requests) == 4 and all("HTTP 503" in e for e in [r.error for r in results])
 
 
 @pytest.mark.parametrize(
@@ -319,7 +324,8 @@ def test_non_string_content_is_a_per_item_error_row():
 def test_non_string_content_does_not_sink_the_sweeps_arrow_batch():
     import pyarrow as pa
 
-    from jobs.sweep import EXTRACTIONS, extraction_rows
+    from model.extraction import extraction_rows
+    from schemas.extraction import EXTRACTIONS
 
     def handle(handler, body):
         _ok(handler, 7 if "SEVEN" in _user_text(body) else ANSWER)
@@ -367,7 +373,8 @@ def test_credentials_in_base_url_authenticate_but_never_reach_ids_rows_or_logs(c
         runner = ExtractionRunner(engine, PromptConfig())
         rows = runner.run([{"id": 1, "sentence": SENT}, {"id": 2, "sentence": SENT + " DOWN"}])
 
-        from jobs.sweep import extraction_rows, resolve_model_identity
+        from jobs.sweep import resolve_model_identity
+        from model.extraction import extraction_rows
 
         model_id, _ = resolve_model_identity(cfg, PromptConfig())  # what sweep_runs and every row store
         sweep_rows = extraction_rows([_candidate(0, SENT, model_id)], runner, "run-1")

@@ -29,7 +29,7 @@ def test_the_sweeps_sentence_stage_uses_the_configured_selector(kind, expected):
 
 def test_a_failing_batch_stores_and_logs_its_reason_without_credentials(caplog):
     """An engine that raises with its URL in the message: every row gets the reason, with no secret."""
-    from jobs.sweep import extraction_rows
+    from model.extraction import extraction_rows
 
     class Raising:
         def run(self, items):

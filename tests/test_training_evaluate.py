@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from model.engines.base import Engine
+from model.engines.base import Engine, EngineResult
 from model.evaluation.run import evaluate_drugcomb
-from model.prompting import format_target, read_prompt_fields
+from model.prompting import format_target
+from tests.prompt_fields import read_prompt_fields
 from training.data import DataConfig, build_sft_rows, hints_function, load_splits
 from training.evaluate import dev_runner, evaluate_dev
 from training.tiny import build_tiny_model_dir
@@ -39,7 +40,6 @@ class GoldEngine(Engine):
     model_id = "gold"
 
     def __init__(self, records):
-        super().__init__()
         self.gold = {r.sentence: r.relations for r in records}
         self.hints: dict[str, list[str]] = {}
 
@@ -48,8 +48,7 @@ class GoldEngine(Engine):
         for messages in batch:
             fields = read_prompt_fields(messages)
             self.hints[fields["sentence"]] = fields["hints"]
-            out.append(format_target(self.gold[fields["sentence"]]))
-        self.last_errors = [None] * len(out)
+            out.append(EngineResult(format_target(self.gold[fields["sentence"]])))
         return out
 
 

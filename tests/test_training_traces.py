@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from model.engines import Engine
+from model.engines import Engine, EngineResult
 from training import rewards as R
 from training.data import DataConfig, build_sft_rows, load_drugcomb
 from training.traces import (
@@ -35,7 +35,6 @@ class FakeEngine(Engine):
     model_id = "fake-teacher"
 
     def __init__(self, always_bad: bool = False):
-        super().__init__()
         self.calls: list[list[list[dict]]] = []
         self.always_bad = always_bad
 
@@ -51,7 +50,7 @@ class FakeEngine(Engine):
                 out.append("<think>" + GOOD.format(drugs="drugs") + "</think><answer>[]</answer>")
             else:
                 out.append("[1] only one section")
-        return out
+        return [EngineResult(text) for text in out]
 
 
 def test_template_rationale_passes_checks_and_trains_think_reward():

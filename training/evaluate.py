@@ -8,10 +8,12 @@ exactly as ``rexdrug eval drugcomb --model`` does for a saved model.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 from model.extraction import ExtractionRunner
+from model.items import ExtractionItem
 from training.data import DataConfig, Record, drug_matcher, hints_function
 
 
@@ -23,10 +25,10 @@ class _RecordHintsRunner(ExtractionRunner):
         super().__init__(engine, prompt_config, **kwargs)
         self._hints = hints
 
-    def hints_for(self, item: dict) -> list[str] | None:
-        key = (item.get("doc_id"), item.get("sentence"))
+    def hints_for(self, item: ExtractionItem) -> list[str] | None:
+        key = (item.fields.get("doc_id"), item.sentence)
         if key in self._hints:
-            item = {**item, "hints": self._hints[key]}
+            item = dataclasses.replace(item, hints=tuple(self._hints[key]))
         return super().hints_for(item)
 
 

@@ -53,10 +53,9 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from model.answer_schema import COMBINATION_LABELS, NO_COMB
-from model.evaluation.ddi import DDI_LABELS
 from model.evaluation.matching import best_overlap, normalize_drug_name, relation_f1
-from model.parsing import ParsedCompletion, ddi_items, parse_completion
+from model.parsing import FORMAT_REPAIRS, ParsedCompletion, Repair, ddi_items, parse_completion
+from schemas.answer import COMBINATION_LABELS, DDI_LABELS, DDI_TASK, DRUGCOMB_TASK, NO_COMB
 
 RewardFunc = Callable[..., list[float | None]]
 
@@ -68,7 +67,6 @@ DDI_DEFAULT_WEIGHTS: dict[str, float] = {
 }
 
 PARTIAL_WEIGHT, EXACT_WEIGHT = 0.33, 0.67
-DRUGCOMB_TASK, DDI_TASK = "drugcomb", "ddi"
 
 _SECTION_MARKERS = [re.compile(rf"(?:^|(?<=\s))\[{k}\]") for k in (1, 2, 3, 4)]
 
@@ -136,13 +134,14 @@ def completion_text(completion: Any) -> str:
 
 
 @lru_cache(maxsize=8192)
-def _parse_cached(text: str, sentence: str | None) -> ParsedCompletion:
-    return parse_completion(text, sentence)
+def _parse_cached(text: str, sentence: str | None, task: str) -> ParsedCompletion:
+    return parse_completion(text, sentence, task)
 
 
-def parsed(completion: Any, sentence: str | None = None) -> ParsedCompletion:
-    """Parse once: every reward of a batch reads the same cached parse of a completion."""
-    return _parse_cached(completion_text(completion), sentence if isinstance(sentence, str) else None)
+def parsed(completion: Any, sentence: str | None = None, task: str = DRUGCOMB_TASK) -> ParsedCompletion:
+    """Parse once: every reward of a batch reads the same cached parse of a completion (per task: the
+    task's labels are its relations)."""
+    return _parse_cached(completion_text(completion), sentence if isinstance(sentence, str) else None, task)
 
 
 def _column(kwargs: dict[str, Any], name: str, n: int) -> list[Any]:
@@ -212,7 +211,7 @@ def _rows(kwargs: dict[str, Any], completions: Sequence[Any], task: str):
         if row_task is not None and str(row_task) != task:
             yield None
             continue
-        yield parsed(completion, sentence), gold_items(gold), sentence
+        yield parsed(completion, sentence, task), gold_items(gold), sentence
 
 
 def _safe(fn: Callable[[], float | None]) -> float | None:
@@ -297,7 +296,7 @@ def _predicted_no_comb(p: ParsedCompletion) -> bool:
     """
     if p.relations:
         return False
-    return p.declared_no_comb or (p.n_items == 0 and "truncated JSON closed" not in p.repairs)
+    return p.declared_no_comb or (p.n_items == 0 and Repair.TRUNCATED_JSON not in p.repair_codes)
 
 
 def _coverage(p: ParsedCompletion, gold: list[dict]) -> float:
@@ -358,14 +357,6 @@ def grounding_reward(completions, **kwargs) -> list[float | None]:
 
 # --- DDI13 variants (pairs, labels EFFECT/MECHANISM/ADVISE/INT) ------------------------------------------
 
-# Parser repairs that mean the answer text itself was not valid JSON (label repairs are expected for DDI).
-_JSON_REPAIRS = frozenset({
-    "code fence removed", "trailing text ignored", "leading text ignored", "truncated JSON closed",
-    "trailing commas removed", "python-style literal", "single quotes replaced", "single object wrapped in a list",
-    "unclosed <answer>", "missing <answer> tags",
-})
-
-
 def _ddi_strict_list(items: list | None) -> bool:
     if not items:
         return False
@@ -388,7 +379,7 @@ def ddi_format_reward(completions, **kwargs) -> list[float | None]:
     for row in _rows(kwargs, completions, DDI_TASK):
         def score(r=row) -> float:
             p = r[0]
-            unrepaired = not any(rep in _JSON_REPAIRS for rep in p.repairs)
+            unrepaired = not (p.repair_codes & FORMAT_REPAIRS)  # the answer's text was valid as written
             strict = p.has_answer_tags and unrepaired and _ddi_strict_list(ddi_items(p))
             return _format_score(p, strict)
 

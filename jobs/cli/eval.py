@@ -20,8 +20,6 @@ import time
 from pathlib import Path
 
 from jobs.cli._model_args import add_model_arguments, engine_and_prompt, matcher_or_none
-from model.evaluation.ddi import DDI_LABELS
-from schemas.extraction import RETRYABLE_STATUSES
 
 log = logging.getLogger("rexdrug.eval")
 
@@ -203,32 +201,18 @@ def _ddi_score_file(args) -> int:
         label = PROCESSED_LABEL if args.gold is None else f"ddi13-processed format (custom gold: {gold_path})"
         print(json.dumps({"benchmark": label, "scores": score_ddi(read_jsonl(gold_path), pred)}, indent=2))
         return 0
-    gold, errors = _official_gold(args)
-    print(json.dumps(_official_result(gold, pred, errors, subset=False, zip_path=args.zip), indent=2))
-    return 0
-
-
-def _official_gold(args) -> tuple[list[dict], list[dict]]:
     from model.evaluation.ddi_official import read_official
+    from model.evaluation.run import official_ddi_result
 
     corpus = read_official(args.zip, "test")
-    return corpus.sentences, corpus.errors
-
-
-def _official_result(gold: list[dict], pred: list[dict], errors: list[dict], subset: bool, zip_path) -> dict:
-    from model.evaluation.ddi_official import corpus_counts, name_oracle, official_label, score_official
-
-    counts = corpus_counts(gold)
-    label = official_label(counts, "test", subset=subset)
-    if zip_path:
-        label += f" [zip: {zip_path}]"
-    return {"benchmark": label, "counts": counts, "scores": score_official(gold, pred),
-            "name_oracle": name_oracle(gold), "corpus_errors": errors}
+    print(json.dumps(official_ddi_result(corpus.sentences, pred, corpus.errors, subset=False, zip_path=args.zip),
+                     indent=2))
+    return 0
 
 
 def _ddi_run_model(args) -> int:
     from model.engines import create_engine
-    from model.evaluation.run import run_with_progress
+    from model.evaluation.run import evaluate_ddi
     from model.extraction import ExtractionRunner
 
     corpora = ("official", "processed") if (args.corpus or "both") == "both" else (args.corpus,)
@@ -250,21 +234,12 @@ def _ddi_run_model(args) -> int:
     out = Path(args.out) if args.out else None
     try:
         for corpus in corpora:
-            gold, items, skipped, errors = _ddi_corpus(corpus, args)
-            t0 = time.perf_counter()
-            rows = run_with_progress(runner, items, f"ddi13-{corpus}")
-            seconds = time.perf_counter() - t0
-            predictions = [_ddi_prediction(row) for row in rows]
-            if corpus == "official":
-                result = _official_result(gold, predictions, errors, subset=bool(args.limit), zip_path=args.zip)
-            else:
-                result = _processed_result(gold, predictions, args)
-            result.update(_run_stats(predictions, skipped, seconds))
-            summary[corpus] = result
+            evaluation = evaluate_ddi(corpus, runner, gold_path=args.gold, zip_path=args.zip, limit=args.limit)
+            summary[corpus] = evaluation.result
             if out:
                 (out / corpus).mkdir(parents=True, exist_ok=True)
-                _write_jsonl(out / corpus / "predictions.jsonl", predictions)
-                _write_jsonl(out / corpus / "outputs.jsonl", rows)
+                _write_jsonl(out / corpus / "predictions.jsonl", evaluation.predictions)
+                _write_jsonl(out / corpus / "outputs.jsonl", evaluation.outputs)
     finally:
         engine.close()
     if out:
@@ -272,77 +247,6 @@ def _ddi_run_model(args) -> int:
         log.info("wrote %s", out)
     print(json.dumps(summary, indent=2))
     return 0
-
-
-def _ddi_corpus(corpus: str, args) -> tuple[list[dict], list[dict], int, list[dict]]:
-    """(gold records, model items, sentences skipped for having no candidate pair, corpus read errors).
-
-    Only sentences with a candidate pair go to the model (elsewhere there is nothing to score); with
-    --limit the gold is cut to the same sentences.
-    """
-    from model.evaluation.drugcomb import read_jsonl
-
-    if corpus == "official":
-        gold, errors = _official_gold(args)
-        with_pairs = [s for s in gold if s["pairs"]]
-        items = [{"id": s["id"], "sentence": " ".join(s["sentence"].split()),
-                  "hints": [e["text"] for e in s["entities"]]} for s in with_pairs]
-    else:
-        from etl.paths import data_path
-
-        gold, errors = read_jsonl(args.gold or data_path("ddi13", "test.jsonl")), []
-        with_pairs = [r for r in gold if r.get("relations")]
-        items = [{"id": r.get("id"), "sentence": " ".join(str(r.get("context") or "").split()),
-                  "hints": [e["entity"] for e in r.get("entities", [])]} for r in with_pairs]
-    skipped = len(gold) - len(with_pairs)
-    if args.limit:
-        with_pairs, items, skipped = with_pairs[: args.limit], items[: args.limit], 0
-        gold = with_pairs
-    return gold, items, skipped, errors
-
-
-def _ddi_prediction(row: dict) -> dict:
-    """A runner row as a DDI prediction record: the model's answer items with their DDI labels.
-
-    The runner parsed the completion once; its ``answer_items`` keep the DDI labels as written.
-    """
-    if row["parse_status"] in RETRYABLE_STATUSES:  # the model never answered
-        return {"id": row["id"], "relations": [], "parse_status": row["parse_status"],
-                "parse_reason": row["parse_reason"]}
-    items = row.get("answer_items") or []
-    relations = [{"type": i.get("type"), "ent_sets": i.get("ent_set", i.get("ent_sets"))} for i in items]
-    # the parser keeps DrugComb labels and reports DDI labels as dropped: not a repair of a DDI answer
-    repairs = [r for r in row.get("parse_repairs", []) if not _DDI_LABEL_DROP.match(r)]
-    status = "ok" if row["parse_status"] == "repaired" and not repairs else row["parse_status"]
-    return {"id": row["id"], "relations": relations, "parse_status": status, "parse_reason": "; ".join(repairs)}
-
-
-_DDI_LABEL_DROP = re.compile(rf"^unknown label '(?:{'|'.join(DDI_LABELS)})' dropped$", re.IGNORECASE)
-
-
-def _processed_result(gold: list[dict], predictions: list[dict], args) -> dict:
-    from model.evaluation.ddi import PROCESSED_LABEL, positive_pairs, score_ddi
-
-    label = PROCESSED_LABEL if args.gold is None else f"ddi13-processed format (custom gold: {args.gold})"
-    counts = {"sentences": len(gold), "pairs": sum(len(r.get("relations") or []) for r in gold),
-              "positive": sum(len(positive_pairs(r)) for r in gold)}
-    label += (f" [{counts['sentences']:,} sentences, {counts['pairs']:,} pair rows, "
-              f"{counts['positive']:,} positive name pairs")
-    label += "; subset]" if args.limit else "]"
-    return {"benchmark": label, "counts": counts, "scores": score_ddi(gold, predictions)}
-
-
-def _run_stats(predictions: list[dict], skipped: int, seconds: float) -> dict:
-    from collections import Counter
-
-    from model.evaluation.ddi import predicted_pairs
-
-    statuses = Counter(p["parse_status"] for p in predictions)
-    n = len(predictions)
-    return {"sentences_run": n, "sentences_without_candidate_pairs_skipped": skipped,
-            "parse_status": dict(sorted(statuses.items())),
-            "answers_with_ddi_pairs": sum(1 for p in predictions if predicted_pairs(p["relations"])[0]),
-            "seconds": round(seconds, 2), "seconds_per_sentence": round(seconds / n, 4) if n else None}
 
 
 def _write_jsonl(path: Path, rows) -> None:

@@ -1,4 +1,4 @@
-"""Inference engines behind one interface: ``Engine.generate(batch_of_messages, SamplingConfig)``.
+"""Inference engines behind one interface: ``Engine.generate(batch_of_messages, SamplingConfig) -> [EngineResult]``
 
 ``create_engine(config)`` builds one: ``transformers`` (default, CPU/GPU), ``vllm`` (offline LLM on
 GPUs; the optional ``[vllm]`` extra), ``openai`` (any OpenAI-compatible HTTP server) and the rule
@@ -8,12 +8,21 @@ baselines ``rule_all_drugs``, ``rule_no_comb``, ``rule_cue`` (DrugComb) and ``ru
 
 from __future__ import annotations
 
-from model.engines.base import ENGINE_KINDS, Engine, EngineConfig, SamplingConfig, engine_model_id, wrap_answer
+from model.engines.base import (
+    ENGINE_KINDS,
+    Engine,
+    EngineConfig,
+    EngineResult,
+    SamplingConfig,
+    engine_model_id,
+    wrap_answer,
+)
 
 __all__ = [
     "ENGINE_KINDS",
     "Engine",
     "EngineConfig",
+    "EngineResult",
     "SamplingConfig",
     "create_engine",
     "engine_model_id",

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import abc
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from model.items import Prompt
 
 ENGINE_KINDS = ("transformers", "vllm", "openai", "rule_all_drugs", "rule_no_comb", "rule_cue", "rule_ddi_all_pairs")
 
@@ -189,21 +192,41 @@ def _adapter_fingerprint(path: str) -> str:
     return f"{os.path.basename(os.path.normpath(path))}@{digest.hexdigest()[:12]}"
 
 
-class Engine(abc.ABC):
-    """Turns a batch of chat conversations into one completion text each (same order).
+@dataclass(frozen=True)
+class EngineResult:
+    """One completion: its text, or the error that left the item without one (a request that failed
+    after retries has text "" and its message here, so one bad item never sinks a batch), and the
+    label log-probabilities the engine recorded at the answer's type slots, in order: one
+    ``{"logprobs": {label: logprob}, "label": label generated there or None}`` per slot (the
+    transformers engine; () for engines that report none)."""
 
-    ``last_errors`` holds, after each ``generate``, None or an error message per item (a request that
-    failed after retries yields "" and its message here, so one bad item never sinks a batch).
+    text: str = ""
+    error: str | None = None
+    slots: tuple[dict, ...] = ()
+
+    @property
+    def first_slot_logprobs(self) -> dict[str, float] | None:
+        """The label log-probabilities at the answer's first type slot (None when none was recorded)."""
+        return self.slots[0]["logprobs"] if self.slots else None
+
+
+class Engine(abc.ABC):
+    """Turns a batch of chat conversations into one ``EngineResult`` each (same order).
+
+    ``complete`` is what the extraction runner calls, with one ``model.items.Prompt`` (messages and the
+    item they were built for) per sentence: LLM engines generate from the messages; the rule baselines
+    override it and read the items.
     """
 
     model_id: str = "unknown"
 
-    def __init__(self) -> None:
-        self.last_errors: list[str | None] = []
-
     @abc.abstractmethod
-    def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[str]:
+    def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[EngineResult]:
         ...
+
+    def complete(self, prompts: Sequence[Prompt], sampling: SamplingConfig | None = None) -> list[EngineResult]:
+        """One result per prompt, in order (default: generate from each prompt's messages)."""
+        return self.generate([p.messages for p in prompts], sampling)
 
     def relation_confidence(self, label_logprobs: dict[str, float] | None, position: int = 0) -> float | None:
         """Confidence in [0, 1] of one extracted relation (the ``position``-th of its answer), given its

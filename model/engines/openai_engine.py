@@ -15,7 +15,7 @@ on connection errors, timeouts, 429 and 5xx.  What bounds the time one item can 
   instead of each spending its timeouts and backoff; after ``breaker_cooldown_s`` one probe request
   goes through, and its success closes the circuit.  Any HTTP response counts as "the server is up".
 
-An item that fails yields "" and its message in ``last_errors``; the batch goes on.  A reply whose
+An item that fails yields an ``EngineResult`` with text "" and its message as ``error``; the batch goes on.  A reply whose
 ``content`` is not a string is such an item error (``bad_response: ...``).  Constrained decoding
 sends the answer schema as ``structured_outputs: {json: schema}`` (vLLM) or as OpenAI
 ``response_format`` json_schema; the bare JSON reply is returned inside ``<answer>`` tags.  The API
@@ -40,6 +40,7 @@ import httpx
 from model.engines.base import (
     Engine,
     EngineConfig,
+    EngineResult,
     SamplingConfig,
     engine_model_id,
     redact_secrets,
@@ -57,7 +58,6 @@ class RequestFailed(Exception):
 
 class OpenAIEngine(Engine):
     def __init__(self, config: EngineConfig, *, transport: httpx.BaseTransport | None = None):
-        super().__init__()
         self.config = config
         _redact_httpx_logs()
         headers = {"Content-Type": "application/json"}
@@ -94,12 +94,11 @@ class OpenAIEngine(Engine):
                                            "json_schema": {"name": "answer", "schema": schema}}
         return body
 
-    def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[str]:
+    def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[EngineResult]:
         sampling = sampling or self.config.sampling
         with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
             results = list(pool.map(lambda m: self._one(m, sampling), batch))
-        self.last_errors = [err for _text, err in results]
-        return [text for text, _err in results]
+        return [EngineResult(text, err) for text, err in results]
 
     def _one(self, messages: list[dict], sampling: SamplingConfig) -> tuple[str, str | None]:
         cfg = self.config

@@ -1,7 +1,7 @@
 """Rule baselines behind the engine interface, so every model is always scored next to them.
 
-They read the target sentence back from the prompt (``read_prompt_fields``), look up drugs with the
-drug matcher (``etl.drugs.default_matcher()``; class mentions like "antibiotics" are skipped) and
+They read the item a prompt was built for (``model.items.Prompt``: the target sentence and the hint
+names the prompt lists; never the prompt text), look up drugs with the drug matcher (``etl.drugs.default_matcher()``; class mentions like "antibiotics" are skipped) and
 answer in the model's format, so the parser and scorer are exactly those used for models.
 
 * ``rule_no_comb``   - always "no combination".
@@ -11,8 +11,8 @@ answer in the model's format, so the parser and scorer are exactly those used fo
   co-administration...) and no contrast cue without one (versus, compared with, or, alone); the
   label comes from outcome cues: harm (toxicity, adverse, antagonism, risk...) -> NEG, benefit
   (improved, effective, synergy, response...) -> POS, neither -> COMB.
-* ``rule_ddi_all_pairs`` - the DDI13 baseline: every pair of the given drugs (the prompt's hint line,
-  which the ``ddi`` prompt fills with the corpus entities; the matcher's drugs when there is none)
+* ``rule_ddi_all_pairs`` - the DDI13 baseline: every pair of the given drugs (the prompt's hints,
+  which the ``ddi`` prompt fills with the corpus entities; the matcher's drugs when there are none)
   labelled EFFECT, the most frequent DDI type.
 """
 
@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from itertools import combinations
 
 from model.answer_schema import NO_COMB_ANSWER
-from model.engines.base import Engine, SamplingConfig
-from model.prompting import read_prompt_fields, unique_names
+from model.engines.base import Engine, EngineResult, SamplingConfig
+from model.items import Prompt
+from model.prompting import candidate_hints, unique_names
+from schemas.answer import COMB, DDI_EFFECT, NEG, POS
 
 _NO_COMB_TEXT = f"<answer>{json.dumps(NO_COMB_ANSWER)}</answer>"
 
@@ -72,7 +75,6 @@ class _RuleEngine(Engine):
     name = "rule"
 
     def __init__(self, matcher=None):
-        super().__init__()
         self._matcher = matcher
         self.model_id = f"rule:{self.name}"
 
@@ -90,27 +92,28 @@ class _RuleEngine(Engine):
         """The rule's documented constant (``RULE_CONFIDENCE``), whatever the relation."""
         return RULE_CONFIDENCE[f"rule_{self.name}"]
 
-    def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[str]:
-        out, errors = [], []
-        for messages in batch:
-            try:
-                out.append(self.answer_fields(read_prompt_fields(messages)))
-                errors.append(None)
-            except ValueError as exc:
-                out.append("")
-                errors.append(str(exc))
-        self.last_errors = errors
+    def complete(self, prompts: Sequence[Prompt], sampling: SamplingConfig | None = None) -> list[EngineResult]:
+        """One answer per prompt, from its item (an item without a target sentence is an item error)."""
+        out = []
+        for prompt in prompts:
+            sentence = prompt.item.sentence
+            if not isinstance(sentence, str) or not sentence.strip():
+                out.append(EngineResult("", "the item has no target sentence"))
+                continue
+            out.append(EngineResult(self.answer_item(sentence, list(prompt.hints))))
         return out
+
+    def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[EngineResult]:
+        raise TypeError(f"{self.model_id} answers items, not prompt text: call complete() with model.items.Prompt")
 
     def drugs(self, sentence: str) -> list[str]:
         """Distinct drug-kind mentions, as written, in order of appearance."""
-        from model.prompting import candidate_hints
-
         return candidate_hints(sentence, self.matcher, drugs_only=True)
 
-    def answer_fields(self, fields: dict) -> str:
-        """The answer for the prompt's fields (sentence, hints); the DrugComb rules read the sentence only."""
-        return self.answer(fields["sentence"])
+    def answer_item(self, sentence: str, hints: list[str]) -> str:
+        """The answer for an item (its sentence and the prompt's hints); the DrugComb rules read the
+        sentence only."""
+        return self.answer(sentence)
 
     def answer(self, sentence: str) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -128,7 +131,7 @@ class AllDrugsRule(_RuleEngine):
 
     def answer(self, sentence: str) -> str:
         names = self.drugs(sentence)
-        return _answer("POS", names) if len(names) >= 2 else _NO_COMB_TEXT
+        return _answer(POS, names) if len(names) >= 2 else _NO_COMB_TEXT
 
 
 class CueRule(_RuleEngine):
@@ -141,25 +144,25 @@ class CueRule(_RuleEngine):
         if _CONTRAST_CUES.search(sentence) and not _STRONG_COMBINATION.search(sentence):
             return _NO_COMB_TEXT
         if _HARM_CUES.search(sentence):
-            return _answer("NEG", names)
+            return _answer(NEG, names)
         if _BENEFIT_CUES.search(sentence):
-            return _answer("POS", names)
-        return _answer("COMB", names)
+            return _answer(POS, names)
+        return _answer(COMB, names)
 
 
 class DDIAllPairsRule(_RuleEngine):
     name = "ddi_all_pairs"
-    label = "EFFECT"  # the most frequent DDI13 type (train and test)
+    label = DDI_EFFECT  # the most frequent DDI13 type (train and test)
 
-    def answer_fields(self, fields: dict) -> str:
-        names = unique_names(fields.get("hints") or []) or self.drugs(fields["sentence"])
+    def answer_item(self, sentence: str, hints: list[str]) -> str:
+        names = unique_names(hints) or self.drugs(sentence)
         if len(names) < 2:
             return _NO_COMB_TEXT
         rows = [{"type": self.label, "ent_set": [a, b]} for a, b in combinations(names, 2)]
         return "<answer>" + json.dumps(rows, ensure_ascii=False) + "</answer>"
 
     def answer(self, sentence: str) -> str:
-        return self.answer_fields({"sentence": sentence, "hints": []})
+        return self.answer_item(sentence, [])
 
 
 RULES = {"rule_all_drugs": AllDrugsRule, "rule_no_comb": NoCombRule, "rule_cue": CueRule,

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 
-from model.engines.base import Engine, EngineConfig, SamplingConfig, engine_model_id
+from model.engines.base import Engine, EngineConfig, EngineResult, SamplingConfig, engine_model_id
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 class TransformersEngine(Engine):
     def __init__(self, config: EngineConfig, *, model=None, tokenizer=None):
         """Load ``config.model`` (or use the given ``model``/``tokenizer``, e.g. one built in a test)."""
-        super().__init__()
         import torch
 
         self.config = config
@@ -42,13 +41,10 @@ class TransformersEngine(Engine):
         self._enforcer_data = None
         self._last_processor = None
         self.label_bias = _effective_label_bias(config)
-        # Calibration (model.calibration) turns this on to read the model's own label preferences at
-        # each answer's first slot (``last_label_logprobs``, one dict or None per prompt).
+        # Every type slot's unbiased label log-probabilities are recorded in each result's ``slots`` (a
+        # combination row's confidence comes from them) whenever the tokenizer allows; calibration
+        # (model.calibration) turns this on to require them, whatever the tokenizer.
         self.record_label_logprobs = False
-        self.last_label_logprobs: list[dict[str, float] | None] = []
-        # Every type slot's unbiased label log-probabilities, always recorded (a combination row's
-        # confidence comes from them): per prompt, one {"logprobs": {label: lp}, "label": chosen} per slot.
-        self.last_slot_records: list[list[dict]] = []
         self._slots_supported = _slots_supported(tokenizer)
         self.confidence_calibration = _effective_confidence_calibration(config)
         self.stats = {"prompt_tokens": 0, "generated_tokens": 0, "seconds": 0.0, "batches": 0}
@@ -58,27 +54,20 @@ class TransformersEngine(Engine):
     def render(self, messages: list[dict]) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[str]:
+    def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[EngineResult]:
         sampling = sampling or self.config.sampling
         prompts = [self.render(m) for m in batch]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        results: list[str] = [""] * len(prompts)
-        label_logprobs: list[dict[str, float] | None] = [None] * len(prompts)
-        slot_records: list[list[dict]] = [[] for _ in prompts]
+        results: list[EngineResult] = [EngineResult()] * len(prompts)
         size = self.config.batch_size
         for start in range(0, len(order), size):
             idx = order[start:start + size]
             texts = self.generate_prompts([prompts[i] for i in idx], sampling)
+            proc = self._last_processor
             for k, (i, text) in enumerate(zip(idx, texts)):
-                results[i] = text
-                proc = self._last_processor
-                if proc is not None:
-                    label_logprobs[i] = proc.first_slot_logprobs[k]
-                    slot_records[i] = [{"logprobs": lp, "label": label}
-                                       for lp, label in zip(proc.slot_logprobs[k], proc.slot_labels[k])]
-        self.last_errors = [None] * len(prompts)
-        self.last_label_logprobs = label_logprobs
-        self.last_slot_records = slot_records
+                slots = () if proc is None else tuple(
+                    {"logprobs": lp, "label": label} for lp, label in zip(proc.slot_logprobs[k], proc.slot_labels[k]))
+                results[i] = EngineResult(text, slots=slots)
         return results
 
     def relation_confidence(self, label_logprobs: dict[str, float] | None, position: int = 0) -> float | None:

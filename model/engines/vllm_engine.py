@@ -11,7 +11,14 @@ from __future__ import annotations
 import logging
 import os
 
-from model.engines.base import Engine, EngineConfig, SamplingConfig, engine_model_id, wrap_answer
+from model.engines.base import (
+    Engine,
+    EngineConfig,
+    EngineResult,
+    SamplingConfig,
+    engine_model_id,
+    wrap_answer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +27,6 @@ _ACTIVE: list[VLLMEngine] = []  # one LLM per process: a second one would fight 
 
 class VLLMEngine(Engine):
     def __init__(self, config: EngineConfig):
-        super().__init__()
         try:
             import vllm  # noqa: F401
         except ImportError as exc:
@@ -78,7 +84,7 @@ class VLLMEngine(Engine):
             kwargs["structured_outputs"] = StructuredOutputsParams(json=answer_json_schema())
         return SamplingParams(**kwargs)
 
-    def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[str]:
+    def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[EngineResult]:
         sampling = sampling or self.config.sampling
         params = self.sampling_params(sampling)
         kwargs = {"lora_request": self._lora} if self._lora is not None else {}
@@ -86,8 +92,7 @@ class VLLMEngine(Engine):
         texts = [o.outputs[0].text if o.outputs else "" for o in outputs]
         if sampling.constrained:
             texts = [wrap_answer(t) for t in texts]
-        self.last_errors = [None] * len(texts)
-        return texts
+        return [EngineResult(t) for t in texts]
 
     def close(self) -> None:
         if self in _ACTIVE:

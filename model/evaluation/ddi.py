@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from itertools import combinations
 
 from model.evaluation.matching import normalize_drug_name
-from schemas.answer import DDI_LABELS, DDI_TYPES, NO_COMB  # noqa: F401 - DDI_LABELS moved; importers follow
+from schemas.answer import DDI_TYPES, NO_COMB
 
 _NEGATIVE_TYPES = ("other", NO_COMB.lower(), "negative", "none", "false")
 PROCESSED_LABEL = "ddi13-processed (RexDrug copy; not comparable with official-corpus numbers)"

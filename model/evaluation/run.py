@@ -1,8 +1,9 @@
-"""Run an extraction runner over DrugComb records and score it: the one evaluation path.
+"""Run an extraction runner over gold records and score it: the one evaluation path.
 
-Used by ``rexdrug eval drugcomb --model``, the training dev evaluation and the end-to-end sweep
-check, so a model is always scored the same way: parsed once (``model.parsing``), drug names resolved
-to gold span ids (``prediction_rows``), official allenai scores plus RexDrug's variant kept apart.
+Used by ``rexdrug eval drugcomb|sentences|ddi --model``, the training dev evaluation and the end-to-end
+sweep check, so a model is always scored the same way: parsed once (``model.parsing``, by the runner),
+drug names resolved to gold span ids (``prediction_rows``), official allenai scores plus RexDrug's variant
+kept apart; DDI13 answers scored on the official corpus and/or RexDrug's processed copy.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from model.evaluation.drugcomb import (
     score_official,
     score_rexdrug_variant,
 )
+from model.parsing import answer_item
+from schemas.answer import RETRYABLE_STATUSES, USABLE_PARSE_STATUSES
 
 
 @dataclass
@@ -70,12 +73,11 @@ def evaluate_drugcomb(records: Sequence[dict], runner, *, progress: bool = True)
                                  "raw_output": res["raw_output"]})
     official = score_official(gold_all, relations_from_official(pred_rows))
     variant = score_rexdrug_variant([gold_answer(r) for r in records],
-                                    [[{"type": p["label"], "ent_set": [d["name"] for d in p["drugs"]]}
-                                      for p in res["parsed"]] for res in results])
+                                    [[answer_item(p) for p in res["parsed"]] for res in results])
     statuses: dict[str, int] = {}
     for res in results:
         statuses[res["parse_status"]] = statuses.get(res["parse_status"], 0) + 1
-    failures = sum(v for k, v in statuses.items() if k not in ("ok", "repaired"))
+    failures = sum(v for k, v in statuses.items() if k not in USABLE_PARSE_STATUSES)
     summary = {
         "model_id": runner.engine.model_id,
         "prompt_version": runner.version,
@@ -143,6 +145,19 @@ def stored_relations(parsed: Sequence[dict], mentions: Sequence[dict]) -> list[d
     return out
 
 
+def _sentence_item(record: dict):
+    """The runner item of a gold sentence: its paragraph as context, and its offset there when the
+    record gives one that holds the sentence (the prompt's window is then cut at it)."""
+    from model.items import ExtractionItem, valid_span
+
+    fields = {"doc_id": record["doc_id"], "sentence": record["sentence"], "context": record.get("paragraph")}
+    sentence, context, start = fields["sentence"], fields["context"], record.get("sentence_start")
+    if not isinstance(sentence, str) or not sentence.strip() or (context is not None and not isinstance(context, str)):
+        return fields  # the runner reports it as an input error
+    span = valid_span((start, start + len(sentence)), sentence, context) if isinstance(start, int) else None
+    return ExtractionItem(sentence, context, span, fields=fields)
+
+
 def evaluate_sentences(records: Sequence[dict], runner, matcher, *, all_sentences: bool = False,
                        progress: bool = True) -> SentenceEvaluation:
     """The sweep over annotated sentences, scored: candidates (as the sweep selects them, or every
@@ -154,7 +169,7 @@ def evaluate_sentences(records: Sequence[dict], runner, matcher, *, all_sentence
     rows_by_paragraph: dict = {}
     views = {r["doc_id"]: sweep_view(r, matcher, rows_by_paragraph) for r in records}
     chosen = [r for r in records if all_sentences or views[r["doc_id"]]["is_candidate"]]
-    items = [{"doc_id": r["doc_id"], "sentence": r["sentence"], "context": r.get("paragraph")} for r in chosen]
+    items = [_sentence_item(r) for r in chosen]
     started = time.perf_counter()
     results = run_with_progress(runner, items, f"eval {runner.engine.model_id}", progress=progress)
     gen_s = time.perf_counter() - started
@@ -171,3 +186,111 @@ def evaluate_sentences(records: Sequence[dict], runner, matcher, *, all_sentence
                "sent_to_model": "all sentences" if all_sentences else "candidates (the sweep's rule)",
                **scores, "parse_status": statuses, "generation_seconds": round(gen_s, 2)}
     return SentenceEvaluation(summary, results, sentence_errors(records, relations))
+
+
+# --- DDI13 -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DDIEvaluation:
+    result: dict[str, Any]  # benchmark label, counts, scores and run statistics
+    predictions: list[dict]  # {id, relations: [{type, ent_sets}], parse_status, parse_reason}
+    outputs: list[dict]  # runner results
+
+
+def ddi_corpus(corpus: str, *, gold_path=None, zip_path=None, limit: int | None = None
+               ) -> tuple[list[dict], list[dict], int, list[dict]]:
+    """(gold records, runner items, sentences skipped for having no candidate pair, corpus read errors)
+    of ``corpus`` ("official": the DDIExtraction 2013 test zip; "processed": RexDrug's JSONL copy).
+
+    Only sentences with a candidate pair go to the model (elsewhere there is nothing to score); with
+    ``limit`` the gold is cut to the same sentences.  The items' hints are the corpus entities.
+    """
+    from model.evaluation.drugcomb import read_jsonl
+
+    if corpus == "official":
+        from model.evaluation.ddi_official import read_official
+
+        official = read_official(zip_path, "test")
+        gold, errors = official.sentences, official.errors
+        with_pairs = [s for s in gold if s["pairs"]]
+        items = [{"id": s["id"], "sentence": " ".join(s["sentence"].split()),
+                  "hints": [e["text"] for e in s["entities"]]} for s in with_pairs]
+    else:
+        from etl.paths import data_path
+
+        gold, errors = read_jsonl(gold_path or data_path("ddi13", "test.jsonl")), []
+        with_pairs = [r for r in gold if r.get("relations")]
+        items = [{"id": r.get("id"), "sentence": " ".join(str(r.get("context") or "").split()),
+                  "hints": [e["entity"] for e in r.get("entities", [])]} for r in with_pairs]
+    skipped = len(gold) - len(with_pairs)
+    if limit:
+        with_pairs, items, skipped = with_pairs[:limit], items[:limit], 0
+        gold = with_pairs
+    return gold, items, skipped, errors
+
+
+def ddi_prediction(row: dict) -> dict:
+    """A runner row as a DDI prediction record: the model's answer items with their DDI labels, and the
+    runner's one parse (DDI labels are the ``ddi`` prompt's own: no repair)."""
+    if row["parse_status"] in RETRYABLE_STATUSES:  # the model never answered
+        return {"id": row["id"], "relations": [], "parse_status": row["parse_status"],
+                "parse_reason": row["parse_reason"]}
+    items = row.get("answer_items") or []
+    relations = [{"type": i.get("type"), "ent_sets": i.get("ent_set", i.get("ent_sets"))} for i in items]
+    return {"id": row["id"], "relations": relations, "parse_status": row["parse_status"],
+            "parse_reason": row["parse_reason"]}
+
+
+def official_ddi_result(gold: list[dict], pred: list[dict], errors: list[dict], *, subset: bool, zip_path=None) -> dict:
+    """Scores of predictions on the official corpus, labelled with its counts (and the zip, if not the bundled one)."""
+    from model.evaluation.ddi_official import corpus_counts, name_oracle, official_label, score_official
+
+    counts = corpus_counts(gold)
+    label = official_label(counts, "test", subset=subset)
+    if zip_path:
+        label += f" [zip: {zip_path}]"
+    return {"benchmark": label, "counts": counts, "scores": score_official(gold, pred),
+            "name_oracle": name_oracle(gold), "corpus_errors": errors}
+
+
+def processed_ddi_result(gold: list[dict], predictions: list[dict], *, gold_path=None, subset: bool) -> dict:
+    """Scores of predictions on the processed copy, labelled with its counts."""
+    from model.evaluation.ddi import PROCESSED_LABEL, positive_pairs, score_ddi
+
+    label = PROCESSED_LABEL if gold_path is None else f"ddi13-processed format (custom gold: {gold_path})"
+    counts = {"sentences": len(gold), "pairs": sum(len(r.get("relations") or []) for r in gold),
+              "positive": sum(len(positive_pairs(r)) for r in gold)}
+    label += (f" [{counts['sentences']:,} sentences, {counts['pairs']:,} pair rows, "
+              f"{counts['positive']:,} positive name pairs")
+    label += "; subset]" if subset else "]"
+    return {"benchmark": label, "counts": counts, "scores": score_ddi(gold, predictions)}
+
+
+def ddi_run_stats(predictions: list[dict], skipped: int, seconds: float) -> dict:
+    from collections import Counter
+
+    from model.evaluation.ddi import predicted_pairs
+
+    statuses = Counter(p["parse_status"] for p in predictions)
+    n = len(predictions)
+    return {"sentences_run": n, "sentences_without_candidate_pairs_skipped": skipped,
+            "parse_status": dict(sorted(statuses.items())),
+            "answers_with_ddi_pairs": sum(1 for p in predictions if predicted_pairs(p["relations"])[0]),
+            "seconds": round(seconds, 2), "seconds_per_sentence": round(seconds / n, 4) if n else None}
+
+
+def evaluate_ddi(corpus: str, runner, *, gold_path=None, zip_path=None, limit: int | None = None,
+                 progress: bool = True) -> DDIEvaluation:
+    """Run ``runner`` (the ``ddi`` prompt) over one DDI13 corpus and score it (``ddi_corpus``)."""
+    gold, items, skipped, errors = ddi_corpus(corpus, gold_path=gold_path, zip_path=zip_path, limit=limit)
+    started = time.perf_counter()
+    rows = run_with_progress(runner, items, f"ddi13-{corpus}", progress=progress)
+    seconds = time.perf_counter() - started
+    predictions = [ddi_prediction(row) for row in rows]
+    if corpus == "official":
+        result = official_ddi_result(gold, predictions, errors, subset=bool(limit), zip_path=zip_path)
+    else:
+        result = processed_ddi_result(gold, predictions, gold_path=gold_path, subset=bool(limit))
+    result.update(ddi_run_stats(predictions, skipped, seconds))
+    return DDIEvaluation(result, predictions, rows)
