@@ -27,6 +27,7 @@ _ACTIVE: list[VLLMEngine] = []  # one LLM per process: a second one would fight 
 
 class VLLMEngine(Engine):
     def __init__(self, config: EngineConfig):
+        super().__init__()
         try:
             import vllm  # noqa: F401
         except ImportError as exc:

@@ -2,7 +2,7 @@
 
 stdlib ``http.server`` on 127.0.0.1 with an ephemeral port, threaded, started/stopped by the test.
 ``POST /v1/chat/completions`` answers with the completion of a rule engine (``rule_all_drugs`` by
-default) for the request's messages, in OpenAI's response layout, so a sweep through the ``openai``
+default) for the sentence and hints of the request's messages (read back from the prompt text), in OpenAI's response layout, so a sweep through the ``openai``
 engine gets real, parseable answers.  ``down = True`` simulates an outage: every request is answered
 503 until it is set back to False; ``fail_if = "text"`` answers 503 to the requests whose messages
 contain that text (a partial outage).  Every request is recorded (path, status sent).
@@ -45,15 +45,18 @@ class FakeOpenAI:
 
     def answer(self, messages: list[dict]) -> str:
         from model.engines import EngineConfig, create_engine
+        from model.items import ExtractionItem, Prompt
+        from tests.prompt_fields import read_prompt_fields
 
+        fields = read_prompt_fields(messages)  # the server sees text only, as a served model does
+        prompt = Prompt(messages, ExtractionItem(fields["sentence"]), tuple(fields["hints"]))
         with self._lock:  # one rule engine (and drug matcher) for the server, used by one thread at a time
             if self._engine is None:
                 self._engine = create_engine(EngineConfig(kind=self._rule))
-            text = self._engine.generate([messages])[0]
-            error = self._engine.last_errors[0]
-        if error:
-            raise ValueError(error)
-        return text
+            (result,) = self._engine.complete([prompt])
+        if result.error:
+            raise ValueError(result.error)
+        return result.text
 
     def record(self, path: str, status: int) -> None:
         with self._lock:
