@@ -2,6 +2,10 @@
 
   rexdrug extract --input items.jsonl [--output out.jsonl] [--model embedded] [--hints]
 
+An item may give ``span``, the sentence's [start, end] in its context: the window/clip context is then
+cut there (a span that does not hold the sentence is ignored and the sentence is located by text).
+Output rows carry ``parse_repairs`` as codes (``model.parsing.Repair``); their messages are ``parse_reason``.
+
 One output row per non-blank input line, in input order.  A line that cannot be used (not UTF-8,
 not JSON, not an object, ``sentence`` not a non-empty string, ``context`` not a string, ``hints``
 not a list of strings) becomes an ``input_error`` row with its ``line`` number and the reason
