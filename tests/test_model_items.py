@@ -121,3 +121,10 @@ def test_rules_answer_from_the_item_not_the_prompt_text():
     ddi = create_engine(EngineConfig(kind="rule_ddi_all_pairs"), matcher=FakeMatcher())
     (pairs,) = ddi.complete([Prompt(decoy, ExtractionItem("A and B."), hints=("A", "B"))])
     assert '"ent_set": ["A", "B"]' in pairs.text
+
+
+@pytest.mark.parametrize("span, expected", [([SECOND, SECOND + len(SENTENCE)], (SECOND, SECOND + len(SENTENCE))),
+                                            ([0, 5], None), (None, None), ("x", None)])
+def test_item_from_a_runner_dict_keeps_a_span_only_when_it_holds_the_sentence(span, expected):
+    item = ExtractionItem.from_dict({"id": 1, "sentence": SENTENCE, "context": ABSTRACT, "span": span})
+    assert item.span == expected and item.row_fields()["id"] == 1
