@@ -52,7 +52,7 @@ class _HalfBrokenRunner:
     """An engine stand-in: fails the sentences that contain "down", answers the others."""
 
     def run(self, items):
-        return [{"error": "ConnectError: down"} if "down" in i["sentence"] else
+        return [{"error": "ConnectError: down"} if "down" in i.sentence else
                 {"raw_output": "[]", "parse_status": "ok", "parsed": []} for i in items]
 
 
