@@ -216,14 +216,20 @@ def _official_gold(args) -> tuple[list[dict], list[dict]]:
 
 
 def _official_result(gold: list[dict], pred: list[dict], errors: list[dict], subset: bool, zip_path) -> dict:
-    from model.evaluation.ddi_official import corpus_counts, name_oracle, official_label, score_official
+    from model.evaluation.ddi_official import (
+        corpus_counts,
+        name_oracle,
+        official_label,
+        score_official,
+        score_string_pairs,
+    )
 
     counts = corpus_counts(gold)
     label = official_label(counts, "test", subset=subset)
     if zip_path:
         label += f" [zip: {zip_path}]"
     return {"benchmark": label, "counts": counts, "scores": score_official(gold, pred),
-            "name_oracle": name_oracle(gold), "corpus_errors": errors}
+            "string_pair_scores": score_string_pairs(gold, pred), "name_oracle": name_oracle(gold), "corpus_errors": errors}
 
 
 def _ddi_run_model(args) -> int:
