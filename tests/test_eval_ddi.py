@@ -19,6 +19,7 @@ from model.evaluation.ddi_official import (
     parse_offsets,
     read_official,
     score_official,
+    score_string_pairs,
 )
 from model.items import ExtractionItem, Prompt
 from model.parsing import ddi_items, parse_completion
@@ -170,6 +171,35 @@ def test_larger_sets_count_as_all_their_pairs(corpus):
     pairs, ignored = predicted_pairs([{"type": "EFFECT", "ent_set": ["a", "A", "b"]}, {"type": "EFFECT",
                                       "ent_set": ["a"]}, "junk", {"type": "other", "ent_sets": ["a", "b"]}])
     assert pairs == [("effect", "a", "b")] and ignored == 2
+
+
+def test_string_pair_scorer_on_hand_made_predictions(corpus):
+    # Gold as lowercased string pairs: S0 {aspirin, warfarin} effect, {aspirin, heparin} advise (the two
+    # aspirin mentions are one string); M0 {loop diuretics, lithium}, {thiazide diuretics, lithium} mechanism.
+    pred = [
+        {"id": S0, "relations": [
+            {"type": "EFFECT", "ent_set": ["ASPIRIN", "warfarin"]},     # TP (effect)
+            {"type": "effect", "ent_set": ["warfarin", " Aspirin"]},    # the same relation again: a set
+            {"type": "ADVISE", "ent_set": ["aspirin", "warfarin"]},     # a second type of that pair: FP
+            {"type": "MECHANISM", "ent_set": ["aspirin", "heparin"]},   # wrong type: FP; advise stays FN
+            {"type": "INT", "ent_set": ["warfarin", "ibuprofen"]},      # not a gold pair: FP
+        ]},
+        {"id": M0, "relations": [
+            {"type": "mechanism", "ent_sets": ["Loop  diuretics", "lithium"]},  # TP; thiazide pair FN
+            {"type": "POS", "ent_set": ["thiazide diuretics", "lithium"]},     # not a DDI type: ignored
+        ]},
+        {"id": "DDI-unknown.s0", "relations": [{"type": "EFFECT", "ent_set": ["a", "b"]}]},
+    ]
+    r = score_string_pairs(corpus.sentences, pred)
+    m = r["micro"]
+    assert (m["tp"], m["fp"], m["fn"]) == (2, 3, 2)
+    assert m["precision"] == pytest.approx(0.4) and m["recall"] == pytest.approx(0.5)
+    assert m["f1"] == pytest.approx(2 * 0.4 * 0.5 / 0.9)
+    assert {t: (v["tp"], v["fp"], v["fn"]) for t, v in r["per_type"].items()} == {
+        "effect": (1, 0, 0), "mechanism": (1, 1, 1), "advise": (0, 1, 1), "int": (0, 1, 0)}
+    assert r["predictions_for_unknown_sentences"] == 1 and r["gold_self_pairs"] == 0
+    gold_only = score_string_pairs(corpus.sentences, [])["micro"]
+    assert (gold_only["tp"], gold_only["fp"], gold_only["fn"]) == (0, 0, 4)
 
 
 def test_name_oracle_is_the_ceiling_of_name_predictions(corpus):

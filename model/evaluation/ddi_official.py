@@ -26,6 +26,12 @@ Gold positive pairs whose two mentions have the same normalized name can never b
 pair; they stay false negatives and are counted as ``gold_unreachable_by_names``.  A pair with
 ``ddi="true"`` but no known type (one in Train) is kept with ``type`` None: not a scored positive.
 
+String pairs.  ``score_string_pairs`` is the second reading, the one zero-shot LLM papers report on this
+corpus (e.g. the ZeroShotRE evaluation of GPT-4-turbo and o1): per sentence, the *set* of typed
+unordered pairs of lowercased, whitespace-collapsed strings, gold and predicted, compared exactly; a
+pair predicted with two types is two relations (one may be right), repeated mentions count once, and a
+gold pair whose two strings are equal can never be predicted (counted as ``gold_self_pairs``).
+
 ``name_oracle(sentences)`` scores the gold answer itself written as names: the ceiling of any
 name-writing model under this mapping (repeated mentions make some name pairs cover negative mention
 pairs too), reported next to every official score.
@@ -221,6 +227,49 @@ def gold_as_names(sentence: dict) -> dict:
     text = {e["id"]: e["text"] for e in sentence["entities"]}
     return {"id": sentence["id"], "relations": [{"type": p["type"], "ent_sets": [text[p["e1"]], text[p["e2"]]]}
                                                 for p in sentence["pairs"] if p["type"]]}
+
+
+def string_key(text: str) -> str:
+    """A drug string as the string-pair reading compares it: lowercased, whitespace collapsed."""
+    return " ".join(str(text).lower().split())
+
+
+def gold_string_pairs(sentence: dict) -> set[tuple[str, frozenset]]:
+    """{(type, {a, b})} of a sentence record's positive pairs, as lowercased strings."""
+    text = {e["id"]: string_key(e["text"]) for e in sentence["entities"]}
+    return {(p["type"], frozenset((text[p["e1"]], text[p["e2"]]))) for p in sentence["pairs"] if p["type"]}
+
+
+def score_string_pairs(gold: Iterable[dict], pred: Iterable[dict]) -> dict:
+    """Micro P/R/F1 (and per type) of predicted typed string pairs against each sentence's gold set.
+
+    Sentences are joined on ``id``; predictions for sentences not in ``gold`` are counted, not scored.
+    """
+    pred_by_id: dict[str, dict] = {}
+    for p in pred:
+        pred_by_id.setdefault(str(p.get("id")), p)
+    tp, fp, fn = Counter(), Counter(), Counter()
+    self_pairs = 0
+    gold_ids = set()
+    for sent in gold:
+        gold_ids.add(sent["id"])
+        gold_set = gold_string_pairs(sent)
+        self_pairs += sum(1 for _, pair in gold_set if len(pair) == 1)
+        pairs, _ = predicted_pairs((pred_by_id.get(sent["id"]) or {}).get("relations") or [])
+        predicted = {(rtype, frozenset((string_key(a), string_key(b)))) for rtype, a, b in pairs}
+        predicted = {(t, pair) for t, pair in predicted if len(pair) == 2}
+        for rtype, _ in predicted & gold_set:
+            tp[rtype] += 1
+        for rtype, _ in predicted - gold_set:
+            fp[rtype] += 1
+        for rtype, _ in gold_set - predicted:
+            fn[rtype] += 1
+    return {
+        "micro": prf(sum(tp.values()), sum(fp.values()), sum(fn.values())),
+        "per_type": {t: prf(tp[t], fp[t], fn[t]) for t in DDI_TYPES},
+        "gold_self_pairs": self_pairs,
+        "predictions_for_unknown_sentences": len(set(pred_by_id) - gold_ids),
+    }
 
 
 def name_oracle(sentences: list[dict]) -> dict:

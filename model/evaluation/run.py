@@ -244,14 +244,21 @@ def ddi_prediction(row: dict) -> dict:
 
 def official_ddi_result(gold: list[dict], pred: list[dict], errors: list[dict], *, subset: bool, zip_path=None) -> dict:
     """Scores of predictions on the official corpus, labelled with its counts (and the zip, if not the bundled one)."""
-    from model.evaluation.ddi_official import corpus_counts, name_oracle, official_label, score_official
+    from model.evaluation.ddi_official import (
+        corpus_counts,
+        name_oracle,
+        official_label,
+        score_official,
+        score_string_pairs,
+    )
 
     counts = corpus_counts(gold)
     label = official_label(counts, "test", subset=subset)
     if zip_path:
         label += f" [zip: {zip_path}]"
     return {"benchmark": label, "counts": counts, "scores": score_official(gold, pred),
-            "name_oracle": name_oracle(gold), "corpus_errors": errors}
+            "string_pair_scores": score_string_pairs(gold, pred), "name_oracle": name_oracle(gold),
+            "corpus_errors": errors}
 
 
 def processed_ddi_result(gold: list[dict], predictions: list[dict], *, gold_path=None, subset: bool) -> dict:
