@@ -13,6 +13,7 @@ Layout of a warehouse folder (the one place that knows it is ``WarehouseLayout``
       sweep_runs/run-<run>.parquet                  the sweep's run ledger
       combination_kb/kb.parquet                     the knowledge base (``rexdrug kb build``)
       _staging/<run>/                               a sweep's work before its commit
+      _staging/_checkpoints/extractions/<config>/   finished extract partitions of an interrupted sweep
       warehouse.duckdb                              views only; rebuilt by ``refresh``
       .writer.lock                                  held by the one command writing (``writer_lock``)
 
@@ -88,6 +89,9 @@ FLAT_GLOB = "*.parquet"
 # One folder per committed sweep run; one level deep only, so Spark leftovers (_temporary) are never read.
 RUN_GLOB = "run_id=*/*.parquet"
 STAGING = "_staging"
+# Beside the run folders in staging, outliving a run that died before its commit (etl/checkpoints.py);
+# a run id never starts with "_".
+CHECKPOINTS = "_checkpoints"
 
 
 class WarehouseError(RuntimeError):
@@ -300,6 +304,15 @@ class WarehouseLayout:
     def staged(self, run_id: str, name: str) -> Path:
         return self.staging(run_id) / name
 
+    @property
+    def checkpoints(self) -> Path:
+        """Checkpoints of the sweep's stages (removed by the next commit)."""
+        return self.root / STAGING / CHECKPOINTS
+
+    def extract_checkpoints(self, config_digest: str) -> Path:
+        """The finished extract partitions under one configuration (``etl.checkpoints``)."""
+        return self.checkpoints / "extractions" / config_digest
+
     def partition(self, spec: TableSpec, source_file: str) -> Path:
         """The partition of a file identity (see ``file_key``)."""
         return self.partition_of_key(spec, file_key(source_file))
@@ -390,7 +403,7 @@ def writer_lock(layout: WarehouseLayout, command: str) -> Iterator[None]:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _fsync_path(path: Path, directory: bool = False) -> None:
+def fsync_path(path: Path, directory: bool = False) -> None:
     fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
     try:
         os.fsync(fd)
@@ -410,9 +423,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
-        _fsync_path(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
-        _fsync_path(path.parent, directory=True)
+        fsync_path(path.parent, directory=True)
     finally:
         tmp.unlink(missing_ok=True)
 
