@@ -1,7 +1,7 @@
 """The ingest Spark job: PubMed XML files -> articles/deletions/errors Parquet datasets -> DuckDB views.
 
 One row per source file -> one Spark partition per file (one task per file) -> ``mapInArrow`` with the
-pure per-file stage ``etl.warehouse.envelope_batches`` -> three partitioned Parquet datasets.
+pure per-file stage ``etl.pubmed.envelope.envelope_batches`` -> three partitioned Parquet datasets.
 
 Idempotence and crash safety (why the steps run in this order):
 
@@ -43,15 +43,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from etl.pubmed.envelope import envelope_batches
 from etl.warehouse import (
     ARTICLES_TABLE,
     DELETIONS_TABLE,
-    ENVELOPE,
     ERRORS_TABLE,
-    INGEST_INPUT,
-    PARTITION_COLUMN,
     WarehouseLayout,
-    envelope_batches,
     file_key,
     ledger_upsert,
     ledger_without,
@@ -60,7 +57,7 @@ from etl.warehouse import (
     write_parquet_atomic,
     writer_lock,
 )
-from schemas.articles import INGEST_LEDGER
+from schemas.articles import ENVELOPE, INGEST_INPUT, INGEST_LEDGER, PARTITION_COLUMN
 
 log = logging.getLogger(__name__)
 

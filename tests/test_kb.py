@@ -183,7 +183,8 @@ def tiny_warehouse(root):
     import hashlib
     from pathlib import Path
 
-    from etl.warehouse import WarehouseLayout, connect_readonly, envelope_tables, parse_file_envelope, write_file_partitions
+    from etl.pubmed.envelope import envelope_tables, parse_file_envelope
+    from etl.warehouse import WarehouseLayout, connect_readonly, write_file_partitions
     from jobs.sweep import refresh_all
     from schemas.extraction import EXTRACTIONS, SWEEP_SENTENCES
 
