@@ -62,7 +62,6 @@ from etl.warehouse import (
     SENTENCES_TABLE,
     STAGING,
     SWEEP_TABLE_SCHEMAS,
-    SWEEP_TABLES,
     WarehouseLayout,
     connect_readonly,
     final_extraction_sql,
@@ -88,10 +87,6 @@ DEFAULT_MODEL = "rexdrug-smol"  # the embedded extraction model (SmolLM2-135M + 
 COMMIT_MARKER = "_COMMITTING"
 # The sweep's tables and views are declared in the warehouse catalog (etl/warehouse.py), beside the
 # article ones, so that every command's refresh keeps them: SWEEP_TABLE_SCHEMAS, SWEEP_TABLES, SWEEP_VIEWS.
-
-
-def sweep_tables() -> list:
-    return list(SWEEP_TABLES)
 
 
 def _embedded_default_prompt() -> PromptConfig:
@@ -271,11 +266,7 @@ def pause_point(stage: str, count: int | None = None) -> None:
 # staging, commit and recovery
 
 
-# The warehouse's one layout knows the staging folders too (``staging(run_id)``, ``staged(run_id, name)``).
-SweepLayout = WarehouseLayout
-
-
-def recover_staging(layout: SweepLayout) -> list[str]:
+def recover_staging(layout: WarehouseLayout) -> list[str]:
     """Discard runs that never reached commit; finish the ones that did (roll forward)."""
     root = layout.root / STAGING
     recovered: list[str] = []
@@ -294,7 +285,7 @@ def recover_staging(layout: SweepLayout) -> list[str]:
     return recovered
 
 
-def _commit_staged(layout: SweepLayout, run_id: str, run_row: dict[str, Any]) -> None:
+def _commit_staged(layout: WarehouseLayout, run_id: str, run_row: dict[str, Any]) -> None:
     """Move staged datasets into place (idempotent: a rename already done is skipped), then ledger."""
     for name in [SENTENCES_TABLE, *SWEEP_TABLE_SCHEMAS]:
         src = layout.staged(run_id, name)
@@ -498,10 +489,6 @@ def make_combinations_fn(which: int):
     return combos
 
 
-def _to_batches(rows: list[dict[str, Any]], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    yield from pa.Table.from_pylist(rows, schema=schema).to_batches()
-
-
 # --------------------------------------------------------------------------------------------------
 # driver
 
@@ -525,7 +512,7 @@ def run_sweep(config: SweepConfig, spark=None) -> SweepSummary:
         return _run_sweep_locked(config, layout, spark)
 
 
-def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepSummary:
+def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> SweepSummary:
     from jobs.ingest import run_ingest
     from jobs.spark import get_spark, literal_path
     from schemas.spark import to_spark
@@ -730,12 +717,7 @@ def _default_threads(spark, parts: int) -> int:
     return max(1, cores // concurrent)
 
 
-def refresh_all(warehouse: Path) -> Path:
-    """(Re)build the DuckDB database with the whole catalog (``etl.warehouse.refresh``)."""
-    return refresh(WarehouseLayout(warehouse))
-
-
-def _export_new_articles(layout: SweepLayout, staging: Path, filters=None) -> tuple[pa.Table, int]:
+def _export_new_articles(layout: WarehouseLayout, staging: Path, filters=None) -> tuple[pa.Table, int]:
     """Current articles with an abstract whose sentences are not in the warehouse yet and that pass
     ``filters`` (``etl.article_filters.ArticleFilters``); also how many new ones the filters left out."""
     from etl.article_filters import ArticleFilters
@@ -762,7 +744,7 @@ def _export_new_articles(layout: SweepLayout, staging: Path, filters=None) -> tu
 
 
 def _select_candidates(
-    layout: SweepLayout, run_id: str, model_id: str, prompt_ver: str, cap: int | None
+    layout: WarehouseLayout, run_id: str, model_id: str, prompt_ver: str, cap: int | None
 ) -> tuple[Path, int, int, int]:
     """Candidate sentences of current articles not yet extracted with this model and prompt.
 
@@ -811,7 +793,7 @@ def _select_candidates(
     return out, n, n_keyed - n_todo, n_retried
 
 
-def resolve_inputs(config: SweepConfig, layout: SweepLayout) -> tuple[list[Path], str]:
+def resolve_inputs(config: SweepConfig, layout: WarehouseLayout) -> tuple[list[Path], str]:
     """The XML files (or folders) to ingest and their NLM kind ("auto": from NLM's folder names)."""
     if config.source == "demo":
         from etl.paths import data_path
