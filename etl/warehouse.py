@@ -301,6 +301,10 @@ class WarehouseLayout:
     def staged(self, run_id: str, name: str) -> Path:
         return self.staging(run_id) / name
 
+    def progress(self, name: str) -> Path:
+        """Status files of a running Spark stage (``jobs.progress``), shared by driver and executors."""
+        return self.root / STAGING / "_progress" / name
+
     @property
     def checkpoints(self) -> Path:
         """Checkpoints of the sweep's stages (removed by the next commit)."""

@@ -437,13 +437,9 @@ def make_extract_fn(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, batch_si
 
 
 def _partition_id() -> int:
-    try:
-        from pyspark import TaskContext
+    from jobs.progress import partition_id
 
-        context = TaskContext.get()
-    except ImportError:  # pragma: no cover - pyspark is a dependency
-        context = None
-    return context.partitionId() if context is not None else 0
+    return partition_id()
 
 
 def make_sentences_fn(selector: SelectorConfig | None = None, progress_dir: str | None = None):
@@ -540,7 +536,8 @@ def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> Sw
 
     with timer("ingest"):
         inputs, kind = resolve_inputs(config, layout)
-        ingest = run_ingest(spark, inputs, layout.root, kind, run_id, refresh_database=False)
+        ingest = run_ingest(spark, inputs, layout.root, kind, run_id, refresh_database=False,
+                            progress_interval_s=config.progress_interval_s)
         summary.n_input_files = ingest.files
 
     with timer("refresh"):  # the sentences and candidates stages read the current views

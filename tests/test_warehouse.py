@@ -84,6 +84,21 @@ def test_envelope_fills_load_fields_and_summary():
     ]
 
 
+def test_envelope_batches_report_the_tasks_records_over_its_files():
+    import pyarrow as pa
+
+    from etl.pubmed.envelope import envelope_batches
+    from schemas.articles import INGEST_INPUT
+
+    files = [DATA / "real" / "pubmed1.xml", DATA / "bad" / "malformed.xml"]  # 2 records; 2 records + 1 error
+    batch = pa.RecordBatch.from_pylist(
+        [{"path": str(p), "source_file": p.name, "file_order": i, "ingested_at_us": T0, "file_key": file_key(p.name)}
+         for i, p in enumerate(files)], schema=INGEST_INPUT)
+    seen: list[tuple[int, int]] = []
+    list(envelope_batches([batch], on_progress=lambda n, errors: seen.append((n, errors))))
+    assert seen == [(2, 0), (5, 1)]  # the second file's counts come on top of the first's
+
+
 def test_every_envelope_kind_has_its_struct_column_and_its_table():
     from schemas.articles import ENVELOPE, ENVELOPE_KINDS
 

@@ -9,7 +9,7 @@ row.  ``envelope_tables`` splits envelope batches back into the tables (tests, s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import pyarrow as pa
 
@@ -46,12 +46,15 @@ def _read_error_table(source_file: str, exc: BaseException) -> pa.Table:
     )
 
 
-def parse_source_file(path: str, source_file: str) -> dict[str, pa.Table]:
+ProgressCallback = Callable[[int, int], None]  # (records parsed so far, errors so far) of the file
+
+
+def parse_source_file(path: str, source_file: str, on_progress: ProgressCallback | None = None) -> dict[str, pa.Table]:
     """``parse_to_tables`` that never raises: an unreadable file becomes one error row."""
     try:
         from etl.pubmed.parser import parse_to_tables
 
-        tables = parse_to_tables(path, source_file)
+        tables = parse_to_tables(path, source_file, on_progress)
         return {
             "articles": tables["articles"].cast(ARTICLES),
             "deletions": tables["deletions"].cast(DELETIONS),
@@ -94,13 +97,19 @@ def _envelope(kind: str, key: str, payload: pa.Table | None, n: int) -> pa.Recor
 
 
 def parse_file_envelope(
-    path: str, source_file: str, file_order: int | None, ingested_at_us: int, key: str | None = None
+    path: str,
+    source_file: str,
+    file_order: int | None,
+    ingested_at_us: int,
+    key: str | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Parse one file; yield its rows in the ``ENVELOPE`` schema, the file's summary row last.
 
-    ``key``: the partition of the file's identity (default: ``file_key(source_file)``)."""
+    ``key``: the partition of the file's identity (default: ``file_key(source_file)``); ``on_progress``:
+    see ``etl.pubmed.parser.parse_to_tables``."""
     key = key or file_key(source_file)
-    tables = parse_source_file(path, source_file)
+    tables = parse_source_file(path, source_file, on_progress)
     articles = _with_load_fields(tables["articles"], file_order, ingested_at_us)
     deletions = _with_load_fields(tables["deletions"], file_order, ingested_at_us)
     errors = _with_load_fields(tables["errors"], None, ingested_at_us)
@@ -124,8 +133,13 @@ def parse_file_envelope(
     yield _envelope("file", key, summary, 1)
 
 
-def envelope_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` function: ``INGEST_INPUT`` batches in, ``ENVELOPE`` batches out."""
+def envelope_batches(
+    batches: Iterable[pa.RecordBatch], on_progress: ProgressCallback | None = None
+) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` function: ``INGEST_INPUT`` batches in, ``ENVELOPE`` batches out.
+
+    ``on_progress`` (bound with ``functools.partial``) gets this task's counts so far, over its files."""
+    progress = _TaskProgress(on_progress) if on_progress is not None else None
     for batch in batches:
         for row in batch.to_pylist():
             yield from parse_file_envelope(
@@ -134,7 +148,27 @@ def envelope_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBat
                 row["file_order"],
                 row["ingested_at_us"],
                 row.get(PARTITION_COLUMN),
+                progress.file if progress is not None else None,
             )
+            if progress is not None:
+                progress.file_done()
+
+
+class _TaskProgress:
+    """One file's counts -> the task's counts over all its files so far."""
+
+    def __init__(self, report: ProgressCallback):
+        self.report = report
+        self.before = (0, 0)  # records, errors of the files finished
+        self.current = (0, 0)
+
+    def file(self, records: int, errors: int) -> None:
+        self.current = (records, errors)
+        self.report(self.before[0] + records, self.before[1] + errors)
+
+    def file_done(self) -> None:
+        self.before = (self.before[0] + self.current[0], self.before[1] + self.current[1])
+        self.current = (0, 0)
 
 
 def envelope_tables(batches: Iterable[pa.RecordBatch]) -> dict[str, pa.Table]:
