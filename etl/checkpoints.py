@@ -77,10 +77,16 @@ class CheckpointWriter:
     of the partition's extraction keys: a retried task attempt replaces its own file, never adds one.
     """
 
+    # rows buffered before they are written as one row group (an engine batch is 16 rows: one row group
+    # each would cost more than the digests)
+    ROW_GROUP = 2048
+
     def __init__(self, directory: str | os.PathLike[str]):
         self.directory = Path(directory)
         self._tmp: Path | None = None
         self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
         self._keys = hashlib.sha256()
         self.path: Path | None = None
         self.rows = 0
@@ -92,20 +98,31 @@ class CheckpointWriter:
         if not rows.num_rows:
             return
         digests = pa.array([candidate_digest(c) for c in candidates], pa.string())
-        table = rows.select(EXTRACTIONS.names).cast(EXTRACTIONS).append_column("input_sha", digests)
+        if rows.schema != EXTRACTIONS:
+            rows = rows.select(EXTRACTIONS.names).cast(EXTRACTIONS)
+        table = pa.Table.from_arrays([*rows.columns, digests], schema=EXTRACTION_CHECKPOINT)
         if self._writer is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._tmp = self.directory / f".part-{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp"
             self._writer = pq.ParquetWriter(self._tmp, EXTRACTION_CHECKPOINT)
-        self._writer.write_table(table.cast(EXTRACTION_CHECKPOINT))
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= self.ROW_GROUP:
+            self._flush()
         for key in rows.column("extraction_key").to_pylist():
             self._keys.update(key.encode("utf-8") + b"\n")
         self.rows += rows.num_rows
+
+    def _flush(self) -> None:
+        if self._pending and self._writer is not None:
+            self._writer.write_table(pa.concat_tables(self._pending))
+        self._pending, self._pending_rows = [], 0
 
     def commit(self) -> Path | None:
         """Close, fsync and rename the file into place; None when the partition had no rows."""
         if self._writer is None or self._tmp is None:
             return None
+        self._flush()
         self._writer.close()
         self._writer = None
         fsync_path(self._tmp)
@@ -117,6 +134,7 @@ class CheckpointWriter:
 
     def abort(self) -> None:
         """Drop an uncommitted temp file (a failed or cancelled task): it is never read as a checkpoint."""
+        self._pending, self._pending_rows = [], 0
         if self._writer is not None:
             try:
                 self._writer.close()
