@@ -22,8 +22,8 @@ same extraction key and the same candidate row (its digest: sentence, offsets, a
 holds a final answer; the rows keep their ``extracted_at`` and get the new run's id.  So a sweep killed
 after k of n partitions sends only the other n - k to the engine, and its tables equal an uninterrupted
 run's; ``n_resumed`` in the summary and ``sweep_runs`` says how many were taken.  The commit removes
-every checkpoint (a kill between the two leaves checkpoints no later run selects; the next commit
-removes them).
+every checkpoint once the run is in the ledger (a kill just before that leaves checkpoints of sentences
+no later run selects again; the next commit removes them).
 
 Incremental: a candidate sentence is extracted only when its key (pmid, pmid version, sentence text
 hash, model id, prompt version) has no final row in the ``extractions`` table yet; a new model or
@@ -70,6 +70,7 @@ from etl.warehouse import (
     write_parquet_atomic,
     writer_lock,
 )
+from jobs.progress import partition_id
 from model.engines.base import EngineConfig
 from model.prompting import PromptConfig, prompt_version
 from schemas.extraction import (
@@ -401,7 +402,7 @@ def make_extract_fn(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, batch_si
         from etl.checkpoints import CheckpointWriter, committed_checkpoints
 
         runner = _cached_runner(engine_cfg, prompt_cfg, threads)
-        partition = _partition_id()
+        partition = partition_id()
         counts = {"done": 0, "errors": 0}
         checkpoint = CheckpointWriter(checkpoint_dir) if checkpoint_dir is not None else None
 
@@ -436,12 +437,6 @@ def make_extract_fn(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, batch_si
     return extract
 
 
-def _partition_id() -> int:
-    from jobs.progress import partition_id
-
-    return partition_id()
-
-
 def make_sentences_fn(selector: SelectorConfig | None = None, progress_dir: str | None = None):
     """``mapInArrow`` function of the sentence stage (``selector`` decides the candidates); with
     ``progress_dir``, each task writes how many articles it has split after every batch (``jobs.progress``)."""
@@ -451,7 +446,7 @@ def make_sentences_fn(selector: SelectorConfig | None = None, progress_dir: str 
         from etl.drugs import default_matcher
 
         matcher = default_matcher()
-        partition, done = _partition_id(), 0
+        partition, done = partition_id(), 0
         for batch in batches:
             articles = pa.Table.from_batches([batch])
             hashes = {
