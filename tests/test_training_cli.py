@@ -104,3 +104,18 @@ def test_train_package_writes_the_bundled_adapter_and_prints_its_folder(tmp_path
     out = json.loads(capsys.readouterr().out)
     assert out == {"packaged": str(tmp_path / "adapters" / "mine")}
     assert json.loads((tmp_path / "adapters" / "mine" / "adapter_config.json").read_text())["r"] == 2
+
+
+def test_readme_train_commands_parse():
+    import shlex
+    from pathlib import Path
+
+    from jobs.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    lines = [line.split("#")[0].strip() for line in readme.splitlines() if line.startswith("rexdrug train ")]
+    steps = set()
+    for line in lines:
+        args = build_parser(only="train").parse_args(shlex.split(line)[1:])
+        steps.add(args.step)
+    assert {"sft", "grpo", "traces", "calibrate", "package"} <= steps
