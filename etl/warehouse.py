@@ -13,6 +13,7 @@ Layout of a warehouse folder (the one place that knows it is ``WarehouseLayout``
       sweep_runs/run-<run>.parquet                  the sweep's run ledger
       combination_kb/kb.parquet                     the knowledge base (``rexdrug kb build``)
       _staging/<run>/                               a sweep's work before its commit
+      _staging/_checkpoints/extractions/<config>/   finished extract partitions of an interrupted sweep
       warehouse.duckdb                              views only; rebuilt by ``refresh``
       .writer.lock                                  held by the one command writing (``writer_lock``)
 
@@ -40,10 +41,8 @@ warehouse folder (``connect_readonly``), and the folder's own name never enters 
 folder resolves the same paths.)  A folder whose path contains ``,`` is refused: ``file_search_path``
 is a comma-separated list.
 
-This module also holds the pure per-file stage of the ingest job (``parse_file_envelope`` and
-``envelope_batches``): it parses one XML file with ``etl.pubmed.parser.parse_to_tables`` and emits its
-articles, deletions, errors and one summary row in a single envelope schema, which is what the Spark job
-feeds to ``mapInArrow``.  It never raises for bad input: an unreadable file becomes an error row.
+The pure per-file stage of the ingest job (one XML file -> its rows in one envelope schema) is
+``etl.pubmed.envelope``; its schemas are in ``schemas.articles``.
 """
 
 from __future__ import annotations
@@ -65,7 +64,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.answer import RETRYABLE_STATUSES
-from schemas.articles import ARTICLES, DELETIONS, INGEST_ERRORS, INGEST_LEDGER
+from schemas.articles import ARTICLES, DELETIONS, INGEST_ERRORS, INGEST_LEDGER, PARTITION_COLUMN
 from schemas.extraction import (
     COMBINATION_DRUGS,
     COMBINATIONS,
@@ -80,7 +79,6 @@ log = logging.getLogger(__name__)
 
 DUCKDB_FILE = "warehouse.duckdb"
 WRITER_LOCK_FILE = ".writer.lock"
-PARTITION_COLUMN = "file_key"
 # Files of a partitioned dataset, one level below it.  Deliberately not ``**``: Spark's leftovers of a
 # killed job (``.spark-staging-*/file_key=*/…``, ``_temporary/…``) sit deeper and must never be read.
 PARTITIONED_GLOB = f"{PARTITION_COLUMN}=*/*.parquet"
@@ -88,6 +86,9 @@ FLAT_GLOB = "*.parquet"
 # One folder per committed sweep run; one level deep only, so Spark leftovers (_temporary) are never read.
 RUN_GLOB = "run_id=*/*.parquet"
 STAGING = "_staging"
+# Beside the run folders in staging, outliving a run that died before its commit (etl/checkpoints.py);
+# a run id never starts with "_".
+CHECKPOINTS = "_checkpoints"
 
 
 class WarehouseError(RuntimeError):
@@ -300,6 +301,19 @@ class WarehouseLayout:
     def staged(self, run_id: str, name: str) -> Path:
         return self.staging(run_id) / name
 
+    def progress(self, name: str) -> Path:
+        """Status files of a running Spark stage (``jobs.progress``), shared by driver and executors."""
+        return self.root / STAGING / "_progress" / name
+
+    @property
+    def checkpoints(self) -> Path:
+        """Checkpoints of the sweep's stages (removed by the next commit)."""
+        return self.root / STAGING / CHECKPOINTS
+
+    def extract_checkpoints(self, config_digest: str) -> Path:
+        """The finished extract partitions under one configuration (``etl.checkpoints``)."""
+        return self.checkpoints / "extractions" / config_digest
+
     def partition(self, spec: TableSpec, source_file: str) -> Path:
         """The partition of a file identity (see ``file_key``)."""
         return self.partition_of_key(spec, file_key(source_file))
@@ -390,7 +404,7 @@ def writer_lock(layout: WarehouseLayout, command: str) -> Iterator[None]:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _fsync_path(path: Path, directory: bool = False) -> None:
+def fsync_path(path: Path, directory: bool = False) -> None:
     fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
     try:
         os.fsync(fd)
@@ -410,9 +424,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
-        _fsync_path(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
-        _fsync_path(path.parent, directory=True)
+        fsync_path(path.parent, directory=True)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -704,7 +718,8 @@ def write_file_partitions(
     """Single-process writer of one file's rows into the partition layout the Spark job produces.
 
     For tests and small tools; production loads go through ``jobs.ingest`` (Spark's commit protocol).
-    ``tables`` as returned by ``envelope_tables`` (keys ``articles``, ``deletions``, ``errors``).
+    ``tables`` as returned by ``etl.pubmed.envelope.envelope_tables`` (keys ``articles``, ``deletions``,
+    ``errors``).
     """
     import shutil
 
@@ -718,185 +733,3 @@ def write_file_partitions(
         shutil.rmtree(partition, ignore_errors=True)
         if tables[name].num_rows:
             write_parquet_atomic(tables[name].cast(spec.schema), partition / "part-00000.parquet")
-
-
-# ----------------------------------------------------------------------------------------------------
-# The per-file ingest stage (pure; runs inside Spark's mapInArrow, testable without Spark)
-# ----------------------------------------------------------------------------------------------------
-
-
-def _relaxed(dtype: pa.DataType) -> pa.DataType:
-    """The same type with every nested field nullable (an envelope row carries only one kind)."""
-    if pa.types.is_struct(dtype):
-        return pa.struct([pa.field(f.name, _relaxed(f.type), nullable=True) for f in dtype])
-    if pa.types.is_list(dtype):
-        return pa.list_(pa.field(dtype.value_field.name, _relaxed(dtype.value_type), nullable=True))
-    return dtype
-
-
-def _struct_of(schema: pa.Schema) -> pa.StructType:
-    return _relaxed(pa.struct(list(schema)))
-
-
-FILE_SUMMARY = pa.struct(
-    [
-        pa.field("source_file", pa.string()),
-        pa.field("n_articles", pa.int64()),
-        pa.field("n_deletions", pa.int64()),
-        pa.field("n_errors", pa.int64()),
-        pa.field("complete", pa.bool_()),
-    ]
-)
-
-# Input of the job: one row per source file (one Spark partition per row).
-INGEST_INPUT = pa.schema(
-    [
-        pa.field("path", pa.string()),
-        pa.field("source_file", pa.string()),
-        pa.field("file_order", pa.int64()),
-        pa.field("ingested_at_us", pa.int64()),  # microseconds since the epoch, UTC (one value per run)
-        pa.field(PARTITION_COLUMN, pa.string()),  # the file identity's partition (``file_key``)
-    ]
-)
-
-# Output of the per-file stage: each row is one article, deletion, error or file summary.
-ENVELOPE_KINDS = ("article", "deletion", "error", "file")
-ENVELOPE = pa.schema(
-    [
-        pa.field("kind", pa.string()),
-        pa.field(PARTITION_COLUMN, pa.string()),
-        pa.field("article", _struct_of(ARTICLES)),
-        pa.field("deletion", _struct_of(DELETIONS)),
-        pa.field("error", _struct_of(INGEST_ERRORS)),
-        pa.field("file", FILE_SUMMARY),
-    ]
-)
-ENVELOPE_BATCH_ROWS = 1000
-# Error stages that describe a single bad record; any other stage means the file itself is damaged.
-RECORD_LEVEL_STAGES = frozenset({"record"})
-
-
-def _read_error_table(source_file: str, exc: BaseException) -> pa.Table:
-    return pa.Table.from_pylist(
-        [
-            {
-                "source_file": source_file,
-                "record_position": None,
-                "pmid": None,
-                "stage": "read",
-                "reason": f"{type(exc).__name__}: {exc}",
-                "records_before_fault": 0,
-                "ingested_at": None,
-            }
-        ],
-        schema=INGEST_ERRORS,
-    )
-
-
-def parse_source_file(path: str, source_file: str) -> dict[str, pa.Table]:
-    """``parse_to_tables`` that never raises: an unreadable file becomes one error row."""
-    try:
-        from etl.pubmed.parser import parse_to_tables
-
-        tables = parse_to_tables(path, source_file)
-        return {
-            "articles": tables["articles"].cast(ARTICLES),
-            "deletions": tables["deletions"].cast(DELETIONS),
-            "errors": tables["errors"].cast(INGEST_ERRORS),
-        }
-    except Exception as exc:  # noqa: BLE001 -- a crash on one file must not stop the job; recorded with its reason
-        return {
-            "articles": ARTICLES.empty_table(),
-            "deletions": DELETIONS.empty_table(),
-            "errors": _read_error_table(source_file, exc),
-        }
-
-
-def _with_load_fields(table: pa.Table, file_order: int | None, ingested_at_us: int) -> pa.Table:
-    n = table.num_rows
-    if "file_order" in table.column_names:
-        i = table.schema.get_field_index("file_order")
-        table = table.set_column(i, table.schema.field(i), pa.array([file_order] * n, pa.int64()))
-    i = table.schema.get_field_index("ingested_at")
-    ts_type = table.schema.field(i).type
-    return table.set_column(
-        i, table.schema.field(i), pa.array([ingested_at_us] * n, pa.int64()).cast(ts_type)
-    )
-
-
-def _envelope(kind: str, key: str, payload: pa.Table | None, n: int) -> pa.RecordBatch:
-    columns = {"kind": pa.array([kind] * n, pa.string()), PARTITION_COLUMN: pa.array([key] * n, pa.string())}
-    slot = {"article": "article", "deletion": "deletion", "error": "error", "file": "file"}[kind]
-    for field in ENVELOPE:
-        if field.name in columns:
-            continue
-        if field.name == slot and payload is not None:
-            arrays = [c.combine_chunks() if c.num_chunks else pa.array([], c.type) for c in payload.columns]
-            arrays = [a.cast(f.type) for a, f in zip(arrays, field.type)]
-            columns[field.name] = pa.StructArray.from_arrays(arrays, fields=list(field.type))
-        else:
-            columns[field.name] = pa.nulls(n, field.type)
-    return pa.RecordBatch.from_arrays([columns[f.name] for f in ENVELOPE], schema=ENVELOPE)
-
-
-def parse_file_envelope(
-    path: str, source_file: str, file_order: int | None, ingested_at_us: int, key: str | None = None
-) -> Iterator[pa.RecordBatch]:
-    """Parse one file; yield its rows in the ``ENVELOPE`` schema, the file's summary row last.
-
-    ``key``: the partition of the file's identity (default: ``file_key(source_file)``)."""
-    key = key or file_key(source_file)
-    tables = parse_source_file(path, source_file)
-    articles = _with_load_fields(tables["articles"], file_order, ingested_at_us)
-    deletions = _with_load_fields(tables["deletions"], file_order, ingested_at_us)
-    errors = _with_load_fields(tables["errors"], None, ingested_at_us)
-    for kind, table in (("article", articles), ("deletion", deletions), ("error", errors)):
-        for start in range(0, table.num_rows, ENVELOPE_BATCH_ROWS):
-            chunk = table.slice(start, ENVELOPE_BATCH_ROWS)
-            yield _envelope(kind, key, chunk, chunk.num_rows)
-    complete = all(stage in RECORD_LEVEL_STAGES for stage in errors["stage"].to_pylist())
-    summary = pa.Table.from_pylist(
-        [
-            {
-                "source_file": source_file,
-                "n_articles": articles.num_rows,
-                "n_deletions": deletions.num_rows,
-                "n_errors": errors.num_rows,
-                "complete": complete,
-            }
-        ],
-        schema=pa.schema(list(FILE_SUMMARY)),
-    )
-    yield _envelope("file", key, summary, 1)
-
-
-def envelope_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` function: ``INGEST_INPUT`` batches in, ``ENVELOPE`` batches out."""
-    for batch in batches:
-        for row in batch.to_pylist():
-            yield from parse_file_envelope(
-                row["path"],
-                row["source_file"],
-                row["file_order"],
-                row["ingested_at_us"],
-                row.get(PARTITION_COLUMN),
-            )
-
-
-def envelope_tables(batches: Iterable[pa.RecordBatch]) -> dict[str, pa.Table]:
-    """Split envelope batches back into the warehouse tables (the Spark job does this with selects;
-    this is the same split for tests and single-process use)."""
-    import pyarrow.compute as pc
-
-    envelope = pa.Table.from_batches(list(batches), schema=ENVELOPE)
-    out = {}
-    for kind, name, schema in (
-        ("article", "articles", ARTICLES),
-        ("deletion", "deletions", DELETIONS),
-        ("error", "errors", INGEST_ERRORS),
-        ("file", "files", pa.schema(list(FILE_SUMMARY))),
-    ):
-        rows = envelope.filter(pc.equal(envelope["kind"], kind)).column(kind).combine_chunks()
-        flat = pa.Table.from_arrays(rows.flatten(), names=[f.name for f in rows.type]) if len(rows) else None
-        out[name] = schema.empty_table() if flat is None else flat.cast(schema)
-    return out

@@ -22,6 +22,28 @@ from typing import Self
 log = logging.getLogger(__name__)
 
 
+def partition_id() -> int:
+    """The Spark partition the calling task works on (0 outside a task)."""
+    try:
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+    except ImportError:  # pragma: no cover - pyspark is a dependency
+        context = None
+    return context.partitionId() if context is not None else 0
+
+
+class TaskStatus:
+    """Task side, as a callback ``(done, errors)``: writes the calling task's status file (picklable, so
+    it can be bound into a ``mapInArrow`` function: the ingest's per-file stage reports records with it)."""
+
+    def __init__(self, directory: str | os.PathLike[str]):
+        self.directory = str(directory)
+
+    def __call__(self, done: int, errors: int) -> None:
+        write_status(self.directory, partition_id(), done, errors)
+
+
 def write_status(directory: str | os.PathLike[str], partition: int, done: int, errors: int) -> None:
     """Task side: this partition's counts so far (temp file + rename: the driver never reads half a file)."""
     directory = Path(directory)
@@ -54,14 +76,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds}s"
 
 
-def progress_line(label: str, unit: str, done: int, total: int, errors: int, elapsed_s: float) -> str:
-    """``extract: 120/601 sentences (20%), 2.1/s, ETA 3m50s, 3 errors`` (no rate/ETA before the first item)."""
-    share = f" ({100 * done // total}%)" if total else ""
-    parts = [f"{label}: {done}/{total} {unit}{share}"]
+def progress_line(label: str, unit: str, done: int, total: int | None, errors: int, elapsed_s: float) -> str:
+    """``extract: 120/601 sentences (20%), 2.1/s, ETA 3m50s, 3 errors`` (no rate/ETA before the first item);
+    with ``total`` None (not known in advance): ``ingest: 120 records parsed, 2.1/s, 0 errors``."""
+    if total is None:
+        parts = [f"{label}: {done} {unit}"]
+    else:
+        share = f" ({100 * done // total}%)" if total else ""
+        parts = [f"{label}: {done}/{total} {unit}{share}"]
     if done and elapsed_s > 0:
         rate = done / elapsed_s
         parts.append(f"{rate:.1f}/s")
-        if total > done:
+        if total is not None and total > done:
             parts.append(f"ETA {_duration((total - done) / rate)}")
     parts.append(f"{errors} error{'s' if errors != 1 else ''}")
     return ", ".join(parts)
@@ -71,7 +97,7 @@ class StatusFileProgress:
     """Context manager: a driver thread that logs the summed status files every ``interval_s`` seconds
     and once more at the end."""
 
-    def __init__(self, directory: Path, total: int, *, label: str = "extract", unit: str = "sentences",
+    def __init__(self, directory: Path, total: int | None, *, label: str = "extract", unit: str = "sentences",
                  interval_s: float = 15.0):
         if interval_s <= 0:
             raise ValueError("progress interval must be > 0 seconds")

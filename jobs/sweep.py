@@ -12,6 +12,19 @@ discarded (its work is redone: the same inputs give the same rows) and one with 
 forward, so a sweep killed at any point and started again leaves the same tables as an uninterrupted
 run: no duplicates, no loss.  Ingestion has its own per-file idempotency (``jobs/ingest.py``).
 
+Resuming extraction: the discarded work is cheap to redo except the extraction (the engine reads every
+candidate), so each extract task writes its partition's rows, once the partition is complete, to a
+checkpoint beside the run folders (``_staging/_checkpoints/extractions/<config digest>/part-*.parquet``,
+``etl/checkpoints.py``; temp file, fsync, rename: a file under its final name is a whole partition).
+The next run takes a candidate from a checkpoint instead of the engine only when the checkpoint was
+written under the same engine and prompt configuration and batch size (the folder's digest), for the
+same extraction key and the same candidate row (its digest: sentence, offsets, abstract, mentions), and
+holds a final answer; the rows keep their ``extracted_at`` and get the new run's id.  So a sweep killed
+after k of n partitions sends only the other n - k to the engine, and its tables equal an uninterrupted
+run's; ``n_resumed`` in the summary and ``sweep_runs`` says how many were taken.  The commit removes
+every checkpoint once the run is in the ledger (a kill just before that leaves checkpoints of sentences
+no later run selects again; the next commit removes them).
+
 Incremental: a candidate sentence is extracted only when its key (pmid, pmid version, sentence text
 hash, model id, prompt version) has no final row in the ``extractions`` table yet; a new model or
 prompt version adds rows beside the old ones.  A row whose status is retryable
@@ -48,7 +61,6 @@ from etl.warehouse import (
     SENTENCES_TABLE,
     STAGING,
     SWEEP_TABLE_SCHEMAS,
-    SWEEP_TABLES,
     WarehouseLayout,
     connect_readonly,
     final_extraction_sql,
@@ -57,6 +69,7 @@ from etl.warehouse import (
     write_parquet_atomic,
     writer_lock,
 )
+from jobs.progress import partition_id
 from model.engines.base import EngineConfig
 from model.prompting import PromptConfig, prompt_version
 from schemas.answer import RETRYABLE_STATUSES
@@ -69,10 +82,6 @@ DEFAULT_MODEL = "rexdrug-smol"  # the embedded extraction model (SmolLM2-135M + 
 COMMIT_MARKER = "_COMMITTING"
 # The sweep's tables and views are declared in the warehouse catalog (etl/warehouse.py), beside the
 # article ones, so that every command's refresh keeps them: SWEEP_TABLE_SCHEMAS, SWEEP_TABLES, SWEEP_VIEWS.
-
-
-def sweep_tables() -> list:
-    return list(SWEEP_TABLES)
 
 
 def _embedded_default_prompt() -> PromptConfig:
@@ -192,6 +201,7 @@ class SweepSummary:
     n_retried: int = 0  # candidates extracted again because their earlier extraction failed
     n_failed: int = 0  # extractions of this run that got no answer (retried by the next sweep)
     n_filtered: int = 0  # new articles that the filters left out (not split, not extracted)
+    n_resumed: int = 0  # extractions taken from the checkpoints of an interrupted run (in n_extracted too)
     status: str = "committed"  # "failed": there were extractions and every one of them failed;
     # "up_to_date": a nightly Entrez sweep whose window an earlier run already covered (nothing ran)
     kb_drug_sets: int | None = None  # None: the KB was not rebuilt (build_kb=false)
@@ -221,19 +231,27 @@ class StageTimer:
         log.info("stage %s done in %.1fs", stage, elapsed)
 
 
-def pause_point(stage: str) -> None:
-    """Crash-test hook: with REXDRUG_PAUSE_AT_STAGE=<stage>, touch REXDRUG_PAUSE_MARKER and hang there.
+def pause_point(stage: str, count: int | None = None) -> None:
+    """Crash-test hook: with REXDRUG_PAUSE_AT_STAGE=<stage>, write this process's pid to
+    REXDRUG_PAUSE_MARKER and hang there.
 
-    The kill -9 recovery tests use it to stop a real sweep process at a known point; unset, it is a
-    no-op.
+    Points that are reached repeatedly pass ``count`` (how often so far) and pause once it reaches
+    REXDRUG_PAUSE_AFTER (default 1): "extract-checkpoint" is reached in an extract task after each
+    partition's checkpoint, so REXDRUG_PAUSE_AFTER=2 stops a one-core sweep after its second partition.
+    The kill -9 recovery tests use it to stop a real sweep process at a known point (the pid names the
+    process that paused: a Spark Python worker for points inside a task); unset, it is a no-op.
     """
     import os
 
     if os.environ.get("REXDRUG_PAUSE_AT_STAGE") != stage:
         return
+    if count is not None and count < int(os.environ.get("REXDRUG_PAUSE_AFTER") or 1):
+        return
     marker = os.environ.get("REXDRUG_PAUSE_MARKER")
     if marker:
-        Path(marker).touch()
+        tmp = Path(f"{marker}.{os.getpid()}.tmp")
+        tmp.write_text(str(os.getpid()))
+        tmp.replace(marker)  # the test never reads a marker without its pid
     log.warning("paused at stage %s for a crash test", stage)
     while True:
         time.sleep(1)
@@ -243,17 +261,14 @@ def pause_point(stage: str) -> None:
 # staging, commit and recovery
 
 
-# The warehouse's one layout knows the staging folders too (``staging(run_id)``, ``staged(run_id, name)``).
-SweepLayout = WarehouseLayout
-
-
-def recover_staging(layout: SweepLayout) -> list[str]:
+def recover_staging(layout: WarehouseLayout) -> list[str]:
     """Discard runs that never reached commit; finish the ones that did (roll forward)."""
     root = layout.root / STAGING
     recovered: list[str] = []
     if not root.is_dir():
         return recovered
-    for run_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+    # "_checkpoints" (and any other "_" folder) is no run: it outlives the runs (etl/checkpoints.py)
+    for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
         marker = run_dir / COMMIT_MARKER
         if marker.exists():
             log.warning("finishing the commit of interrupted run %s", run_dir.name)
@@ -265,7 +280,7 @@ def recover_staging(layout: SweepLayout) -> list[str]:
     return recovered
 
 
-def _commit_staged(layout: SweepLayout, run_id: str, run_row: dict[str, Any]) -> None:
+def _commit_staged(layout: WarehouseLayout, run_id: str, run_row: dict[str, Any]) -> None:
     """Move staged datasets into place (idempotent: a rename already done is skipped), then ledger."""
     for name in [SENTENCES_TABLE, *SWEEP_TABLE_SCHEMAS]:
         src = layout.staged(run_id, name)
@@ -286,6 +301,9 @@ def _commit_staged(layout: SweepLayout, run_id: str, run_row: dict[str, Any]) ->
             if isinstance(row.get(key), str):
                 row[key] = date.fromisoformat(row[key])
         write_parquet_atomic(pa.Table.from_pylist([row], schema=SWEEP_RUNS), ledger_file)
+    # the run's extractions are committed: no checkpoint is needed any more (a kill before this line
+    # leaves checkpoints whose sentences the next run no longer selects; its commit removes them)
+    shutil.rmtree(layout.checkpoints, ignore_errors=True)
     shutil.rmtree(layout.staging(run_id), ignore_errors=True)
 
 
@@ -323,18 +341,23 @@ def build_runner(engine_cfg: EngineConfig, prompt_cfg: PromptConfig):
 
 
 def make_extract_fn(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, batch_size: int, threads: int, run_id: str,
-                    progress_dir: str | None = None):
+                    progress_dir: str | None = None, checkpoint_dir: str | None = None):
     """``mapInArrow`` function of the extract stage; with ``progress_dir``, each task writes its counts
-    there after every batch (``jobs.progress``: the driver polls them)."""
+    there after every batch (``jobs.progress``: the driver polls them); with ``checkpoint_dir``, each
+    task writes its partition's rows there once the partition is done (``etl.checkpoints``)."""
 
     def extract(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from etl.checkpoints import CheckpointWriter, committed_checkpoints
         from model.extraction import extraction_rows
 
         runner = _cached_runner(engine_cfg, prompt_cfg, threads)
-        partition = _partition_id()
+        partition = partition_id()
         counts = {"done": 0, "errors": 0}
+        checkpoint = CheckpointWriter(checkpoint_dir) if checkpoint_dir is not None else None
 
-        def run(chunk: list[dict[str, Any]]) -> Iterator[pa.RecordBatch]:
+        def run(chunk: list[dict[str, Any]], read: list[dict[str, Any]]) -> Iterator[pa.RecordBatch]:
+            """Extract ``chunk`` (conformed rows); ``read`` are the same rows as the task read them, whose
+            digests key the checkpoint (the driver digests the candidates file's rows when it resumes)."""
             rows = extraction_rows(chunk, runner, run_id)
             if progress_dir is not None:
                 from jobs.progress import write_status
@@ -342,29 +365,31 @@ def make_extract_fn(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, batch_si
                 counts["done"] += len(rows)
                 counts["errors"] += sum(r["parse_status"] in RETRYABLE_STATUSES or r["parse_status"] is None for r in rows)
                 write_status(progress_dir, partition, counts["done"], counts["errors"])
-            yield from _to_batches(rows, EXTRACTIONS)
+            table = pa.Table.from_pylist(rows, schema=EXTRACTIONS)
+            if checkpoint is not None:
+                checkpoint.add(read, table)
+            yield from table.to_batches()
 
-        pending: list[dict[str, Any]] = []
-        for batch in batches:
-            # the candidates stage's rows, checked against their schema (a missing column fails loudly)
-            pending.extend(conform(pa.Table.from_batches([batch]), CANDIDATES).to_pylist())
-            while len(pending) >= batch_size:
-                chunk, pending = pending[:batch_size], pending[batch_size:]
-                yield from run(chunk)
-        if pending:
-            yield from run(pending)
+        try:
+            pending: list[dict[str, Any]] = []
+            pending_read: list[dict[str, Any]] = []
+            for batch in batches:
+                # the candidates stage's rows, checked against their schema (a missing column fails loudly)
+                pending.extend(conform(pa.Table.from_batches([batch]), CANDIDATES).to_pylist())
+                pending_read.extend(batch.to_pylist())
+                while len(pending) >= batch_size:
+                    chunk, pending = pending[:batch_size], pending[batch_size:]
+                    read, pending_read = pending_read[:batch_size], pending_read[batch_size:]
+                    yield from run(chunk, read)
+            if pending:
+                yield from run(pending, pending_read)
+            if checkpoint is not None and checkpoint.commit() is not None:
+                pause_point("extract-checkpoint", count=len(committed_checkpoints(checkpoint_dir)))
+        finally:
+            if checkpoint is not None:
+                checkpoint.abort()  # a partition that did not finish leaves no checkpoint
 
     return extract
-
-
-def _partition_id() -> int:
-    try:
-        from pyspark import TaskContext
-
-        context = TaskContext.get()
-    except ImportError:  # pragma: no cover - pyspark is a dependency
-        context = None
-    return context.partitionId() if context is not None else 0
 
 
 def make_sentences_fn(selector: SelectorConfig | None = None, progress_dir: str | None = None):
@@ -376,7 +401,7 @@ def make_sentences_fn(selector: SelectorConfig | None = None, progress_dir: str 
         from etl.drugs import default_matcher
 
         matcher = default_matcher()
-        partition, done = _partition_id(), 0
+        partition, done = partition_id(), 0
         for batch in batches:
             articles = pa.Table.from_batches([batch])
             hashes = {
@@ -410,10 +435,6 @@ def make_combinations_fn(which: int):
     return combos
 
 
-def _to_batches(rows: list[dict[str, Any]], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    yield from pa.Table.from_pylist(rows, schema=schema).to_batches()
-
-
 # --------------------------------------------------------------------------------------------------
 # driver
 
@@ -437,7 +458,7 @@ def run_sweep(config: SweepConfig, spark=None) -> SweepSummary:
         return _run_sweep_locked(config, layout, spark)
 
 
-def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepSummary:
+def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> SweepSummary:
     from jobs.ingest import run_ingest
     from jobs.spark import get_spark, literal_path
     from schemas.spark import to_spark
@@ -465,7 +486,8 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
 
     with timer("ingest"):
         inputs, kind = resolve_inputs(config, layout)
-        ingest = run_ingest(spark, inputs, layout.root, kind, run_id, refresh_database=False)
+        ingest = run_ingest(spark, inputs, layout.root, kind, run_id, refresh_database=False,
+                            progress_interval_s=config.progress_interval_s)
         summary.n_input_files = ingest.files
 
     with timer("refresh"):  # the sentences and candidates stages read the current views
@@ -499,21 +521,31 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
 
     with timer("extract"):
         if summary.n_candidates:
-            cands = spark.read.parquet(literal_path(candidates_path))
-            parts = config.extract_partitions or spark.sparkContext.defaultParallelism
-            parts = max(1, min(parts, summary.n_candidates))
-            threads = config.threads_per_task or _default_threads(spark, parts)
+            checkpoints = layout.extract_checkpoints(extraction_config_digest(config, model_id, prompt_ver))
+            todo_path, resumed_path, n_todo, summary.n_resumed = _resume_extractions(
+                candidates_path, checkpoints, run_id
+            )
+            if summary.n_resumed:
+                log.info("%d of %d candidate(s) taken from the checkpoints of an interrupted run; %d to extract",
+                         summary.n_resumed, summary.n_candidates, n_todo)
+            extracted = None
+            if n_todo:
+                parts = config.extract_partitions or spark.sparkContext.defaultParallelism
+                parts = max(1, min(parts, n_todo))
+                threads = config.threads_per_task or _default_threads(spark, parts)
+                extract = make_extract_fn(config.engine, config.prompt, config.batch_size, threads, run_id,
+                                          progress_dir=str(staging / "work" / "extract_progress"),
+                                          checkpoint_dir=str(checkpoints))
+                extracted = (spark.read.parquet(literal_path(todo_path)).repartition(parts, "extraction_key")
+                             .mapInArrow(extract, to_spark(EXTRACTIONS)))
+            if resumed_path is not None:
+                resumed = spark.read.schema(to_spark(EXTRACTIONS)).parquet(literal_path(resumed_path))
+                extracted = resumed if extracted is None else extracted.unionByName(resumed)
             from jobs.progress import StatusFileProgress
 
-            progress_dir = staging / "work" / "extract_progress"
-            extract = make_extract_fn(config.engine, config.prompt, config.batch_size, threads, run_id,
-                                      progress_dir=str(progress_dir))
-            with StatusFileProgress(progress_dir, summary.n_candidates, interval_s=config.progress_interval_s):
-                (
-                    cands.repartition(parts, "extraction_key")
-                    .mapInArrow(extract, to_spark(EXTRACTIONS))
-                    .write.parquet(str(layout.staged(run_id, "extractions")))
-                )
+            with StatusFileProgress(staging / "work" / "extract_progress", n_todo,
+                                    interval_s=config.progress_interval_s):
+                extracted.write.parquet(str(layout.staged(run_id, "extractions")))
             summary.n_extracted = spark.read.parquet(literal_path(layout.staged(run_id, "extractions"))).count()
             summary.n_failed, first_failure = _count_failed(spark, layout.staged(run_id, "extractions"))
             if summary.n_failed:
@@ -560,6 +592,7 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
             "window_until": summary.window_until,
             "datetype": config.datetype if config.source == "entrez" else None,
             "n_filtered": summary.n_filtered,
+            "n_resumed": summary.n_resumed,
             "filters": json.dumps({"entrez_term": config.entrez.term if config.source == "entrez" else None,
                                    "articles": config.filters.record()}, sort_keys=True),
         }
@@ -579,6 +612,35 @@ def _run_sweep_locked(config: SweepConfig, layout: SweepLayout, spark) -> SweepS
             refresh(layout)
     summary.stage_seconds = timer.seconds
     return summary
+
+
+def extraction_config_digest(config: SweepConfig, model_id: str, prompt_ver: str) -> str:
+    """What decides an extraction besides its candidate row: a checkpoint is reused under the same only."""
+    from etl.checkpoints import config_digest
+
+    return config_digest({"engine": to_dict(config.engine), "prompt": to_dict(config.prompt),
+                          "batch_size": config.batch_size, "model_id": model_id, "prompt_version": prompt_ver})
+
+
+def _resume_extractions(candidates_path: Path, checkpoints: Path, run_id: str) -> tuple[Path, Path | None, int, int]:
+    """Split this run's candidates by the checkpoints of an interrupted run (``etl.checkpoints``).
+
+    Returns the parquet of the candidates still to extract, the parquet of the resumed extraction rows
+    (None when there are none), and both counts.  Without checkpoints nothing is read or written."""
+    from etl.checkpoints import read_checkpoints, remove_temp_files, split_resumed
+
+    remove_temp_files(checkpoints)  # a killed task's unfinished partition
+    done = read_checkpoints(checkpoints)
+    if not done.num_rows:
+        return candidates_path, None, pq.read_metadata(candidates_path).num_rows, 0
+    resumed, todo = split_resumed(pq.read_table(candidates_path), done, run_id)
+    if not resumed.num_rows:
+        return candidates_path, None, todo.num_rows, 0
+    work = candidates_path.parent
+    todo_path, resumed_path = work / "candidates_todo.parquet", work / "resumed_extractions.parquet"
+    pq.write_table(todo, todo_path)
+    pq.write_table(resumed, resumed_path)
+    return todo_path, resumed_path, todo.num_rows, resumed.num_rows
 
 
 def _count_failed(spark, extractions: Path) -> tuple[int, str | None]:
@@ -602,12 +664,7 @@ def _default_threads(spark, parts: int) -> int:
     return max(1, cores // concurrent)
 
 
-def refresh_all(warehouse: Path) -> Path:
-    """(Re)build the DuckDB database with the whole catalog (``etl.warehouse.refresh``)."""
-    return refresh(WarehouseLayout(warehouse))
-
-
-def _export_new_articles(layout: SweepLayout, staging: Path, filters=None) -> tuple[pa.Table, int]:
+def _export_new_articles(layout: WarehouseLayout, staging: Path, filters=None) -> tuple[pa.Table, int]:
     """Current articles with an abstract whose sentences are not in the warehouse yet and that pass
     ``filters`` (``etl.article_filters.ArticleFilters``); also how many new ones the filters left out."""
     from etl.article_filters import ArticleFilters
@@ -634,7 +691,7 @@ def _export_new_articles(layout: SweepLayout, staging: Path, filters=None) -> tu
 
 
 def _select_candidates(
-    layout: SweepLayout, run_id: str, model_id: str, prompt_ver: str, cap: int | None
+    layout: WarehouseLayout, run_id: str, model_id: str, prompt_ver: str, cap: int | None
 ) -> tuple[Path, int, int, int]:
     """Candidate sentences of current articles not yet extracted with this model and prompt.
 
@@ -683,7 +740,7 @@ def _select_candidates(
     return out, n, n_keyed - n_todo, n_retried
 
 
-def resolve_inputs(config: SweepConfig, layout: SweepLayout) -> tuple[list[Path], str]:
+def resolve_inputs(config: SweepConfig, layout: WarehouseLayout) -> tuple[list[Path], str]:
     """The XML files (or folders) to ingest and their NLM kind ("auto": from NLM's folder names)."""
     if config.source == "demo":
         from etl.paths import data_path

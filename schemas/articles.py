@@ -1,4 +1,5 @@
-"""Article warehouse tables: articles, deletions, ingest errors, ingest ledger."""
+"""Article warehouse tables (articles, deletions, ingest errors, ingest ledger) and the ingest job's
+per-file envelope (``INGEST_INPUT`` in, ``ENVELOPE`` out: ``etl.pubmed.envelope``)."""
 
 from __future__ import annotations
 
@@ -95,6 +96,9 @@ INGEST_ERRORS = pa.schema(
     ]
 )
 
+# Every article dataset is partitioned by the file identity's key (etl.warehouse.file_key).
+PARTITION_COLUMN = "file_key"
+
 INGEST_LEDGER = pa.schema(
     [
         pa.field("source_file", pa.string(), nullable=False),
@@ -110,5 +114,57 @@ INGEST_LEDGER = pa.schema(
         # The partition of the file's identity (etl.warehouse.file_key): NLM files are identified by
         # name, other files by name + content digest, landed E-utilities files by their path.
         pa.field("file_key", pa.string()),
+    ]
+)
+
+
+# --- the ingest job's per-file envelope -----------------------------------------------------------------
+
+
+def _relaxed(dtype: pa.DataType) -> pa.DataType:
+    """The same type with every nested field nullable (an envelope row carries only one kind)."""
+    if pa.types.is_struct(dtype):
+        return pa.struct([pa.field(f.name, _relaxed(f.type), nullable=True) for f in dtype])
+    if pa.types.is_list(dtype):
+        return pa.list_(pa.field(dtype.value_field.name, _relaxed(dtype.value_type), nullable=True))
+    return dtype
+
+
+def _struct_of(schema: pa.Schema) -> pa.StructType:
+    return _relaxed(pa.struct(list(schema)))
+
+
+FILE_SUMMARY = pa.struct(
+    [
+        pa.field("source_file", pa.string()),
+        pa.field("n_articles", pa.int64()),
+        pa.field("n_deletions", pa.int64()),
+        pa.field("n_errors", pa.int64()),
+        pa.field("complete", pa.bool_()),
+    ]
+)
+
+# Input of the job: one row per source file (one Spark partition per row).
+INGEST_INPUT = pa.schema(
+    [
+        pa.field("path", pa.string()),
+        pa.field("source_file", pa.string()),
+        pa.field("file_order", pa.int64()),
+        pa.field("ingested_at_us", pa.int64()),  # microseconds since the epoch, UTC (one value per run)
+        pa.field(PARTITION_COLUMN, pa.string()),  # the file identity's partition (``file_key``)
+    ]
+)
+
+# Output of the per-file stage: each row is one article, deletion, error or file summary; ``kind`` names
+# which, and the struct column of that name holds it (the others are null).
+ENVELOPE_KINDS = ("article", "deletion", "error", "file")
+ENVELOPE = pa.schema(
+    [
+        pa.field("kind", pa.string()),
+        pa.field(PARTITION_COLUMN, pa.string()),
+        pa.field("article", _struct_of(ARTICLES)),
+        pa.field("deletion", _struct_of(DELETIONS)),
+        pa.field("error", _struct_of(INGEST_ERRORS)),
+        pa.field("file", FILE_SUMMARY),
     ]
 )

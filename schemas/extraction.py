@@ -111,6 +111,11 @@ EXTRACTIONS = pa.schema(
     + _PROVENANCE
 )
 
+# A sweep's per-partition extraction checkpoint (``etl.checkpoints``, in the warehouse's staging): the
+# extraction rows plus the digest of the candidate row each was extracted from (a changed input never
+# reuses a row).
+EXTRACTION_CHECKPOINT = pa.schema([*EXTRACTIONS, pa.field("input_sha", pa.string(), nullable=False)])
+
 COMBINATIONS = pa.schema(
     [pa.field("combination_id", pa.string(), nullable=False)]
     + _SENTENCE_KEY
@@ -202,5 +207,8 @@ SWEEP_RUNS = pa.schema(
         # what the run read: JSON {"entrez_term": ..., "articles": etl.article_filters.ArticleFilters}
         pa.field("filters", pa.string()),
         pa.field("n_filtered", pa.int64()),  # new articles the filters left out
+        # extractions taken from the checkpoints of an interrupted run (not sent to the engine again);
+        # counted in n_extracted too
+        pa.field("n_resumed", pa.int64()),
     ]
 )

@@ -12,10 +12,6 @@ def to_spark(schema: pa.Schema):
     return from_arrow_schema(schema)
 
 
-def empty_table(schema: pa.Schema) -> pa.Table:
-    return schema.empty_table()
-
-
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """Select/cast ``table`` to exactly ``schema`` (column order, types); missing nullable columns -> nulls."""
     columns = []

@@ -89,13 +89,8 @@ def test_combination_therapy_profile_on_the_demo_data(tmp_path):
     """What the README says the profile keeps of `make demo`'s articles: 55 of the 56 with an abstract
     (it drops a Published Erratum), checked against the rule applied in Python to the same rows."""
     from etl.paths import data_path
-    from etl.warehouse import (
-        WarehouseLayout,
-        envelope_tables,
-        parse_file_envelope,
-        refresh_duckdb,
-        write_file_partitions,
-    )
+    from etl.pubmed.envelope import envelope_tables, parse_file_envelope
+    from etl.warehouse import WarehouseLayout, refresh_duckdb, write_file_partitions
     from jobs.sweep import DEMO_BASELINE, DEMO_UPDATE, SweepConfig
 
     config = load_config(SweepConfig, PROFILE, ["source=demo"])

@@ -89,6 +89,23 @@ def test_sweep_config_takes_overrides_placed_after_input(tmp_path):
     assert (config.engine.batch_size, config.batch_size) == (3, 5)
 
 
+def test_sweep_engine_choices_are_the_kinds_the_config_accepts(tmp_path, capsys):
+    from jobs.cli.sweep import config_from_args
+    from model.engines import ENGINE_KINDS
+
+    for kind in ENGINE_KINDS:  # every advertised kind reaches engine.kind and passes its validation
+        config = config_from_args(parse("sweep", "--warehouse", str(tmp_path), "--demo", "--engine", kind,
+                                        "engine.base_url=http://127.0.0.1:9/v1"))
+        assert config.engine.kind == kind
+        config.engine.validate()
+    # the spellings the old help advertised are usage errors (exit 2) that list the real kinds
+    for wrong in ("rule-all-drugs", "embedded"):
+        with pytest.raises(SystemExit) as exit_:
+            parse("sweep", "--warehouse", str(tmp_path), "--demo", "--engine", wrong)
+        assert exit_.value.code == 2
+        assert "rule_all_drugs" in capsys.readouterr().err
+
+
 def test_ingest_overrides_after_input_are_overrides():
     args = parse("ingest", "--warehouse", "wh", "--input", "a.xml", "email=x@y.z", "--set", "tool=t")
     assert args.input == ["a.xml"]

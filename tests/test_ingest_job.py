@@ -9,12 +9,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from etl.pubmed.envelope import envelope_tables, parse_file_envelope
 from etl.warehouse import (
     ARTICLE_TABLES,
     WarehouseLayout,
     connect_readonly,
-    envelope_tables,
-    parse_file_envelope,
     read_ledger,
 )
 from jobs import ingest as ingest_job

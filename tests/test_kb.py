@@ -183,15 +183,15 @@ def tiny_warehouse(root):
     import hashlib
     from pathlib import Path
 
-    from etl.warehouse import WarehouseLayout, connect_readonly, envelope_tables, parse_file_envelope, write_file_partitions
-    from jobs.sweep import refresh_all
+    from etl.pubmed.envelope import envelope_tables, parse_file_envelope
+    from etl.warehouse import WarehouseLayout, connect_readonly, refresh, write_file_partitions
     from schemas.extraction import EXTRACTIONS, SWEEP_SENTENCES
 
     data = Path(__file__).resolve().parent / "data" / "warehouse" / "nlm"
     layout = WarehouseLayout(root)
     for order, path in enumerate(sorted(data.rglob("*.xml")), start=1):
         write_file_partitions(layout, path.name, envelope_tables(parse_file_envelope(str(path), path.name, order, 0)))
-    refresh_all(root)
+    refresh(root)
     with connect_readonly(root) as con:
         arts = con.sql("SELECT pmid, pmid_version, abstract FROM current_articles "
                        "WHERE abstract IS NOT NULL ORDER BY pmid LIMIT 3").fetchall()
@@ -214,7 +214,7 @@ def tiny_warehouse(root):
                                ("extractions", extractions, EXTRACTIONS)):
         (root / name / "run_id=r1").mkdir(parents=True)
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), root / name / "run_id=r1" / "part-0.parquet")
-    refresh_all(root)
+    refresh(root)
     return root
 
 

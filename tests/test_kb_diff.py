@@ -23,10 +23,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from etl.kb import build_kb
-from etl.warehouse import WarehouseLayout, connect_readonly, file_key
+from etl.warehouse import WarehouseLayout, connect_readonly, file_key, refresh
 from jobs.cli import main
 from jobs.kb_diff import Baseline, diff_kb, kb_as_of, kb_diff, resolve_baseline
-from jobs.sweep import refresh_all
 from schemas.articles import ARTICLES, DELETIONS
 from schemas.extraction import COMBINATIONS, EXTRACTIONS, SWEEP_RUNS, SWEEP_SENTENCES
 
@@ -90,7 +89,7 @@ def night(warehouse: Path, run_id: str, day: int, articles: dict[str, list[tuple
     write(layout.root / "sweep_runs" / f"run-{run_id}.parquet",
           [{"run_id": run_id, "status": "committed", "source": "files", "started_at": at(day, 0),
             "finished_at": at(day, 10)}], SWEEP_RUNS)
-    refresh_all(warehouse)
+    refresh(warehouse)
 
 
 NIGHTS = [

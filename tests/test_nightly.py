@@ -16,10 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from etl.warehouse import connect_readonly
+from etl.warehouse import connect_readonly, refresh
 from jobs.cli import main
 from jobs.nightly import last_window_end, resolve_window
-from jobs.sweep import refresh_all
 from schemas.extraction import SWEEP_RUNS
 from tests.fakes.ncbi_server import FakeNcbi, articles_from_efetch_file
 
@@ -37,7 +36,7 @@ def ledger(warehouse: Path, runs: list[tuple[str, str, D | None]]) -> Path:
                "window_since": until and until - dt.timedelta(days=1),
                "started_at": dt.datetime(2026, 1, 1 + i, tzinfo=dt.UTC)}
         pq.write_table(pa.Table.from_pylist([row], schema=SWEEP_RUNS), path)
-    refresh_all(warehouse)
+    refresh(warehouse)
     return warehouse
 
 

@@ -1,5 +1,5 @@
 """Progress of the extract stage from the driver: per-partition status files written by the tasks after
-every batch, summed and logged by a driver thread (jobs/progress.py)."""
+every batch, summed and logged by a driver thread (jobs/progress.py); the ingest's records the same way."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ FIXTURES = Path(__file__).parent / "data" / "sweep"
         (601, 601, 1, 300.0, "extract: 601/601 sentences (100%), 2.0/s, 1 error"),
         (10, 7210, 0, 5.0, "extract: 10/7210 sentences (0%), 2.0/s, ETA 1h00m, 0 errors"),
         (0, 0, 0, 0.0, "extract: 0/0 sentences, 0 errors"),
+        (120, None, 1, 60.0, "extract: 120 sentences, 2.0/s, 1 error"),  # no total known in advance: no ETA
+        (0, None, 0, 1.0, "extract: 0 sentences, 0 errors"),
     ],
 )
 def test_progress_line(done, total, errors, elapsed, expected):
@@ -98,3 +100,19 @@ def test_sweep_reports_extract_progress_from_the_driver(spark, tmp_path, caplog)
     assert lines and lines[-1].startswith(f"extract: {summary.n_candidates}/{summary.n_candidates} sentences (100%)")
     assert lines[-1].endswith("0 errors")
     assert not (tmp_path / "wh" / "_staging").exists() or not any((tmp_path / "wh" / "_staging").iterdir())
+
+
+@pytest.mark.spark
+def test_ingest_reports_records_parsed_from_the_driver(spark, tmp_path, caplog):
+    from jobs.ingest import run_ingest
+
+    caplog.set_level(logging.INFO, logger="jobs.progress")
+    inputs = [Path(__file__).parent / "data" / "warehouse" / "nlm"]
+    summary = run_ingest(spark, inputs, tmp_path / "wh", show_progress=False, progress_interval_s=0.05)
+    lines = [r.getMessage() for r in caplog.records if r.name == "jobs.progress" and r.getMessage().startswith("ingest:")]
+    # the records of every file, counted by the parsing tasks (the driver sees no row until the write ends)
+    records = summary.articles + summary.deletions + summary.errors
+    assert records > 0 and lines and lines[-1].startswith(f"ingest: {records} records parsed, ")
+    assert lines[-1].endswith(f"{summary.errors} error{'s' if summary.errors != 1 else ''}")
+    assert not (tmp_path / "wh" / "_staging").exists() or not any((tmp_path / "wh" / "_staging").iterdir())
+

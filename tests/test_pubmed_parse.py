@@ -44,6 +44,23 @@ def test_update_file_counts_match_readme():
     assert [d["record_position"] for d in deletions] == list(range(10, 228))
 
 
+@pytest.mark.parametrize(
+    ("path", "every", "reports"),
+    [
+        # 10 articles + 218 deletions: a report after every 100 records and one at the end
+        (NLM / "pubmed20n1016.xml", 100, [(100, 0), (200, 0), (228, 0)]),
+        (NLM / "pubmed20n1016.xml", 228, [(228, 0), (228, 0)]),  # the end reports even on a boundary
+        # 2 articles, then the malformed part: 1 error row
+        (Path(__file__).resolve().parent / "data" / "warehouse" / "bad" / "malformed.xml", 1000, [(3, 1)]),
+    ],
+)
+def test_parse_reports_its_progress_in_records(path, every, reports):
+    seen: list[tuple[int, int]] = []
+    tables = parse_to_tables(path, path.name, lambda n, errors: seen.append((n, errors)), progress_every=every)
+    assert seen == reports
+    assert sum(t.num_rows for t in tables.values()) == reports[-1][0]
+
+
 def test_gzip_update_sample_and_first_record_fields():
     tables = parse_to_tables(NLM / "pubmed22n1115.xml.gz", "pubmed22n1115.xml.gz")
     assert (tables["articles"].num_rows, tables["deletions"].num_rows, tables["errors"].num_rows) == (

@@ -10,11 +10,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from etl.pubmed.envelope import envelope_tables, parse_file_envelope
 from etl.warehouse import (
     WarehouseLayout,
     connect_readonly,
-    envelope_tables,
-    parse_file_envelope,
     refresh_duckdb,
     write_file_partitions,
 )

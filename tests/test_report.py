@@ -207,11 +207,10 @@ def test_page_shows_the_numbers_and_escapes_untrusted_text():
 
 @pytest.mark.parametrize("kind", ["ingest-only", "swept-nothing"])
 def test_empty_warehouse_gets_a_page_that_says_so(tmp_path, capsys, kind):
-    from etl.warehouse import refresh_duckdb
-    from jobs.sweep import refresh_all
+    from etl.warehouse import refresh, refresh_duckdb
 
     warehouse = tmp_path / "wh"
-    refresh_duckdb(warehouse) if kind == "ingest-only" else refresh_all(warehouse)
+    refresh_duckdb(warehouse) if kind == "ingest-only" else refresh(warehouse)
     output = tmp_path / "out" / "r.html"
     assert main(["report", "--warehouse", str(warehouse), "--output", str(output)]) == 0
     assert capsys.readouterr().out.strip() == str(output)

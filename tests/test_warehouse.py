@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from etl.pubmed.envelope import envelope_tables, parse_file_envelope
 from etl.warehouse import (
     ARTICLE_TABLES,
     ARTICLE_VIEWS,
@@ -20,11 +21,9 @@ from etl.warehouse import (
     ViewSpec,
     WarehouseLayout,
     connect_readonly,
-    envelope_tables,
     file_key,
     ledger_upsert,
     ledger_without,
-    parse_file_envelope,
     read_ledger,
     refresh_duckdb,
     write_file_partitions,
@@ -83,6 +82,30 @@ def test_envelope_fills_load_fields_and_summary():
             "complete": True,
         }
     ]
+
+
+def test_envelope_batches_report_the_tasks_records_over_its_files():
+    import pyarrow as pa
+
+    from etl.pubmed.envelope import envelope_batches
+    from schemas.articles import INGEST_INPUT
+
+    files = [DATA / "real" / "pubmed1.xml", DATA / "bad" / "malformed.xml"]  # 2 records; 2 records + 1 error
+    batch = pa.RecordBatch.from_pylist(
+        [{"path": str(p), "source_file": p.name, "file_order": i, "ingested_at_us": T0, "file_key": file_key(p.name)}
+         for i, p in enumerate(files)], schema=INGEST_INPUT)
+    seen: list[tuple[int, int]] = []
+    list(envelope_batches([batch], on_progress=lambda n, errors: seen.append((n, errors))))
+    assert seen == [(2, 0), (5, 1)]  # the second file's counts come on top of the first's
+
+
+def test_every_envelope_kind_has_its_struct_column_and_its_table():
+    from schemas.articles import ENVELOPE, ENVELOPE_KINDS
+
+    # a row of kind K carries its payload in the struct column named K; the split returns one table per kind
+    assert ENVELOPE.names == ["kind", "file_key", *ENVELOPE_KINDS]
+    tables = envelope_tables(parse_file_envelope("/nonexistent/pubmed.xml", "pubmed.xml", 1, T0))
+    assert sorted(tables) == ["articles", "deletions", "errors", "files"]
 
 
 def test_envelope_of_a_missing_file_is_one_error_row_not_an_exception():

@@ -1,7 +1,7 @@
 """Calibrate a trained adapter's label decision on its dev split and store it with the adapter.
 
-    python -m training.calibrate --adapter runs/sft_smol            # a training output folder
-    python -m training.calibrate --adapter model/adapters/rexdrug-smol
+    rexdrug train calibrate --adapter runs/sft_smol            # a training output folder
+    rexdrug train calibrate --adapter model/adapters/rexdrug-smol
 
 Reads the adapter's ``rexdrug_training.json`` (written by ``rexdrug train sft``) for the base model, the
 prompt and the seeded dev split, generates once over the dev split (``model.calibration``), searches the
@@ -9,13 +9,16 @@ label priors, checks them with a real biased run on the same split, and writes t
 in ``rexdrug_training.json``: the transformers engine applies them whenever the adapter is loaded as a
 bundled model (``engine.label_bias`` overrides; ``{}`` switches them off).  The summary goes to stdout.
 
-    python -m training.calibrate --adapter model/adapters/rexdrug-smol --confidence --cache static
+    rexdrug train calibrate --adapter model/adapters/rexdrug-smol --confidence --cache static
 
 fits the combination-confidence map instead (``model.confidence``): one run over the dev split as a
 sweep runs the adapter (its label priors on), one (raw score, right?) pair per relation written (right:
 its drug set is exactly a gold set), the raw scores saved to ``--scores`` (runs/, not committed), a
 Platt map (or ``--method isotonic``) written to the adapter's ``confidence_calibration.json`` with
 its reliability table.  ``--from-scores`` refits from a saved file without generating.
+
+``python -m training.calibrate`` takes the same options (``add_arguments``) and runs the same code
+(``run``).  Exit code 0, or 2 for a configuration error (no training record, no dev split).
 """
 
 from __future__ import annotations
@@ -273,8 +276,8 @@ def calibrate_confidence(adapter: Path, *, scores: Path, from_scores: bool = Fal
     return {**calibration.as_dict(), "report": report}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``rexdrug train calibrate`` and ``python -m training.calibrate`` (one parser)."""
     parser.add_argument("--adapter", type=Path, required=True, help="adapter folder holding rexdrug_training.json")
     parser.add_argument("--model", help="base model (default: the one in the training record)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -290,18 +293,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", choices=["dynamic", "static"], default="dynamic",
                         help="--confidence: KV cache of the generation (static is faster on CPU)")
     parser.add_argument("--threads", type=int, help="--confidence: torch CPU threads")
+
+
+def run(args: argparse.Namespace) -> dict:
+    """The calibration the options ask for; its summary.  Raises ``ValueError`` on configuration errors."""
+    if args.confidence:
+        return calibrate_confidence(args.adapter, scores=args.scores, from_scores=args.from_scores,
+                                    method=args.method, batch_size=args.batch_size,
+                                    max_new_tokens=args.max_new_tokens, dev_limit=args.dev_limit,
+                                    cache=args.cache, threads=args.threads, write=not args.dry_run)
+    return calibrate_adapter(args.adapter, model=args.model, batch_size=args.batch_size,
+                             max_new_tokens=args.max_new_tokens, dev_limit=args.dev_limit, write=not args.dry_run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.calibrate``: the same options and code as ``rexdrug train calibrate``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.confidence:
-            out = calibrate_confidence(args.adapter, scores=args.scores, from_scores=args.from_scores,
-                                       method=args.method, batch_size=args.batch_size,
-                                       max_new_tokens=args.max_new_tokens, dev_limit=args.dev_limit,
-                                       cache=args.cache, threads=args.threads, write=not args.dry_run)
-        else:
-            out = calibrate_adapter(args.adapter, model=args.model, batch_size=args.batch_size,
-                                    max_new_tokens=args.max_new_tokens, dev_limit=args.dev_limit,
-                                    write=not args.dry_run)
+        out = run(args)
     except ValueError as exc:
         log.error("%s", exc)
         return 2

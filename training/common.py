@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from etl.config import to_dict
 from model.embedded import TRAINING_RECORD, read_training_record
 from training.data import DataConfig
+from training.tiny import TINY_MODEL_NAME
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def resolve_model_path(name_or_path: str, *, tiny_dir: Path | None = None) -> st
         from model import embedded  # the model layer owns the GGUF -> HF conversion and its cache
 
         return str(embedded.ensure_embedded_model())
-    if name_or_path == "tiny":
+    if name_or_path == TINY_MODEL_NAME:
         from etl.paths import cache_dir
         from training.tiny import build_tiny_model_dir
 

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 HINT_SOURCES = ("matcher", "spans")
 DRUGCOMB_TRAIN = "drugcomb/final_train_set.jsonl"
-DRUGCOMB_TEST = "drugcomb/final_test_set.jsonl"
 TEMPLATE_TRACES = "template"
 MISSING_TRACE_POLICIES = ("drop", "template", "error")
 

@@ -1,6 +1,6 @@
-"""Package a trained LoRA adapter as a bundled model (``model/adapters/<name>/``).
+"""Package a trained LoRA adapter as a bundled model (model/adapters/<name>/).
 
-    python -m training.package --run runs/sft_smol --name rexdrug-smol
+    rexdrug train package --run runs/sft_smol --name rexdrug-smol     (or python -m training.package ...)
 
 Copies the adapter weights (as float16: half the size, no measurable change for LoRA deltas of a
 float32 base), its config, the prompt it was trained with and the training provenance, so that
@@ -60,13 +60,32 @@ def package_adapter(run_dir: Path, name: str, dest_root: Path = ADAPTERS_DIR) ->
     return dest
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``rexdrug train package`` and ``python -m training.package`` (one parser)."""
     parser.add_argument("--run", type=Path, required=True, help="training output folder (the adapter)")
-    parser.add_argument("--name", default="rexdrug-smol")
+    parser.add_argument("--name", default="rexdrug-smol", help="the bundled model's name (engine.model=NAME)")
+    parser.add_argument("--into", type=Path, default=ADAPTERS_DIR,
+                        help="folder of bundled adapters (default: this checkout's model/adapters)")
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Package the adapter; its summary.  Raises ``ValueError`` for a folder without adapter or one too big."""
+    return {"packaged": str(package_adapter(args.run, args.name, args.into))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.package``: the same options and code as ``rexdrug train package``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    print(package_adapter(args.run, args.name))
+    try:
+        out = run(args)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    json.dump(out, sys.stdout, indent=2)
+    sys.stdout.write("\n")
     return 0
 
 

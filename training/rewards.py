@@ -62,9 +62,6 @@ RewardFunc = Callable[..., list[float | None]]
 REWARDS: dict[str, RewardFunc] = {}
 
 DEFAULT_WEIGHTS: dict[str, float] = {"format": 0.05, "think": 0.05, "coverage": 0.10, "accuracy": 0.80}
-DDI_DEFAULT_WEIGHTS: dict[str, float] = {
-    "ddi_format": 0.05, "think": 0.05, "ddi_coverage": 0.10, "ddi_accuracy": 0.80,
-}
 
 PARTIAL_WEIGHT, EXACT_WEIGHT = 0.33, 0.67
 

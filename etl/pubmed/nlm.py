@@ -36,7 +36,6 @@ KIND_FOLDERS: dict[str, str] = {"baseline": "baseline", "update": "updatefiles"}
 NAME_RE = re.compile(r"^pubmed(\d{2})n(\d{4})\.xml(\.gz)?$")
 _HREF_RE = re.compile(r'href="(?:[^"]*/)?(pubmed\d{2}n\d{4}\.xml\.gz)"')
 _MD5_RE = re.compile(r"\b([0-9a-fA-F]{32})\b")
-_CHUNK = 1 << 16
 
 
 class NlmDownloadError(RuntimeError):

@@ -33,7 +33,7 @@ records one by one, so only the broken record(s) become error rows (stage ``xml`
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, NamedTuple
 
 import pyarrow as pa
@@ -100,15 +100,30 @@ def iter_records(source: Source, source_file: str) -> Iterator[Record]:
         stream.close()
 
 
-def parse_to_tables(source: Source, source_file: str) -> dict[str, pa.Table]:
-    """Parse one source into ``{"articles", "deletions", "errors"}`` tables conforming to the schemas."""
+def parse_to_tables(
+    source: Source,
+    source_file: str,
+    on_progress: Callable[[int, int], None] | None = None,
+    progress_every: int = 1000,
+) -> dict[str, pa.Table]:
+    """Parse one source into ``{"articles", "deletions", "errors"}`` tables conforming to the schemas.
+
+    ``on_progress(records, errors)``: called with the counts so far after every ``progress_every``
+    records and once at the end (a file of a baseline holds 30,000 records: the ingest's progress)."""
     columns = {
         "article": _Columns(ARTICLES),
         "deletion": _Columns(DELETIONS),
         "error": _Columns(INGEST_ERRORS),
     }
+    n = errors = 0
     for kind, row in iter_records(source, source_file):
         columns[kind].append(row)
+        n += 1
+        errors += kind == "error"
+        if on_progress is not None and n % progress_every == 0:
+            on_progress(n, errors)
+    if on_progress is not None:
+        on_progress(n, errors)
     return {
         "articles": columns["article"].to_table(),
         "deletions": columns["deletion"].to_table(),

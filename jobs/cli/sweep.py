@@ -25,6 +25,7 @@ from jobs.cli._args import (
     require_existing_inputs,
     require_writable_dir,
 )
+from model.engines import ENGINE_KINDS  # the one set engine.kind is validated against
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", type=day,
                         help="E-utilities window end, YYYY-MM-DD or YYYY/MM/DD (default: yesterday)")
     parser.add_argument("--config", type=Path, help="YAML config (SweepConfig fields)")
-    parser.add_argument("--engine", help="engine kind shortcut (embedded, transformers, vllm, openai, rule-all-drugs, ...)")
+    parser.add_argument("--engine", choices=ENGINE_KINDS, metavar="KIND",
+                        help=f"engine.kind: {', '.join(ENGINE_KINDS)} (default transformers with engine.model "
+                             "rexdrug-smol, the embedded model)")
     parser.add_argument("--max-candidates", type=int, help="extract at most this many candidate sentences")
     parser.add_argument("--master", help="Spark master URL (default local[*]; ignored under spark-submit)")
     parser.add_argument("--no-kb", action="store_true", help="do not rebuild the combination KB at the end")
@@ -139,11 +142,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print_human_summary(result: dict, warehouse: Path) -> None:
     lines = [
-        f"run {result['run_id']}: {result['n_input_files']} files, {result['n_articles']} new articles, "
-        f"{result['n_sentences']} sentences, {result['n_candidates']} candidates "
-        f"({result['n_skipped']} already extracted, {result['n_retried']} retried), "
-        f"{result['n_combinations']} combinations, {result['n_errors']} extraction errors "
-        f"({result['n_failed']} failed, retried next time)",
+        (f"run {result['run_id']}: {result['n_input_files']} files, {result['n_articles']} new articles, "
+         f"{result['n_sentences']} sentences, {result['n_candidates']} candidates "
+         f"({result['n_skipped']} already extracted, {result['n_retried']} retried"
+         + (f", {result['n_resumed']} taken from an interrupted run's checkpoints" if result.get("n_resumed") else "")
+         + f"), {result['n_combinations']} combinations, {result['n_errors']} extraction errors "
+         f"({result['n_failed']} failed, retried next time)"),
         "time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in result["stage_seconds"].items()),
     ]
     if result.get("kb_drug_sets") is not None:

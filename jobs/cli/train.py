@@ -1,12 +1,16 @@
-"""`rexdrug train traces|sft|grpo|multitask|merge --config YAML [key=value ...]`: the training recipe.
+"""`rexdrug train traces|sft|grpo|multitask|merge --config YAML [key=value ...]`: the training recipe;
+`rexdrug train calibrate|package [options]`: calibrate a trained adapter, package it as a bundled model.
 
 The summary of each run (counts, losses, timings, dev metrics) is printed to stdout as JSON; progress
-and logs go to stderr.
+and logs go to stderr.  Exit code 0, 2 for a configuration error.  ``calibrate`` and ``package`` take
+the options of ``training.calibrate`` / ``training.package`` (the modules' ``add_arguments``; their
+``python -m`` mains run the same code).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -16,7 +20,17 @@ from etl.config import load_config
 
 log = logging.getLogger(__name__)
 
-SUBCOMMANDS = ("traces", "sft", "grpo", "multitask", "merge")
+# recipe -> one-line help: `--config YAML` plus key=value overrides
+RECIPES: dict[str, str] = {
+    "traces": "Write reasoning traces for the DrugComb training set (an LLM or the template).",
+    "sft": "LoRA supervised fine-tuning.",
+    "grpo": "GRPO with the reward registry (training.rewards).",
+    "multitask": "Build the multi-task (DrugComb, DDI, NER) SFT data.",
+    "merge": "Merge a LoRA adapter into its base model.",
+}
+# tool -> module with add_arguments(parser) and run(args) -> summary
+TOOLS: dict[str, str] = {"calibrate": "training.calibrate", "package": "training.package"}
+SUBCOMMANDS = (*RECIPES, *TOOLS)
 
 
 @dataclass
@@ -37,11 +51,18 @@ class _Holder:  # lets `merge` share the --config/overrides handling of the othe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("step", choices=SUBCOMMANDS, help="what to run")
-    parser.add_argument("--config", default=None, help="YAML config (configs/training/*.yaml)")
-    # REMAINDER: `train sft --config X a=b` keeps the overrides after --config (argparse would otherwise
-    # bind the positionals before the option and reject the rest); --config is picked out in run().
-    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="key=value overrides, e.g. train.max_steps=2")
+    steps = parser.add_subparsers(dest="step", metavar="STEP", required=True)
+    for name, help_text in RECIPES.items():
+        recipe = steps.add_parser(name, help=help_text, description=help_text)
+        recipe.add_argument("--config", default=None, help="YAML config (configs/training/*.yaml)")
+        # REMAINDER: `train sft --config X a=b` keeps the overrides after --config (argparse would otherwise
+        # bind the positionals before the option and reject the rest); --config is picked out in run().
+        recipe.add_argument("overrides", nargs=argparse.REMAINDER,
+                            help="key=value overrides, e.g. train.max_steps=2")
+    for name, module_name in TOOLS.items():
+        module = importlib.import_module(module_name)
+        help_text = module.__doc__.splitlines()[0]
+        module.add_arguments(steps.add_parser(name, help=help_text, description=help_text))
 
 
 def split_config_option(args: argparse.Namespace) -> None:
@@ -68,8 +89,11 @@ def split_config_option(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    split_config_option(args)
-    summary = {"traces": _traces, "sft": _sft, "grpo": _grpo, "multitask": _multitask, "merge": _merge}[args.step](args)
+    if args.step in TOOLS:
+        summary = importlib.import_module(TOOLS[args.step]).run(args)
+    else:
+        split_config_option(args)
+        summary = {"traces": _traces, "sft": _sft, "grpo": _grpo, "multitask": _multitask, "merge": _merge}[args.step](args)
     json.dump(summary, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
     return 0

@@ -52,10 +52,6 @@ log = logging.getLogger(__name__)
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
-class RequestFailed(Exception):
-    pass
-
-
 class OpenAIEngine(Engine):
     def __init__(self, config: EngineConfig, *, transport: httpx.BaseTransport | None = None):
         self.config = config
