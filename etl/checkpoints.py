@@ -43,7 +43,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl.warehouse import fsync_path
-from schemas.extraction import EXTRACTION_CHECKPOINT, EXTRACTIONS, RETRYABLE_STATUSES
+from schemas.answer import RETRYABLE_STATUSES
+from schemas.extraction import EXTRACTION_CHECKPOINT, EXTRACTIONS
 
 log = logging.getLogger(__name__)
 
