@@ -10,9 +10,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data"
 
 
+def cache_location() -> Path:
+    """Where the cache is, absolute, without creating it: $REXDRUG_CACHE or ~/.cache/rexdrug."""
+    return Path(os.environ.get("REXDRUG_CACHE") or Path.home() / ".cache" / "rexdrug").expanduser().absolute()
+
+
 def cache_dir() -> Path:
-    """Per-user cache (converted model folders, downloads): $REXDRUG_CACHE or ~/.cache/rexdrug."""
-    root = Path(os.environ.get("REXDRUG_CACHE") or Path.home() / ".cache" / "rexdrug")
+    """Per-user cache (converted model folders, downloads), created on first use."""
+    root = cache_location()
     root.mkdir(parents=True, exist_ok=True)
     return root
 

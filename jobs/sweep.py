@@ -506,6 +506,8 @@ def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> Sw
                                     interval_s=config.progress_interval_s):
                 (
                     spark.read.parquet(literal_path(staging / "work" / "new_articles.parquet"))
+                    # one file of one row group is one task: spread it over every executor
+                    .repartition(sentence_tasks(summary.n_articles, spark.sparkContext.defaultParallelism))
                     .mapInArrow(make_sentences_fn(config.selector, str(progress_dir)), to_spark(SWEEP_SENTENCES))
                     .write.parquet(str(layout.staged(run_id, SENTENCES_TABLE)))
                 )
@@ -641,6 +643,14 @@ def _resume_extractions(candidates_path: Path, checkpoints: Path, run_id: str) -
     pq.write_table(todo, todo_path)
     pq.write_table(resumed, resumed_path)
     return todo_path, resumed_path, todo.num_rows, resumed.num_rows
+
+
+ARTICLES_PER_SENTENCE_TASK = 2000  # bounded tasks: a lost executor redoes at most this many articles
+
+
+def sentence_tasks(n_articles: int, parallelism: int) -> int:
+    """Tasks of the sentence stage: every core busy, none with more than ARTICLES_PER_SENTENCE_TASK."""
+    return max(1, min(n_articles, max(parallelism, -(-n_articles // ARTICLES_PER_SENTENCE_TASK))))
 
 
 def _count_failed(spark, extractions: Path) -> tuple[int, str | None]:

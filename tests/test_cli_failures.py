@@ -8,6 +8,7 @@ run ``python -m jobs`` and look at its stderr for a traceback.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shlex
 import socket
@@ -305,3 +306,32 @@ def test_readme_ingest_command_parses():
     argv = shlex.split(line.split("#")[0])[1:]
     args = parse(*argv)
     assert args.since == dt.date(2026, 11, 1)
+
+
+@pytest.mark.parametrize(
+    "error, code, status",
+    [
+        ("spark", 1, "error"),  # a Spark job that gave up: one line + the JSON status, exit 1
+        ("other", None, None),  # anything else is a bug: it propagates (a traceback)
+    ],
+)
+def test_sweep_spark_job_failure_is_exit_1_with_status(tmp_path, monkeypatch, capsys, error, code, status):
+    from pyspark.errors import PySparkException
+
+    import jobs.sweep
+
+    def failing_sweep(config):
+        if error == "spark":
+            raise PySparkException(message="Job aborted due to stage failure: Task 1 failed 4 times\n\tat ...")
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(jobs.sweep, "run_sweep", failing_sweep)
+    argv = ["sweep", "--warehouse", str(tmp_path / "wh"), "--input", str(NLM), "--engine", "rule_all_drugs"]
+    if code is None:
+        with pytest.raises(RuntimeError, match="a bug"):
+            main(argv)
+        return
+    assert main(argv) == code
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["status"] == status
+    assert result["error"] == "Spark job failed: Job aborted due to stage failure: Task 1 failed 4 times"

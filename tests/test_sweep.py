@@ -162,3 +162,21 @@ def test_killed_sweep_then_rerun_equals_uninterrupted_run(baseline_swept, refere
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert table_hashes(warehouse) == table_hashes(reference)
+
+
+@pytest.mark.parametrize("n_articles, parallelism, tasks", [
+    (5, 2, 2), (1, 2, 1), (0, 2, 1), (4000, 2, 2), (4001, 2, 3), (10_000, 16, 16), (100_000, 16, 50),
+])
+def test_sentence_tasks(n_articles, parallelism, tasks):
+    from jobs.sweep import sentence_tasks
+
+    assert sentence_tasks(n_articles, parallelism) == tasks
+
+
+def test_sentence_stage_spreads_the_articles_over_tasks(baseline_swept):
+    """The new articles arrive as one Parquet file of one row group, which Spark reads as one task: the
+    stage must still split them on every core (local[2]: two tasks, each writing sentences)."""
+    import pyarrow.parquet as pq
+
+    files = sorted((baseline_swept / "sentences").glob("run_id=*/*.parquet"))
+    assert len([f for f in files if pq.read_metadata(f).num_rows]) == 2

@@ -114,6 +114,29 @@ def run(args: argparse.Namespace) -> int:
 
         _emit({"status": "error", "error": describe_os_error(exc), "warehouse": str(args.warehouse)})
         raise
+    except Exception as exc:
+        reason = spark_failure(exc)
+        if reason is None:
+            raise
+        # A Spark job that gave up (e.g. executors lost more often than spark.task.maxFailures): one line
+        # and the JSON status; the staged run is discarded or rolled forward by the next sweep.
+        _emit({"status": "error", "error": reason, "warehouse": str(args.warehouse)})
+        log.error("%s (run the sweep again: it recovers the staged run)", reason)
+        log.debug("traceback", exc_info=True)
+        return 1
+
+
+def spark_failure(exc: BaseException) -> str | None:
+    """A short reason when ``exc`` is a failed Spark job (a JVM-side error), else None."""
+    try:
+        from py4j.protocol import Py4JError
+        from pyspark.errors import PySparkException
+    except ImportError:  # pragma: no cover - pyspark is a dependency
+        return None
+    if not isinstance(exc, Py4JError | PySparkException):
+        return None
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return f"Spark job failed: {first[:500]}"
 
 
 def _run(args: argparse.Namespace) -> int:
