@@ -72,19 +72,22 @@ def compare_engines(args) -> dict:
     sampling = SamplingConfig(max_new_tokens=args.tokens)
     items = drugcomb_items(records)
     runners = {}
-    for priors in args.priors:
-        for name in args.engines:
-            config = EngineConfig(model="rexdrug-smol", batch_size=args.batch_size, threads=args.threads,
-                                  label_bias={} if priors == "off" else None, **ENGINE_VARIANTS[name])
-            runner = ExtractionRunner(create_engine(config), prompt, matcher=matcher, sampling=sampling,
-                                      chunk_size=args.batch_size)
-            runner.run(items[:2])  # warm-up (first-call allocations), not timed
-            runners[(name, priors)] = runner
+    variants = [(name, priors) for priors in args.priors for name in args.engines]
+    variants += [tuple(v.split("/")) for v in args.also if tuple(v.split("/")) not in variants]
+    for name, priors in variants:
+        if name not in ENGINE_VARIANTS or priors not in ("off", "on"):
+            raise SystemExit(f"--also wants ENGINE/off|on, got {name}/{priors}")
+        config = EngineConfig(model="rexdrug-smol", batch_size=args.batch_size, threads=args.threads,
+                              label_bias={} if priors == "off" else None, **ENGINE_VARIANTS[name])
+        runner = ExtractionRunner(create_engine(config), prompt, matcher=matcher, sampling=sampling,
+                                  chunk_size=args.chunk)
+        runner.run(items[:2])  # warm-up (first-call allocations), not timed
+        runners[(name, priors)] = runner
     results = {key: [] for key in runners}
     seconds = dict.fromkeys(runners, 0.0)
     keys = list(runners)
-    for n, start in enumerate(range(0, len(items), args.batch_size)):
-        chunk = items[start:start + args.batch_size]
+    for n, start in enumerate(range(0, len(items), args.chunk)):
+        chunk = items[start:start + args.chunk]
         for key in keys[n % len(keys):] + keys[: n % len(keys)]:  # rotate who runs first
             started = time.perf_counter()
             results[key].extend(runners[key].run(chunk))
@@ -121,7 +124,7 @@ def report_engines(records, runners, results, seconds, args, *, final: bool = Tr
             row["identical_text"] = sum(a["raw_output"] == b["raw_output"] for a, b in zip(mine, base))
             row["identical_answer"] = sum(_answer(a) == _answer(b) for a, b in zip(mine, base))
         rows.append(row)
-    report = {"sentences": len(items), "batch_size": args.batch_size, "threads": args.threads,
+    report = {"sentences": len(items), "batch_size": args.batch_size, "chunk": args.chunk, "threads": args.threads,
               "max_new_tokens": args.tokens, "rows": rows}
     print(f"{'' if final else '[partial] '}{len(items)} DrugComb test sentences, rexdrug-smol, batch {args.batch_size}, greedy, "
           f"<= {args.tokens} new tokens, threads {args.threads}")
@@ -149,7 +152,9 @@ def main() -> None:
     ap.add_argument("--compare-engines", action="store_true", help="transformers vs CTranslate2 (see above)")
     ap.add_argument("--engines", nargs="+", default=list(ENGINE_VARIANTS), choices=list(ENGINE_VARIANTS))
     ap.add_argument("--priors", nargs="+", default=["off"], choices=("off", "on"))
+    ap.add_argument("--also", nargs="*", default=[], help="more ENGINE/PRIORS variants, e.g. ct2-int8/on")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--chunk", type=int, help="sentences per timed chunk (default 4 x batch, the runner's chunk)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", help="JSON report (with every engine's raw outputs)")
     ap.add_argument("--batch", type=int, nargs="+", default=[8, 16], help="batch sizes to measure")
@@ -161,6 +166,7 @@ def main() -> None:
     ap.add_argument("--context", default="sentence", choices=("sentence", "window", "abstract"))
     args = ap.parse_args()
     if args.compare_engines:
+        args.chunk = args.chunk or 4 * args.batch_size
         if args.tokens == 48 and "--tokens" not in sys.argv:
             args.tokens = 256  # the eval's budget (MODEL_CARD: <= 256 tokens)
         if args.sentences == 16 and "--sentences" not in sys.argv:

@@ -233,3 +233,15 @@ def test_valid_configurations_and_model_id():
     assert engine_model_id(EngineConfig(kind="ctranslate2", model="some/model", compute_type="float32")) != int8
     with pytest.raises(ValueError, match="transformers or ctranslate2"):
         EngineConfig(kind="vllm", label_bias={"NO_COMB": -0.5}).validate()
+
+
+@pytest.mark.parametrize(("lengths", "size", "spread", "expected"), [
+    ([5, 3, 4], 8, 24, [[1, 2, 0]]),  # sorted by length
+    ([10, 40, 12, 41, 90], 8, 24, [[0, 2], [1, 3], [4]]),  # a new batch when a prompt is 24+ tokens longer
+    ([1, 1, 1, 1, 1], 2, 24, [[0, 1], [2, 3], [4]]),  # and at the batch size
+    ([], 4, 24, []),
+])
+def test_batches_hold_prompts_of_similar_length(lengths, size, spread, expected):
+    from model.engines.ctranslate2_engine import length_groups
+
+    assert length_groups(lengths, size, spread) == expected

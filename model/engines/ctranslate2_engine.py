@@ -80,14 +80,9 @@ class CTranslate2Engine(Engine):
         if sampling.constrained:
             raise ValueError("engine.kind=ctranslate2 cannot constrain decoding (sampling.constrained=false)")
         prompts = [self.tokenizer(self.render(m), add_special_tokens=False)["input_ids"] for m in batch]
-        # sorted by length: CTranslate2 prefills a batch up to its shortest prompt and feeds the rest token
-        # by token, so rows of similar length waste little
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         generated: list[list[int]] = [[] for _ in prompts]
         slots: list[list[dict]] = [[] for _ in prompts]
-        size = self.config.batch_size
-        for start in range(0, len(order), size):
-            idx = order[start:start + size]
+        for idx in length_groups([len(p) for p in prompts], self.config.batch_size):
             out = self._generate_rows([prompts[i] for i in idx], sampling)
             for i, (ids, row_slots) in zip(idx, out):
                 generated[i], slots[i] = ids, row_slots
@@ -194,6 +189,25 @@ class CTranslate2Engine(Engine):
             if choice != token:
                 return step, choice, records
         return len(ids), None, records
+
+
+# CTranslate2 prefills a batch only up to its shortest prompt and feeds the longer prompts' remaining
+# tokens through the decoding loop, one step each: a batch whose prompts differ by 150 tokens spends 150
+# sequential steps there (more than the ~30 tokens of an answer).  Batches hold prompts within this many
+# tokens of the batch's shortest.
+MAX_LENGTH_SPREAD = 24
+
+
+def length_groups(lengths: list[int], batch_size: int, max_spread: int = MAX_LENGTH_SPREAD) -> list[list[int]]:
+    """Indices of ``lengths`` in batches of at most ``batch_size``, sorted by length, each batch's lengths
+    within ``max_spread`` of its shortest."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if groups and len(groups[-1]) < batch_size and lengths[i] - lengths[groups[-1][0]] <= max_spread:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def _is_slot(tail: str) -> bool:
