@@ -228,9 +228,10 @@ def test_valid_configurations_and_model_id():
     EngineConfig(kind="ctranslate2", model="rexdrug-smol", label_bias={"NO_COMB": -0.5}).validate()
     EngineConfig(kind="ctranslate2", model="rexdrug-smol", label_bias={},
                  sampling=SamplingConfig(temperature=0.7)).validate()  # sampling without priors is fine
-    int8 = engine_model_id(EngineConfig(kind="ctranslate2", model="some/model"))
-    assert int8 == "ctranslate2-int8:some/model"
-    assert engine_model_id(EngineConfig(kind="ctranslate2", model="some/model", compute_type="float32")) != int8
+    default = engine_model_id(EngineConfig(kind="ctranslate2", model="some/model"))
+    assert default == "ctranslate2-float32:some/model"  # the exact one: transformers' answers
+    assert engine_model_id(EngineConfig(kind="ctranslate2", model="some/model", compute_type="int8")) == \
+        "ctranslate2-int8:some/model"  # other answers: another model id (the sweep re-extracts)
     with pytest.raises(ValueError, match="transformers or ctranslate2"):
         EngineConfig(kind="vllm", label_bias={"NO_COMB": -0.5}).validate()
 
