@@ -57,7 +57,16 @@ def evaluate_drugcomb(records: Sequence[dict], runner, *, progress: bool = True)
     started = time.perf_counter()
     results = run_with_progress(runner, items, f"eval {runner.engine.model_id}", progress=progress)
     gen_s = time.perf_counter() - started
+    # the decision priors in force (a bundled model's calibrated ones unless overridden)
+    return score_drugcomb(records, results, model_id=runner.engine.model_id, prompt_version=runner.version,
+                          label_bias=getattr(runner.engine, "label_bias", None) or None, generation_seconds=gen_s)
 
+
+def score_drugcomb(records: Sequence[dict], results: Sequence[dict], *, model_id: str, prompt_version: str,
+                   label_bias: dict | None = None, generation_seconds: float = 0.0) -> DrugCombEvaluation:
+    """Score runner results (one per record, same order) officially: the scoring half of ``evaluate_drugcomb``
+    (a benchmark that times engines chunk by chunk scores their results here, the same way)."""
+    gen_s = generation_seconds
     pred_rows, per_sentence, gold_all = [], [], []
     for rec, res in zip(records, results, strict=True):
         rows, problems = prediction_rows(rec, res["parsed"])
@@ -79,10 +88,9 @@ def evaluate_drugcomb(records: Sequence[dict], runner, *, progress: bool = True)
         statuses[res["parse_status"]] = statuses.get(res["parse_status"], 0) + 1
     failures = sum(v for k, v in statuses.items() if k not in USABLE_PARSE_STATUSES)
     summary = {
-        "model_id": runner.engine.model_id,
-        "prompt_version": runner.version,
-        # the decision priors in force (a bundled model's calibrated ones unless overridden)
-        "label_bias": getattr(runner.engine, "label_bias", None) or None,
+        "model_id": model_id,
+        "prompt_version": prompt_version,
+        "label_bias": label_bias,
         "sentences": len(records),
         "official": {k: round(v["f1"], 5) for k, v in official.items()},
         "official_detail": official,
