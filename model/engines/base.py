@@ -70,7 +70,7 @@ class EngineConfig:
     breaker_failures: int = 5
     breaker_cooldown_s: float = 30.0
     structured_output_field: str = "structured_outputs"  # structured_outputs (vLLM) | response_format
-    # Label priors at the answer's type slot (transformers only; see model.engines.label_bias): a
+    # Label priors at the answer's type slot (transformers and vllm; see model.engines.label_bias): a
     # calibrated decision threshold.  None = the one shipped with a bundled model, {} = none at all.
     label_bias: dict[str, float] | None = None
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -100,8 +100,9 @@ class EngineConfig:
         from model.engines.label_bias import validate_label_bias
 
         validate_label_bias(self.label_bias)
-        if self.label_bias and self.kind != "transformers":
-            raise ValueError(f"engine.label_bias needs the transformers engine (it biases logits); kind is {self.kind!r}")
+        if self.label_bias and self.kind not in ("transformers", "vllm"):
+            raise ValueError(f"engine.label_bias needs the transformers or vllm engine (it biases logits); "
+                             f"kind is {self.kind!r}")
         self.sampling.validate()
 
 
