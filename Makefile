@@ -53,5 +53,6 @@ $(VLLM_STAMP): pyproject.toml Makefile
 
 venv-vllm: $(VLLM_STAMP)
 
+# --basetemp: the tests' servers and warehouses live there, out of reach of other pytest runs' cleanup
 test-vllm: $(VLLM_STAMP)
-	$(VLLM_PY) -m pytest -q -m 'vllm and not gpu' --durations=0
+	$(VLLM_PY) -m pytest -q -m 'vllm and not gpu' --durations=0 --basetemp=$(VLLM_VENV)/pytest-tmp

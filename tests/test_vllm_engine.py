@@ -12,10 +12,11 @@ import logging
 
 import pytest
 
-from tests.vllm_support import MODEL, decisions, first_label, prompts, transformers_reference
-
-pytestmark = pytest.mark.vllm
+# an engine start takes minutes on 2 busy cores: more than the suite's default per-test timeout
+pytestmark = [pytest.mark.vllm, pytest.mark.timeout(2700)]
 pytest.importorskip("vllm", reason="needs vllm (make test-vllm)")
+# after the skip: it sets vLLM's environment
+from tests.vllm_support import MODEL, decisions, first_label, prompts, transformers_reference
 
 SHORT = 24  # tokens: past the first type slot (`<answer>[{"type": "POS", "ent_set": [` is ~12)
 FULL = 96  # tokens: a whole answer of these sentences

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.vllm_support import MODEL, decisions, drugcomb_records, prompts, transformers_reference
-
-pytestmark = pytest.mark.vllm
+# an engine start takes minutes on 2 busy cores: more than the suite's default per-test timeout
+pytestmark = [pytest.mark.vllm, pytest.mark.timeout(2700)]
 pytest.importorskip("vllm", reason="needs vllm (make test-vllm)")
+# after the skip: it sets vLLM's environment
+from tests.vllm_support import MODEL, decisions, drugcomb_records, prompts, transformers_reference
 
 START_TIMEOUT_S = 900  # a cold start on 2 busy cores has taken 4-5 minutes
 FULL = 96

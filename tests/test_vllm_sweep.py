@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests import vllm_support  # noqa: F401 - vLLM's CPU settings, before Spark starts its workers
-
-pytestmark = [pytest.mark.vllm, pytest.mark.spark]
+# an engine start takes minutes on 2 busy cores: more than the suite's default per-test timeout
+pytestmark = [pytest.mark.vllm, pytest.mark.spark, pytest.mark.timeout(2700)]
 pytest.importorskip("vllm", reason="needs vllm (make test-vllm)")
+from tests import vllm_support  # noqa: F401 - vLLM's CPU settings, before Spark starts its workers
 
 BASELINE = Path(__file__).parent / "data" / "sweep" / "baseline"
 N_CANDIDATES = 3
@@ -34,13 +34,15 @@ def _sweep(spark, warehouse: Path, *overrides: str):
     return run_sweep(config, spark=spark)
 
 
-def _extractions(warehouse: Path) -> dict[str, dict]:
+def _extractions(warehouse: Path) -> dict[tuple, dict]:
     from etl.warehouse import connect_readonly
 
+    # by sentence: the extraction key holds the model id, which differs between the two engines
     with connect_readonly(warehouse) as con:
-        cursor = con.execute("SELECT extraction_key, raw_output, parse_status, model_id FROM extractions")
+        cursor = con.execute("SELECT pmid, pmid_version, sentence_index, raw_output, parse_status, model_id "
+                             "FROM extractions")
         names = [c[0] for c in cursor.description]
-        return {row[0]: dict(zip(names, row)) for row in cursor.fetchall()}
+        return {row[:3]: dict(zip(names, row)) for row in cursor.fetchall()}
 
 
 def test_sweep_on_vllm_extracts_what_the_transformers_engine_does(spark, tmp_path):
