@@ -53,14 +53,14 @@ class VLLMEngine(Engine):
         # attribute, like the transformers engine's, so one engine can also be asked without them
         self.label_bias = _effective_label_bias(config)
         path, _local = resolve_model_path(base, allow_network=config.allow_download)
-        kwargs = dict(
-            model=path,
-            tensor_parallel_size=config.tensor_parallel_size,
-            gpu_memory_utilization=config.gpu_memory_utilization,
-            dtype=_dtype(config.dtype),
-            seed=config.sampling.seed or 0,
-            logits_processors=[LABEL_BIAS_PROCESSOR],
-        )
+        kwargs = {
+            "model": path,
+            "tensor_parallel_size": config.tensor_parallel_size,
+            "gpu_memory_utilization": config.gpu_memory_utilization,
+            "dtype": _dtype(config.dtype),
+            "seed": config.sampling.seed or 0,
+            "logits_processors": [LABEL_BIAS_PROCESSOR],
+        }
         if config.max_model_len:
             kwargs["max_model_len"] = config.max_model_len
         self._lora = None
@@ -79,12 +79,12 @@ class VLLMEngine(Engine):
     def sampling_params(self, sampling: SamplingConfig):
         from vllm import SamplingParams
 
-        kwargs = dict(
-            max_tokens=sampling.max_new_tokens,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            seed=sampling.seed,
-        )
+        kwargs = {
+            "max_tokens": sampling.max_new_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "seed": sampling.seed,
+        }
         if sampling.constrained:
             from vllm.sampling_params import StructuredOutputsParams
 
