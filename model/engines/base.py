@@ -79,7 +79,7 @@ class EngineConfig:
     breaker_failures: int = 5
     breaker_cooldown_s: float = 30.0
     structured_output_field: str = "structured_outputs"  # structured_outputs (vLLM) | response_format
-    # Label priors at the answer's type slot (transformers only; see model.engines.label_bias): a
+    # Label priors at the answer's type slot (transformers and vllm; see model.engines.label_bias): a
     # calibrated decision threshold.  None = the one shipped with a bundled model, {} = none at all.
     label_bias: dict[str, float] | None = None
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -109,9 +109,9 @@ class EngineConfig:
         from model.engines.label_bias import validate_label_bias
 
         validate_label_bias(self.label_bias)
-        if self.label_bias and self.kind not in ("transformers", "ctranslate2"):
-            raise ValueError("engine.label_bias needs the transformers or ctranslate2 engine (it biases the label "
-                             f"choice); kind is {self.kind!r}")
+        if self.label_bias and self.kind not in ("transformers", "ctranslate2", "vllm"):
+            raise ValueError("engine.label_bias needs the transformers, ctranslate2 or vllm engine (it biases the "
+                             f"label choice); kind is {self.kind!r}")
         if self.kind == "ctranslate2":
             self._validate_ctranslate2()
         self.sampling.validate()

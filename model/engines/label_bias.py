@@ -42,6 +42,16 @@ def validate_label_bias(bias: Mapping[str, float] | None) -> None:
             raise ValueError(f"label_bias[{label}] must be a finite number, got {value!r}")
 
 
+def rows_at_slot(tokenizer, generated) -> list[int]:
+    """Indices of the rows whose generated tokens (one sequence of ids per row) end at a type slot.
+
+    The one definition of "the next token is a label" for every engine's logits hook: the decoded
+    tail of the row ends with `"type": "` (any spacing).  Only the last few tokens are decoded.
+    """
+    tails = tokenizer.batch_decode([list(ids[-_TAIL_TOKENS:]) for ids in generated], skip_special_tokens=True)
+    return [i for i, tail in enumerate(tails) if _SLOT.search(tail)]
+
+
 def label_first_tokens(tokenizer) -> dict[str, int]:
     """label -> id of the token that starts it right after `"type": "`; distinct by construction."""
     base = tokenizer(_SLOT_PREFIX, add_special_tokens=False)["input_ids"]
@@ -93,8 +103,7 @@ class LabelBiasProcessor:
         for row in self._open:  # the token generated at each slot of the previous step
             self.slot_labels[row][-1] = self._label_of_token.get(int(generated[row, -1]))
         self._open = []
-        tails = self.tokenizer.batch_decode(generated[:, -_TAIL_TOKENS:], skip_special_tokens=True)
-        rows = [i for i, tail in enumerate(tails) if _SLOT.search(tail)]
+        rows = rows_at_slot(self.tokenizer, generated[:, -_TAIL_TOKENS:].tolist())
         if not rows:
             return scores
         logprobs = torch.log_softmax(scores[rows].float(), dim=-1)
