@@ -233,8 +233,8 @@ def test_valid_configurations_and_model_id():
     assert default == "ctranslate2-float32:some/model"  # the exact one: transformers' answers
     assert engine_model_id(EngineConfig(kind="ctranslate2", model="some/model", compute_type="int8")) == \
         "ctranslate2-int8:some/model"  # other answers: another model id (the sweep re-extracts)
-    with pytest.raises(ValueError, match="transformers or ctranslate2"):
-        EngineConfig(kind="vllm", label_bias={"NO_COMB": -0.5}).validate()
+    with pytest.raises(ValueError, match="transformers, ctranslate2 or vllm"):
+        EngineConfig(kind="openai", label_bias={"NO_COMB": -0.5}).validate()
 
 
 @pytest.mark.parametrize(("lengths", "size", "spread", "expected"), [

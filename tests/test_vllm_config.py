@@ -135,5 +135,6 @@ def test_vllm_engine_registers_the_priors_processor_and_asks_for_the_priors(fake
 
 def test_label_priors_are_for_engines_that_bias_logits():
     EngineConfig(kind="vllm", label_bias={"COMB": 1.0}).validate()
-    with pytest.raises(ValueError, match="transformers or vllm engine"):
+    EngineConfig(kind="ctranslate2", label_bias={"COMB": 1.0}).validate()
+    with pytest.raises(ValueError, match="transformers, ctranslate2 or vllm engine"):
         EngineConfig(kind="openai", label_bias={"COMB": 1.0}).validate()
