@@ -4,6 +4,8 @@
 
 Quality (gold spans of DrugComb, which were annotated with a 2,410-name dictionary):
   * span recall: a gold span counts as found when a mention overlaps it (also reported: exact match);
+  * drug-kind span recall in context: the same, with endogenous entries read as the sweep reads them
+    (``etl.candidates.read_in_context``);
   * drug-kind span recall: found by a mention whose KB kind counts as a drug (``schemas.drugs.DRUG_KINDS``:
     what the candidate rule counts), and with classes too; ``--misses`` lists the spans the kinds lose;
   * precision: mentions in the gold sentence that overlap a gold span / all mentions (a lower bound:
@@ -39,7 +41,9 @@ def load_drugcomb(split: str) -> list[dict]:
 def quality(records: list[dict], matcher, misses: Counter | None = None, fps: Counter | None = None,
             kind_losses: Counter | None = None) -> dict:
     n_gold = n_found = n_exact = n_mentions = n_mentions_ok = 0
-    n_found_drug = n_found_drug_or_class = 0
+    n_found_drug = n_found_drug_or_class = n_found_drug_read = 0
+    from etl.candidates import read_in_context
+    from schemas.drugs import DRUG_KINDS
     n_rels = n_rels_ok = 0
     for rec in records:
         sent = rec["sentence"]
@@ -47,6 +51,7 @@ def quality(records: list[dict], matcher, misses: Counter | None = None, fps: Co
         defs = matcher.abbreviations(rec["paragraph"]) if rec.get("paragraph") else None
         mentions = matcher.find(sent, abbreviations=defs)
         n_mentions += len(mentions)
+        read = read_in_context(mentions, sent, matcher)  # endogenous entries as the sweep reads them here
         found_ids = set()
         for span in rec["spans"]:
             n_gold += 1
@@ -58,6 +63,8 @@ def quality(records: list[dict], matcher, misses: Counter | None = None, fps: Co
                 drug = any(m.is_drug for m in hit)
                 n_found_drug += drug
                 n_found_drug_or_class += drug or any(m.kind == "class" for m in hit)
+                n_found_drug_read += any(m.kind in DRUG_KINDS and m.start < span["end"] and span["start"] < m.end
+                                         for m in read)
                 if not drug and kind_losses is not None:
                     kind_losses[f"{span['text']} -> {hit[0].preferred_name} [{hit[0].kind}]"] += 1
             elif misses is not None:
@@ -76,6 +83,9 @@ def quality(records: list[dict], matcher, misses: Counter | None = None, fps: Co
         "span_recall_exact": round(n_exact / max(n_gold, 1), 4),
         "span_recall_drug_kind": round(n_found_drug / max(n_gold, 1), 4),
         "span_recall_drug_or_class_kind": round(n_found_drug_or_class / max(n_gold, 1), 4),
+        # drug kind as read in the sentence (``etl.candidates.read_in_context``: an endogenous entry counts
+        # only where the sentence speaks of giving it): what the candidate rule and the sweep count
+        "span_recall_drug_kind_in_context": round(n_found_drug_read / max(n_gold, 1), 4),
         "precision_vs_gold": round(n_mentions_ok / max(n_mentions, 1), 4),
         "relations": n_rels,
         "relation_coverage": round(n_rels_ok / max(n_rels, 1), 4),

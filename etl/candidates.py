@@ -133,27 +133,54 @@ def _one_edit(a: str, b: str) -> bool:
     return short[k:] == long_[k + 1:]
 
 
-# a sentence that speaks of giving something: treatment, dosing, routes, supplementation
+# a sentence that speaks of giving something: treatment, dosing, routes, supplementation, drugs compared
+# or combined ("A + B", "estrogen alone", "other antiviral drugs")
 _ADMINISTRATION_RE = re.compile(
     r"\b(administ\w*|treat\w*|therap\w*|given|giv(?:e|es|ing)|dos(?:e|es|ed|ing|age)|inject\w*|infus\w*|"
     r"supplement\w*|receiv\w*|regimens?|pretreat\w*|premedicat\w*|replacement|exogenous|combin\w*|plus|"
     r"added|adjunct\w*|oral(?:ly)?|intravenous\w*|subcutaneous\w*|intramuscular\w*|topical\w*|"
-    r"mg|µg|μg|mcg|IU|i\.[vpm]\.|s\.c\.|p\.o\.)\b",
+    r"mg|µg|μg|mcg|IU|i\.[vpm]\.|s\.c\.|p\.o\.|alone|drugs?|monotherapy)\b|\w\s+\+\s+\w|\w\+\w",
     re.IGNORECASE,
 )
+# where a name of the body's own molecule names that molecule whatever the sentence says of giving: a
+# measured level or a physiological role right around the mention ("serum progesterone", "17beta-estradiol
+# levels", "insulin resistance", "release of norepinephrine", "glutathione peroxidase", "estrogen and/or
+# progesterone receptor")
+_ENDOGENOUS_BEFORE_RE = re.compile(
+    r"\b(?:serum|plasma|blood|circulating|urinary|salivary|intracellular|extracellular|endogenous|"
+    r"(?:release|reuptake|uptake|secretion|synthesis|biosynthesis|production|levels?|concentrations?|"
+    r"metabolism|deficiency) of)\s+$", re.IGNORECASE)
+_ENDOGENOUS_AFTER_RE = re.compile(
+    r"^(?:\s*(?:,|and/or|and|or)\s+[\w-]+)*[\s-]*(?:levels?|concentrations?|receptors?|resistance|secretion|"
+    r"release|signal(?:l)?ing|pathways?|synthesis|biosynthesis|production|deficiency|sensitivity|homeostasis|"
+    r"metabolism|positive|producing|neurons?|peroxidase|reductase|synthase|synthetase|transferase|kinase|"
+    r"transporters?|status|axis|(?!(?:dis|incr|decr)eases?\b|(?:c|ph|b)ases?\b)(?:[a-z]+-)?[a-z]+ases?)\b", re.IGNORECASE)
+_LOOK_AROUND = 40  # characters of the sentence the local test reads on each side of the mention
+
+
+def endogenous_reading(text: str, start: int, end: int) -> bool:
+    """Whether the words around ``text[start:end]`` make it the body's own molecule (a level, a receptor,
+    an enzyme, a physiological role), whatever the rest of the sentence says of giving it."""
+    return bool(_ENDOGENOUS_BEFORE_RE.search(text[max(0, start - _LOOK_AROUND):start])
+                or _ENDOGENOUS_AFTER_RE.match(text[end:end + _LOOK_AROUND]))
 
 
 def read_in_context(mentions, text: str, matcher) -> list:
-    """The mentions as read in this sentence: an endogenous drug entry (a hormone, cytokine, mediator or
-    nutrient the body makes: insulin, progesterone, glutathione) is a drug mention only where the sentence
-    speaks of giving something (``_ADMINISTRATION_RE``); elsewhere it names a level or a pathway ("serum
-    insulin and glucose") and is read as another substance, so it neither makes a candidate nor joins a
-    combination. The KB entry itself keeps its kind. Applied under ``SelectorConfig.endogenous_needs_cue``
-    (the one switch of the endogenous-drug policy)."""
-    if _ADMINISTRATION_RE.search(text):
-        return list(mentions)
-    return [replace(m, kind="other_substance") if m.kind in DRUG_KINDS and getattr(matcher.entry(m.id), "endogenous", False)
-            else m for m in mentions]
+    """The mentions as read in this sentence: an endogenous drug entry (a hormone, cytokine, mediator,
+    vitamin or other molecule the body makes: insulin, progesterone, glutathione, dopamine) is a drug
+    mention only where the sentence speaks of giving something (``_ADMINISTRATION_RE``) and the words
+    right around it do not make it a level, receptor or enzyme (``endogenous_reading``); elsewhere it is
+    read as another substance, so it neither makes a candidate nor joins a combination. The KB entry
+    itself keeps its kind. Applied under ``SelectorConfig.endogenous_needs_cue`` (the one switch of the
+    endogenous-drug policy)."""
+    given = bool(_ADMINISTRATION_RE.search(text))
+    out = []
+    for m in mentions:
+        if (m.kind in DRUG_KINDS and getattr(matcher.entry(m.id), "endogenous", False)
+                and (not given or endogenous_reading(text, m.start, m.end))):
+            m = replace(m, kind="other_substance")
+        out.append(m)
+    return out
 
 
 SELECTOR_KINDS = ("drugs", "evidence")

@@ -316,3 +316,96 @@ def test_endogenous_drugs_are_drugs_only_where_something_is_given(matcher, text,
 
     mentions = read_in_context(matcher.find(text), text, matcher)
     assert {m.surface: m.kind for m in mentions}[name] == kind
+
+
+# --------------------------------------------------------------- the body's own molecules (endogenous flag)
+@pytest.mark.parametrize(
+    "entity, in_drugcomb, expected",
+    [
+        # hormones, cytokines, autacoids: endogenous whatever else the sources say
+        (_entity(mesh_trees={"D06.472.699.587"}, consumer_info=True), False, True),  # insulin
+        (_entity(mesh_trees={"D12.644.276.374"}), True, True),  # a cytokine DrugComb lists
+        # natural molecules: glutathione, an enzyme, an amino acid, a nucleoside, a catecholamine, heme
+        (_entity(mesh_trees={"D12.644.456.448"}), False, True),
+        (_entity(mesh_trees={"D08.811.277.450.642"}), False, True),
+        (_entity(mesh_trees={"D12.125.070.577"}), False, True),
+        (_entity(mesh_trees={"D13.570.685.705", "D03.383.742.680.705"}), False, True),
+        (_entity(mesh_trees={"D02.092.311.342"}), False, True),
+        (_entity(mesh_trees={"D23.767.727.640.587"}), False, True),
+        # ... unless the sources say it is used as a medicine: a patient medicine page, DrugComb's dictionary
+        (_entity(mesh_trees={"D13.570.230.855"}), True, False),  # a nucleoside analogue (gemcitabine)
+        (_entity(mesh_trees={"D02.092.311.461"}, consumer_info=True), False, False),  # epinephrine
+        # other oligopeptides and synthetic chemicals are not flagged
+        (_entity(mesh_trees={"D12.644.456.100"}), False, False),
+        (_entity(mesh_trees={"D02.455.426.392"}), False, False),
+        (_entity(), False, False),
+    ],
+)
+def test_is_endogenous(entity, in_drugcomb, expected):
+    from etl.drugs.build import is_endogenous
+
+    assert is_endogenous(entity, in_drugcomb) is expected
+
+
+@pytest.mark.parametrize("name, endogenous", [
+    ("glutathione", True), ("dopamine", True), ("norepinephrine", True), ("thymidine", True),
+    ("heme", True), ("lysozyme", True), ("IL-18", True), ("IFN-gamma", True), ("hepcidin", True),
+    ("estrogen", True), ("vitamin D", True), ("folic acid", True), ("progesterone", True),
+    # curated back: synthetic drugs and medicines filed in those branches
+    ("dobutamine", False), ("hemin", False), ("urokinase", False),
+    ("cisplatin", False), ("gemcitabine", False), ("metformin", False), ("epinephrine", False),
+])
+def test_endogenous_entries_of_the_kb(matcher, name, endogenous):
+    found = matcher.find(name)
+    assert [m.surface for m in found] == [name]
+    assert matcher.entry(found[0].id).endogenous is endogenous
+
+
+def test_curated_endogenous_flags_are_valid_and_explained():
+    from etl.drugs.build import load_curated_endogenous
+
+    rows = load_curated_endogenous()
+    assert rows and all(r["endogenous"] in ("0", "1") and r["reason"].strip() for r in rows)
+
+
+@pytest.mark.parametrize("text, name, kind", [
+    # a level, a receptor, an enzyme or a physiological role is the body's molecule even in a
+    # sentence that speaks of treatment (the realpm dev sentences that made these false drug mentions)
+    ("Serum progesterone and 17beta-estradiol levels were measured before, during, and after treatment.",
+     "17beta-estradiol", "other_substance"),
+    ("Serum progesterone and 17beta-estradiol levels were measured before, during, and after treatment.",
+     "progesterone", "other_substance"),
+    ("Patients with estrogen and/or progesterone receptor positive tumors were treated.", "estrogen",
+     "other_substance"),
+    ("Methylglyoxal administration in rats with insulin resistance.", "insulin", "other_substance"),
+    ("The concomitant administration of cocaine disrupts the reuptake of norepinephrine.", "norepinephrine",
+     "other_substance"),
+    ("Treatment also increased the glutathione peroxidase activity.", "glutathione", "other_substance"),
+    ("Treatment lowered thymidine phosphorylase expression.", "thymidine", "other_substance"),
+    # no word of giving at all
+    ("The microplate was coated with dopamine to immobilize the antigen.", "dopamine", "other_substance"),
+    ("Folic acid also serves as a substrate at pH 4.5.", "Folic acid", "other_substance"),
+    # given: a drug ("+" and "alone" say so too)
+    ("Dopamine was infused at 5 µg/kg/min.", "Dopamine", "drug"),
+    ("Lithium + folic acid reversed these alterations.", "folic acid", "drug"),
+    ("Cyproterone acetate yields no better results than estrogen alone.", "estrogen", "drug"),
+    ("Patients received interferon-gamma three times weekly.", "interferon-gamma", "drug"),
+    ("Insulin-induced hypoglycaemia was treated with glucagon.", "Insulin", "drug"),
+    # not endogenous: a drug named with a level word stays a drug (rule 1 of the guideline)
+    ("Plasma cisplatin levels were measured.", "cisplatin", "drug"),
+])
+def test_endogenous_reading_around_the_mention(matcher, text, name, kind):
+    from etl.candidates import read_in_context
+
+    mentions = read_in_context(matcher.find(text), text, matcher)
+    assert {m.surface: m.kind for m in mentions}[name] == kind
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Saccharomyces cerevisiae", "not_drug"),  # the model organism (curated)
+    ("fibronectin", "not_drug"),  # an extracellular-matrix protein (curated)
+])
+def test_curated_not_drugs(matcher, text, expected):
+    found = matcher.find(text)
+    assert [m.surface for m in found] == [text]
+    assert found[0].kind == expected

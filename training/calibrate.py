@@ -17,6 +17,14 @@ its drug set is exactly a gold set), the raw scores saved to ``--scores`` (runs/
 Platt map (or ``--method isotonic``) written to the adapter's ``confidence_calibration.json`` with
 its reliability table.  ``--from-scores`` refits from a saved file without generating.
 
+    rexdrug eval realpm --model rexdrug-smol --out runs/realpm_dev
+    python -m training.calibrate --adapter model/adapters/rexdrug-smol --confidence \
+        --realpm-outputs runs/realpm_dev/rexdrug-smol/outputs.jsonl
+
+refits the map on the real-PubMed dev set instead (``data/realpm``: the sweep's candidate sentences of
+unselected PubMed, relations as the sweep stores them), from that run's outputs without generating, and
+reports the precision/recall of each ``min_confidence`` threshold under the refit map.
+
 ``python -m training.calibrate`` takes the same options (``add_arguments``) and runs the same code
 (``run``).  Exit code 0, or 2 for a configuration error (no training record, no dev split).
 """
@@ -276,6 +284,125 @@ def calibrate_confidence(adapter: Path, *, scores: Path, from_scores: bool = Fal
     return {**calibration.as_dict(), "report": report}
 
 
+# --- the confidence map on the real-PubMed set (data/realpm) --------------------------------------------
+
+MIN_CONFIDENCE_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def realpm_relation_outcomes(record: dict, result: dict, mentions: list[dict]) -> list[dict]:
+    """Per parsed relation of one real-PubMed sentence, as the sweep stores it (``stored_relations``: its
+    known drug members only): raw score, position, confidence the model wrote, and whether the stored
+    drug set is exactly a gold set (any label).  Relations that store no combination (NO_COMB, fewer than
+    two drug members) are left out: they make no combination row, so no row carries their confidence."""
+    from model.confidence import combination_score, logprobs_from_rows, relations_with_evidence
+    from model.evaluation.run import stored_relations
+    from model.evaluation.sentences import gold_sets, predicted_sets
+
+    gold = {g.drugs for g in gold_sets(record)}
+    relations = relations_with_evidence(result)
+    stored = stored_relations(relations, mentions)
+    out = []
+    for index, (relation, kept) in enumerate(zip(relations, stored)):
+        rows = predicted_sets(record, [kept])
+        if not rows:
+            continue
+        logprobs = logprobs_from_rows(relation.get("label_logprobs"))
+        out.append({"doc_id": record["doc_id"], "relation_index": index, "label": relation.get("label"),
+                    "drugs": sorted(map(str, rows[0].drugs)), "score": combination_score(logprobs),
+                    "logprobs": logprobs, "shipped_confidence": relation.get("confidence"),
+                    "correct": rows[0].drugs in gold})
+    return out
+
+
+def realpm_scores(outputs: Path, gold: Path | None = None, split: str = "dev") -> tuple[list[dict], list[dict], dict]:
+    """(relation rows, gold records of the split, doc_id -> sweep view) from ``rexdrug eval realpm --out``'s
+    ``outputs.jsonl`` of one model: every sentence the sweep sent to the model, its runner result."""
+    from etl.drugs import default_matcher
+    from etl.paths import data_path
+    from model.evaluation.drugcomb import read_jsonl
+    from model.evaluation.run import sweep_view
+    from model.evaluation.sentences import select_split
+
+    records = select_split(read_jsonl(gold or data_path("realpm", "gold.jsonl")), split)
+    by_id = {r["doc_id"]: r for r in records}
+    results = [json.loads(line) for line in Path(outputs).read_text(encoding="utf-8").splitlines() if line.strip()]
+    unknown = [r["doc_id"] for r in results if r["doc_id"] not in by_id]
+    if unknown:
+        raise ValueError(f"{outputs}: {len(unknown)} outputs are not {split} sentences of the gold file "
+                         f"(first: {unknown[0]!r}); pass the --split they were run on")
+    matcher, cache = default_matcher(), {}
+    views = {r["doc_id"]: sweep_view(r, matcher, cache) for r in records}
+    rows = [row for res in results
+            for row in realpm_relation_outcomes(by_id[res["doc_id"]], res, views[res["doc_id"]]["mentions"])]
+    return rows, records, {"results": results, "views": views}
+
+
+def min_confidence_curve(rows: list[dict], records: list[dict], runs: dict, confidence_of,
+                         grid=MIN_CONFIDENCE_GRID) -> list[dict]:
+    """Exact-set precision/recall (any label) of the stored combinations whose confidence is >= each
+    threshold: what ``sweep --min-confidence`` keeps in the KB.  ``confidence_of(row)`` gives a row's
+    confidence; a threshold of 0 keeps every row."""
+    from model.confidence import relations_with_evidence
+    from model.evaluation.run import stored_relations
+    from model.evaluation.sentences import score_sentences
+
+    keep = {(r["doc_id"], r["relation_index"]): confidence_of(r) for r in rows}
+    curve = []
+    for t in grid:
+        relations = {}
+        for res in runs["results"]:
+            stored = stored_relations(relations_with_evidence(res), runs["views"][res["doc_id"]]["mentions"])
+            relations[res["doc_id"]] = [rel for i, rel in enumerate(stored)
+                                        if (res["doc_id"], i) in keep and (t <= 0 or keep[(res["doc_id"], i)] >= t)]
+        c = score_sentences(records, relations)["combinations"]["any_exact"]
+        curve.append({"min_confidence": t, "precision": c["precision"], "recall": c["recall"], "f1": c["f1"],
+                      "predicted": c["n_pred"]})
+    return curve
+
+
+def calibrate_realpm_confidence(adapter: Path, *, outputs: Path, gold: Path | None = None, split: str = "dev",
+                                method: str = "platt", write: bool = True) -> dict:
+    """Refit the adapter's confidence map on the real-PubMed ``split`` from one ``eval realpm --out`` run
+    of that adapter (its label priors and its shipped map on), report the ECE of the shipped map (out of
+    sample: it was fitted elsewhere) and of the refit (in sample and 5-fold), and the precision/recall
+    of each ``min_confidence`` under the refit map."""
+    from dataclasses import replace as dc_replace
+
+    from model.confidence import (
+        expected_calibration_error,
+        load_confidence_calibration,
+        write_confidence_calibration,
+    )
+
+    rows, records, runs = realpm_scores(outputs, gold, split)
+    scored = [r for r in rows if r["score"] is not None]
+    if not scored:
+        raise ValueError(f"{outputs}: no stored combination with a label distribution to fit on")
+    shipped = load_confidence_calibration(adapter)
+    before = {"ece_raw": expected_calibration_error([(r["score"], r["correct"]) for r in scored])}
+    if shipped is not None:
+        before["ece_shipped_map"] = expected_calibration_error(
+            [(shipped.apply(r["score"], r["relation_index"]), r["correct"]) for r in scored])
+        before["shipped_fitted_on"] = shipped.fitted_on
+    calibration, report = fit_confidence(rows, method=method)
+    calibration = dc_replace(calibration, fitted_on={
+        **calibration.fitted_on, "split": f"realpm {split} (data/realpm/gold.jsonl): the sweep's candidate "
+        "sentences, relations as the sweep stores them", "correct": "stored drug set equals a gold set exactly "
+        "(any label)", "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+    def conf(map_):
+        return lambda r: map_.apply(r["score"], r["relation_index"]) if r["score"] is not None else None
+
+    curve = min_confidence_curve(rows, records, runs, conf(calibration))
+    out = {**calibration.as_dict(), "before": before, "report": report, "min_confidence_curve": curve,
+           "relations": len(rows), "right": sum(1 for r in rows if r["correct"])}
+    if write:
+        path = write_confidence_calibration(adapter, calibration, {"report": report, "before": before,
+                                                                   "min_confidence_curve": curve})
+        log.info("wrote %s", path)
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``rexdrug train calibrate`` and ``python -m training.calibrate`` (one parser)."""
     parser.add_argument("--adapter", type=Path, required=True, help="adapter folder holding rexdrug_training.json")
@@ -293,10 +420,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", choices=["dynamic", "static"], default="dynamic",
                         help="--confidence: KV cache of the generation (static is faster on CPU)")
     parser.add_argument("--threads", type=int, help="--confidence: torch CPU threads")
+    parser.add_argument("--realpm-outputs", type=Path,
+                        help="--confidence: refit on the real-PubMed set from this `rexdrug eval realpm --out` "
+                             "outputs.jsonl of the adapter (no generation)")
+    parser.add_argument("--gold", type=Path, help="--realpm-outputs: gold file (default data/realpm/gold.jsonl)")
+    parser.add_argument("--split", default="dev", help="--realpm-outputs: the split the outputs were run on")
 
 
 def run(args: argparse.Namespace) -> dict:
     """The calibration the options ask for; its summary.  Raises ``ValueError`` on configuration errors."""
+    if args.confidence and args.realpm_outputs:
+        return calibrate_realpm_confidence(args.adapter, outputs=args.realpm_outputs, gold=args.gold,
+                                           split=args.split, method=args.method, write=not args.dry_run)
     if args.confidence:
         return calibrate_confidence(args.adapter, scores=args.scores, from_scores=args.from_scores,
                                     method=args.method, batch_size=args.batch_size,

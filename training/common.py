@@ -88,6 +88,9 @@ class TrainerSettings:
     save_total_limit: int = 2
     threads: int | None = None  # torch CPU threads
     report_to: str = "none"
+    # continue an interrupted run from the latest ``output_dir/checkpoint-*`` (weights, optimizer, schedule
+    # and step); with no checkpoint there yet the run starts from the beginning
+    resume: bool = False
 
     def validate(self) -> None:
         s = self.SECTION
@@ -231,9 +234,17 @@ def precision(model) -> tuple[bool, bool]:
     return use_cpu, (not use_cpu) and model.dtype == torch.bfloat16
 
 
+def latest_checkpoint(out: Path) -> Path | None:
+    """The highest-step ``checkpoint-N`` folder under ``out`` (what ``train.resume`` continues), or None."""
+    steps = [(int(p.name.split("-", 1)[1]), p) for p in Path(out).glob("checkpoint-*")
+             if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
+    return max(steps)[1] if steps else None
+
+
 def train_and_save(trainer_cls, out: Path, *, model, tokenizer, args, dataset, lora: LoraSettings,
-                   **trainer_kwargs):
+                   resume: bool = False, **trainer_kwargs):
     """Build the trl trainer (LoRA, step timing), train, save the adapter (or full weights) and tokenizer.
+    With ``resume`` training continues from the latest checkpoint under ``out`` when there is one.
 
     Returns ``(trainer, train_output, timing)``.
     """
@@ -248,7 +259,10 @@ def train_and_save(trainer_cls, out: Path, *, model, tokenizer, args, dataset, l
         callbacks=[timing_callback(timing)],
         **trainer_kwargs,
     )
-    result = trainer.train()
+    checkpoint = latest_checkpoint(out) if resume else None
+    if checkpoint is not None:
+        log.info("resuming from %s", checkpoint)
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     trainer.save_model(str(out))  # the LoRA adapter (or full weights without LoRA)
     tokenizer.save_pretrained(str(out))
     return trainer, result, timing

@@ -55,6 +55,16 @@ class DataConfig:
     dev_limit: int | None = None
     # Prebuilt SFT rows (JSONL of prompt/completion, e.g. `rexdrug train multitask`) instead of DrugComb.
     rows_file: str | None = None
+    # Real-distribution sentences added to the DrugComb training split (round 4): a gold JSONL in DrugComb's
+    # row format with a "split" field (``realpm/gold.jsonl``), its records of ``mix_split`` only (never
+    # dev: dev is for choices), each ``mix_repeat`` times.  Prompts and hints are built exactly as for
+    # DrugComb rows, i.e. as the sweep builds them (sentence, its abstract as context, matcher hints).
+    mix_file: str | None = None
+    mix_split: str = "train"
+    mix_repeat: int = 1
+    # DrugComb train sentences kept (a seeded sample, file order) next to the mix: a replay of the old
+    # distribution so a short continued run does not forget it; None keeps all.
+    replay: int | None = None
 
     def validate(self) -> None:
         if not 0.0 <= self.dev_fraction < 1.0:
@@ -65,7 +75,11 @@ class DataConfig:
             raise ValueError(f"data.missing_trace must be one of {MISSING_TRACE_POLICIES}")
         if self.no_comb_ratio is not None and self.no_comb_ratio < 0:
             raise ValueError(f"data.no_comb_ratio must be >= 0 or null, got {self.no_comb_ratio}")
-        for name in ("limit", "dev_limit"):
+        if self.mix_file and self.mix_split != "train":
+            raise ValueError(f"data.mix_split must be 'train' (the dev split is for choices), got {self.mix_split!r}")
+        if self.mix_repeat < 1:
+            raise ValueError(f"data.mix_repeat must be >= 1, got {self.mix_repeat}")
+        for name in ("limit", "dev_limit", "replay"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"data.{name} must be positive or null")
@@ -283,6 +297,34 @@ class Splits:
     stats: dict[str, Any]
 
 
+# Independent evaluation files (the data hold-out rule): no training row may come from them.
+HOLDOUT_SOURCES = ("pubmed20n1016", "medline16n0902")
+
+
+def load_mix(path: str | Path, split: str) -> list[Record]:
+    """The ``split`` records of a gold JSONL in DrugComb's row format with ``split`` and ``source`` fields;
+    a record of a hold-out file, or no record of that split, is a configuration error."""
+    path = resolve_data_file(str(path))
+    records: list[Record] = []
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if row.get("split") != split:
+                    continue
+                if any(str(row.get("source") or "").startswith(h) for h in HOLDOUT_SOURCES):
+                    raise ValueError(f"{path}:{n}: record {row.get('doc_id')!r} comes from hold-out file "
+                                     f"{row['source']!r}, which is never trained on")
+                records.append(record_from_json(row))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{n}: not a gold record ({exc})") from exc
+    if not records:
+        raise ValueError(f"{path}: no records of split {split!r}")
+    return records
+
+
 def load_splits(config: DataConfig) -> Splits:
     records = load_drugcomb(config.train_file)
     train, dev = split_train_dev(records, config.dev_fraction, config.split_seed)
@@ -291,6 +333,17 @@ def load_splits(config: DataConfig) -> Splits:
         balanced = balanced[: config.limit]
     if config.dev_limit:
         dev = dev[: config.dev_limit]
+    mix_stats: dict[str, Any] = {}
+    if config.replay is not None and config.replay < len(balanced):
+        kept = set(random.Random(config.sample_seed).sample(range(len(balanced)), config.replay))
+        balanced = [r for i, r in enumerate(balanced) if i in kept]
+        mix_stats["replay"] = len(balanced)
+    if config.mix_file:
+        mix = load_mix(config.mix_file, config.mix_split)
+        mix_stats.update({"mix_file": str(config.mix_file), "mix_split": config.mix_split,
+                          "mix_records": len(mix), "mix_no_comb": sum(not r.has_combination for r in mix),
+                          "mix_repeat": config.mix_repeat})
+        balanced = balanced + mix * config.mix_repeat
     stats = {
         "source": str(config.train_file),
         "records": len(records),
@@ -300,6 +353,7 @@ def load_splits(config: DataConfig) -> Splits:
         "dev": len(dev),
         "dev_no_comb": sum(not r.has_combination for r in dev),
         "prompt_version": prompt_version(config.prompt),
+        **mix_stats,
     }
     return Splits(balanced, dev, stats)
 

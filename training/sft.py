@@ -103,7 +103,7 @@ def run_sft(config: SFTConfigFile, *, train_rows: list[dict] | None = None) -> d
     log.info("SFT: %d rows, %s", len(dataset), device_summary())
     trainer, result, timing = train_and_save(
         SFTTrainer, out, model=model, tokenizer=tokenizer, dataset=dataset, lora=config.lora,
-        args=trl_sft_config(config.train, use_cpu=use_cpu, bf16=bf16))
+        resume=config.train.resume, args=trl_sft_config(config.train, use_cpu=use_cpu, bf16=bf16))
     summary: dict[str, Any] = {
         "train_rows": len(dataset),
         "data": data_stats,

@@ -50,7 +50,8 @@ Rules (documented here because the artifact is committed and reviewed by its dif
     biomarkers) or other substance; a chemical-nomenclature name with none of the above -> other
     substance; a UNII substance no drug registry names (Merck Index, HSDB, WHO-DD only: coenzyme A,
     bisphenol A) -> other substance; else drug. ``curated/kinds.csv`` (id or name, kind, reason) overrides.
-    ``endogenous`` flags the body's own hormones, cytokines and mediators (MeSH trees, ``is_endogenous``).
+    ``endogenous`` flags the body's own hormones, cytokines, mediators and other natural molecules (MeSH
+    trees, ``is_endogenous``; ``curated/endogenous.csv`` overrides).
     DrugBank groups/types, UNII substance classes and MeSH pharmacologic actions are not in the installed
     packages, so they cannot be used.
 """
@@ -653,30 +654,64 @@ def kind_from_sources(ent: Entity, in_drugcomb: bool) -> tuple[str, str]:
 # MeSH branches of substances the body makes, which abstracts mostly measure rather than give: hormones
 # (D06.472: estradiol, testosterone, insulin, thyrotropin-releasing hormone), intercellular signalling
 # peptides and proteins (cytokines, growth factors: D12.644.276, D12.776.467, D23.529) and autacoids
-# (histamine, serotonin: D23.469). Their drugs stay drugs; the candidate rule asks more of a sentence
-# whose drugs are all endogenous (``etl.candidates``).
+# (histamine, serotonin: D23.469). Their drugs stay drugs; a mention of one is a drug mention only where
+# the sentence speaks of giving it (``etl.candidates.read_in_context``), and the candidate rule asks more
+# of a sentence whose drugs are all endogenous.
 _ENDOGENOUS_TREES = ("D06.472", "D12.644.276", "D12.776.467", "D23.529", "D23.469")
+# Further branches of the body's own molecules (the guideline's "endogenous molecules that also are drugs":
+# mentions only when administered): enzymes and coenzymes (D08: lysozyme, cytochrome c, NAD), amino acids
+# (D12.125: isoleucine, glutamine), nucleic acids, nucleotides and nucleosides (D13: thymidine, ATP),
+# catecholamines (D02.092.311: dopamine, norepinephrine), glutathione and its derivatives (D12.644.456.448),
+# biological pigments (D23.767: heme, bilirubin).  These branches also hold synthetic analogues given as
+# drugs (gemcitabine and cytarabine are D13 nucleosides), so they flag an entry only when nothing in the
+# sources says it is used as a medicine: no patient medicine page (MedlinePlus/NHS) and not in DrugComb's
+# drug dictionary.  ``curated/endogenous.csv`` sets the flag for entries whose source has no tree
+# (interferon gamma, IL-18, vitamins).
+_NATURAL_TREES = ("D08", "D12.125", "D13", "D02.092.311", "D12.644.456.448", "D23.767")
 
 
-def is_endogenous(ent: Entity) -> bool:
-    return any(t.startswith(_ENDOGENOUS_TREES) for t in ent.mesh_trees)
+def is_endogenous(ent: Entity, in_drugcomb: bool = False) -> bool:
+    if any(t.startswith(_ENDOGENOUS_TREES) for t in ent.mesh_trees):
+        return True
+    return (not ent.consumer_info and not in_drugcomb
+            and any(t.startswith(_NATURAL_TREES) for t in ent.mesh_trees))
+
+
+def load_curated_endogenous() -> list[dict]:
+    """``curated/endogenous.csv`` rows: an entry (``id``, else ``name``), ``endogenous`` (1/0), the reason."""
+    rows = _read_csv("endogenous.csv")
+    for row in rows:
+        if row["endogenous"] not in ("0", "1"):
+            raise ValueError(f"curated endogenous flag for {row['id'] or row['name']!r}: {row['endogenous']!r} "
+                             "is not 0 or 1")
+        if not (row["id"] or row["name"]) or not row["reason"].strip():
+            raise ValueError(f"curated endogenous row {row}: needs an id or a name, and a reason")
+    return rows
+
+
+def _curated_entity(b: _Builder, row: dict, what: str) -> Entity:
+    ent_id = row["id"] or b.resolve_name(row["name"])
+    if ent_id not in b.entities:
+        raise ValueError(f"curated {what} for {row['id'] or row['name']!r}: not an entry of the KB")
+    ent = b.entities[ent_id]
+    if row["name"] and row["id"] and alias_key(row["name"]) != alias_key(ent.preferred_name):
+        raise ValueError(f"curated {what}: {row['id']} is {ent.preferred_name!r}, not {row['name']!r}")
+    return ent
 
 
 def assign_kinds(b: _Builder, rows: list[dict]) -> None:
-    """Set every entity's ``kind``/``kind_reason``: curated exceptions, else ``kind_from_sources``."""
+    """Set every entity's ``kind``/``kind_reason`` and ``endogenous`` flag: curated exceptions, else the
+    sources' own fields (``kind_from_sources``, ``is_endogenous``)."""
     by_key = {r["key"]: r["id"] for r in rows}
     drugcomb_ids = {by_key[k] for k in (alias_key(n) for n in load_drugcomb_names()) if k in by_key}
     for ent in b.entities.values():
         ent.kind, ent.kind_reason = kind_from_sources(ent, ent.id in drugcomb_ids)
-        ent.endogenous = is_endogenous(ent)
+        ent.endogenous = is_endogenous(ent, ent.id in drugcomb_ids)
     for row in load_curated_kinds():
-        ent_id = row["id"] or b.resolve_name(row["name"])
-        if ent_id not in b.entities:
-            raise ValueError(f"curated kind for {row['id'] or row['name']!r}: not an entry of the KB")
-        ent = b.entities[ent_id]
-        if row["name"] and row["id"] and alias_key(row["name"]) != alias_key(ent.preferred_name):
-            raise ValueError(f"curated kind: {row['id']} is {ent.preferred_name!r}, not {row['name']!r}")
+        ent = _curated_entity(b, row, "kind")
         ent.kind, ent.kind_reason = row["kind"], "curated"
+    for row in load_curated_endogenous():
+        _curated_entity(b, row, "endogenous flag").endogenous = row["endogenous"] == "1"
     for ent in b.entities.values():
         b.counts["endogenous"] += ent.endogenous
         b.counts[f"kind_{ent.kind}"] += 1
