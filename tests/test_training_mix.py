@@ -9,7 +9,8 @@ import pytest
 
 from etl.drugs import default_matcher
 from model.extraction import ExtractionRunner
-from model.prompting import PromptConfig, build_messages
+from model.items import ExtractionItem
+from model.prompting import PromptConfig
 from training.common import latest_checkpoint
 from training.data import DataConfig, build_sft_rows, hints_function, load_mix, load_splits
 
@@ -63,8 +64,9 @@ def test_training_prompt_is_the_sweeps_prompt():
     runner = ExtractionRunner(engine=type("E", (), {"model_id": "x"})(), prompt_config=PROMPT,
                               matcher=default_matcher())
     for record, row in zip(splits.train, rows):
-        item = {"sentence": record.sentence, "context": record.paragraph}  # jobs.sweep.extraction_rows' item
-        assert row["prompt"] == build_messages(item["sentence"], item["context"], PROMPT, runner.hints_for(item))
+        # the item the sweep's extraction_rows hands the runner, and the runner's own request for it
+        item = ExtractionItem.from_dict({"id": "x", "sentence": record.sentence, "context": record.paragraph})
+        assert row["prompt"] == runner.prompt(item).messages
     m1 = rows[1]["prompt"][1]["content"]
     assert "Drugs: Cisplatin; gemcitabine" in m1 and "Advanced bladder cancer." in m1
 
