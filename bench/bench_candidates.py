@@ -1,18 +1,18 @@
 """Candidate selection on real and gold data: how many sentences go to the model, and what they are.
 
-    .venv/bin/python bench/bench_candidates.py [--list] [--json]
+  .venv/bin/python bench/bench_candidates.py [--list] [--json]
 
-  * demo: the two bundled 2026 NLM sample files the `make demo` sweep reads (latest version of each
-    record, deleted records dropped): sentences, candidates, and with ``--list`` every candidate sentence
-    with its drug-kind mentions (what the model would be asked about);
-  * DrugComb train/test: the share of gold sentences holding a combination (POS/COMB/NEG) that are still
-    candidates when the gold sentence is read in its paragraph as the sweep reads it (abbreviations the
-    paragraph defines hold in the sentence).
-  * ``--realpm DIR``: the hand-annotated real-PubMed set (``pool.jsonl`` + ``annotations_*.jsonl``, first
-    annotation of an id wins) on ``--split`` (dev): how many sentences are candidates, how many of the
-    gold combination sentences stay candidates, drug-mention precision/recall of the drug-kind mentions
-    (and of all mentions, kinds ignored), and the all-drugs rule's exact-set combination precision/recall
-    (the candidate's distinct drug-kind mentions as one set).
+* demo: the two bundled 2026 NLM sample files the `make demo` sweep reads (latest version of each
+  record, deleted records dropped): sentences, candidates, and with ``--list`` every candidate sentence
+  with its drug-kind mentions (what the model would be asked about);
+* DrugComb train/test: the share of gold sentences holding a combination (POS/COMB/NEG) that are still
+  candidates when the gold sentence is read in its paragraph as the sweep reads it (abbreviations the
+  paragraph defines hold in the sentence).
+* ``--realpm DIR``: the hand-annotated real-PubMed set (``pool.jsonl`` + ``annotations_*.jsonl``, first
+  annotation of an id wins) on ``--split`` (dev): how many sentences are candidates, how many of the
+  gold combination sentences stay candidates, drug-mention precision/recall of the drug-kind mentions
+  (and of all mentions, kinds ignored), and the all-drugs rule's exact-set combination precision/recall
+  (the candidate's distinct drug-kind mentions as one set).
 """
 
 from __future__ import annotations
@@ -49,7 +49,12 @@ def demo_articles() -> pa.Table:
             latest[row["pmid"]] = len(tables) - 1
         for row in parsed["deletions"].to_pylist():
             latest.pop(row["pmid"], None)
-    rows = {r["pmid"]: r for t_index, t in enumerate(tables) for r in t.to_pylist() if latest.get(r["pmid"]) == t_index}
+    rows = {
+        r["pmid"]: r
+        for t_index, t in enumerate(tables)
+        for r in t.to_pylist()
+        if latest.get(r["pmid"]) == t_index
+    }
     return pa.Table.from_pylist([rows[p] for p in sorted(rows)], schema=tables[0].schema)
 
 
@@ -60,13 +65,22 @@ def demo(matcher, listing: bool, selector=None) -> dict:
     kw = {"selector": selector} if selector is not None else {}
     sents = sentence_table(arts, matcher=matcher, **kw).to_pylist()
     cands = [s for s in sents if s["is_candidate"]]
-    out = {"articles": arts.num_rows, "sentences": len(sents), "candidates": len(cands),
-           "articles_with_a_candidate": len({s["pmid"] for s in cands})}
+    out = {
+        "articles": arts.num_rows,
+        "sentences": len(sents),
+        "candidates": len(cands),
+        "articles_with_a_candidate": len({s["pmid"] for s in cands}),
+    }
     if listing:
         out["candidate_sentences"] = [
-            {"pmid": s["pmid"], "sentence_index": s["sentence_index"],
-             "mentions": [f"{m['surface']} -> {m['preferred_name']} [{m.get('kind', '?')}]" for m in s["mentions"]],
-             "text": s["text"][:200]}
+            {
+                "pmid": s["pmid"],
+                "sentence_index": s["sentence_index"],
+                "mentions": [
+                    f"{m['surface']} -> {m['preferred_name']} [{m.get('kind', '?')}]" for m in s["mentions"]
+                ],
+                "text": s["text"][:200],
+            }
             for s in cands
         ]
     return out
@@ -93,9 +107,13 @@ def drugcomb_gold_recall(matcher, split: str, selector=None) -> dict:
         if rec["rels"]:
             n_comb += 1
             n_comb_kept += cand
-    return {"sentences": len(recs), "candidate_share": round(n_kept / max(len(recs), 1), 4),
-            "combination_sentences": n_comb, "combination_sentences_kept": n_comb_kept,
-            "combination_recall": round(n_comb_kept / max(n_comb, 1), 4)}
+    return {
+        "sentences": len(recs),
+        "candidate_share": round(n_kept / max(len(recs), 1), 4),
+        "combination_sentences": n_comb,
+        "combination_sentences_kept": n_comb_kept,
+        "combination_recall": round(n_comb_kept / max(n_comb, 1), 4),
+    }
 
 
 SELECTORS = {  # name -> SelectorConfig fields ("drugs" is the default configuration)
@@ -147,7 +165,9 @@ def _is_drug(m) -> bool:
 
 def realpm(matcher, folder: Path, split: str, selector=None) -> dict:
     """Candidate selection and drug kinds against the hand annotations (module doc)."""
-    pool = {r["id"]: r for r in map(json.loads, (folder / "pool.jsonl").read_text(encoding="utf-8").splitlines())}
+    pool = {
+        r["id"]: r for r in map(json.loads, (folder / "pool.jsonl").read_text(encoding="utf-8").splitlines())
+    }
     ann: dict[str, dict] = {}
     for path in sorted(folder.glob("annotations_*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -198,14 +218,22 @@ def realpm(matcher, folder: Path, split: str, selector=None) -> dict:
         return round(a / b, 4) if b else None
 
     return {
-        "split": split, "annotated_sentences": n, "candidates": n_cand,
-        "gold_combination_sentences": n_gold_sent, "gold_combination_sentences_kept": n_gold_kept,
+        "split": split,
+        "annotated_sentences": n,
+        "candidates": n_cand,
+        "gold_combination_sentences": n_gold_sent,
+        "gold_combination_sentences_kept": n_gold_kept,
         "combination_sentence_recall": ratio(n_gold_kept, n_gold_sent),
         "candidates_with_a_gold_combination": ratio(n_gold_kept, n_cand),
         **{f"mention_precision_{k}": ratio(v[1], v[0]) for k, v in mention_counts.items()},
         **{f"mention_recall_{k}": ratio(v[2], n_gold_drugs) for k, v in mention_counts.items()},
-        "all_drugs_rule_exact": {"predicted": n_pred, "correct": n_pred_ok, "precision": ratio(n_pred_ok, n_pred),
-                                 "gold_relations": n_gold_rels, "recall": ratio(n_gold_rels_found, n_gold_rels)},
+        "all_drugs_rule_exact": {
+            "predicted": n_pred,
+            "correct": n_pred_ok,
+            "precision": ratio(n_pred_ok, n_pred),
+            "gold_relations": n_gold_rels,
+            "recall": ratio(n_gold_rels_found, n_gold_rels),
+        },
     }
 
 
@@ -215,14 +243,18 @@ def main(argv=None) -> int:
     ap.add_argument("--kb", default=None, help="KB artifact folder (default: the committed etl/drugs/kb/)")
     ap.add_argument("--realpm", type=Path, default=None, help="folder of the real-PubMed annotated set")
     ap.add_argument("--split", default="dev", help="split of --realpm to measure (dev)")
-    ap.add_argument("--selector", choices=[*SELECTORS, "all"], default="drugs",
-                    help="candidate selector(s) to measure (etl.candidates.SelectorConfig)")
+    ap.add_argument(
+        "--selector",
+        choices=[*SELECTORS, "all"],
+        default="drugs",
+        help="candidate selector(s) to measure (etl.candidates.SelectorConfig)",
+    )
     args = ap.parse_args(argv)
     from etl.drugs import DrugKB, DrugMatcher
 
     matcher = DrugMatcher(DrugKB.load(args.kb))
     report = {}
-    for sel in (list(SELECTORS) if args.selector == "all" else [args.selector]):
+    for sel in list(SELECTORS) if args.selector == "all" else [args.selector]:
         out = report.setdefault(sel, {})
         selector = _selector(sel) if _has_selector() else None
         out["demo"] = demo(matcher, args.list, selector)

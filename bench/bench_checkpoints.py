@@ -37,10 +37,22 @@ def candidates(n: int) -> list[dict]:
         for start, end in split_sentences(paragraph):
             text = paragraph[start:end]
             key = hashlib.sha1(f"{len(rows)}|{text}".encode()).hexdigest()
-            rows.append({"extraction_key": key, "pmid": str(len(rows)), "pmid_version": 1, "sentence_index": 0,
-                         "sentence_start": 0, "sentence_end": len(text), "sentence_text": text,
-                         "text_hash": hashlib.md5(text.encode()).hexdigest(), "mentions": None,
-                         "context": paragraph, "model_id": "rule:all_drugs", "prompt_version": "p"})
+            rows.append(
+                {
+                    "extraction_key": key,
+                    "pmid": str(len(rows)),
+                    "pmid_version": 1,
+                    "sentence_index": 0,
+                    "sentence_start": 0,
+                    "sentence_end": len(text),
+                    "sentence_text": text,
+                    "text_hash": hashlib.md5(text.encode()).hexdigest(),
+                    "mentions": None,
+                    "context": paragraph,
+                    "model_id": "rule:all_drugs",
+                    "prompt_version": "p",
+                }
+            )
             if len(rows) == n:
                 return rows
     return rows
@@ -61,7 +73,7 @@ def main() -> int:
 
     cands = candidates(args.n)
     runner = build_runner(EngineConfig(kind="rule_all_drugs"), PromptConfig())
-    chunks = [cands[i:i + args.batch] for i in range(0, len(cands), args.batch)]
+    chunks = [cands[i : i + args.batch] for i in range(0, len(cands), args.batch)]
 
     def extract(writer: CheckpointWriter | None) -> float:
         start = time.perf_counter()
@@ -83,10 +95,14 @@ def main() -> int:
         resumed, todo = split_resumed(pa.Table.from_pylist(cands), read_checkpoints(tmp), "rerun")
         resume = time.perf_counter() - start
     print(f"{len(cands)} candidates, batches of {args.batch}, rule_all_drugs")
-    print(f"extract without checkpoint: {plain:.3f}s; with checkpoint: {checkpointed:.3f}s "
-          f"(ratio {checkpointed / plain:.3f}; {1000 * (checkpointed - plain) / len(cands):.2f} ms per sentence)")
-    print(f"rerun: {resumed.num_rows} resumed, {todo.num_rows} to extract, in {resume:.3f}s "
-          f"({resume / plain:.3f} of the rule extraction's time)")
+    print(
+        f"extract without checkpoint: {plain:.3f}s; with checkpoint: {checkpointed:.3f}s "
+        f"(ratio {checkpointed / plain:.3f}; {1000 * (checkpointed - plain) / len(cands):.2f} ms per sentence)"
+    )
+    print(
+        f"rerun: {resumed.num_rows} resumed, {todo.num_rows} to extract, in {resume:.3f}s "
+        f"({resume / plain:.3f} of the rule extraction's time)"
+    )
     return 0
 
 

@@ -77,23 +77,33 @@ def compare_engines(args) -> dict:
     for name, priors in variants:
         if name not in ENGINE_VARIANTS or priors not in ("off", "on"):
             raise SystemExit(f"--also wants ENGINE/off|on, got {name}/{priors}")
-        config = EngineConfig(model="rexdrug-smol", batch_size=args.batch_size, threads=args.threads,
-                              label_bias={} if priors == "off" else None, **ENGINE_VARIANTS[name])
-        runner = ExtractionRunner(create_engine(config), prompt, matcher=matcher, sampling=sampling,
-                                  chunk_size=args.chunk)
+        config = EngineConfig(
+            model="rexdrug-smol",
+            batch_size=args.batch_size,
+            threads=args.threads,
+            label_bias={} if priors == "off" else None,
+            **ENGINE_VARIANTS[name],
+        )
+        runner = ExtractionRunner(
+            create_engine(config), prompt, matcher=matcher, sampling=sampling, chunk_size=args.chunk
+        )
         runner.run(items[:2])  # warm-up (first-call allocations), not timed
         runners[(name, priors)] = runner
     results = {key: [] for key in runners}
     seconds = dict.fromkeys(runners, 0.0)
     keys = list(runners)
     for n, start in enumerate(range(0, len(items), args.chunk)):
-        chunk = items[start:start + args.chunk]
-        for key in keys[n % len(keys):] + keys[: n % len(keys)]:  # rotate who runs first
+        chunk = items[start : start + args.chunk]
+        for key in keys[n % len(keys) :] + keys[: n % len(keys)]:  # rotate who runs first
             started = time.perf_counter()
             results[key].extend(runners[key].run(chunk))
             seconds[key] += time.perf_counter() - started
-        print(f"chunk {n + 1}: {start + len(chunk)}/{len(items)} sentences, "
-              + ", ".join(f"{k[0]}/{k[1]} {seconds[k]:.0f}s" for k in keys), file=sys.stderr, flush=True)
+        print(
+            f"chunk {n + 1}: {start + len(chunk)}/{len(items)} sentences, "
+            + ", ".join(f"{k[0]}/{k[1]} {seconds[k]:.0f}s" for k in keys),
+            file=sys.stderr,
+            flush=True,
+        )
         if start + len(chunk) < len(items):
             report_engines(records, runners, results, seconds, args, final=False)
     return report_engines(records, runners, results, seconds, args)
@@ -111,34 +121,62 @@ def report_engines(records, runners, results, seconds, args, *, final: bool = Tr
     rows = []
     for (name, priors), runner in runners.items():
         base = results.get(("transformers", priors))
-        evaluation = score_drugcomb(records, results[(name, priors)], model_id=runner.engine.model_id,
-                                    prompt_version=runner.version, label_bias=runner.engine.label_bias or None,
-                                    generation_seconds=seconds[(name, priors)])
+        evaluation = score_drugcomb(
+            records,
+            results[(name, priors)],
+            model_id=runner.engine.model_id,
+            prompt_version=runner.version,
+            label_bias=runner.engine.label_bias or None,
+            generation_seconds=seconds[(name, priors)],
+        )
         mine = results[(name, priors)]
-        row = {"engine": name, "priors": priors, "model_id": runner.engine.model_id,
-               "sentences_per_second": len(mine) / seconds[(name, priors)],
-               "f1": {k: evaluation.summary["official"][k] for k in F1_KEYS},
-               "parse_failure_rate": evaluation.summary["parse_failure_rate"]}
+        row = {
+            "engine": name,
+            "priors": priors,
+            "model_id": runner.engine.model_id,
+            "sentences_per_second": len(mine) / seconds[(name, priors)],
+            "f1": {k: evaluation.summary["official"][k] for k in F1_KEYS},
+            "parse_failure_rate": evaluation.summary["parse_failure_rate"],
+        }
         if base is not None:
             row["speedup"] = seconds[("transformers", priors)] / seconds[(name, priors)]
             row["identical_text"] = sum(a["raw_output"] == b["raw_output"] for a, b in zip(mine, base))
             row["identical_answer"] = sum(_answer(a) == _answer(b) for a, b in zip(mine, base))
         rows.append(row)
-    report = {"sentences": len(items), "batch_size": args.batch_size, "chunk": args.chunk, "threads": args.threads,
-              "max_new_tokens": args.tokens, "rows": rows}
-    print(f"{'' if final else '[partial] '}{len(items)} DrugComb test sentences, rexdrug-smol, batch {args.batch_size}, greedy, "
-          f"<= {args.tokens} new tokens, threads {args.threads}")
-    print("| engine | priors | sentences/s | x transformers | identical text | same answer | any-partial | "
-          "pos-partial | any-exact | pos-exact | parse fail |")
+    report = {
+        "sentences": len(items),
+        "batch_size": args.batch_size,
+        "chunk": args.chunk,
+        "threads": args.threads,
+        "max_new_tokens": args.tokens,
+        "rows": rows,
+    }
+    print(
+        f"{'' if final else '[partial] '}{len(items)} DrugComb test sentences, rexdrug-smol, batch {args.batch_size}, greedy, "
+        f"<= {args.tokens} new tokens, threads {args.threads}"
+    )
+    print(
+        "| engine | priors | sentences/s | x transformers | identical text | same answer | any-partial | "
+        "pos-partial | any-exact | pos-exact | parse fail |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['engine']} | {r['priors']} | {r['sentences_per_second']:.3f} | {r.get('speedup', float('nan')):.2f} | "
-              f"{r.get('identical_text', '-')}/{len(items)} | {r.get('identical_answer', '-')}/{len(items)} | "
-              + " | ".join(f"{r['f1'][k]:.3f}" for k in F1_KEYS) + f" | {r['parse_failure_rate']:.0%} |")
+        print(
+            f"| {r['engine']} | {r['priors']} | {r['sentences_per_second']:.3f} | {r.get('speedup', float('nan')):.2f} | "
+            f"{r.get('identical_text', '-')}/{len(items)} | {r.get('identical_answer', '-')}/{len(items)} | "
+            + " | ".join(f"{r['f1'][k]:.3f}" for k in F1_KEYS)
+            + f" | {r['parse_failure_rate']:.0%} |"
+        )
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
-            json.dump({**report, "outputs": {f"{k[0]}/{k[1]}": [r["raw_output"] for r in v]
-                                             for k, v in results.items()}}, fh, indent=1)
+            json.dump(
+                {
+                    **report,
+                    "outputs": {f"{k[0]}/{k[1]}": [r["raw_output"] for r in v] for k, v in results.items()},
+                },
+                fh,
+                indent=1,
+            )
     return report
 
 
@@ -154,12 +192,19 @@ def main() -> None:
     ap.add_argument("--priors", nargs="+", default=["off"], choices=("off", "on"))
     ap.add_argument("--also", nargs="*", default=[], help="more ENGINE/PRIORS variants, e.g. ct2-int8/on")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--chunk", type=int, help="sentences per timed chunk (default 4 x batch, the runner's chunk)")
+    ap.add_argument(
+        "--chunk", type=int, help="sentences per timed chunk (default 4 x batch, the runner's chunk)"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", help="JSON report (with every engine's raw outputs)")
     ap.add_argument("--batch", type=int, nargs="+", default=[8, 16], help="batch sizes to measure")
-    ap.add_argument("--cache", nargs="+", default=["dynamic", "static"], choices=("dynamic", "static"),
-                    help="KV cache kinds to measure batched")
+    ap.add_argument(
+        "--cache",
+        nargs="+",
+        default=["dynamic", "static"],
+        choices=("dynamic", "static"),
+        help="KV cache kinds to measure batched",
+    )
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--singles", type=int, default=8, help="prompts generated one at a time for the baseline")
     ap.add_argument("--sentences", type=int, default=16)
@@ -178,7 +223,9 @@ def main() -> None:
     prompt = PromptConfig(variant="rexdrug_answer_only", context=args.context)
     prompts = [build_messages(r["sentence"], r["paragraph"], prompt) for r in records]
     sampling = SamplingConfig(max_new_tokens=args.tokens)
-    engines = {cache: create_engine(EngineConfig(batch_size=max(args.batch), cache=cache)) for cache in args.cache}
+    engines = {
+        cache: create_engine(EngineConfig(batch_size=max(args.batch), cache=cache)) for cache in args.cache
+    }
     baseline = engines.get("dynamic") or next(iter(engines.values()))
     for engine in engines.values():
         engine.generate(prompts[:2], SamplingConfig(max_new_tokens=2))  # warm-up
@@ -187,27 +234,37 @@ def main() -> None:
         _, t, s = tokens_per_second(baseline, [messages], sampling)
         single_tokens, single_s = single_tokens + t, single_s + s
     single_tps = single_tokens / single_s
-    single_decode = sum(decode_tokens_per_second(baseline, [m], sampling) for m in prompts[:args.singles]) / args.singles
-    print(f"single-stream (dynamic cache): {single_tps:7.1f} tok/s with prefill ({single_tokens} tokens, "
-          f"{single_s:.1f}s); decode only {single_decode:7.1f} tok/s")
+    single_decode = (
+        sum(decode_tokens_per_second(baseline, [m], sampling) for m in prompts[: args.singles]) / args.singles
+    )
+    print(
+        f"single-stream (dynamic cache): {single_tps:7.1f} tok/s with prefill ({single_tokens} tokens, "
+        f"{single_s:.1f}s); decode only {single_decode:7.1f} tok/s"
+    )
     best = (0.0, None, None, 0.0)
     for cache, engine in engines.items():
         for size in args.batch:
             tps, tokens, seconds = tokens_per_second(engine, prompts[:size], sampling)
             decode = decode_tokens_per_second(engine, prompts[:size], sampling)
-            print(f"batched x{size:<3} {cache:>7} cache: {tps:7.1f} tok/s with prefill = {tps / single_tps:.2f}x single; "
-                  f"decode only {decode:7.1f} tok/s = {decode / single_decode:.2f}x single ({tokens} tokens, {seconds:.1f}s)")
+            print(
+                f"batched x{size:<3} {cache:>7} cache: {tps:7.1f} tok/s with prefill = {tps / single_tps:.2f}x single; "
+                f"decode only {decode:7.1f} tok/s = {decode / single_decode:.2f}x single ({tokens} tokens, {seconds:.1f}s)"
+            )
             best = max(best, (tps, cache, size, decode), key=lambda b: b[0])
-    print(f"best batched/single: {best[0] / single_tps:.2f}x with prefill, {best[3] / single_decode:.2f}x decode only "
-          f"(x{best[2]}, {best[1]} cache; target >= 4x)")
+    print(
+        f"best batched/single: {best[0] / single_tps:.2f}x with prefill, {best[3] / single_decode:.2f}x decode only "
+        f"(x{best[2]}, {best[1]} cache; target >= 4x)"
+    )
     engine = engines[best[1]]
     items = [{"sentence": r["sentence"], "context": r["paragraph"]} for r in records[: args.sentences]]
     runner = ExtractionRunner(engine, prompt, sampling=sampling)
     started = time.perf_counter()
     rows = runner.run(items)
     seconds = time.perf_counter() - started
-    print(f"end to end    : {len(rows) / seconds:.2f} sentences/s ({len(rows)} sentences, {seconds:.1f}s, "
-          f"max_new_tokens={args.tokens}, context={args.context}, {best[1]} cache)")
+    print(
+        f"end to end    : {len(rows) / seconds:.2f} sentences/s ({len(rows)} sentences, {seconds:.1f}s, "
+        f"max_new_tokens={args.tokens}, context={args.context}, {best[1]} cache)"
+    )
 
 
 if __name__ == "__main__":

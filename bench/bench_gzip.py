@@ -115,15 +115,19 @@ def main(argv=None) -> int:
     m_small, m_large = peak_memory(read_ours, raw_small), peak_memory(read_ours, raw_large)
     ratio, mem_ratio = t_large / t_small, m_large / m_small
     ok &= ratio <= 1.6 * args.factor and mem_ratio <= 1.5
-    print(f"spaces: {small} MB ({len(raw_small):,} B gzip) {t_small:.3f} s, {large} MB ({len(raw_large):,} B) "
-          f"{t_large:.3f} s: time ratio {ratio:.2f} (x{args.factor} size); bare zlib {z_large:.3f} s "
-          f"(ours/zlib {t_large / z_large:.2f}); tracemalloc peak {m_small / MB:.2f} MB -> {m_large / MB:.2f} MB "
-          f"(ratio {mem_ratio:.2f})")
+    print(
+        f"spaces: {small} MB ({len(raw_small):,} B gzip) {t_small:.3f} s, {large} MB ({len(raw_large):,} B) "
+        f"{t_large:.3f} s: time ratio {ratio:.2f} (x{args.factor} size); bare zlib {z_large:.3f} s "
+        f"(ours/zlib {t_large / z_large:.2f}); tracemalloc peak {m_small / MB:.2f} MB -> {m_large / MB:.2f} MB "
+        f"(ratio {mem_ratio:.2f})"
+    )
 
     real = NLM_SAMPLE.read_bytes()
     t_ours, t_gzip = cpu_best(read_ours, real), cpu_best(read_gzipfile, real)
-    print(f"real NLM file {NLM_SAMPLE.name} ({len(real):,} B, {read_ours(real):,} B unpacked): ours {t_ours:.3f} s, "
-          f"gzip.GzipFile {t_gzip:.3f} s (ours/GzipFile {t_ours / t_gzip:.2f})")
+    print(
+        f"real NLM file {NLM_SAMPLE.name} ({len(real):,} B, {read_ours(real):,} B unpacked): ours {t_ours:.3f} s, "
+        f"gzip.GzipFile {t_gzip:.3f} s (ours/GzipFile {t_ours / t_gzip:.2f})"
+    )
 
     hostile_small, hostile_large = padded_update_file(small), padded_update_file(large)
     r_small = cpu_best(parse_to_tables, hostile_small, "h.xml.gz", repeats=1)
@@ -133,10 +137,12 @@ def main(argv=None) -> int:
     rm_small = peak_memory(parse_to_tables, hostile_small, "h.xml.gz")
     rm_large = peak_memory(parse_to_tables, hostile_large, "h.xml.gz")
     ok &= r_ratio <= 1.6 * args.factor and tables["articles"].num_rows == 9
-    print(f"recovery (one abstract of {small} / {large} MB spaces): {r_small:.3f} s / {r_large:.3f} s, ratio "
-          f"{r_ratio:.2f}; tracemalloc peak {rm_small / MB:.0f} MB / {rm_large / MB:.0f} MB (records over "
-          f"{_MAX_RECORD // MB} MB are cut); kept {tables['articles'].num_rows} articles, "
-          f"{tables['deletions'].num_rows} deletions, {tables['errors'].num_rows} error row")
+    print(
+        f"recovery (one abstract of {small} / {large} MB spaces): {r_small:.3f} s / {r_large:.3f} s, ratio "
+        f"{r_ratio:.2f}; tracemalloc peak {rm_small / MB:.0f} MB / {rm_large / MB:.0f} MB (records over "
+        f"{_MAX_RECORD // MB} MB are cut); kept {tables['articles'].num_rows} articles, "
+        f"{tables['deletions'].num_rows} deletions, {tables['errors'].num_rows} error row"
+    )
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

@@ -38,12 +38,18 @@ def load_drugcomb(split: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def quality(records: list[dict], matcher, misses: Counter | None = None, fps: Counter | None = None,
-            kind_losses: Counter | None = None) -> dict:
+def quality(
+    records: list[dict],
+    matcher,
+    misses: Counter | None = None,
+    fps: Counter | None = None,
+    kind_losses: Counter | None = None,
+) -> dict:
     n_gold = n_found = n_exact = n_mentions = n_mentions_ok = 0
     n_found_drug = n_found_drug_or_class = n_found_drug_read = 0
     from etl.candidates import read_in_context
     from schemas.drugs import DRUG_KINDS
+
     n_rels = n_rels_ok = 0
     for rec in records:
         sent = rec["sentence"]
@@ -63,8 +69,9 @@ def quality(records: list[dict], matcher, misses: Counter | None = None, fps: Co
                 drug = any(m.is_drug for m in hit)
                 n_found_drug += drug
                 n_found_drug_or_class += drug or any(m.kind == "class" for m in hit)
-                n_found_drug_read += any(m.kind in DRUG_KINDS and m.start < span["end"] and span["start"] < m.end
-                                         for m in read)
+                n_found_drug_read += any(
+                    m.kind in DRUG_KINDS and m.start < span["end"] and span["start"] < m.end for m in read
+                )
                 if not drug and kind_losses is not None:
                     kind_losses[f"{span['text']} -> {hit[0].preferred_name} [{hit[0].kind}]"] += 1
             elif misses is not None:
@@ -102,7 +109,10 @@ def pubmed_abstracts(limit: int | None = None) -> list[tuple[str, str, list]]:
         for _, art in etree.iterparse(fh, tag="PubmedArticle"):
             pmid = art.findtext(".//MedlineCitation/PMID") or ""
             parts = ["".join(a.itertext()).strip() for a in art.iterfind(".//Abstract/AbstractText")]
-            chems = [{"ui": c.get("UI"), "name": c.text} for c in art.iterfind(".//ChemicalList/Chemical/NameOfSubstance")]
+            chems = [
+                {"ui": c.get("UI"), "name": c.text}
+                for c in art.iterfind(".//ChemicalList/Chemical/NameOfSubstance")
+            ]
             if parts:
                 out.append((pmid, "\n".join(p for p in parts if p), chems))
             art.clear()
@@ -117,23 +127,32 @@ def candidate_rate(matcher, limit: int | None) -> dict:
     from etl.candidates import sentence_table
 
     abstracts = pubmed_abstracts(limit)
-    table = pa.table({
-        "pmid": [a[0] for a in abstracts],
-        "pmid_version": pa.array([1] * len(abstracts), pa.int32()),
-        "abstract": [a[1] for a in abstracts],
-        "chemicals": [a[2] for a in abstracts],
-    })
+    table = pa.table(
+        {
+            "pmid": [a[0] for a in abstracts],
+            "pmid_version": pa.array([1] * len(abstracts), pa.int32()),
+            "abstract": [a[1] for a in abstracts],
+            "chemicals": [a[2] for a in abstracts],
+        }
+    )
     t0 = time.perf_counter()
     sents = sentence_table(table, matcher=matcher)
     dt = time.perf_counter() - t0
     cand = sum(sents.column("is_candidate").to_pylist())
     with_drug = sum(1 for n in sents.column("n_distinct_drugs").to_pylist() if n >= 1)
     return {
-        "abstracts": len(abstracts), "sentences": sents.num_rows, "candidates": cand,
+        "abstracts": len(abstracts),
+        "sentences": sents.num_rows,
+        "candidates": cand,
         "candidate_share": round(cand / max(sents.num_rows, 1), 4),
         "sentences_with_a_drug_share": round(with_drug / max(sents.num_rows, 1), 4),
-        "abstracts_with_a_candidate": len({p for p, c in zip(sents.column("pmid").to_pylist(),
-                                                               sents.column("is_candidate").to_pylist()) if c}),
+        "abstracts_with_a_candidate": len(
+            {
+                p
+                for p, c in zip(sents.column("pmid").to_pylist(), sents.column("is_candidate").to_pylist())
+                if c
+            }
+        ),
         "sentence_table_seconds": round(dt, 2),
     }
 
@@ -154,16 +173,22 @@ def speed(matcher, paragraphs: list[str], repeat: int = 3) -> dict:
     dt = time.perf_counter() - t0
     chars = sum(len(p) for p in paragraphs) * repeat
     return {
-        "paragraphs": len(paragraphs) * repeat, "mentions": n, "seconds": round(dt, 3),
-        "mentions_per_s": round(n / dt), "chars_per_s": round(chars / dt),
-        "tokenize_only_seconds": round(base, 3), "matcher_over_tokenizer": round(dt / base, 2),
+        "paragraphs": len(paragraphs) * repeat,
+        "mentions": n,
+        "seconds": round(dt, 3),
+        "mentions_per_s": round(n / dt),
+        "chars_per_s": round(chars / dt),
+        "tokenize_only_seconds": round(base, 3),
+        "matcher_over_tokenizer": round(dt / base, 2),
     }
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=["train", "test", "both"], default="both")
-    ap.add_argument("--misses", type=int, default=0, help="print the N most frequent missed gold spans and FPs (TRAIN)")
+    ap.add_argument(
+        "--misses", type=int, default=0, help="print the N most frequent missed gold spans and FPs (TRAIN)"
+    )
     ap.add_argument("--kb", default=None, help="KB artifact folder (default: the committed etl/drugs/kb/)")
     ap.add_argument("--pubmed-limit", type=int, default=None, help="abstracts of the PubMed sample to use")
     args = ap.parse_args(argv)
@@ -178,8 +203,13 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     matcher = DrugMatcher(kb)
     t_index = time.perf_counter() - t0
-    report = {"import_seconds": round(t_import, 3), "kb_load_seconds": round(t_load, 3), "matcher_index_seconds": round(t_index, 3),
-              "kb_entities": len(kb.entries), "kb_aliases": len(kb.alias_row)}
+    report = {
+        "import_seconds": round(t_import, 3),
+        "kb_load_seconds": round(t_load, 3),
+        "matcher_index_seconds": round(t_index, 3),
+        "kb_entities": len(kb.entries),
+        "kb_aliases": len(kb.alias_row),
+    }
     splits = ["train", "test"] if args.split == "both" else [args.split]
     paragraphs = []
     for split in splits:

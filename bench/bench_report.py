@@ -35,18 +35,59 @@ def synthetic(con, n: int, seed: int = 7) -> None:
         ids = sorted(rng.sample([f"DB{d:05d}" for d in range(500)], rng.choice((2, 2, 3))))
         label = rng.choice(("POS", "POS", "COMB", "NEG"))
         text = f"Treatment with {' plus '.join(ids)} was studied in patients <{i}> & more."
-        combo = {"combination_id": f"c{i}", "extraction_key": f"k{i}", "pmid": pmid, "pmid_version": 1,
-                 "sentence_index": i % 7, "sentence_text": text, "relation_index": 0, "label": label,
-                 "drugs": [{"surface": d, "start": text.index(d), "end": text.index(d) + len(d), "canonical_id": d,
-                            "preferred_name": d.lower()} for d in ids],
-                 "drug_set_key": " + ".join(ids), "drug_set_ids": ids, "n_drugs": len(ids), "model_id": "m",
-                 "prompt_version": "p", "run_id": "r"}
+        combo = {
+            "combination_id": f"c{i}",
+            "extraction_key": f"k{i}",
+            "pmid": pmid,
+            "pmid_version": 1,
+            "sentence_index": i % 7,
+            "sentence_text": text,
+            "relation_index": 0,
+            "label": label,
+            "drugs": [
+                {
+                    "surface": d,
+                    "start": text.index(d),
+                    "end": text.index(d) + len(d),
+                    "canonical_id": d,
+                    "preferred_name": d.lower(),
+                }
+                for d in ids
+            ],
+            "drug_set_key": " + ".join(ids),
+            "drug_set_ids": ids,
+            "n_drugs": len(ids),
+            "model_id": "m",
+            "prompt_version": "p",
+            "run_id": "r",
+        }
         combos.append(combo)
-        drugs += [{"combination_id": f"c{i}", "pmid": pmid, "pmid_version": 1, "drug_set_key": combo["drug_set_key"],
-                   "canonical_id": d, "preferred_name": d.lower(), "model_id": "m", "prompt_version": "p", "run_id": "r"}
-                  for d in ids]
-    articles = [{"pmid": str(1_000_000 + a), "pmid_version": 1, "record_type": "article", "title": f"Title {a}",
-                 "pub_year": 1990 + a % 37, "source_file": "f", "record_position": a} for a in range(n_articles)]
+        drugs += [
+            {
+                "combination_id": f"c{i}",
+                "pmid": pmid,
+                "pmid_version": 1,
+                "drug_set_key": combo["drug_set_key"],
+                "canonical_id": d,
+                "preferred_name": d.lower(),
+                "model_id": "m",
+                "prompt_version": "p",
+                "run_id": "r",
+            }
+            for d in ids
+        ]
+    articles = [
+        {
+            "pmid": str(1_000_000 + a),
+            "pmid_version": 1,
+            "record_type": "article",
+            "title": f"Title {a}",
+            "pub_year": 1990 + a % 37,
+            "source_file": "f",
+            "record_position": a,
+        }
+        for a in range(n_articles)
+    ]
     con.register("current_combinations", pa.Table.from_pylist(combos, schema=COMBINATIONS))
     con.register("current_combination_drugs", pa.Table.from_pylist(drugs, schema=COMBINATION_DRUGS))
     con.register("current_articles", pa.Table.from_pylist(articles, schema=ARTICLES))
@@ -72,8 +113,10 @@ def main() -> int:
         page = render_html(collect_report(con, warehouse="bench"))
         seconds, size = time.perf_counter() - start, len(page.encode())
         base = base or (seconds, size)
-        print(f"{n:>8} combinations: {seconds:6.2f} s, {size / 1024:7.1f} KiB "
-              f"(x{seconds / base[0]:.1f} time, x{size / base[1]:.2f} size vs {args.sizes[0]})")
+        print(
+            f"{n:>8} combinations: {seconds:6.2f} s, {size / 1024:7.1f} KiB "
+            f"(x{seconds / base[0]:.1f} time, x{size / base[1]:.2f} size vs {args.sizes[0]})"
+        )
     return 0
 
 

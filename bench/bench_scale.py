@@ -69,8 +69,14 @@ def sweep(spark, warehouse: Path, inputs: list[Path], engine: str, *extra: str):
     from etl.config import load_config
     from jobs.sweep import SweepConfig, run_sweep
 
-    overrides = [f"warehouse={warehouse}", "source=files", f"inputs={[str(p) for p in inputs]}",
-                 f"engine.kind={engine}", "build_kb=false", *extra]
+    overrides = [
+        f"warehouse={warehouse}",
+        "source=files",
+        f"inputs={[str(p) for p in inputs]}",
+        f"engine.kind={engine}",
+        "build_kb=false",
+        *extra,
+    ]
     started = time.perf_counter()
     summary = run_sweep(load_config(SweepConfig, None, overrides), spark=spark)
     return summary, time.perf_counter() - started
@@ -100,8 +106,11 @@ def table_bytes(warehouse: Path) -> dict[str, int]:
 def session(cluster, executors: int):
     from jobs.spark import get_spark
 
-    return get_spark(f"rexdrug-bench-scale-{executors}", master=cluster.master_url,
-                     conf={"spark.cores.max": str(executors), "spark.executor.memory": "1g"})
+    return get_spark(
+        f"rexdrug-bench-scale-{executors}",
+        master=cluster.master_url,
+        conf={"spark.cores.max": str(executors), "spark.executor.memory": "1g"},
+    )
 
 
 def wait_for_executors(spark, n: int, timeout_s: float = 120) -> None:
@@ -109,14 +118,18 @@ def wait_for_executors(spark, n: int, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1 < n:
         if time.monotonic() > deadline:
-            raise SystemExit(f"only {spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1} "
-                             f"of {n} executors registered")
+            raise SystemExit(
+                f"only {spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1} "
+                f"of {n} executors registered"
+            )
         time.sleep(0.5)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--articles", type=int, default=6000, help="replicated abstracts for 1 vs 2 executors")
+    parser.add_argument(
+        "--articles", type=int, default=6000, help="replicated abstracts for 1 vs 2 executors"
+    )
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2, help="alternated 1- and 2-executor runs")
     parser.add_argument("--model-sentences", type=int, default=6, help="0 skips the embedded-model part")
@@ -139,18 +152,26 @@ def main() -> int:
             real_wh = tmp / "real"
             summary, _ = sweep(spark, real_wh, real_inputs(tmp / "real-input"), "rule_no_comb")
             records, abstracts = n_records(real_wh)
-            print(f"Real NLM records ({len(REAL_FILES)} files: pubmed20n1015 excerpt + 2021-2026 samples), "
-                  f"2 executors x 1 core, rule_no_comb engine; the machine's 2 cores are shared with other jobs")
-            print(f"  {records} current records, {abstracts} with an abstract, {summary.n_sentences} sentences, "
-                  f"{summary.n_candidates} candidate sentences")
-            print(f"  candidates per 1,000 abstracts: {1000 * summary.n_candidates / abstracts:.1f}; "
-                  f"per 1,000 records: {1000 * summary.n_candidates / records:.1f}; "
-                  f"sentences per abstract: {summary.n_sentences / abstracts:.2f}")
+            print(
+                f"Real NLM records ({len(REAL_FILES)} files: pubmed20n1015 excerpt + 2021-2026 samples), "
+                f"2 executors x 1 core, rule_no_comb engine; the machine's 2 cores are shared with other jobs"
+            )
+            print(
+                f"  {records} current records, {abstracts} with an abstract, {summary.n_sentences} sentences, "
+                f"{summary.n_candidates} candidate sentences"
+            )
+            print(
+                f"  candidates per 1,000 abstracts: {1000 * summary.n_candidates / abstracts:.1f}; "
+                f"per 1,000 records: {1000 * summary.n_candidates / records:.1f}; "
+                f"sentences per abstract: {summary.n_sentences / abstracts:.2f}"
+            )
             print("  stage seconds per 1,000 abstracts (wall, 2 executors):")
             for stage, seconds in summary.stage_seconds.items():
                 print(f"    {stage:<13} {1000 * seconds / abstracts:8.2f} s")
             sizes = table_bytes(real_wh)
-            print(f"  warehouse bytes per 1,000 abstracts: {1000 * sum(sizes.values()) / abstracts / 1e6:.2f} MB total")
+            print(
+                f"  warehouse bytes per 1,000 abstracts: {1000 * sum(sizes.values()) / abstracts / 1e6:.2f} MB total"
+            )
             for name, size in sizes.items():
                 if size:
                     print(f"    {name:<22} {1000 * size / abstracts / 1e6:8.3f} MB")
@@ -169,14 +190,22 @@ def main() -> int:
                     etl_s = sum(summary.stage_seconds[s] for s in ETL_STAGES)
                     rates[executors].append(summary.n_articles / etl_s)
                     for s in ETL_STAGES:
-                        stage_rates[executors].setdefault(s, []).append(summary.n_articles / summary.stage_seconds[s])
-            print(f"Throughput, {args.articles} replicated real records ({summary.n_articles} with an abstract) in "
-                  f"{args.files} files, ingest + sentences + candidates, abstracts/s, median of {args.repeats} "
-                  "alternated runs (shared 2-core machine):")
+                        stage_rates[executors].setdefault(s, []).append(
+                            summary.n_articles / summary.stage_seconds[s]
+                        )
+            print(
+                f"Throughput, {args.articles} replicated real records ({summary.n_articles} with an abstract) in "
+                f"{args.files} files, ingest + sentences + candidates, abstracts/s, median of {args.repeats} "
+                "alternated runs (shared 2-core machine):"
+            )
             for executors in (1, 2):
-                per_stage = ", ".join(f"{s} {statistics.median(v):,.0f}/s" for s, v in stage_rates[executors].items())
-                print(f"  {executors} executor(s): {statistics.median(rates[executors]):8,.0f} abstracts/s "
-                      f"({per_stage})")
+                per_stage = ", ".join(
+                    f"{s} {statistics.median(v):,.0f}/s" for s, v in stage_rates[executors].items()
+                )
+                print(
+                    f"  {executors} executor(s): {statistics.median(rates[executors]):8,.0f} abstracts/s "
+                    f"({per_stage})"
+                )
             ratio = statistics.median(rates[2]) / statistics.median(rates[1])
             print(f"  ratio 2 : 1 executors = {ratio:.2f}x (ideal 2.00x)")
             for s in ETL_STAGES:
@@ -190,13 +219,20 @@ def main() -> int:
                     spark = session(cluster, 2)
                     wait_for_executors(spark, 2)
                 model_wh = tmp / "model"
-                summary, _ = sweep(spark, model_wh, real_inputs(tmp / "model-input")[:1], "transformers",
-                                   f"max_candidates={args.model_sentences}")
+                summary, _ = sweep(
+                    spark,
+                    model_wh,
+                    real_inputs(tmp / "model-input")[:1],
+                    "transformers",
+                    f"max_candidates={args.model_sentences}",
+                )
                 extract = summary.stage_seconds["extract"]
                 size = table_bytes(model_wh).get("extractions", 0)
-                print(f"Embedded model (rexdrug-smol) on 2 executors x 1 core: {summary.n_extracted} candidates, "
-                      f"extract stage {extract:.1f}s (model load included) = {summary.n_extracted / extract:.2f} "
-                      f"sentences/s; extractions table {size / max(summary.n_extracted, 1) / 1e3:.1f} kB per candidate")
+                print(
+                    f"Embedded model (rexdrug-smol) on 2 executors x 1 core: {summary.n_extracted} candidates, "
+                    f"extract stage {extract:.1f}s (model load included) = {summary.n_extracted / extract:.2f} "
+                    f"sentences/s; extractions table {size / max(summary.n_extracted, 1) / 1e3:.1f} kB per candidate"
+                )
             spark.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -118,18 +118,22 @@ def main(argv=None) -> int:
         ratio = t_large / t_small
         verdict = "ok" if ratio <= 1.6 * args.factor else "NOT LINEAR"
         ok &= verdict == "ok"
-        print(f"  {name:28s} {t_small * 1e3:9.1f} ms {t_large * 1e3:9.1f} ms  ratio {ratio:5.2f}  "
-              f"{large / t_large / 1e6:6.1f} M chars/s  {verdict}")
+        print(
+            f"  {name:28s} {t_small * 1e3:9.1f} ms {t_large * 1e3:9.1f} ms  ratio {ratio:5.2f}  "
+            f"{large / t_large / 1e6:6.1f} M chars/s  {verdict}"
+        )
 
     if not args.no_reference:
         ref_small, ref_large = 20_000, 20_000 * args.factor
         t_ref_small = best_time(reference_split, _repeat(prose_source, ref_small), repeats=1, min_batch_s=0)
         t_ref_large = best_time(reference_split, _repeat(prose_source, ref_large), repeats=1, min_batch_s=0)
         t_new_large = best_time(split_sentences, _repeat(prose_source, ref_large))
-        print(f"reference (the splitter before issue 11) on prose: {ref_small:,} chars {t_ref_small:.2f} s, "
-              f"{ref_large:,} chars {t_ref_large:.2f} s, ratio {t_ref_large / t_ref_small:.1f}; "
-              f"now {t_new_large * 1e3:.1f} ms at {ref_large:,} chars "
-              f"({t_ref_large / t_new_large:,.0f}x faster)")
+        print(
+            f"reference (the splitter before issue 11) on prose: {ref_small:,} chars {t_ref_small:.2f} s, "
+            f"{ref_large:,} chars {t_ref_large:.2f} s, ratio {t_ref_large / t_ref_small:.1f}; "
+            f"now {t_new_large * 1e3:.1f} ms at {ref_large:,} chars "
+            f"({t_ref_large / t_new_large:,.0f}x faster)"
+        )
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

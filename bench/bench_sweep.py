@@ -55,7 +55,12 @@ def run(spark, warehouse: Path, inputs: list[Path], engine: str, max_candidates:
     from etl.config import load_config
     from jobs.sweep import SweepConfig, run_sweep
 
-    overrides = [f"warehouse={warehouse}", "source=files", f"inputs={[str(p) for p in inputs]}", f"engine.kind={engine}"]
+    overrides = [
+        f"warehouse={warehouse}",
+        "source=files",
+        f"inputs={[str(p) for p in inputs]}",
+        f"engine.kind={engine}",
+    ]
     if max_candidates is not None:
         overrides.append(f"max_candidates={max_candidates}")
     start = time.perf_counter()
@@ -82,10 +87,14 @@ def main() -> int:
         summary, seconds = run(spark, tmp / "etl", inputs, "rule_no_comb")
         rate = args.articles / seconds
         print(f"ETL overhead (rule_no_comb engine), {args.articles} articles in {args.files} files, 2 cores")
-        print(f"  whole sweep: {seconds:.1f}s = {rate:,.0f} abstracts/s (target >= 1,000/s: "
-              f"{'met' if rate >= 1000 else 'NOT met'}), ratio to target {rate / 1000:.2f}x")
-        print(f"  {summary.n_articles} articles with abstract, {summary.n_sentences} sentences, "
-              f"{summary.n_candidates} candidates ({summary.n_candidates / max(summary.n_sentences, 1):.1%} of sentences)")
+        print(
+            f"  whole sweep: {seconds:.1f}s = {rate:,.0f} abstracts/s (target >= 1,000/s: "
+            f"{'met' if rate >= 1000 else 'NOT met'}), ratio to target {rate / 1000:.2f}x"
+        )
+        print(
+            f"  {summary.n_articles} articles with abstract, {summary.n_sentences} sentences, "
+            f"{summary.n_candidates} candidates ({summary.n_candidates / max(summary.n_sentences, 1):.1%} of sentences)"
+        )
         total = sum(summary.stage_seconds.values())
         for stage, sec in summary.stage_seconds.items():
             print(f"  {stage:<13} {sec:7.1f}s  {sec / total:6.1%}")
@@ -93,8 +102,10 @@ def main() -> int:
         if args.model_sentences:
             summary, seconds = run(spark, tmp / "model", inputs[:1], "transformers", args.model_sentences)
             extract = summary.stage_seconds.get("extract", seconds)
-            print(f"Embedded default model (rexdrug-smol, CPU): {summary.n_extracted} sentences, extract stage {extract:.1f}s "
-                  f"= {summary.n_extracted / extract:.2f} sentences/s; whole sweep {seconds:.1f}s")
+            print(
+                f"Embedded default model (rexdrug-smol, CPU): {summary.n_extracted} sentences, extract stage {extract:.1f}s "
+                f"= {summary.n_extracted / extract:.2f} sentences/s; whole sweep {seconds:.1f}s"
+            )
         spark.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

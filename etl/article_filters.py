@@ -26,7 +26,9 @@ class ArticleFilters:
 
     def validate(self) -> None:
         if self.min_year is not None and self.max_year is not None and self.max_year < self.min_year:
-            raise ValueError(f"filters.max_year ({self.max_year}) is before filters.min_year ({self.min_year})")
+            raise ValueError(
+                f"filters.max_year ({self.max_year}) is before filters.min_year ({self.min_year})"
+            )
         for name in ("languages", "publication_types", "exclude_publication_types", "mesh"):
             values = getattr(self, name)
             if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
@@ -47,19 +49,26 @@ class ArticleFilters:
             clauses.append(f"{alias}.abstract IS NOT NULL AND length(trim({alias}.abstract)) > 0")
         if self.languages:
             params["f_languages"] = lowered(self.languages)
-            clauses.append(f"list_has_any(list_transform({alias}.languages, lambda x: lower(x)), $f_languages)")
+            clauses.append(
+                f"list_has_any(list_transform({alias}.languages, lambda x: lower(x)), $f_languages)"
+            )
         if self.publication_types:
             params["f_ptypes"] = lowered(self.publication_types)
-            clauses.append(f"list_has_any(list_transform({alias}.publication_types, lambda x: lower(x)), $f_ptypes)")
+            clauses.append(
+                f"list_has_any(list_transform({alias}.publication_types, lambda x: lower(x)), $f_ptypes)"
+            )
         if self.exclude_publication_types:
             params["f_xptypes"] = lowered(self.exclude_publication_types)
-            clauses.append("NOT coalesce(list_has_any("
-                           f"list_transform({alias}.publication_types, lambda x: lower(x)), $f_xptypes), false)")
+            clauses.append(
+                "NOT coalesce(list_has_any("
+                f"list_transform({alias}.publication_types, lambda x: lower(x)), $f_xptypes), false)"
+            )
         if self.mesh:
             params["f_mesh"] = lowered(self.mesh)
             terms = " || ".join(
                 f"coalesce(list_transform({alias}.{column}, lambda m: lower(m.{key})), [])"
-                for column in ("mesh_headings", "chemicals") for key in ("name", "ui")
+                for column in ("mesh_headings", "chemicals")
+                for key in ("name", "ui")
             )
             clauses.append(f"list_has_any({terms}, $f_mesh)")
         for bound, op in (("min_year", ">="), ("max_year", "<=")):

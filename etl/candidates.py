@@ -66,8 +66,9 @@ class CandidateDecision:
         return not (self.endogenous_needs_cue and self.endogenous_only and not self.cue)
 
 
-def candidate_decision(mentions, matcher, text: str | None = None,
-                       endogenous_needs_cue: bool = False) -> CandidateDecision:
+def candidate_decision(
+    mentions, matcher, text: str | None = None, endogenous_needs_cue: bool = False
+) -> CandidateDecision:
     """Distinct drug-kind entries and classes of a sentence's mentions (the candidate rule, module doc).
 
     A regimen counts as one drug, unless all its components are also named in the sentence
@@ -84,8 +85,9 @@ def candidate_decision(mentions, matcher, text: str | None = None,
             drugs.discard(d)
     endogenous_only = bool(drugs) and all(getattr(matcher.entry(d), "endogenous", False) for d in drugs)
     cue = bool(endogenous_only and text and _SENTENCE_CUE_RE.search(text))
-    return CandidateDecision(_count_one_per_drug(drugs, drug_mentions), len(classes), endogenous_only, cue,
-                             endogenous_needs_cue)
+    return CandidateDecision(
+        _count_one_per_drug(drugs, drug_mentions), len(classes), endogenous_only, cue, endogenous_needs_cue
+    )
 
 
 def _count_one_per_drug(ids: set[str], mentions) -> int:
@@ -126,11 +128,15 @@ def _one_edit(a: str, b: str) -> bool:
         return False
     if len(a) == len(b):
         diff = [k for k in range(len(a)) if a[k] != b[k]]
-        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
-                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+        return len(diff) == 1 or (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
+            and a[diff[1]] == b[diff[0]]
+        )
     short, long_ = sorted((a, b), key=len)
     k = next((k for k in range(len(short)) if short[k] != long_[k]), len(short))
-    return short[k:] == long_[k + 1:]
+    return short[k:] == long_[k + 1 :]
 
 
 # a sentence that speaks of giving something: treatment, dosing, routes, supplementation, drugs compared
@@ -149,20 +155,26 @@ _ADMINISTRATION_RE = re.compile(
 _ENDOGENOUS_BEFORE_RE = re.compile(
     r"\b(?:serum|plasma|blood|circulating|urinary|salivary|intracellular|extracellular|endogenous|"
     r"(?:release|reuptake|uptake|secretion|synthesis|biosynthesis|production|levels?|concentrations?|"
-    r"metabolism|deficiency) of)\s+$", re.IGNORECASE)
+    r"metabolism|deficiency) of)\s+$",
+    re.IGNORECASE,
+)
 _ENDOGENOUS_AFTER_RE = re.compile(
     r"^(?:\s*(?:,|and/or|and|or)\s+[\w-]+)*[\s-]*(?:levels?|concentrations?|receptors?|resistance|secretion|"
     r"release|signal(?:l)?ing|pathways?|synthesis|biosynthesis|production|deficiency|sensitivity|homeostasis|"
     r"metabolism|positive|producing|neurons?|peroxidase|reductase|synthase|synthetase|transferase|kinase|"
-    r"transporters?|status|axis|(?!(?:dis|incr|decr)eases?\b|(?:c|ph|b)ases?\b)(?:[a-z]+-)?[a-z]+ases?)\b", re.IGNORECASE)
+    r"transporters?|status|axis|(?!(?:dis|incr|decr)eases?\b|(?:c|ph|b)ases?\b)(?:[a-z]+-)?[a-z]+ases?)\b",
+    re.IGNORECASE,
+)
 _LOOK_AROUND = 40  # characters of the sentence the local test reads on each side of the mention
 
 
 def endogenous_reading(text: str, start: int, end: int) -> bool:
     """Whether the words around ``text[start:end]`` make it the body's own molecule (a level, a receptor,
     an enzyme, a physiological role), whatever the rest of the sentence says of giving it."""
-    return bool(_ENDOGENOUS_BEFORE_RE.search(text[max(0, start - _LOOK_AROUND):start])
-                or _ENDOGENOUS_AFTER_RE.match(text[end:end + _LOOK_AROUND]))
+    return bool(
+        _ENDOGENOUS_BEFORE_RE.search(text[max(0, start - _LOOK_AROUND) : start])
+        or _ENDOGENOUS_AFTER_RE.match(text[end : end + _LOOK_AROUND])
+    )
 
 
 def read_in_context(mentions, text: str, matcher) -> list:
@@ -176,8 +188,11 @@ def read_in_context(mentions, text: str, matcher) -> list:
     given = bool(_ADMINISTRATION_RE.search(text))
     out = []
     for m in mentions:
-        if (m.kind in DRUG_KINDS and getattr(matcher.entry(m.id), "endogenous", False)
-                and (not given or endogenous_reading(text, m.start, m.end))):
+        if (
+            m.kind in DRUG_KINDS
+            and getattr(matcher.entry(m.id), "endogenous", False)
+            and (not given or endogenous_reading(text, m.start, m.end))
+        ):
             m = replace(m, kind="other_substance")
         out.append(m)
     return out
@@ -193,7 +208,8 @@ _SENTENCE_CUE_RE = re.compile(
 )
 # an article about combination therapy: its abstract's words
 _ABSTRACT_CUE_RE = re.compile(
-    r"\b(combin\w*|co-?administ\w*|concomitant\w*|synerg\w*|regimen\w*|add-on|plus)\b", re.IGNORECASE)
+    r"\b(combin\w*|co-?administ\w*|concomitant\w*|synerg\w*|regimen\w*|add-on|plus)\b", re.IGNORECASE
+)
 _KEYWORDS_LINE_RE = re.compile(r"^\s*(key\s*words?|abbreviations?)\s*[:.]", re.IGNORECASE)
 
 
@@ -206,16 +222,25 @@ class SelectorConfig:
     # cue: on by default (measured: no DrugComb combination sentence lost, fewer hormone-level sentences)
     endogenous_needs_cue: bool = True
     # MeSH descriptors that index an article as combination therapy (evidence selector)
-    combination_mesh: list[str] = field(default_factory=lambda: [
-        "Drug Therapy, Combination", "Antineoplastic Combined Chemotherapy Protocols", "Drug Synergism",
-        "Drug Combinations", "Chemotherapy, Adjuvant", "Antiretroviral Therapy, Highly Active"])
+    combination_mesh: list[str] = field(
+        default_factory=lambda: [
+            "Drug Therapy, Combination",
+            "Antineoplastic Combined Chemotherapy Protocols",
+            "Drug Synergism",
+            "Drug Combinations",
+            "Chemotherapy, Adjuvant",
+            "Antiretroviral Therapy, Highly Active",
+        ]
+    )
 
     def validate(self) -> None:
         if self.kind not in SELECTOR_KINDS:
             raise ValueError(f"candidate selector must be one of {SELECTOR_KINDS}, not {self.kind!r}")
 
 
-def article_combination_context(abstract: str | None, mesh_headings=None, config: SelectorConfig | None = None) -> bool:
+def article_combination_context(
+    abstract: str | None, mesh_headings=None, config: SelectorConfig | None = None
+) -> bool:
     """The article is about combination therapy: MeSH indexing or the abstract's own words."""
     config = config or SelectorConfig()
     names = {h.get("name") for h in mesh_headings or () if h}
@@ -231,8 +256,15 @@ def has_combination_evidence(sentence: str, article_context: bool) -> bool:
     return article_context or bool(_SENTENCE_CUE_RE.search(sentence))
 
 
-def sentence_rows(pmid: str, pmid_version: int, abstract: str | None, matcher, evidence=None,
-                  selector: SelectorConfig | None = None, mesh_headings=None) -> list[dict]:
+def sentence_rows(
+    pmid: str,
+    pmid_version: int,
+    abstract: str | None,
+    matcher,
+    evidence=None,
+    selector: SelectorConfig | None = None,
+    mesh_headings=None,
+) -> list[dict]:
     """The SENTENCES rows of one abstract (empty for a missing/blank abstract)."""
     rows = []
     if not abstract:
@@ -257,31 +289,44 @@ def sentence_rows(pmid: str, pmid_version: int, abstract: str | None, matcher, e
             mentions = matcher.find(text, evidence=evidence, abbreviations=defs, foreign=foreign)
         if selector.endogenous_needs_cue:
             mentions = read_in_context(mentions, text, matcher)
-        decision = candidate_decision(mentions, matcher, text,
-                                      endogenous_needs_cue=selector.endogenous_needs_cue)
-        rows.append({
-            "pmid": pmid,
-            "pmid_version": pmid_version,
-            "sentence_index": index,
-            "start": start,
-            "end": end,
-            "text": text,
-            "text_hash": hashlib.sha1(text.encode("utf-8")).hexdigest(),
-            "mentions": [
-                {"start": m.start, "end": m.end, "surface": m.surface, "id": m.id,
-                 "preferred_name": m.preferred_name, "is_class": m.is_class, "kind": m.kind}
-                for m in mentions
-            ],
-            "n_distinct_drugs": decision.n_distinct_drugs,
-            "n_distinct_classes": decision.n_distinct_classes,
-            # a keywords/abbreviations line lists terms and states nothing: never a candidate
-            "is_candidate": decision.is_candidate and not _KEYWORDS_LINE_RE.search(text)
-                            and (not selective or has_combination_evidence(text, context)),
-        })
+        decision = candidate_decision(
+            mentions, matcher, text, endogenous_needs_cue=selector.endogenous_needs_cue
+        )
+        rows.append(
+            {
+                "pmid": pmid,
+                "pmid_version": pmid_version,
+                "sentence_index": index,
+                "start": start,
+                "end": end,
+                "text": text,
+                "text_hash": hashlib.sha1(text.encode("utf-8")).hexdigest(),
+                "mentions": [
+                    {
+                        "start": m.start,
+                        "end": m.end,
+                        "surface": m.surface,
+                        "id": m.id,
+                        "preferred_name": m.preferred_name,
+                        "is_class": m.is_class,
+                        "kind": m.kind,
+                    }
+                    for m in mentions
+                ],
+                "n_distinct_drugs": decision.n_distinct_drugs,
+                "n_distinct_classes": decision.n_distinct_classes,
+                # a keywords/abbreviations line lists terms and states nothing: never a candidate
+                "is_candidate": decision.is_candidate
+                and not _KEYWORDS_LINE_RE.search(text)
+                and (not selective or has_combination_evidence(text, context)),
+            }
+        )
     return rows
 
 
-def sentence_table(articles: pa.Table | pa.RecordBatch, matcher=None, selector: SelectorConfig | None = None) -> pa.Table:
+def sentence_table(
+    articles: pa.Table | pa.RecordBatch, matcher=None, selector: SelectorConfig | None = None
+) -> pa.Table:
     """One SENTENCES row per abstract sentence of ``articles`` (a table or record batch); ``selector``
     (default: every sentence with >= 2 distinct drugs) decides ``is_candidate``; the evidence selector
     reads the articles' ``mesh_headings`` column when there is one."""
@@ -293,18 +338,28 @@ def sentence_table(articles: pa.Table | pa.RecordBatch, matcher=None, selector: 
         matcher = default_matcher()
     for col in ("pmid", "pmid_version", "abstract"):
         if col not in articles.schema.names:
-            raise ValueError(f"sentence_table needs an articles column {col!r} (have {articles.schema.names})")
+            raise ValueError(
+                f"sentence_table needs an articles column {col!r} (have {articles.schema.names})"
+            )
     pmids = articles.column("pmid").to_pylist()
     versions = articles.column("pmid_version").to_pylist()
     abstracts = articles.column("abstract").to_pylist()
     chemicals = (
-        articles.column("chemicals").to_pylist() if "chemicals" in articles.schema.names else [None] * len(pmids)
+        articles.column("chemicals").to_pylist()
+        if "chemicals" in articles.schema.names
+        else [None] * len(pmids)
     )
-    mesh = (articles.column("mesh_headings").to_pylist() if "mesh_headings" in articles.schema.names
-            and selector is not None and selector.kind == "evidence" else [None] * len(pmids))
+    mesh = (
+        articles.column("mesh_headings").to_pylist()
+        if "mesh_headings" in articles.schema.names and selector is not None and selector.kind == "evidence"
+        else [None] * len(pmids)
+    )
     rows: list[dict] = []
     for pmid, version, abstract, chems, headings in zip(pmids, versions, abstracts, chemicals, mesh):
         evidence = matcher.evidence_from_chemicals(chems) if chems else None
-        rows.extend(sentence_rows(pmid, version if version is not None else 1, abstract, matcher, evidence,
-                                  selector, headings))
+        rows.extend(
+            sentence_rows(
+                pmid, version if version is not None else 1, abstract, matcher, evidence, selector, headings
+            )
+        )
     return pa.Table.from_pylist(rows, schema=SENTENCES)

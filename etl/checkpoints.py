@@ -172,8 +172,11 @@ def read_checkpoints(directory: str | os.PathLike[str]) -> pa.Table:
         try:
             tables.append(pq.read_table(path, schema=EXTRACTION_CHECKPOINT))
         except (OSError, pa.ArrowException) as exc:
-            log.warning("ignoring unreadable extraction checkpoint %s (its sentences are extracted again): %s",
-                        path.name, exc)
+            log.warning(
+                "ignoring unreadable extraction checkpoint %s (its sentences are extracted again): %s",
+                path.name,
+                exc,
+            )
     if not tables:
         return EXTRACTION_CHECKPOINT.empty_table()
     rows = pa.concat_tables(tables)
@@ -216,6 +219,10 @@ def split_resumed(candidates: pa.Table, checkpoint: pa.Table, run_id: str) -> tu
         return EXTRACTIONS.empty_table(), candidates
     resumed = checkpoint.take(pa.array(taken, pa.int64())).select(EXTRACTIONS.names)
     i = resumed.schema.get_field_index("run_id")
-    resumed = resumed.set_column(i, resumed.schema.field(i), pa.array([run_id] * resumed.num_rows, pa.string()))
-    done = pc.is_in(candidates.column("extraction_key"), value_set=pa.array(sorted(resumed_keys), pa.string()))
+    resumed = resumed.set_column(
+        i, resumed.schema.field(i), pa.array([run_id] * resumed.num_rows, pa.string())
+    )
+    done = pc.is_in(
+        candidates.column("extraction_key"), value_set=pa.array(sorted(resumed_keys), pa.string())
+    )
     return resumed.cast(EXTRACTIONS), candidates.filter(pc.invert(done))

@@ -30,7 +30,9 @@ def unnormalized_id(name: str) -> str:
     return "name:" + " ".join(name.casefold().split())
 
 
-def _overlapping_mention(drug: dict[str, Any], mentions: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+def _overlapping_mention(
+    drug: dict[str, Any], mentions: list[dict[str, Any]] | None
+) -> dict[str, Any] | None:
     start, end = drug.get("start"), drug.get("end")
     if start is None or end is None:
         return None
@@ -60,12 +62,18 @@ def _drug_entries(drug: dict[str, Any], normalizer: Normalizer, mentions=None) -
     # the matcher's reading of the sentence decides what the name is (an abbreviation the abstract defines
     # as a lipid is not the drug of the same letters); a name on no mention, the KB's
     base["kind"] = mention.get("kind") if mention is not None and mention.get("kind") else norm.get("kind")
-    if norm.get("id") is None:
-        if mention is not None:
-            via = normalizer(mention.get("preferred_name") or mention.get("surface") or "") or {}
-            norm = via if via.get("id") else {"id": mention["id"], "preferred_name": mention.get("preferred_name"),
-                                              "is_class": mention.get("is_class")}
-            norm = {**norm, "matched_by": "mention"}
+    if norm.get("id") is None and mention is not None:
+        via = normalizer(mention.get("preferred_name") or mention.get("surface") or "") or {}
+        norm = (
+            via
+            if via.get("id")
+            else {
+                "id": mention["id"],
+                "preferred_name": mention.get("preferred_name"),
+                "is_class": mention.get("is_class"),
+            }
+        )
+        norm = {**norm, "matched_by": "mention"}
     components = norm.get("components") or []
     if components:
         entries = []
@@ -110,8 +118,9 @@ def is_drug_member(entry: dict[str, Any]) -> bool:
     return entry.get("kind") in DRUG_KINDS
 
 
-def drug_members(drugs: list[dict[str, Any]], normalizer: Normalizer, mentions=None
-                 ) -> tuple[list[dict[str, Any]], list[str]]:
+def drug_members(
+    drugs: list[dict[str, Any]], normalizer: Normalizer, mentions=None
+) -> tuple[list[dict[str, Any]], list[str]]:
     """(normalized drug members, names left out as known non-drugs) of one parsed relation's drugs."""
     entries = [entry for d in drugs for entry in _drug_entries(d, normalizer, mentions)]
     kept = [e for e in entries if is_drug_member(e)]
@@ -154,7 +163,9 @@ def build_combination_tables(
             errors.append(_error(row, "engine", row["error"]))
             continue
         if row.get("parse_status") not in USABLE_PARSE_STATUSES:
-            errors.append(_error(row, "parse", f"{row.get('parse_status')}: {row.get('parse_reason') or ''}".strip()))
+            errors.append(
+                _error(row, "parse", f"{row.get('parse_status')}: {row.get('parse_reason') or ''}".strip())
+            )
             continue
         for index, relation in enumerate(row.get("relations") or []):
             label = relation.get("label")
@@ -164,10 +175,13 @@ def build_combination_tables(
             set_ids = sorted({d["canonical_id"] for d in drugs})
             if len(set_ids) < 2:
                 left_out = f"; not known drugs: {', '.join(non_drugs)}" if non_drugs else ""
-                errors.append(_error(
-                    row, "normalize",
-                    f"relation {index} ({label}) has fewer than two distinct drugs: {set_ids}{left_out}",
-                ))
+                errors.append(
+                    _error(
+                        row,
+                        "normalize",
+                        f"relation {index} ({label}) has fewer than two distinct drugs: {set_ids}{left_out}",
+                    )
+                )
                 continue
             cid = combination_id(row["extraction_key"], index)
             set_key = " + ".join(set_ids)
@@ -201,7 +215,10 @@ def build_combination_tables(
                         "drug_set_key": set_key,
                         "position": position,
                         **{k: d[k] for k in ("surface", "start", "end", "grounded", "canonical_id")},
-                        **{k: d[k] for k in ("preferred_name", "is_class", "normalized", "via_regimen", "kind")},
+                        **{
+                            k: d[k]
+                            for k in ("preferred_name", "is_class", "normalized", "via_regimen", "kind")
+                        },
                         **prov,
                     }
                 )

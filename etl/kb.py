@@ -34,8 +34,12 @@ EXPORT_FORMATS = ("parquet", "csv", "jsonl")
 
 def validate_min_confidence(value: float) -> float:
     """A minimum confidence is a number in [0, 1] (configuration error otherwise)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0.0 <= value <= 1.0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0.0 <= value <= 1.0
+    ):
         raise ValueError(f"min_confidence must be a number in [0, 1], got {value!r}")
     return float(value)
 
@@ -50,14 +54,17 @@ def min_confidence_sql(column: str = "confidence") -> str:
 
 
 # Label precedence only breaks exact ties deterministically; a tie between POS and NEG is "MIXED".
-_KB_SQL = """
+_KB_SQL = (
+    """
 WITH combos AS (
     SELECT c.*, a.pub_year
     FROM current_combinations c
     LEFT JOIN current_articles a USING (pmid, pmid_version)
     WHERE ($model_id IS NULL OR c.model_id = $model_id)
       AND ($prompt_version IS NULL OR c.prompt_version = $prompt_version)
-      AND """ + min_confidence_sql("c.confidence") + """
+      AND """
+    + min_confidence_sql("c.confidence")
+    + """
 ),
 members AS (
     SELECT drug_set_key,
@@ -115,16 +122,27 @@ FROM stats s JOIN member_lists m USING (drug_set_key)
 )
 ORDER BY evidence_rank
 """
+)
 
 
-def build_kb(con, *, model_id: str | None = None, prompt_version: str | None = None, n_examples: int = 3,
-             min_confidence: float = 0.0) -> pa.Table:
+def build_kb(
+    con,
+    *,
+    model_id: str | None = None,
+    prompt_version: str | None = None,
+    n_examples: int = 3,
+    min_confidence: float = 0.0,
+) -> pa.Table:
     """Compute the KB table from ``current_combinations`` x ``current_articles`` on ``con``, counting
     only combination rows that pass ``min_confidence`` (``min_confidence_sql``), ranked by evidence."""
     if n_examples < 1:
         raise ValueError("n_examples must be >= 1")
-    params = {"model_id": model_id, "prompt_version": prompt_version, "n_examples": n_examples,
-              "min_confidence": validate_min_confidence(min_confidence)}
+    params = {
+        "model_id": model_id,
+        "prompt_version": prompt_version,
+        "n_examples": n_examples,
+        "min_confidence": validate_min_confidence(min_confidence),
+    }
     result = con.sql(_KB_SQL, params=params).to_arrow_table()
     return pa.Table.from_pylist(result.to_pylist(), schema=COMBINATION_KB)
 

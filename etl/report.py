@@ -81,7 +81,9 @@ def _scalar(con, sql: str) -> int:
     return int(con.execute(sql).fetchall()[0][0] or 0)
 
 
-def collect_report(con, *, warehouse: str = "", top_n: int = 20, n_examples: int = 3, n_partners: int = 20) -> ReportData:
+def collect_report(
+    con, *, warehouse: str = "", top_n: int = 20, n_examples: int = 3, n_partners: int = 20
+) -> ReportData:
     """Everything the page shows, read from the warehouse views on ``con`` (read-only SQL)."""
     if top_n < 1 or n_examples < 1 or n_partners < 1:
         raise ValueError("top_n, n_examples and n_partners must be >= 1")
@@ -92,7 +94,9 @@ def collect_report(con, *, warehouse: str = "", top_n: int = 20, n_examples: int
     if "ingest_errors" in have:
         data.ingest_errors = [
             (r["stage"], r["n"])
-            for r in _rows(con, "SELECT stage, count(*) AS n FROM ingest_errors GROUP BY stage ORDER BY n DESC, stage")
+            for r in _rows(
+                con, "SELECT stage, count(*) AS n FROM ingest_errors GROUP BY stage ORDER BY n DESC, stage"
+            )
         ]
         data.totals["ingest_errors"] = sum(n for _, n in data.ingest_errors)
     if "sweep_runs" in have:
@@ -101,7 +105,10 @@ def collect_report(con, *, warehouse: str = "", top_n: int = 20, n_examples: int
     if "current_combinations" not in have:
         return data
     data.totals["combinations"] = _scalar(con, "SELECT count(*) FROM current_combinations")
-    data.labels = {r["label"]: r["n"] for r in _rows(con, "SELECT label, count(*) AS n FROM current_combinations GROUP BY label")}
+    data.labels = {
+        r["label"]: r["n"]
+        for r in _rows(con, "SELECT label, count(*) AS n FROM current_combinations GROUP BY label")
+    }
     if "current_extractions" in have:
         # a final answer with no relation: the model read the sentence and found no combination
         data.labels[NO_COMB] = _scalar(
@@ -164,15 +171,20 @@ def _top_sets(con, have: set[str], top_n: int, n_examples: int) -> tuple[list[di
         kb_cols = set(kb[0]) if kb else set()
     combo_cols = _columns(con, "current_combinations")
     # a confidence column whose values are all null (rule-less engines, older rows) is no confidence
-    has_conf = (("max_confidence" in kb_cols and any(r.get("max_confidence") is not None for r in kb_rows))
-                or ("confidence" in combo_cols
-                    and bool(_scalar(con, "SELECT count(confidence) FROM current_combinations"))))
+    has_conf = (
+        "max_confidence" in kb_cols and any(r.get("max_confidence") is not None for r in kb_rows)
+    ) or (
+        "confidence" in combo_cols
+        and bool(_scalar(con, "SELECT count(confidence) FROM current_combinations"))
+    )
     if not kb_rows:
         return [], source, has_conf, n_sets
     keys = [r["drug_set_key"] for r in kb_rows]
     conf_expr = "c.confidence" if "confidence" in combo_cols else "NULL::DOUBLE"
     year_expr = "a.pub_year" if "current_articles" in have else "NULL::INTEGER"
-    title_join = "LEFT JOIN current_articles a USING (pmid, pmid_version)" if "current_articles" in have else ""
+    title_join = (
+        "LEFT JOIN current_articles a USING (pmid, pmid_version)" if "current_articles" in have else ""
+    )
     title_expr = "a.title" if "current_articles" in have else "NULL::VARCHAR"
     examples = _rows(
         con,
@@ -317,7 +329,9 @@ def plot_years(years: list[tuple[int | None, str, int]]) -> str | None:
         if not counts:
             continue
         values = [counts.get(x, 0) for x in xs]
-        ax.bar(xs, values, bottom=[bottom[x] for x in xs], label=label, color=LABEL_COLORS.get(label, "#607d8b"))
+        ax.bar(
+            xs, values, bottom=[bottom[x] for x in xs], label=label, color=LABEL_COLORS.get(label, "#607d8b")
+        )
         for x, v in zip(xs, values):
             bottom[x] += v
     ax.set_ylabel("combinations")
@@ -469,9 +483,24 @@ def _runs_section(data: ReportData) -> str:
     stages = []
     for run in data.runs:
         stages += [s for s in run["stage_seconds"] if s not in stages]
-    head = "".join(f"<th>{esc(h)}</th>" for h in ("run", "started (UTC)", "status", "source", "window", "model",
-                                                    "articles", "filtered out", "candidates", "extracted",
-                                                    "combinations", "errors", "failed"))
+    head = "".join(
+        f"<th>{esc(h)}</th>"
+        for h in (
+            "run",
+            "started (UTC)",
+            "status",
+            "source",
+            "window",
+            "model",
+            "articles",
+            "filtered out",
+            "candidates",
+            "extracted",
+            "combinations",
+            "errors",
+            "failed",
+        )
+    )
     head += "".join(f"<th>{esc(s)} s</th>" for s in stages)
     rows = []
     for run in data.runs:
@@ -485,8 +514,15 @@ def _runs_section(data: ReportData) -> str:
             f"<td>{esc(run.get('model_id'))}</td>",
             *(
                 f'<td class="n" data-run="{esc(run.get("run_id"))}" data-col="{col}">{esc(run.get(col))}</td>'
-                for col in ("n_articles", "n_filtered", "n_candidates", "n_extracted", "n_combinations", "n_errors",
-                            "n_failed")
+                for col in (
+                    "n_articles",
+                    "n_filtered",
+                    "n_candidates",
+                    "n_extracted",
+                    "n_combinations",
+                    "n_errors",
+                    "n_failed",
+                )
             ),
             *(f'<td class="n">{_fmt_float(run["stage_seconds"].get(s), 1)}</td>' for s in stages),
         ]
@@ -508,7 +544,7 @@ def _changes_section(data: ReportData, limit: int = 40) -> str:
     if data.changes is None:
         return ""
     counts = {kind: sum(c["change"] == kind for c in data.changes) for kind in ("new", "changed", "removed")}
-    summary = ", ".join(f'{_num("changes:" + kind, n)} {kind}' for kind, n in counts.items())
+    summary = ", ".join(f"{_num('changes:' + kind, n)} {kind}" for kind, n in counts.items())
     head = f'<section id="changes"><h2>What changed</h2><p class="meta">Since {esc(data.changes_since)}: {summary} drug set(s).</p>'
     if not data.changes:
         return head + '<p class="empty">No drug set is new, changed or gone.</p></section>'
@@ -523,13 +559,19 @@ def _changes_section(data: ReportData, limit: int = 40) -> str:
         papers = " ".join(pmid_link(p) for p in c.get("added_pmids") or [])
         gone = " ".join(esc(p) for p in c.get("removed_pmids") or [])
         rows.append(
-            f'<tr><td>{esc(c["change"])}</td><td>{names}</td><td>{label}</td>'
+            f"<tr><td>{esc(c['change'])}</td><td>{names}</td><td>{label}</td>"
             f'<td class="n">{esc(c["previous_n_papers"])} &rarr; {esc(c["n_papers"])}</td>'
             f"<td>{papers}{' removed: ' + gone if gone else ''}</td></tr>"
         )
-    more = f'<p class="meta">and {len(data.changes) - limit} more (rexdrug kb diff).</p>' if len(data.changes) > limit else ""
-    return (head + "<table><thead><tr><th>change</th><th>drug set</th><th>consensus</th><th>papers</th>"
-            f"<th>new papers</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{more}</section>")
+    more = (
+        f'<p class="meta">and {len(data.changes) - limit} more (rexdrug kb diff).</p>'
+        if len(data.changes) > limit
+        else ""
+    )
+    return (
+        head + "<table><thead><tr><th>change</th><th>drug set</th><th>consensus</th><th>papers</th>"
+        f"<th>new papers</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{more}</section>"
+    )
 
 
 def _labels_section(data: ReportData) -> str:
@@ -537,8 +579,10 @@ def _labels_section(data: ReportData) -> str:
         f'<tr><td>{_label_badge(lab)}</td><td class="n">{_num("label:" + lab, n)}</td></tr>'
         for lab, n in sorted(data.labels.items(), key=lambda kv: (-kv[1], kv[0]))
     )
-    note = ('<p class="meta">POS, COMB, NEG: current combinations by label. NO_COMB: sentences the model read '
-            "and found no combination in.</p>")
+    note = (
+        '<p class="meta">POS, COMB, NEG: current combinations by label. NO_COMB: sentences the model read '
+        "and found no combination in.</p>"
+    )
     return (
         f'<section id="labels"><h2>Label distribution</h2>{note}<table><tbody>{rows}</tbody></table>'
         f"{plot_labels(data.labels) or ''}</section>"
@@ -549,21 +593,31 @@ def _years_section(data: ReportData) -> str:
     unknown = sum(n for y, _, n in data.years if y is None)
     plot = plot_years(data.years)
     body = plot or '<p class="empty">No combination comes from an article with a publication year.</p>'
-    note = f'<p class="meta">{_num("year:unknown", unknown)} combination(s) from articles without a publication year.</p>' if unknown else ""
+    note = (
+        f'<p class="meta">{_num("year:unknown", unknown)} combination(s) from articles without a publication year.</p>'
+        if unknown
+        else ""
+    )
     return f'<section id="years"><h2>Combinations per publication year</h2>{body}{note}</section>'
 
 
 def _top_sets_section(data: ReportData) -> str:
     if not data.top_sets:
         return '<section id="top-sets"><h2>Top drug sets by evidence</h2><p class="empty">No drug sets.</p></section>'
-    source = ("" if data.kb_source == "combination_kb"
-              else '<p class="meta">The stored knowledge base is empty (sweep run with --no-kb?); these sets are '
-                   "computed from the current combinations.</p>")
+    source = (
+        ""
+        if data.kb_source == "combination_kb"
+        else '<p class="meta">The stored knowledge base is empty (sweep run with --no-kb?); these sets are '
+        "computed from the current combinations.</p>"
+    )
     blocks = []
     for rank, s in enumerate(data.top_sets, 1):
         names = " + ".join(esc(n) for n in s["member_names"]) or esc(s["drug_set_key"])
-        conf = (f' &middot; confidence <span data-key="confidence">{_fmt_float(s["confidence"])}</span>'
-                if data.has_confidence and s.get("confidence") is not None else "")
+        conf = (
+            f' &middot; confidence <span data-key="confidence">{_fmt_float(s["confidence"])}</span>'
+            if data.has_confidence and s.get("confidence") is not None
+            else ""
+        )
         years = ""
         if s.get("first_year") is not None:
             years = f" &middot; {esc(s['first_year'])}&ndash;{esc(s['last_year'])}"
@@ -574,7 +628,7 @@ def _top_sets_section(data: ReportData) -> str:
         )
         examples = "".join(
             f"<li>{_label_badge(e['label'])} {highlight(e['sentence_text'], e.get('drugs'))} "
-            f"<span class=\"meta\">({pmid_link(e['pmid'])})</span></li>"
+            f'<span class="meta">({pmid_link(e["pmid"])})</span></li>'
             for e in s["examples"]
         )
         blocks.append(
@@ -597,8 +651,10 @@ def _partners_section(data: ReportData) -> str:
         for p in data.partners
     )
     head = "<tr><th>drug</th><th>id</th><th>partners</th><th>drug sets</th><th>some partners</th></tr>"
-    return (f'<section id="partners"><h2>Drugs with the most combination partners</h2>'
-            f"<table><thead>{head}</thead><tbody>{rows}</tbody></table></section>")
+    return (
+        f'<section id="partners"><h2>Drugs with the most combination partners</h2>'
+        f"<table><thead>{head}</thead><tbody>{rows}</tbody></table></section>"
+    )
 
 
 def _errors_section(data: ReportData) -> str:
@@ -612,6 +668,9 @@ def _errors_section(data: ReportData) -> str:
         body = '<p class="empty">No extraction errors in the current rows.</p>'
     ingest = ""
     if data.ingest_errors:
-        ingest = "<p class=\"meta\">Ingest errors by stage: " + ", ".join(
-            f"{esc(stage)} {esc(n)}" for stage, n in data.ingest_errors) + "</p>"
+        ingest = (
+            '<p class="meta">Ingest errors by stage: '
+            + ", ".join(f"{esc(stage)} {esc(n)}" for stage, n in data.ingest_errors)
+            + "</p>"
+        )
     return f'<section id="errors"><h2>Extraction error reasons</h2>{body}{ingest}</section>'

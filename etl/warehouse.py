@@ -193,6 +193,7 @@ SWEEP_TABLES: tuple[TableSpec, ...] = (
 )
 KB_TABLES: tuple[TableSpec, ...] = (TableSpec(KB_TABLE, KB_TABLE, COMBINATION_KB, FLAT_GLOB),)
 
+
 # Current views: an article that was deleted or superseded by a newer version drops out of these,
 # never out of the history tables.
 def final_extraction_sql(alias: str) -> str:

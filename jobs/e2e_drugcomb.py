@@ -44,8 +44,9 @@ def covering_sentences(loc_start: int, loc_end: int, sentences: list[dict[str, A
     return [s for s in sentences if s["start"] < loc_end and loc_start < s["end"]]
 
 
-def relations_in_gold_frame(sentence_row: dict[str, Any], relations: list[dict[str, Any]], gold_start: int,
-                            gold_len: int) -> list[dict[str, Any]]:
+def relations_in_gold_frame(
+    sentence_row: dict[str, Any], relations: list[dict[str, Any]], gold_start: int, gold_len: int
+) -> list[dict[str, Any]]:
     """Re-express drug offsets (relative to a sweep sentence) relative to the gold sentence."""
     out = []
     for rel in relations or []:
@@ -82,26 +83,39 @@ def loss_before_model(record: dict[str, Any], loc: GoldLocation) -> str | None:
     return None
 
 
-def score_warehouse(warehouse: Path, records: list[dict[str, Any]], model_id: str, prompt_version: str) -> dict[str, Any]:
+def score_warehouse(
+    warehouse: Path, records: list[dict[str, Any]], model_id: str, prompt_version: str
+) -> dict[str, Any]:
     """Official scores of the sweep's combinations for the given DrugComb records."""
     from etl.drugcomb_xml import pmid_of
     from etl.warehouse import connect_readonly
-    from model.evaluation.drugcomb import gold_relations, prediction_rows, relations_from_official, score_official
+    from model.evaluation.drugcomb import (
+        gold_relations,
+        prediction_rows,
+        relations_from_official,
+        score_official,
+    )
 
     pmids = sorted({pmid_of(r) for r in records})
     with connect_readonly(warehouse) as con:
         abstracts = dict(
-            con.execute("SELECT pmid, abstract FROM current_articles WHERE pmid IN (SELECT unnest($p))", {"p": pmids}).fetchall()
+            con.execute(
+                "SELECT pmid, abstract FROM current_articles WHERE pmid IN (SELECT unnest($p))", {"p": pmids}
+            ).fetchall()
         )
-        sentence_rows = con.sql(
-            """SELECT s.pmid, s.start, s."end", s.text, s.text_hash, s.is_candidate, s.mentions, e.relations
+        sentence_rows = (
+            con.sql(
+                """SELECT s.pmid, s.start, s."end", s.text, s.text_hash, s.is_candidate, s.mentions, e.relations
                FROM current_sentences s
                LEFT JOIN current_extractions e
                  ON e.pmid = s.pmid AND e.pmid_version = s.pmid_version AND e.text_hash = s.text_hash
                 AND e.model_id = $m AND e.prompt_version = $p
                WHERE s.pmid IN (SELECT unnest($pmids)) ORDER BY s.pmid, s.start""",
-            params={"m": model_id, "p": prompt_version, "pmids": pmids},
-        ).to_arrow_table().to_pylist()
+                params={"m": model_id, "p": prompt_version, "pmids": pmids},
+            )
+            .to_arrow_table()
+            .to_pylist()
+        )
     by_pmid: dict[str, list[dict[str, Any]]] = {}
     for row in sentence_rows:
         by_pmid.setdefault(row["pmid"], []).append(row)
@@ -111,7 +125,9 @@ def score_warehouse(warehouse: Path, records: list[dict[str, Any]], model_id: st
     for record in records:
         pmid = pmid_of(record)
         start, end = locate(record["sentence"], abstracts.get(pmid))
-        loc = GoldLocation(start, end, covering_sentences(start, end, by_pmid.get(pmid, [])) if start is not None else [])
+        loc = GoldLocation(
+            start, end, covering_sentences(start, end, by_pmid.get(pmid, [])) if start is not None else []
+        )
         rels = gold_relations(record)
         gold.extend(rels)
         n_gold += len(rels)
@@ -119,7 +135,9 @@ def score_warehouse(warehouse: Path, records: list[dict[str, Any]], model_id: st
         if reason and rels:
             losses[reason] = losses.get(reason, 0) + len(rels)
         relations = [
-            r for s in loc.sentences for r in relations_in_gold_frame(s, s["relations"], loc.start, len(record["sentence"]))
+            r
+            for s in loc.sentences
+            for r in relations_in_gold_frame(s, s["relations"], loc.start, len(record["sentence"]))
         ]
         rows, probs = prediction_rows(record, relations)
         pred_rows.extend(rows)
@@ -154,8 +172,14 @@ def model_only_scores(records: list[dict[str, Any]], engine_cfg, prompt_cfg) -> 
     return {"official": summary["official_detail"], "parse_failure_rate": summary["parse_failure_rate"]}
 
 
-def run_e2e(records: list[dict[str, Any]], warehouse: Path, overrides: list[str], *, model_only: bool = False,
-            spark=None) -> dict[str, Any]:
+def run_e2e(
+    records: list[dict[str, Any]],
+    warehouse: Path,
+    overrides: list[str],
+    *,
+    model_only: bool = False,
+    spark=None,
+) -> dict[str, Any]:
     """Sweep the records' abstracts into ``warehouse`` and score the combinations against gold."""
     from etl.config import load_config
     from etl.drugcomb_xml import write_pubmed_xml
@@ -164,12 +188,22 @@ def run_e2e(records: list[dict[str, Any]], warehouse: Path, overrides: list[str]
     xml = Path(warehouse) / "input" / "drugcomb_test.xml.gz"
     write_pubmed_xml(records, xml)
     config = load_config(
-        SweepConfig, None,
-        [f"warehouse={warehouse}", "source=files", f"inputs=[{json.dumps(str(xml))}]", "build_kb=false", *overrides],
+        SweepConfig,
+        None,
+        [
+            f"warehouse={warehouse}",
+            "source=files",
+            f"inputs=[{json.dumps(str(xml))}]",
+            "build_kb=false",
+            *overrides,
+        ],
     )
     summary = run_sweep(config, spark=spark)
     model_id, prompt_ver = resolve_model_identity(config.engine, config.prompt)
-    result = {"pipeline": score_warehouse(Path(warehouse), records, model_id, prompt_ver), "sweep": summary.as_dict()}
+    result = {
+        "pipeline": score_warehouse(Path(warehouse), records, model_id, prompt_ver),
+        "sweep": summary.as_dict(),
+    }
     if model_only:
         result["model_only"] = model_only_scores(records, config.engine, config.prompt)
     return result
@@ -189,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(0)
     records = read_jsonl(data_path("drugcomb", "final_test_set.jsonl"))[: args.limit]
-    result = run_e2e(records, args.warehouse, [f"engine.kind={args.engine}", *args.overrides], model_only=args.model_only)
+    result = run_e2e(
+        records, args.warehouse, [f"engine.kind={args.engine}", *args.overrides], model_only=args.model_only
+    )
     json.dump(result, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
     return 0

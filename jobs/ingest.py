@@ -222,7 +222,9 @@ def land_entrez(config, since, until, datetypes: Sequence[str], warehouse_dir) -
     for datetype in datetypes:
         out_dir = WarehouseLayout(warehouse_dir).entrez_raw / datetype
         landed = sweep(config, since, until, datetype, out_dir)
-        log.info("E-utilities %s %s..%s: %d file(s) landed under %s", datetype, since, until, len(landed), out_dir)
+        log.info(
+            "E-utilities %s %s..%s: %d file(s) landed under %s", datetype, since, until, len(landed), out_dir
+        )
         files.extend(landed)
     return files
 
@@ -328,7 +330,11 @@ def _task_progress(spark, progress, description: str, total: int) -> Iterator[No
 
 
 def _write_datasets(
-    spark, files: list[IngestFile], layout: WarehouseLayout, ingested_at: datetime, progress,
+    spark,
+    files: list[IngestFile],
+    layout: WarehouseLayout,
+    ingested_at: datetime,
+    progress,
     progress_interval_s: float = 15.0,
 ) -> list[dict]:
     """The Spark part: parse every file (one task each) and write the three datasets.
@@ -363,9 +369,13 @@ def _write_datasets(
             columns = [F.col(f"{kind}.{f.name}").alias(f.name) for f in spec.schema] + [
                 F.col(PARTITION_COLUMN)
             ]
-            records = (StatusFileProgress(status_dir, None, label="ingest", unit="records parsed",
-                                          interval_s=progress_interval_s)
-                       if kind == "article" else contextlib.nullcontext())
+            records = (
+                StatusFileProgress(
+                    status_dir, None, label="ingest", unit="records parsed", interval_s=progress_interval_s
+                )
+                if kind == "article"
+                else contextlib.nullcontext()
+            )
             with records, _task_progress(spark, progress, f"{verb} {spec.name}", len(files)):
                 (
                     envelope.where(F.col("kind") == kind)

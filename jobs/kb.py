@@ -39,8 +39,13 @@ def build_and_store_kb(
 
     def build() -> pa.Table:
         with connect_views(layout) as con:
-            return build_kb(con, model_id=model_id, prompt_version=prompt_version, n_examples=n_examples,
-                            min_confidence=min_confidence)
+            return build_kb(
+                con,
+                model_id=model_id,
+                prompt_version=prompt_version,
+                n_examples=n_examples,
+                min_confidence=min_confidence,
+            )
 
     if not store:
         return build()

@@ -94,12 +94,18 @@ def kb_as_of(con, baseline: Baseline, **kb_options: Any) -> pa.Table:
     runs = ", ".join(_sql_string(r) for r in baseline.runs)
     run_filter = f"run_id IN ({runs})" if runs else "false"
     # the cutoff comes from our own ledger (a timestamp), never from the user
-    time_filter = f"ingested_at <= TIMESTAMPTZ '{baseline.finished_at.isoformat()}'" if baseline.finished_at else "false"
+    time_filter = (
+        f"ingested_at <= TIMESTAMPTZ '{baseline.finished_at.isoformat()}'"
+        if baseline.finished_at
+        else "false"
+    )
     shadows = [(name, run_filter) for name in RUN_TABLES] + [(name, time_filter) for name in INGESTED_TABLES]
     try:
         for name, condition in shadows:
-            con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS '
-                        f'SELECT * FROM "{database}".main."{name}" WHERE {condition}')
+            con.execute(
+                f'CREATE OR REPLACE TEMP VIEW "{name}" AS '
+                f'SELECT * FROM "{database}".main."{name}" WHERE {condition}'
+            )
         return build_kb(con, **kb_options)
     finally:
         for name, _ in shadows:
@@ -124,13 +130,18 @@ def diff_kb(before: pa.Table | list[dict], after: pa.Table | list[dict]) -> list
     for key in new.keys() & old.keys():
         a, b = old[key], new[key]
         label_changed = a["consensus_label"] != b["consensus_label"]
-        evidence_changed = (list(a["pmids"] or []), a["n_mentions"]) != (list(b["pmids"] or []), b["n_mentions"])
+        evidence_changed = (list(a["pmids"] or []), a["n_mentions"]) != (
+            list(b["pmids"] or []),
+            b["n_mentions"],
+        )
         if label_changed or evidence_changed:
             change = _change("changed", a, b)
             change["label_changed"], change["evidence_changed"] = label_changed, evidence_changed
             changes.append(change)
     order = {"new": 0, "changed": 1, "removed": 2}
-    changes.sort(key=lambda c: (order[c["change"]], -(c["n_papers"] or c["previous_n_papers"] or 0), c["drug_set_key"]))
+    changes.sort(
+        key=lambda c: (order[c["change"]], -(c["n_papers"] or c["previous_n_papers"] or 0), c["drug_set_key"])
+    )
     return changes
 
 
@@ -167,9 +178,13 @@ def kb_diff(warehouse, since: str | None = None, **kb_options: Any) -> tuple[Bas
     with connect_readonly(warehouse) as con:
         names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         # the catalog always holds the sweep's views (empty before the first sweep): the ledger says
-        if not {"sweep_runs", "current_combinations"} <= names or not con.execute(
-                "SELECT count(*) FROM sweep_runs").fetchone()[0]:
-            raise ValueError(f"no sweep has run on {warehouse} yet (run `rexdrug sweep --warehouse {warehouse}`)")
+        if (
+            not {"sweep_runs", "current_combinations"} <= names
+            or not con.execute("SELECT count(*) FROM sweep_runs").fetchone()[0]
+        ):
+            raise ValueError(
+                f"no sweep has run on {warehouse} yet (run `rexdrug sweep --warehouse {warehouse}`)"
+            )
         baseline = resolve_baseline(con, since)
         now = build_kb(con, **kb_options)
         then = kb_as_of(con, baseline, **kb_options)

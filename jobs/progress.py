@@ -97,11 +97,24 @@ class StatusFileProgress:
     """Context manager: a driver thread that logs the summed status files every ``interval_s`` seconds
     and once more at the end."""
 
-    def __init__(self, directory: Path, total: int | None, *, label: str = "extract", unit: str = "sentences",
-                 interval_s: float = 15.0):
+    def __init__(
+        self,
+        directory: Path,
+        total: int | None,
+        *,
+        label: str = "extract",
+        unit: str = "sentences",
+        interval_s: float = 15.0,
+    ):
         if interval_s <= 0:
             raise ValueError("progress interval must be > 0 seconds")
-        self.directory, self.total, self.label, self.unit, self.interval_s = directory, total, label, unit, interval_s
+        self.directory, self.total, self.label, self.unit, self.interval_s = (
+            directory,
+            total,
+            label,
+            unit,
+            interval_s,
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start = 0.0

@@ -68,8 +68,15 @@ class ClusterError(RuntimeError):
 class StandaloneCluster:
     """Start with ``start()`` (or ``with``); ``stop()`` always kills every process it started."""
 
-    def __init__(self, root: Path, workers: int = 2, cores: int = 1, memory: str = "1g",
-                 worker_env: dict[str, str] | None = None, start_timeout_s: float = 120.0):
+    def __init__(
+        self,
+        root: Path,
+        workers: int = 2,
+        cores: int = 1,
+        memory: str = "1g",
+        worker_env: dict[str, str] | None = None,
+        start_timeout_s: float = 120.0,
+    ):
         if workers < 1 or cores < 1:
             raise ValueError("a cluster needs >= 1 worker with >= 1 core")
         self.root = Path(root).resolve()
@@ -115,12 +122,16 @@ class StandaloneCluster:
     def _spawn(self, name: str, args: list[str], env: dict[str, str], cwd: Path) -> _Process:
         cwd.mkdir(parents=True, exist_ok=True)
         log_path = self.root / f"{name}.log"
-        env = {**env, "SPARK_LOCAL_IP": HOST, "SPARK_HOME": str(spark_home()),
-               "SPARK_NO_DAEMONIZE": "1"}
+        env = {**env, "SPARK_LOCAL_IP": HOST, "SPARK_HOME": str(spark_home()), "SPARK_NO_DAEMONIZE": "1"}
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(
-                [str(spark_home() / "bin" / "spark-class"), *args], cwd=cwd, env=env,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                [str(spark_home() / "bin" / "spark-class"), *args],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         log.info("started %s (pid %d), log %s", name, proc.pid, log_path)
         return _Process(name, proc, log_path)
@@ -130,7 +141,8 @@ class StandaloneCluster:
         self.master = self._spawn(
             "master",
             [MASTER_CLASS, "--host", HOST, "--port", str(self.port), "--webui-port", str(self.webui_port)],
-            self.worker_env, self.root / "master",
+            self.worker_env,
+            self.root / "master",
         )
         self._wait(lambda: self.state() is not None, "the master to answer on its web UI", [self.master])
 
@@ -139,10 +151,24 @@ class StandaloneCluster:
         env = {**self.worker_env, "SPARK_LOCAL_DIRS": str(folder / "local")}
         return self._spawn(
             f"worker{index}",
-            [WORKER_CLASS, "--cores", str(self.cores), "--memory", self.memory, "--work-dir",
-             str(folder / "work"), "--host", HOST, "--port", str(free_port()), "--webui-port",
-             str(free_port()), self.master_url],
-            env, folder,
+            [
+                WORKER_CLASS,
+                "--cores",
+                str(self.cores),
+                "--memory",
+                self.memory,
+                "--work-dir",
+                str(folder / "work"),
+                "--host",
+                HOST,
+                "--port",
+                str(free_port()),
+                "--webui-port",
+                str(free_port()),
+                self.master_url,
+            ],
+            env,
+            folder,
         )
 
     # ------------------------------------------------------------------ state
@@ -160,16 +186,21 @@ class StandaloneCluster:
         return [w for w in state.get("workers", []) if w.get("state") == "ALIVE"]
 
     def wait_for_workers(self, n: int) -> None:
-        self._wait(lambda: len(self.alive_workers()) >= n, f"{n} worker(s) to register",
-                   [p for p in [self.master, *self.workers] if p])
+        self._wait(
+            lambda: len(self.alive_workers()) >= n,
+            f"{n} worker(s) to register",
+            [p for p in [self.master, *self.workers] if p],
+        )
 
     def _wait(self, ready, what: str, processes: list[_Process]) -> None:
         deadline = time.monotonic() + self.start_timeout_s
         while not ready():
             dead = [p for p in processes if p.proc.poll() is not None]
             if dead:
-                raise ClusterError(f"{dead[0].name} exited ({dead[0].proc.returncode}) while waiting for "
-                                   f"{what}:\n{dead[0].tail()}")
+                raise ClusterError(
+                    f"{dead[0].name} exited ({dead[0].proc.returncode}) while waiting for "
+                    f"{what}:\n{dead[0].tail()}"
+                )
             if time.monotonic() > deadline:
                 tails = "\n".join(f"--- {p.name}\n{p.tail(15)}" for p in processes)
                 raise ClusterError(f"timed out after {self.start_timeout_s:.0f}s waiting for {what}\n{tails}")

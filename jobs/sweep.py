@@ -129,7 +129,6 @@ class SweepConfig:
     filters: ArticleFilters = field(default_factory=ArticleFilters)
     progress_interval_s: float = 15.0  # the extract stage's progress line on stderr, from the driver
 
-
     def validate(self) -> None:
         if self.source not in ("files", "entrez", "demo"):
             raise ValueError(f"source must be files, entrez or demo, not {self.source!r}")
@@ -179,9 +178,11 @@ class SweepConfig:
             return None
         if self.prompt != _embedded_default_prompt():
             return None
-        return (f"engine.model={self.engine.model} is prompted with {DEFAULT_MODEL}'s training prompt "
-                f"({prompt_version(self.prompt)}); set prompt.variant (e.g. rexdrug for the released RexDrug "
-                "weights) to the format your model was trained on")
+        return (
+            f"engine.model={self.engine.model} is prompted with {DEFAULT_MODEL}'s training prompt "
+            f"({prompt_version(self.prompt)}); set prompt.variant (e.g. rexdrug for the released RexDrug "
+            "weights) to the format your model was trained on"
+        )
 
 
 @dataclass
@@ -340,8 +341,15 @@ def build_runner(engine_cfg: EngineConfig, prompt_cfg: PromptConfig):
     return ExtractionRunner(create_engine(engine_cfg, matcher=matcher), prompt_cfg, matcher=matcher)
 
 
-def make_extract_fn(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, batch_size: int, threads: int, run_id: str,
-                    progress_dir: str | None = None, checkpoint_dir: str | None = None):
+def make_extract_fn(
+    engine_cfg: EngineConfig,
+    prompt_cfg: PromptConfig,
+    batch_size: int,
+    threads: int,
+    run_id: str,
+    progress_dir: str | None = None,
+    checkpoint_dir: str | None = None,
+):
     """``mapInArrow`` function of the extract stage; with ``progress_dir``, each task writes its counts
     there after every batch (``jobs.progress``: the driver polls them); with ``checkpoint_dir``, each
     task writes its partition's rows there once the partition is done (``etl.checkpoints``)."""
@@ -363,7 +371,9 @@ def make_extract_fn(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, batch_si
                 from jobs.progress import write_status
 
                 counts["done"] += len(rows)
-                counts["errors"] += sum(r["parse_status"] in RETRYABLE_STATUSES or r["parse_status"] is None for r in rows)
+                counts["errors"] += sum(
+                    r["parse_status"] in RETRYABLE_STATUSES or r["parse_status"] is None for r in rows
+                )
                 write_status(progress_dir, partition, counts["done"], counts["errors"])
             table = pa.Table.from_pylist(rows, schema=EXTRACTIONS)
             if checkpoint is not None:
@@ -406,11 +416,15 @@ def make_sentences_fn(selector: SelectorConfig | None = None, progress_dir: str 
             articles = pa.Table.from_batches([batch])
             hashes = {
                 (p, v): h
-                for p, v, h in zip(*(articles.column(c).to_pylist() for c in ("pmid", "pmid_version", "abstract_hash")))
+                for p, v, h in zip(
+                    *(articles.column(c).to_pylist() for c in ("pmid", "pmid_version", "abstract_hash"))
+                )
             }
             sentences = sentence_table(articles, matcher=matcher, selector=selector)
             keys = zip(sentences.column("pmid").to_pylist(), sentences.column("pmid_version").to_pylist())
-            sentences = sentences.append_column("abstract_hash", pa.array([hashes[k] for k in keys], pa.string()))
+            sentences = sentences.append_column(
+                "abstract_hash", pa.array([hashes[k] for k in keys], pa.string())
+            )
             yield from conform(sentences, SWEEP_SENTENCES).to_batches()
             if progress_dir is not None:
                 from jobs.progress import write_status
@@ -475,7 +489,10 @@ def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> Sw
         window = resolve_window(config.since, config.until, layout.root)
         if window is None:
             summary.status = "up_to_date"
-            log.info("up to date: an earlier sweep covered the E-utilities window up to %s", config.until or "yesterday")
+            log.info(
+                "up to date: an earlier sweep covered the E-utilities window up to %s",
+                config.until or "yesterday",
+            )
             return summary
         config = dataclasses.replace(config, since=window[0].isoformat(), until=window[1].isoformat())
         summary.window_since, summary.window_until = config.since, config.until
@@ -486,8 +503,15 @@ def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> Sw
 
     with timer("ingest"):
         inputs, kind = resolve_inputs(config, layout)
-        ingest = run_ingest(spark, inputs, layout.root, kind, run_id, refresh_database=False,
-                            progress_interval_s=config.progress_interval_s)
+        ingest = run_ingest(
+            spark,
+            inputs,
+            layout.root,
+            kind,
+            run_id,
+            refresh_database=False,
+            progress_interval_s=config.progress_interval_s,
+        )
         summary.n_input_files = ingest.files
 
     with timer("refresh"):  # the sentences and candidates stages read the current views
@@ -497,21 +521,33 @@ def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> Sw
         new_articles, summary.n_filtered = _export_new_articles(layout, staging, config.filters)
         summary.n_articles = new_articles.num_rows
         if summary.n_filtered:
-            log.info("%d new article(s) left out by the filters (they stay in current_articles)", summary.n_filtered)
+            log.info(
+                "%d new article(s) left out by the filters (they stay in current_articles)",
+                summary.n_filtered,
+            )
         if summary.n_articles:
             from jobs.progress import StatusFileProgress
 
             progress_dir = staging / "work" / "sentences_progress"
-            with StatusFileProgress(progress_dir, summary.n_articles, label="sentences", unit="articles",
-                                    interval_s=config.progress_interval_s):
+            with StatusFileProgress(
+                progress_dir,
+                summary.n_articles,
+                label="sentences",
+                unit="articles",
+                interval_s=config.progress_interval_s,
+            ):
                 (
                     spark.read.parquet(literal_path(staging / "work" / "new_articles.parquet"))
                     # one file of one row group is one task: spread it over every executor
                     .repartition(sentence_tasks(summary.n_articles, spark.sparkContext.defaultParallelism))
-                    .mapInArrow(make_sentences_fn(config.selector, str(progress_dir)), to_spark(SWEEP_SENTENCES))
+                    .mapInArrow(
+                        make_sentences_fn(config.selector, str(progress_dir)), to_spark(SWEEP_SENTENCES)
+                    )
                     .write.parquet(str(layout.staged(run_id, SENTENCES_TABLE)))
                 )
-            summary.n_sentences = spark.read.parquet(literal_path(layout.staged(run_id, SENTENCES_TABLE))).count()
+            summary.n_sentences = spark.read.parquet(
+                literal_path(layout.staged(run_id, SENTENCES_TABLE))
+            ).count()
 
     with timer("candidates"):
         candidates_path, n_candidates, n_skipped, n_retried = _select_candidates(
@@ -528,27 +564,43 @@ def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> Sw
                 candidates_path, checkpoints, run_id
             )
             if summary.n_resumed:
-                log.info("%d of %d candidate(s) taken from the checkpoints of an interrupted run; %d to extract",
-                         summary.n_resumed, summary.n_candidates, n_todo)
+                log.info(
+                    "%d of %d candidate(s) taken from the checkpoints of an interrupted run; %d to extract",
+                    summary.n_resumed,
+                    summary.n_candidates,
+                    n_todo,
+                )
             extracted = None
             if n_todo:
                 parts = config.extract_partitions or spark.sparkContext.defaultParallelism
                 parts = max(1, min(parts, n_todo))
                 threads = config.threads_per_task or _default_threads(spark, parts)
-                extract = make_extract_fn(config.engine, config.prompt, config.batch_size, threads, run_id,
-                                          progress_dir=str(staging / "work" / "extract_progress"),
-                                          checkpoint_dir=str(checkpoints))
-                extracted = (spark.read.parquet(literal_path(todo_path)).repartition(parts, "extraction_key")
-                             .mapInArrow(extract, to_spark(EXTRACTIONS)))
+                extract = make_extract_fn(
+                    config.engine,
+                    config.prompt,
+                    config.batch_size,
+                    threads,
+                    run_id,
+                    progress_dir=str(staging / "work" / "extract_progress"),
+                    checkpoint_dir=str(checkpoints),
+                )
+                extracted = (
+                    spark.read.parquet(literal_path(todo_path))
+                    .repartition(parts, "extraction_key")
+                    .mapInArrow(extract, to_spark(EXTRACTIONS))
+                )
             if resumed_path is not None:
                 resumed = spark.read.schema(to_spark(EXTRACTIONS)).parquet(literal_path(resumed_path))
                 extracted = resumed if extracted is None else extracted.unionByName(resumed)
             from jobs.progress import StatusFileProgress
 
-            with StatusFileProgress(staging / "work" / "extract_progress", n_todo,
-                                    interval_s=config.progress_interval_s):
+            with StatusFileProgress(
+                staging / "work" / "extract_progress", n_todo, interval_s=config.progress_interval_s
+            ):
                 extracted.write.parquet(str(layout.staged(run_id, "extractions")))
-            summary.n_extracted = spark.read.parquet(literal_path(layout.staged(run_id, "extractions"))).count()
+            summary.n_extracted = spark.read.parquet(
+                literal_path(layout.staged(run_id, "extractions"))
+            ).count()
             summary.n_failed, first_failure = _count_failed(spark, layout.staged(run_id, "extractions"))
             if summary.n_failed:
                 log.log(
@@ -567,8 +619,12 @@ def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> Sw
                 extractions.mapInArrow(make_combinations_fn(which), to_spark(schema)).write.parquet(
                     str(layout.staged(run_id, name))
                 )
-            summary.n_combinations = spark.read.parquet(literal_path(layout.staged(run_id, "combinations"))).count()
-            summary.n_errors = spark.read.parquet(literal_path(layout.staged(run_id, "extraction_errors"))).count()
+            summary.n_combinations = spark.read.parquet(
+                literal_path(layout.staged(run_id, "combinations"))
+            ).count()
+            summary.n_errors = spark.read.parquet(
+                literal_path(layout.staged(run_id, "extraction_errors"))
+            ).count()
 
     with timer("commit"):
         shutil.rmtree(staging / "work", ignore_errors=True)  # intermediate files, not tables
@@ -595,8 +651,13 @@ def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> Sw
             "datetype": config.datetype if config.source == "entrez" else None,
             "n_filtered": summary.n_filtered,
             "n_resumed": summary.n_resumed,
-            "filters": json.dumps({"entrez_term": config.entrez.term if config.source == "entrez" else None,
-                                   "articles": config.filters.record()}, sort_keys=True),
+            "filters": json.dumps(
+                {
+                    "entrez_term": config.entrez.term if config.source == "entrez" else None,
+                    "articles": config.filters.record(),
+                },
+                sort_keys=True,
+            ),
         }
         (staging / COMMIT_MARKER).write_text(json.dumps(run_row))
         _commit_staged(layout, run_id, run_row)
@@ -620,11 +681,20 @@ def extraction_config_digest(config: SweepConfig, model_id: str, prompt_ver: str
     """What decides an extraction besides its candidate row: a checkpoint is reused under the same only."""
     from etl.checkpoints import config_digest
 
-    return config_digest({"engine": to_dict(config.engine), "prompt": to_dict(config.prompt),
-                          "batch_size": config.batch_size, "model_id": model_id, "prompt_version": prompt_ver})
+    return config_digest(
+        {
+            "engine": to_dict(config.engine),
+            "prompt": to_dict(config.prompt),
+            "batch_size": config.batch_size,
+            "model_id": model_id,
+            "prompt_version": prompt_ver,
+        }
+    )
 
 
-def _resume_extractions(candidates_path: Path, checkpoints: Path, run_id: str) -> tuple[Path, Path | None, int, int]:
+def _resume_extractions(
+    candidates_path: Path, checkpoints: Path, run_id: str
+) -> tuple[Path, Path | None, int, int]:
     """Split this run's candidates by the checkpoints of an interrupted run (``etl.checkpoints``).
 
     Returns the parquet of the candidates still to extract, the parquet of the resumed extraction rows
@@ -660,7 +730,9 @@ def _count_failed(spark, extractions: Path) -> tuple[int, str | None]:
     from jobs.spark import literal_path
 
     status = F.col("parse_status")
-    failed = spark.read.parquet(literal_path(extractions)).where(status.isNull() | status.isin(sorted(RETRYABLE_STATUSES)))
+    failed = spark.read.parquet(literal_path(extractions)).where(
+        status.isNull() | status.isin(sorted(RETRYABLE_STATUSES))
+    )
     n = failed.count()
     first = failed.select("error").first() if n else None
     return n, (first["error"] if first else None)
@@ -721,7 +793,7 @@ def _select_candidates(
         sources.append(f"SELECT * FROM read_parquet({sql_string(staged_glob)})")
     keyed = f"""
         SELECT s.*, sha1(concat_ws('|', s.pmid, s.pmid_version, s.text_hash, $model_id, $prompt)) AS extraction_key
-        FROM ({' UNION ALL BY NAME '.join(sources)}) s
+        FROM ({" UNION ALL BY NAME ".join(sources)}) s
         WHERE s.is_candidate"""
     todo = f"""
         SELECT k.* FROM ({keyed}) k
@@ -766,5 +838,21 @@ def resolve_inputs(config: SweepConfig, layout: WarehouseLayout) -> tuple[list[P
 
 # Real NLM records bundled for the demo (see data/pubmed/README.md): a 2026 baseline sample and the
 # next update file's sample, which deletes and revises records.
-DEMO_BASELINE = ("pubmed", "pmparser", "tests", "testthat", "pubmed_sample", "baseline", "pubmed26n1334.xml.gz")
-DEMO_UPDATE = ("pubmed", "pmparser", "tests", "testthat", "pubmed_sample", "updatefiles", "pubmed26n1335.xml.gz")
+DEMO_BASELINE = (
+    "pubmed",
+    "pmparser",
+    "tests",
+    "testthat",
+    "pubmed_sample",
+    "baseline",
+    "pubmed26n1334.xml.gz",
+)
+DEMO_UPDATE = (
+    "pubmed",
+    "pmparser",
+    "tests",
+    "testthat",
+    "pubmed_sample",
+    "updatefiles",
+    "pubmed26n1335.xml.gz",
+)

@@ -46,9 +46,15 @@ class CalibrationResult:
     no_comb_auc: float | None = None  # how well the model's own scores separate NO_COMB sentences
 
     def as_dict(self) -> dict:
-        return {"label_bias": self.label_bias, "objective": "mean of the four official DrugComb F1",
-                "dev_f1_simulated": _rounded(self.dev_f1), "dev_f1_unbiased": _rounded(self.unbiased_dev_f1),
-                "dev_sentences": self.sentences, "no_comb_auc": self.no_comb_auc, "grid": self.grid}
+        return {
+            "label_bias": self.label_bias,
+            "objective": "mean of the four official DrugComb F1",
+            "dev_f1_simulated": _rounded(self.dev_f1),
+            "dev_f1_unbiased": _rounded(self.unbiased_dev_f1),
+            "dev_sentences": self.sentences,
+            "no_comb_auc": self.no_comb_auc,
+            "grid": self.grid,
+        }
 
 
 DEFAULT_GRID = {
@@ -62,9 +68,15 @@ def collect_evidence(records: Sequence[dict], runner) -> list[LabelEvidence]:
     """Generate once over ``records`` with NO_COMB forced off, recording the unbiased label scores."""
     engine = runner.engine
     if not hasattr(engine, "record_label_logprobs"):
-        raise ValueError(f"engine {engine.model_id} cannot report label log-probabilities (use the transformers engine)")
+        raise ValueError(
+            f"engine {engine.model_id} cannot report label log-probabilities (use the transformers engine)"
+        )
     saved = engine.label_bias, engine.record_label_logprobs, runner.keep_label_logprobs
-    engine.label_bias, engine.record_label_logprobs, runner.keep_label_logprobs = {NO_COMB: -FORCE}, True, True
+    engine.label_bias, engine.record_label_logprobs, runner.keep_label_logprobs = (
+        {NO_COMB: -FORCE},
+        True,
+        True,
+    )
     try:
         results = runner.run(drugcomb_items(records))
     finally:
@@ -90,8 +102,9 @@ def decide(evidence: LabelEvidence, bias: dict[str, float]) -> list[dict]:
     return relations
 
 
-def search_label_bias(records: Sequence[dict], evidence: Sequence[LabelEvidence],
-                      grid: dict[str, list[float]] | None = None) -> CalibrationResult:
+def search_label_bias(
+    records: Sequence[dict], evidence: Sequence[LabelEvidence], grid: dict[str, list[float]] | None = None
+) -> CalibrationResult:
     """The grid point with the best mean official F1 on ``records`` (POS is the 0 reference)."""
     grid = grid or DEFAULT_GRID
     if len(records) != len(evidence):
@@ -102,9 +115,12 @@ def search_label_bias(records: Sequence[dict], evidence: Sequence[LabelEvidence]
     gold = [g for rec in records for g in gold_relations(rec)]
     # Rows per (sentence, chosen label) are fixed: build them once, score many bias vectors.  A sentence
     # whose model opened no slot has one outcome whatever the bias (key None).
-    rows = [{None: prediction_rows(rec, ev.forced)[0]} if ev.logprobs is None else
-            {label: prediction_rows(rec, decide(ev, {label: FORCE}))[0] for label in LABELS}
-            for rec, ev in zip(records, evidence)]
+    rows = [
+        {None: prediction_rows(rec, ev.forced)[0]}
+        if ev.logprobs is None
+        else {label: prediction_rows(rec, decide(ev, {label: FORCE}))[0] for label in LABELS}
+        for rec, ev in zip(records, evidence)
+    ]
     keys = sorted(grid)
     scored: dict[tuple[str, ...], dict[str, float]] = {}
 
@@ -112,7 +128,9 @@ def search_label_bias(records: Sequence[dict], evidence: Sequence[LabelEvidence]
         choice = tuple(_label_or_fixed(ev, bias) for ev in evidence)
         if choice not in scored:
             pred = [row for r, c in zip(rows, choice) for row in r[c]]
-            scored[choice] = {k: v["f1"] for k, v in score_official(gold, relations_from_official(pred)).items()}
+            scored[choice] = {
+                k: v["f1"] for k, v in score_official(gold, relations_from_official(pred)).items()
+            }
         return scored[choice]
 
     best_key, best_bias, best_f1 = None, {}, {}
@@ -124,10 +142,20 @@ def search_label_bias(records: Sequence[dict], evidence: Sequence[LabelEvidence]
             best_key, best_bias, best_f1 = key, bias, f1
     unbiased = f1_for({})
     label_bias = {k: v for k, v in best_bias.items() if v}
-    log.info("calibrated label_bias %s: dev mean F1 %.4f (unbiased %.4f)", label_bias,
-             sum(best_f1.values()) / 4, sum(unbiased.values()) / 4)
-    return CalibrationResult(label_bias, best_f1, unbiased, len(records), {k: list(grid[k]) for k in keys},
-                             no_comb_auc(records, evidence))
+    log.info(
+        "calibrated label_bias %s: dev mean F1 %.4f (unbiased %.4f)",
+        label_bias,
+        sum(best_f1.values()) / 4,
+        sum(unbiased.values()) / 4,
+    )
+    return CalibrationResult(
+        label_bias,
+        best_f1,
+        unbiased,
+        len(records),
+        {k: list(grid[k]) for k in keys},
+        no_comb_auc(records, evidence),
+    )
 
 
 def no_comb_auc(records: Sequence[dict], evidence: Sequence[LabelEvidence]) -> float | None:
@@ -138,8 +166,11 @@ def no_comb_auc(records: Sequence[dict], evidence: Sequence[LabelEvidence]) -> f
     do for detection.  Sentences where the model opened no slot are left out; None when one class is
     missing.
     """
-    margins = [(ev.logprobs[NO_COMB] - max(v for k, v in ev.logprobs.items() if k != NO_COMB),
-                not rec.get("rels")) for rec, ev in zip(records, evidence) if ev.logprobs is not None]
+    margins = [
+        (ev.logprobs[NO_COMB] - max(v for k, v in ev.logprobs.items() if k != NO_COMB), not rec.get("rels"))
+        for rec, ev in zip(records, evidence)
+        if ev.logprobs is not None
+    ]
     positives = sum(1 for _, is_no_comb in margins if is_no_comb)
     negatives = len(margins) - positives
     if not positives or not negatives:

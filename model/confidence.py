@@ -46,8 +46,10 @@ def label_distribution(logprobs: Mapping[str, float] | None) -> dict[str, float]
     """
     if not logprobs:
         return None
-    values = {label: float(logprobs[label]) if label in logprobs and logprobs[label] is not None else -math.inf
-              for label in LABELS}
+    values = {
+        label: float(logprobs[label]) if label in logprobs and logprobs[label] is not None else -math.inf
+        for label in LABELS
+    }
     finite = [v for v in values.values() if math.isfinite(v)]
     if not finite:
         return None
@@ -89,7 +91,9 @@ class ConfidenceCalibration:
 
     def __post_init__(self):
         if self.method not in CALIBRATION_METHODS:
-            raise ValueError(f"confidence calibration method must be one of {CALIBRATION_METHODS}, not {self.method!r}")
+            raise ValueError(
+                f"confidence calibration method must be one of {CALIBRATION_METHODS}, not {self.method!r}"
+            )
         if self.method == "platt" and not {"a", "b"} <= set(self.params) <= {"a", "b", "later"}:
             raise ValueError("a platt calibration needs params a and b (and optionally later)")
         if self.method == "isotonic" and not self.steps:
@@ -117,12 +121,21 @@ class ConfidenceCalibration:
     def from_dict(cls, data: Mapping) -> ConfidenceCalibration:
         if not isinstance(data, Mapping) or "method" not in data:
             raise ValueError("a confidence calibration is a mapping with a 'method'")
-        return cls(data["method"], {k: float(v) for k, v in (data.get("params") or {}).items()},
-                   tuple((float(b), float(v)) for b, v in data.get("steps") or ()), dict(data.get("fitted_on") or {}))
+        return cls(
+            data["method"],
+            {k: float(v) for k, v in (data.get("params") or {}).items()},
+            tuple((float(b), float(v)) for b, v in data.get("steps") or ()),
+            dict(data.get("fitted_on") or {}),
+        )
 
 
-def fit_platt(pairs: Sequence[tuple[float, bool]], *, positions: Sequence[int] | None = None,
-              prior: float = 0.0, iterations: int = 100) -> ConfidenceCalibration:
+def fit_platt(
+    pairs: Sequence[tuple[float, bool]],
+    *,
+    positions: Sequence[int] | None = None,
+    prior: float = 0.0,
+    iterations: int = 100,
+) -> ConfidenceCalibration:
     """Logistic regression of correctness on logit(raw score) (and, given ``positions``, an offset for
     relations after the first: ``later``), by Newton's method with backtracking.
 
@@ -137,7 +150,10 @@ def fit_platt(pairs: Sequence[tuple[float, bool]], *, positions: Sequence[int] |
     if positions is not None and len(positions) != len(xs):
         raise ValueError(f"{len(xs)} pairs but {len(positions)} positions")
     # features per pair: logit(score), 1, [later relation]; parameters start at (and shrink to) the identity
-    rows = [[x, 1.0] + ([1.0 if positions[i] > 0 else 0.0] if positions is not None else []) for i, x in enumerate(xs)]
+    rows = [
+        [x, 1.0] + ([1.0 if positions[i] > 0 else 0.0] if positions is not None else [])
+        for i, x in enumerate(xs)
+    ]
     centre = [1.0, 0.0] + ([0.0] if positions is not None else [])
     k = len(centre)
 
@@ -177,7 +193,9 @@ def fit_platt(pairs: Sequence[tuple[float, bool]], *, positions: Sequence[int] |
     params = {"a": theta[0], "b": theta[1]}
     if positions is not None:
         params["later"] = theta[2]
-    return ConfidenceCalibration("platt", params, fitted_on={"n": len(xs), "accuracy": sum(ys) / len(ys), "prior": prior})
+    return ConfidenceCalibration(
+        "platt", params, fitted_on={"n": len(xs), "accuracy": sum(ys) / len(ys), "prior": prior}
+    )
 
 
 def _solve(matrix: list[list[float]], vector: list[float]) -> list[float] | None:
@@ -214,8 +232,9 @@ def fit_isotonic(pairs: Sequence[tuple[float, bool]]) -> ConfidenceCalibration:
             blocks[-1] = [upper, blocks[-1][1] + total, blocks[-1][2] + count]
     steps = tuple((upper, total / count) for upper, total, count in blocks)
     n = sum(len(v) for v in grouped.values())
-    return ConfidenceCalibration("isotonic", steps=steps,
-                                 fitted_on={"n": n, "accuracy": sum(map(sum, grouped.values())) / n})
+    return ConfidenceCalibration(
+        "isotonic", steps=steps, fitted_on={"n": n, "accuracy": sum(map(sum, grouped.values())) / n}
+    )
 
 
 def reliability_table(pairs: Sequence[tuple[float, bool]], bins: int = 5) -> list[dict]:
@@ -227,16 +246,25 @@ def reliability_table(pairs: Sequence[tuple[float, bool]], bins: int = 5) -> lis
         lo, hi = k / bins, (k + 1) / bins
         inside = [(c, y) for c, y in pairs if lo <= c < hi or (k == bins - 1 and c == 1.0)]
         if inside:
-            rows.append({"bin": f"[{lo:.2f}, {hi:.2f}{']' if k == bins - 1 else ')'}", "n": len(inside),
-                         "mean_confidence": sum(c for c, _ in inside) / len(inside),
-                         "accuracy": sum(1 for _, y in inside if y) / len(inside)})
+            rows.append(
+                {
+                    "bin": f"[{lo:.2f}, {hi:.2f}{']' if k == bins - 1 else ')'}",
+                    "n": len(inside),
+                    "mean_confidence": sum(c for c, _ in inside) / len(inside),
+                    "accuracy": sum(1 for _, y in inside if y) / len(inside),
+                }
+            )
     return rows
 
 
 def expected_calibration_error(pairs: Sequence[tuple[float, bool]], bins: int = 5) -> float:
     """Sum over bins of |mean confidence - accuracy| weighted by the bin's share of the pairs."""
     n = len(pairs)
-    return sum(r["n"] / n * abs(r["mean_confidence"] - r["accuracy"]) for r in reliability_table(pairs, bins)) if n else 0.0
+    return (
+        sum(r["n"] / n * abs(r["mean_confidence"] - r["accuracy"]) for r in reliability_table(pairs, bins))
+        if n
+        else 0.0
+    )
 
 
 def _checked(pairs: Sequence[tuple[float, bool]]) -> tuple[list[float], list[float]]:
@@ -283,7 +311,9 @@ def load_confidence_calibration(folder: str | Path) -> ConfidenceCalibration | N
         raise ValueError(f"unreadable confidence calibration {path}: {exc}") from exc
 
 
-def write_confidence_calibration(folder: str | Path, calibration: ConfidenceCalibration, extra: dict | None = None) -> Path:
+def write_confidence_calibration(
+    folder: str | Path, calibration: ConfidenceCalibration, extra: dict | None = None
+) -> Path:
     """Write ``CONFIDENCE_FILE`` into ``folder`` atomically (temp file + rename)."""
     path = Path(folder) / CONFIDENCE_FILE
     tmp = path.with_name(f".{path.name}.tmp")
@@ -295,8 +325,9 @@ def write_confidence_calibration(folder: str | Path, calibration: ConfidenceCali
 # --- per relation ------------------------------------------------------------------------------------
 
 
-def model_confidence(logprobs: Mapping[str, float] | None, calibration: ConfidenceCalibration | None,
-                     position: int = 0) -> float | None:
+def model_confidence(
+    logprobs: Mapping[str, float] | None, calibration: ConfidenceCalibration | None, position: int = 0
+) -> float | None:
     """Calibrated confidence of one relation (the ``position``-th of its answer) from its slot's
     log-probabilities (None without either)."""
     score = combination_score(logprobs)
@@ -317,10 +348,12 @@ def slots_of_relations(relations, raw_answer, slot_records: Sequence[Mapping] | 
     out: list[Mapping | None] = [None] * len(relations)
     if not slot_records or not isinstance(raw_answer, list):
         return out
-    typed = [i for i, item in enumerate(raw_answer) if isinstance(item, dict) and isinstance(item.get("type"), str)]
+    typed = [
+        i for i, item in enumerate(raw_answer) if isinstance(item, dict) and isinstance(item.get("type"), str)
+    ]
     if len(typed) > len(slot_records):
         return out
-    slot_of_item = dict(zip(typed, slot_records[len(slot_records) - len(typed):]))
+    slot_of_item = dict(zip(typed, slot_records[len(slot_records) - len(typed) :]))
     for k, relation in enumerate(relations):
         slot = slot_of_item.get(relation.item_index)
         if slot is not None and slot.get("label") == relation.label:
@@ -336,15 +369,22 @@ def logprobs_rows(logprobs: Mapping[str, float] | None) -> list[dict] | None:
     """
     if logprobs is None:
         return None
-    return [{"label": label, "logprob": float(logprobs[label]) if math.isfinite(logprobs[label]) else None}
-            for label in LABELS if label in logprobs]
+    return [
+        {"label": label, "logprob": float(logprobs[label]) if math.isfinite(logprobs[label]) else None}
+        for label in LABELS
+        if label in logprobs
+    ]
 
 
 def logprobs_from_rows(rows: Sequence[Mapping] | None) -> dict[str, float] | None:
     """Inverse of :func:`logprobs_rows` (what a re-calibration reads back from the warehouse)."""
     if not rows:
         return None
-    return {r["label"]: float(r["logprob"]) for r in rows if r.get("label") is not None and r.get("logprob") is not None}
+    return {
+        r["label"]: float(r["logprob"])
+        for r in rows
+        if r.get("label") is not None and r.get("logprob") is not None
+    }
 
 
 def relation_evidence(parsed, slot_records: Sequence[Mapping] | None, engine) -> list[dict]:
@@ -355,8 +395,12 @@ def relation_evidence(parsed, slot_records: Sequence[Mapping] | None, engine) ->
     slots = slots_of_relations(parsed.relations, parsed.raw_answer, slot_records)
     for position, slot in enumerate(slots):
         logprobs = slot.get("logprobs") if slot else None
-        out.append({"label_logprobs": logprobs_rows(logprobs),
-                    "confidence": confidence_of(logprobs, position) if confidence_of is not None else None})
+        out.append(
+            {
+                "label_logprobs": logprobs_rows(logprobs),
+                "confidence": confidence_of(logprobs, position) if confidence_of is not None else None,
+            }
+        )
     return out
 
 

@@ -78,11 +78,18 @@ def ensure_embedded_model(force: bool = False) -> Path:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is shared by workers
         try:
             _convert(source, tmp)
-            (tmp / _MARKER).write_text(json.dumps({
-                "source": str(source), "package": EMBEDDED_PACKAGE,
-                "version": importlib.metadata.version(EMBEDDED_PACKAGE), "origin": EMBEDDED_ID,
-                "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            }, indent=2))
+            (tmp / _MARKER).write_text(
+                json.dumps(
+                    {
+                        "source": str(source),
+                        "package": EMBEDDED_PACKAGE,
+                        "version": importlib.metadata.version(EMBEDDED_PACKAGE),
+                        "origin": EMBEDDED_ID,
+                        "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    },
+                    indent=2,
+                )
+            )
             if target.exists():
                 shutil.rmtree(target)
             os.replace(tmp, target)
@@ -108,7 +115,9 @@ def _convert(source: Path, out: Path) -> None:
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     real_missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to the embeddings
     if real_missing or unexpected:
-        raise ValueError(f"GGUF conversion lost weights: missing {real_missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"GGUF conversion lost weights: missing {real_missing[:5]}, unexpected {unexpected[:5]}"
+        )
     model.tie_weights()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -167,7 +176,9 @@ def resolve_model_and_adapter(model: str, adapter_path: str | None) -> tuple[str
     return base, str(folder)
 
 
-TRAINING_RECORD = "rexdrug_training.json"  # written next to every adapter by `rexdrug train` (training.common)
+TRAINING_RECORD = (
+    "rexdrug_training.json"  # written next to every adapter by `rexdrug train` (training.common)
+)
 
 
 def read_training_record(folder: str | Path) -> dict | None:
@@ -217,8 +228,11 @@ def model_info() -> dict:
     """Facts about the embedded model for ``rexdrug model info``."""
     info: dict = {"name": EMBEDDED_NAME, "origin": EMBEDDED_ID, "package": EMBEDDED_PACKAGE}
     info["bundled_adapters"] = {
-        name: {"adapter": str(folder), "prompt": bundled_prompt(name),
-               "label_bias": bundled_decision(name).get("label_bias") or {}}
+        name: {
+            "adapter": str(folder),
+            "prompt": bundled_prompt(name),
+            "label_bias": bundled_decision(name).get("label_bias") or {},
+        }
         for name, (_base, folder) in BUNDLED_ADAPTERS.items()
     }
     try:

@@ -25,8 +25,17 @@ log = logging.getLogger(__name__)
 # The keys of a runner row, after the item's own fields (``ExtractionItem.row_fields``).  A row with a model
 # answer also has ``relation_evidence`` (per parsed relation: label log-probs and confidence) and, when the
 # runner was asked for them, ``label_logprobs`` (the answer's first type slot).
-RESULT_KEYS = ("raw_output", "parsed", "parse_status", "parse_reason", "parse_repairs", "answer_items", "think",
-               "model_id", "prompt_version")
+RESULT_KEYS = (
+    "raw_output",
+    "parsed",
+    "parse_status",
+    "parse_reason",
+    "parse_repairs",
+    "answer_items",
+    "think",
+    "model_id",
+    "prompt_version",
+)
 
 
 def input_problem(item: Mapping[str, Any]) -> str | None:
@@ -51,8 +60,14 @@ def input_problem(item: Mapping[str, Any]) -> str | None:
 
 
 class ExtractionRunner:
-    def __init__(self, engine: Engine, prompt_config: PromptConfig | None = None, matcher=None,
-                 sampling: SamplingConfig | None = None, chunk_size: int | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        prompt_config: PromptConfig | None = None,
+        matcher=None,
+        sampling: SamplingConfig | None = None,
+        chunk_size: int | None = None,
+    ):
         self.engine = engine
         self.prompt_config = prompt_config or PromptConfig()
         self.prompt_config.validate()
@@ -90,7 +105,7 @@ class ExtractionRunner:
     def iter_chunks(self, items: Sequence[ExtractionItem | Mapping[str, Any]]) -> Iterator[list[dict]]:
         """Results chunk by chunk (for progress bars and streaming writers)."""
         for start in range(0, len(items), self.chunk_size):
-            yield self._run_chunk(items[start:start + self.chunk_size])
+            yield self._run_chunk(items[start : start + self.chunk_size])
 
     def _run_chunk(self, items: Sequence[ExtractionItem | Mapping[str, Any]]) -> list[dict]:
         results: list[dict | None] = [None] * len(items)
@@ -110,8 +125,10 @@ class ExtractionRunner:
         if prompts:
             answers = self.engine.complete(prompts, self.sampling)
             if len(answers) != len(prompts):
-                raise RuntimeError(f"engine {self.engine.model_id} returned {len(answers)} results for "
-                                   f"{len(prompts)} prompts")
+                raise RuntimeError(
+                    f"engine {self.engine.model_id} returned {len(answers)} results for "
+                    f"{len(prompts)} prompts"
+                )
             for i, prompt, answer in zip(where, prompts, answers):
                 results[i] = self.result_row(prompt.item, answer)
         return results  # type: ignore[return-value]
@@ -119,14 +136,18 @@ class ExtractionRunner:
     def result_row(self, item: ExtractionItem, answer: EngineResult) -> dict:
         """The runner row of one engine result: parsed once, with each relation's evidence."""
         if not isinstance(answer, EngineResult):
-            return self.error_row(item, ENGINE_ERROR,
-                                  f"bad_response: the engine returned {type(answer).__name__}, not an EngineResult")
+            return self.error_row(
+                item,
+                ENGINE_ERROR,
+                f"bad_response: the engine returned {type(answer).__name__}, not an EngineResult",
+            )
         text = answer.text
         if answer.error:
             return self.error_row(item, ENGINE_ERROR, answer.error, raw=text if isinstance(text, str) else "")
         if not isinstance(text, str):  # whatever the engine, a row's raw output is text
-            return self.error_row(item, ENGINE_ERROR,
-                                  f"bad_response: the engine returned {type(text).__name__}, not text")
+            return self.error_row(
+                item, ENGINE_ERROR, f"bad_response: the engine returned {type(text).__name__}, not text"
+            )
         parsed = parse_completion(text, item.sentence, self.task)
         row = {
             **item.row_fields(),
@@ -147,12 +168,23 @@ class ExtractionRunner:
         row["relation_evidence"] = relation_evidence(parsed, answer.slots, self.engine)
         return row
 
-    def error_row(self, item: ExtractionItem | Mapping[str, Any], status: str, reason: str, raw: str = "") -> dict:
+    def error_row(
+        self, item: ExtractionItem | Mapping[str, Any], status: str, reason: str, raw: str = ""
+    ) -> dict:
         """A result row for an item that produced no model output (``input_error``/``engine_error``)."""
         fields = item.row_fields() if isinstance(item, ExtractionItem) else dict(item)
-        return {**fields, "raw_output": raw, "parsed": [], "parse_status": status, "parse_reason": reason,
-                "parse_repairs": [], "answer_items": None, "think": None, "model_id": self.engine.model_id,
-                "prompt_version": self.version}
+        return {
+            **fields,
+            "raw_output": raw,
+            "parsed": [],
+            "parse_status": status,
+            "parse_reason": reason,
+            "parse_repairs": [],
+            "answer_items": None,
+            "think": None,
+            "model_id": self.engine.model_id,
+            "prompt_version": self.version,
+        }
 
 
 def extraction_rows(candidates: list[dict[str, Any]], runner, run_id: str) -> list[dict[str, Any]]:

@@ -27,7 +27,9 @@ class ExtractionItem:
     # offsets); None: the prompt builder locates the sentence in its context (corpora without offsets)
     span: tuple[int, int] | None = None
     hints: tuple[str, ...] | None = None  # candidate drugs given by the caller; None: from the matcher
-    mentions: tuple[Mapping[str, Any], ...] | None = None  # the matcher's stored mentions (schemas.drugs.MENTION)
+    mentions: tuple[Mapping[str, Any], ...] | None = (
+        None  # the matcher's stored mentions (schemas.drugs.MENTION)
+    )
     # the caller's own fields (doc_id, id, line, ...): every runner row starts with them
     fields: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -37,8 +39,13 @@ class ExtractionItem:
         by ``input_problem`` first; an optional ``span`` ([start, end]) is kept when it holds the sentence."""
         context = item.get("context")
         hints = item.get("hints")
-        return cls(item["sentence"], context, valid_span(item.get("span"), item["sentence"], context),
-                   tuple(hints) if hints is not None else None, fields=dict(item))
+        return cls(
+            item["sentence"],
+            context,
+            valid_span(item.get("span"), item["sentence"], context),
+            tuple(hints) if hints is not None else None,
+            fields=dict(item),
+        )
 
     @classmethod
     def from_candidate(cls, candidate: Mapping[str, Any]) -> ExtractionItem:
@@ -48,8 +55,12 @@ class ExtractionItem:
         sentence, context = candidate["sentence_text"], candidate.get("context") or ""
         span = (candidate.get("sentence_start"), candidate.get("sentence_end"))
         mentions = candidate.get("mentions")
-        return cls(sentence, context, valid_span(span, sentence, context),
-                   mentions=tuple(mentions) if mentions is not None else None)
+        return cls(
+            sentence,
+            context,
+            valid_span(span, sentence, context),
+            mentions=tuple(mentions) if mentions is not None else None,
+        )
 
     def row_fields(self) -> dict[str, Any]:
         """The fields a runner row starts with: the caller's own, else sentence and context."""

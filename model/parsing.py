@@ -90,11 +90,20 @@ class Repair(enum.Enum):
 
 # Repairs of the answer's text itself (tags, JSON syntax): after any of them the answer was not, as
 # written, a valid JSON list inside answer tags (the format rewards give no credit for it).
-FORMAT_REPAIRS = frozenset({
-    Repair.UNCLOSED_ANSWER, Repair.MISSING_ANSWER_TAGS, Repair.CODE_FENCE, Repair.TRAILING_TEXT,
-    Repair.LEADING_TEXT, Repair.TRUNCATED_JSON, Repair.TRAILING_COMMAS, Repair.PYTHON_LITERAL,
-    Repair.SINGLE_QUOTES, Repair.SINGLE_OBJECT,
-})
+FORMAT_REPAIRS = frozenset(
+    {
+        Repair.UNCLOSED_ANSWER,
+        Repair.MISSING_ANSWER_TAGS,
+        Repair.CODE_FENCE,
+        Repair.TRAILING_TEXT,
+        Repair.LEADING_TEXT,
+        Repair.TRUNCATED_JSON,
+        Repair.TRAILING_COMMAS,
+        Repair.PYTHON_LITERAL,
+        Repair.SINGLE_QUOTES,
+        Repair.SINGLE_OBJECT,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -118,13 +127,31 @@ class RepairNote:
 
 # Written labels -> answer labels, per task (keys upper-cased, spaces and hyphens as "_").
 _DRUGCOMB_SYNONYMS = {
-    POS: POS, "POSITIVE": POS, "POS_COMB": POS, "SYNERGY": POS, "SYNERGISTIC": POS,
-    COMB: COMB, "COMBINATION": COMB, "NEUTRAL": COMB,
-    NEG: NEG, "NEGATIVE": NEG, "NEG_COMB": NEG, "ANTAGONISTIC": NEG,
+    POS: POS,
+    "POSITIVE": POS,
+    "POS_COMB": POS,
+    "SYNERGY": POS,
+    "SYNERGISTIC": POS,
+    COMB: COMB,
+    "COMBINATION": COMB,
+    "NEUTRAL": COMB,
+    NEG: NEG,
+    "NEGATIVE": NEG,
+    "NEG_COMB": NEG,
+    "ANTAGONISTIC": NEG,
 }
-_NO_COMB_SYNONYMS = {NO_COMB: NO_COMB, "NOCOMB": NO_COMB, "NO_COMBINATION": NO_COMB, "NONE": NO_COMB, "NO": NO_COMB}
+_NO_COMB_SYNONYMS = {
+    NO_COMB: NO_COMB,
+    "NOCOMB": NO_COMB,
+    "NO_COMBINATION": NO_COMB,
+    "NONE": NO_COMB,
+    "NO": NO_COMB,
+}
 _LABEL_SYNONYMS = {
-    task: {**({label: label for label in labels} if task != DRUGCOMB_TASK else _DRUGCOMB_SYNONYMS), **_NO_COMB_SYNONYMS}
+    task: {
+        **({label: label for label in labels} if task != DRUGCOMB_TASK else _DRUGCOMB_SYNONYMS),
+        **_NO_COMB_SYNONYMS,
+    }
     for task, labels in TASK_LABELS.items()
 }
 _DRUG_KEYS = ("ent_set", "drugs", "entities", "ent", "drug_set")
@@ -156,12 +183,14 @@ class Relation:
         drugs = []
         for i, name in enumerate(self.drugs):
             span = self.spans[i] if self.spans is not None else None
-            drugs.append({
-                "name": name,
-                "start": span[0] if span else None,
-                "end": span[1] if span else None,
-                "grounded": bool(self.grounded[i]) if self.grounded is not None else False,
-            })
+            drugs.append(
+                {
+                    "name": name,
+                    "start": span[0] if span else None,
+                    "end": span[1] if span else None,
+                    "grounded": bool(self.grounded[i]) if self.grounded is not None else False,
+                }
+            )
         return {"label": self.label, "drugs": drugs}
 
 
@@ -205,8 +234,10 @@ def answer_item(relation) -> dict:
     if isinstance(relation, dict) and "type" in relation:
         return {"type": relation["type"], "ent_set": list(relation.get("ent_set", []))}
     if isinstance(relation, dict) and "label" in relation:
-        return {"type": relation["label"],
-                "ent_set": [d["name"] if isinstance(d, dict) else d for d in relation.get("drugs", [])]}
+        return {
+            "type": relation["label"],
+            "ent_set": [d["name"] if isinstance(d, dict) else d for d in relation.get("drugs", [])],
+        }
     raise ValueError(f"cannot read relation {relation!r}")
 
 
@@ -219,16 +250,21 @@ def ddi_items(parsed: ParsedCompletion) -> list[dict] | None:
     return [i for i in parsed.raw_answer if isinstance(i, dict)]
 
 
-def parse_completion(text: str | None, sentence: str | None = None, task: str = DRUGCOMB_TASK) -> ParsedCompletion:
+def parse_completion(
+    text: str | None, sentence: str | None = None, task: str = DRUGCOMB_TASK
+) -> ParsedCompletion:
     """Parse one completion of ``task`` (``drugcomb`` or ``ddi``; see module doc).  Never raises on
     model output."""
     if task not in TASK_LABELS:
         raise ValueError(f"unknown task {task!r}; known: {', '.join(TASK_LABELS)}")
     try:
-        parsed = _parse(text if isinstance(text, str) else ("" if text is None else str(text)), sentence, task)
+        parsed = _parse(
+            text if isinstance(text, str) else ("" if text is None else str(text)), sentence, task
+        )
     except Exception as exc:  # noqa: BLE001 - a parser bug must not kill a sweep; it becomes a status
-        parsed = ParsedCompletion([], None, INVALID_JSON, f"parser error: {type(exc).__name__}: {exc}",
-                                  False, False, False)
+        parsed = ParsedCompletion(
+            [], None, INVALID_JSON, f"parser error: {type(exc).__name__}: {exc}", False, False, False
+        )
     parsed.task = task
     return parsed
 
@@ -240,30 +276,60 @@ def _parse(text: str, sentence: str | None, task: str) -> ParsedCompletion:
     repairs: list[RepairNote] = []
     think, has_think_tags, rest = _split_think(text, repairs)
     region, has_answer_tags = _answer_region(rest, repairs)
-    base = dict(think=think, has_think_tags=has_think_tags, has_answer_tags=has_answer_tags)
+    base = {"think": think, "has_think_tags": has_think_tags, "has_answer_tags": has_answer_tags}
     if region is None or not region.strip():
         reason = "empty output" if not text.strip() else "no answer found"
-        return ParsedCompletion([], status=NO_ANSWER, reason=reason, answer_is_valid_list=False,
-                                repairs=repairs, **base)
+        return ParsedCompletion(
+            [], status=NO_ANSWER, reason=reason, answer_is_valid_list=False, repairs=repairs, **base
+        )
     strict_ok = has_answer_tags and _strictly_valid(region, TASK_LABELS[task])
     value = _load_json_list(region, repairs)
     if value is None:
         status = INVALID_JSON if ("[" in region or "{" in region) else NO_ANSWER
-        return ParsedCompletion([], status=status, reason=_join(repairs, "no JSON list recovered"),
-                                answer_is_valid_list=False, repairs=repairs, **base)
+        return ParsedCompletion(
+            [],
+            status=status,
+            reason=_join(repairs, "no JSON list recovered"),
+            answer_is_valid_list=False,
+            repairs=repairs,
+            **base,
+        )
     if not isinstance(value, list):
-        return ParsedCompletion([], status=INVALID_SCHEMA,
-                                reason=_join(repairs, f"answer is a JSON {type(value).__name__}, not a list"),
-                                answer_is_valid_list=False, raw_answer=None, repairs=repairs, **base)
+        return ParsedCompletion(
+            [],
+            status=INVALID_SCHEMA,
+            reason=_join(repairs, f"answer is a JSON {type(value).__name__}, not a list"),
+            answer_is_valid_list=False,
+            raw_answer=None,
+            repairs=repairs,
+            **base,
+        )
     relations, declared_no_comb, n_dup, n_drop, schema_ok = _clean_items(value, sentence, repairs, task)
     if not schema_ok:
-        return ParsedCompletion([], status=INVALID_SCHEMA, reason=_join(repairs), answer_is_valid_list=False,
-                                raw_answer=value, n_items=len(value), n_dropped=n_drop, repairs=repairs, **base)
+        return ParsedCompletion(
+            [],
+            status=INVALID_SCHEMA,
+            reason=_join(repairs),
+            answer_is_valid_list=False,
+            raw_answer=value,
+            n_items=len(value),
+            n_dropped=n_drop,
+            repairs=repairs,
+            **base,
+        )
     status = PARSE_OK if not repairs else PARSE_REPAIRED
     return ParsedCompletion(
-        relations, status=status, reason=_join(repairs) if repairs else "", answer_is_valid_list=strict_ok,
-        declared_no_comb=declared_no_comb and not relations, raw_answer=value, n_items=len(value),
-        n_duplicates=n_dup, n_dropped=n_drop, repairs=repairs, **base,
+        relations,
+        status=status,
+        reason=_join(repairs) if repairs else "",
+        answer_is_valid_list=strict_ok,
+        declared_no_comb=declared_no_comb and not relations,
+        raw_answer=value,
+        n_items=len(value),
+        n_duplicates=n_dup,
+        n_dropped=n_drop,
+        repairs=repairs,
+        **base,
     )
 
 
@@ -272,15 +338,15 @@ def _split_think(text: str, repairs: list[RepairNote]) -> tuple[str | None, bool
     low = text.lower()
     o, c = low.find(_THINK_OPEN), low.find(_THINK_CLOSE)
     if o >= 0 and c > o:
-        return text[o + len(_THINK_OPEN):c].strip(), True, text[c + len(_THINK_CLOSE):]
+        return text[o + len(_THINK_OPEN) : c].strip(), True, text[c + len(_THINK_CLOSE) :]
     if o >= 0:  # unclosed <think>: reasoning runs until the answer (or the end)
         a = low.find(_ANSWER_OPEN, o)
         end = a if a >= 0 else len(text)
         repairs.append(Repair.UNCLOSED_THINK.note())
-        return text[o + len(_THINK_OPEN):end].strip(), False, text[end:]
+        return text[o + len(_THINK_OPEN) : end].strip(), False, text[end:]
     if c >= 0:  # chat templates sometimes put <think> in the prompt: only the closing tag is generated
         repairs.append(Repair.MISSING_THINK.note())
-        return text[:c].strip(), False, text[c + len(_THINK_CLOSE):]
+        return text[:c].strip(), False, text[c + len(_THINK_CLOSE) :]
     return None, False, text
 
 
@@ -290,11 +356,11 @@ def _answer_region(rest: str, repairs: list[RepairNote]) -> tuple[str | None, bo
     if o >= 0:
         c = low.find(_ANSWER_CLOSE, o)
         if c >= 0:
-            if rest[c + len(_ANSWER_CLOSE):].strip():
+            if rest[c + len(_ANSWER_CLOSE) :].strip():
                 repairs.append(Repair.TEXT_AFTER_ANSWER.note())
-            return rest[o + len(_ANSWER_OPEN):c], True
+            return rest[o + len(_ANSWER_OPEN) : c], True
         repairs.append(Repair.UNCLOSED_ANSWER.note())
-        return rest[o + len(_ANSWER_OPEN):], False
+        return rest[o + len(_ANSWER_OPEN) :], False
     # No answer tags: the last JSON-looking list (or object) in the text is the answer.
     start = _last_json_start(rest)
     if start is None:
@@ -307,7 +373,7 @@ def _last_json_start(text: str) -> int | None:
     """Start of the last fenced block holding a list, else of the last ``[{``/``[]``, else of a ``{``."""
     fenced = [m for m in re.finditer(r"```", text)]
     for m in reversed(fenced[::2]):  # opening fences
-        if "[" in text[m.start():]:
+        if "[" in text[m.start() :]:
             return m.start()
     lists = list(re.finditer(r"\[\s*[\{\]]", text))
     if lists:
@@ -333,8 +399,12 @@ def _item_strictly_valid(item, labels: tuple[str, ...]) -> bool:
     ents = item["ent_set"]
     if item["type"] == NO_COMB:
         return ents == []
-    return (item["type"] in labels and isinstance(ents, list) and len(ents) >= 2
-            and all(isinstance(e, str) and e.strip() for e in ents))
+    return (
+        item["type"] in labels
+        and isinstance(ents, list)
+        and len(ents) >= 2
+        and all(isinstance(e, str) and e.strip() for e in ents)
+    )
 
 
 def _load_json_list(region: str, repairs: list[RepairNote]):
@@ -347,7 +417,7 @@ def _load_json_list(region: str, repairs: list[RepairNote]):
     if start is None:
         return None
     candidate, closed = _balanced(text, start)
-    if closed and text[start + len(candidate):].strip():
+    if closed and text[start + len(candidate) :].strip():
         repairs.append(Repair.TRAILING_TEXT.note())
     if start > 0 and text[:start].strip():
         repairs.append(Repair.LEADING_TEXT.note())
@@ -391,7 +461,7 @@ def _balanced(text: str, start: int) -> tuple[str, bool]:
         elif ch in "]}":
             depth -= 1
             if depth == 0:
-                return text[start:i + 1], True
+                return text[start : i + 1], True
     return text[start:], False
 
 
@@ -419,7 +489,7 @@ def _close_truncated(prefix: str) -> str | None:
                 last_obj_end = i
     if last_obj_end is None:
         return "[]"
-    return prefix[:last_obj_end + 1] + "]"
+    return prefix[: last_obj_end + 1] + "]"
 
 
 def _loads_lenient(candidate: str, repairs: list[RepairNote]):
@@ -490,8 +560,11 @@ def _clean_items(items: list, sentence: str | None, repairs: list[RepairNote], t
         key = frozenset(normalize_drug_name(n) for n in unique)
         if key in seen:
             n_dup += 1
-            repairs.append(Repair.DUPLICATE_SET.note(kept=seen[key], label=label)
-                           if seen[key] != label else Repair.DUPLICATE_RELATION.note())
+            repairs.append(
+                Repair.DUPLICATE_SET.note(kept=seen[key], label=label)
+                if seen[key] != label
+                else Repair.DUPLICATE_RELATION.note()
+            )
             continue
         seen[key] = label
         spans, grounded = _ground(unique, sentence)

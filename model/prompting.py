@@ -37,7 +37,14 @@ from schemas.answer import NO_COMB
 VARIANTS = ("rexdrug", "rexdrug_answer_only", "taiyi_en", "taiyi_zh", "compact", "ddi")
 CONTEXTS = ("abstract", "sentence", "window")
 # Bump when the wording of a variant changes: results carry the version they were produced with.
-_VERSIONS = {"rexdrug": "v1", "rexdrug_answer_only": "v2", "taiyi_en": "v1", "taiyi_zh": "v1", "compact": "v1", "ddi": "v1"}
+_VERSIONS = {
+    "rexdrug": "v1",
+    "rexdrug_answer_only": "v2",
+    "taiyi_en": "v1",
+    "taiyi_zh": "v1",
+    "compact": "v1",
+    "ddi": "v1",
+}
 
 THINK_SECTIONS: tuple[str, ...] = (
     "Clinical scenario",
@@ -92,13 +99,17 @@ def candidate_hints(sentence: str, matcher, *, drugs_only: bool = False) -> list
         key = (getattr(m, "id", None) or m.surface).lower()
         if key not in seen:
             seen.add(key)
-            names.append(sentence[m.start:m.end])
+            names.append(sentence[m.start : m.end])
     return names
 
 
 def build_messages(
-    sentence: str, context: str | None, config: PromptConfig, hints: Sequence[str] | None = None,
-    *, span: tuple[int, int] | None = None,
+    sentence: str,
+    context: str | None,
+    config: PromptConfig,
+    hints: Sequence[str] | None = None,
+    *,
+    span: tuple[int, int] | None = None,
 ) -> list[dict]:
     """Chat messages (``[{"role", "content"}]``) asking for the relations of ``sentence``; ``span`` is
     its [start, end) in ``context`` when known (else it is located by text)."""
@@ -137,17 +148,18 @@ def format_target(relations: Iterable, think: str | Sequence[str] | None = None)
         parts = list(think)
         if len(parts) != len(THINK_SECTIONS):
             raise ValueError(f"think needs {len(THINK_SECTIONS)} sections, got {len(parts)}")
-        think = "\n".join(f"[{i}] {title}\n{body.strip()}"
-                          for i, (title, body) in enumerate(zip(THINK_SECTIONS, parts), 1))
+        think = "\n".join(
+            f"[{i}] {title}\n{body.strip()}" for i, (title, body) in enumerate(zip(THINK_SECTIONS, parts), 1)
+        )
     return f"<think>\n{think.strip()}\n</think>\n{answer}"
 
 
 # --- context selection --------------------------------------------------------------------------------
 
 
-
-def select_context(sentence: str, context: str | None, config: PromptConfig,
-                   span: tuple[int, int] | None = None) -> str | None:
+def select_context(
+    sentence: str, context: str | None, config: PromptConfig, span: tuple[int, int] | None = None
+) -> str | None:
     """The context text for the chosen mode (None for sentence-only); ``span``: the sentence's
     [start, end) in ``context`` when known."""
     if config.context == "sentence" or not context:
@@ -165,7 +177,7 @@ def _window(sentence: str, context: str, n: int, span: tuple[int, int] | None) -
     first, last = _overlapping(spans, *span) if span is not None else _locate(sentence, context, spans)
     if first is None:
         return sentence
-    return context[spans[max(0, first - n)][0]:spans[min(len(spans) - 1, last + n)][1]]
+    return context[spans[max(0, first - n)][0] : spans[min(len(spans) - 1, last + n)][1]]
 
 
 def _overlapping(spans: list[tuple[int, int]], start: int, end: int) -> tuple[int | None, int | None]:
@@ -185,7 +197,7 @@ def _locate(sentence: str, context: str, spans: list[tuple[int, int]]) -> tuple[
     key = _squash(sentence)[:60]  # spacing/punctuation differ (tokenized corpora): compare squashed text
     if key:
         for i in range(len(spans)):
-            if _squash(context[spans[i][0]:spans[min(i + 2, len(spans) - 1)][1]]).startswith(key):
+            if _squash(context[spans[i][0] : spans[min(i + 2, len(spans) - 1)][1]]).startswith(key):
                 return i, i
     return None, None
 
@@ -200,7 +212,7 @@ def _clip(sentence: str, context: str, limit: int, span: tuple[int, int] | None)
     pos = span[0] if span is not None else context.find(sentence[:40])
     centre = max(pos, 0)
     start = max(0, min(centre - limit // 2, len(context) - limit))
-    return context[start:start + limit]
+    return context[start : start + limit]
 
 
 def unique_names(names: Iterable[str]) -> list[str]:
@@ -254,8 +266,10 @@ def _rexdrug_system(reasoning: bool = True) -> str:
 
 def _rexdrug_user(sentence: str, context: str | None, hints: list[str], reasoning: bool) -> str:
     lines = [
-        "Using the context paragraph, decide whether the target sentence below contains drug "
-        "combination relations that the guideline in the system message asks to extract.",
+        (
+            "Using the context paragraph, decide whether the target sentence below contains drug "
+            "combination relations that the guideline in the system message asks to extract."
+        ),
         "",
     ]
     if reasoning:
@@ -286,8 +300,14 @@ def _rexdrug_user(sentence: str, context: str | None, hints: list[str], reasonin
     return "\n".join(lines) + "\n"
 
 
-def _instruction_prompt(instruction: str, sentence: str, hints: list[str], context: str | None,
-                        labels: tuple[str, str, str], joiner: str = "; ") -> str:
+def _instruction_prompt(
+    instruction: str,
+    sentence: str,
+    hints: list[str],
+    context: str | None,
+    labels: tuple[str, str, str],
+    joiner: str = "; ",
+) -> str:
     """Instruction, then labelled lines: the sentence, the hinted drugs (if any), the context (if any)."""
     sentence_label, hints_label, context_label = labels
     parts = [instruction, f"{sentence_label}{sentence}"]
@@ -304,7 +324,11 @@ def _taiyi_en(sentence: str, context: str | None, hints: list[str]) -> str:
         "together, and label each set POS (beneficial), NEG (harmful) or COMB (effect unclear). "
         f"Output a JSON array {_ANSWER_FORMAT} inside <answer></answer>; if there is no "
         f"combination output <answer>{_NO_COMB_TEXT}</answer>.",
-        sentence, hints, context, ("Sentence: ", "Drugs mentioned: ", "Context: "))
+        sentence,
+        hints,
+        context,
+        ("Sentence: ", "Drugs mentioned: ", "Context: "),
+    )
 
 
 def _compact(sentence: str, context: str | None, hints: list[str]) -> str:
@@ -312,27 +336,39 @@ def _compact(sentence: str, context: str | None, hints: list[str]) -> str:
     return _instruction_prompt(
         "Label each drug set given together: POS (beneficial), NEG (harmful), COMB (effect unclear). "
         f"Answer <answer>JSON</answer>; none: <answer>{_NO_COMB_TEXT}</answer>.",
-        sentence, hints, context, ("Sentence: ", "Drugs: ", "Context: "))
+        sentence,
+        hints,
+        context,
+        ("Sentence: ", "Drugs: ", "Context: "),
+    )
 
 
 # The multi-task instruction templates (Taiyi-style; English and Chinese): the ``ddi`` prompt variant and
 # the multi-task training rows of ``training.multitask`` both read them here.
 DDI_TEMPLATES = {
-    "en": ("Drug-drug interaction extraction. For every pair of drugs in the sentence that interact, give the "
-           "interaction type: EFFECT (pharmacodynamic effect), MECHANISM (pharmacokinetic mechanism), ADVISE "
-           "(a recommendation) or INT (interaction without detail). Output a JSON array "
-           '[{"type": "EFFECT", "ent_set": ["drugA", "drugB"]}] inside <answer></answer>; if no pair interacts, '
-           'output <answer>[{"type": "NO_COMB", "ent_set": []}]</answer>.\nSentence: {sentence}\nDrugs: {drugs}'),
-    "zh": ("药物相互作用抽取。找出句子中存在相互作用的每一对药物，并给出类型：EFFECT（药效学作用）、MECHANISM（药代动力学机制）、"
-           "ADVISE（用药建议）或 INT（未说明细节的相互作用）。请在<answer></answer>中输出JSON数组 "
-           '[{"type": "EFFECT", "ent_set": ["药物A", "药物B"]}]；如果没有相互作用，输出'
-           '<answer>[{"type": "NO_COMB", "ent_set": []}]</answer>。\n句子：{sentence}\n药物：{drugs}'),
+    "en": (
+        "Drug-drug interaction extraction. For every pair of drugs in the sentence that interact, give the "
+        "interaction type: EFFECT (pharmacodynamic effect), MECHANISM (pharmacokinetic mechanism), ADVISE "
+        "(a recommendation) or INT (interaction without detail). Output a JSON array "
+        '[{"type": "EFFECT", "ent_set": ["drugA", "drugB"]}] inside <answer></answer>; if no pair interacts, '
+        'output <answer>[{"type": "NO_COMB", "ent_set": []}]</answer>.\nSentence: {sentence}\nDrugs: {drugs}'
+    ),
+    "zh": (
+        "药物相互作用抽取。找出句子中存在相互作用的每一对药物，并给出类型：EFFECT（药效学作用）、MECHANISM（药代动力学机制）、"
+        "ADVISE（用药建议）或 INT（未说明细节的相互作用）。请在<answer></answer>中输出JSON数组 "
+        '[{"type": "EFFECT", "ent_set": ["药物A", "药物B"]}]；如果没有相互作用，输出'
+        '<answer>[{"type": "NO_COMB", "ent_set": []}]</answer>。\n句子：{sentence}\n药物：{drugs}'
+    ),
 }
 NER_TEMPLATES = {
-    "en": ("Drug name recognition. List every drug mentioned in the sentence, written exactly as in the text, "
-           'as a JSON array inside <answer></answer>, e.g. <answer>["drugA", "drugB"]</answer>.\nSentence: {sentence}'),
-    "zh": ("药物命名实体识别。列出句子中提到的所有药物名称（保持原文写法），以JSON数组形式输出在<answer></answer>中，"
-           '例如 <answer>["药物A", "药物B"]</answer>。\n句子：{sentence}'),
+    "en": (
+        "Drug name recognition. List every drug mentioned in the sentence, written exactly as in the text, "
+        'as a JSON array inside <answer></answer>, e.g. <answer>["drugA", "drugB"]</answer>.\nSentence: {sentence}'
+    ),
+    "zh": (
+        "药物命名实体识别。列出句子中提到的所有药物名称（保持原文写法），以JSON数组形式输出在<answer></answer>中，"
+        '例如 <answer>["药物A", "药物B"]</answer>。\n句子：{sentence}'
+    ),
 }
 
 
@@ -350,4 +386,9 @@ def _taiyi_zh(sentence: str, context: str | None, hints: list[str]) -> str:
         "POS（有益）、NEG（有害）或 COMB（效果不明确）。"
         f"请在<answer></answer>中输出JSON数组 {_ANSWER_FORMAT}；"
         f"如果没有联合用药，输出<answer>{_NO_COMB_TEXT}</answer>。药物名称请保持原文写法。",
-        sentence, hints, context, ("句子：", "句中药物：", "上下文："), joiner="；")
+        sentence,
+        hints,
+        context,
+        ("句子：", "句中药物：", "上下文："),
+        joiner="；",
+    )

@@ -30,7 +30,13 @@ MESH_HEADING = pa.struct(
         pa.field(
             "qualifiers",
             pa.list_(
-                pa.struct([pa.field("ui", pa.string()), pa.field("name", pa.string()), pa.field("major", pa.bool_())])
+                pa.struct(
+                    [
+                        pa.field("ui", pa.string()),
+                        pa.field("name", pa.string()),
+                        pa.field("major", pa.bool_()),
+                    ]
+                )
             ),
         ),
     ]

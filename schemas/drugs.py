@@ -44,7 +44,9 @@ SENTENCES = pa.schema(
         pa.field("text", pa.string(), nullable=False),  # abstract[start:end]
         pa.field("text_hash", pa.string(), nullable=False),  # sha1 of text (utf-8), hex
         pa.field("mentions", pa.list_(MENTION)),
-        pa.field("n_distinct_drugs", pa.int32(), nullable=False),  # distinct DRUG_KINDS entries (see etl.candidates)
+        pa.field(
+            "n_distinct_drugs", pa.int32(), nullable=False
+        ),  # distinct DRUG_KINDS entries (see etl.candidates)
         pa.field("n_distinct_classes", pa.int32(), nullable=False),  # distinct class ids, counted apart
         pa.field("is_candidate", pa.bool_(), nullable=False),  # n_distinct_drugs >= 2: goes to the LLM
     ]

@@ -23,7 +23,9 @@ COMBINATION_KB = pa.schema(
         pa.field("n_comb", pa.int64()),
         pa.field("n_neg", pa.int64()),
         pa.field("consensus_label", pa.string()),
-        pa.field("consensus_share", pa.float64()),  # label agreement: share of mentions with the consensus label
+        pa.field(
+            "consensus_share", pa.float64()
+        ),  # label agreement: share of mentions with the consensus label
         pa.field("n_papers", pa.int64()),
         pa.field("n_sentences", pa.int64()),  # distinct sentences (pmid, sentence text)
         pa.field("n_mentions", pa.int64()),  # combination rows (one per model and prompt extraction)

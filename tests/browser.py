@@ -91,7 +91,11 @@ _DATA_KEYS_JS = (
 
 
 def _stderr():
-    return open(os.environ["REXDRUG_CHROMIUM_LOG"], "ab") if os.environ.get("REXDRUG_CHROMIUM_LOG") else subprocess.DEVNULL
+    return (
+        open(os.environ["REXDRUG_CHROMIUM_LOG"], "ab")
+        if os.environ.get("REXDRUG_CHROMIUM_LOG")
+        else subprocess.DEVNULL
+    )
 
 
 def load_page(url: str, *, width: int = 1280, height: int = 2000, timeout_s: float = 60) -> PageLoad:
@@ -101,13 +105,34 @@ def load_page(url: str, *, width: int = 1280, height: int = 2000, timeout_s: flo
     to_browser_r, to_browser_w = os.pipe()
     from_browser_r, from_browser_w = os.pipe()
     profile = tempfile.mkdtemp(prefix="rexdrug-chromium-")
-    args = [binary, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu",
-            "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--hide-scrollbars",
-            f"--user-data-dir={profile}", "about:blank"]
+    args = [
+        binary,
+        "--headless",
+        "--remote-debugging-pipe",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        "about:blank",
+    ]
     # the child's fds 3 and 4 are the protocol pipe: a shell puts them in place and execs Chromium
-    wrapper = ["bash", "-c", f'exec "$@" 3<&{to_browser_r} 4>&{from_browser_w}', "bash", *args]  # dash: fds < 10
-    proc = subprocess.Popen(wrapper, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=_stderr(),
-                            pass_fds=(to_browser_r, from_browser_w))
+    wrapper = [
+        "bash",
+        "-c",
+        f'exec "$@" 3<&{to_browser_r} 4>&{from_browser_w}',
+        "bash",
+        *args,
+    ]  # dash: fds < 10
+    proc = subprocess.Popen(
+        wrapper,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=_stderr(),
+        pass_fds=(to_browser_r, from_browser_w),
+    )
     os.close(to_browser_r)
     os.close(from_browser_w)
     pipe = _Pipe(to_browser_w, from_browser_r, timeout_s)
@@ -116,14 +141,21 @@ def load_page(url: str, *, width: int = 1280, height: int = 2000, timeout_s: flo
         session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             pipe.send(f"{domain}.enable", session=session)
-        pipe.send("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session=session)
+        pipe.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            session=session,
+        )
         pipe.send("Page.navigate", {"url": url}, session=session)
         pipe.wait_event("Page.loadEventFired")
         result = PageLoad()
-        keys = pipe.send("Runtime.evaluate", {"expression": _DATA_KEYS_JS, "returnByValue": True}, session=session)
+        keys = pipe.send(
+            "Runtime.evaluate", {"expression": _DATA_KEYS_JS, "returnByValue": True}, session=session
+        )
         result.data_keys = json.loads(keys["result"]["value"])
-        title = pipe.send("Runtime.evaluate", {"expression": "document.title", "returnByValue": True}, session=session)
+        title = pipe.send(
+            "Runtime.evaluate", {"expression": "document.title", "returnByValue": True}, session=session
+        )
         result.title = title["result"]["value"]
         shot = pipe.send("Page.captureScreenshot", {"format": "png"}, session=session)
         result.screenshot_png = base64.b64decode(shot["data"])
@@ -131,7 +163,10 @@ def load_page(url: str, *, width: int = 1280, height: int = 2000, timeout_s: flo
             params = event.get("params", {})
             if event.get("method") == "Runtime.exceptionThrown":
                 result.errors.append(json.dumps(params.get("exceptionDetails", {}))[:500])
-            elif event.get("method") == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+            elif event.get("method") == "Runtime.consoleAPICalled" and params.get("type") in (
+                "error",
+                "assert",
+            ):
                 result.errors.append(json.dumps(params.get("args", []))[:500])
             elif event.get("method") == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
                 result.errors.append(params["entry"].get("text", "")[:500])

@@ -10,7 +10,9 @@ import re
 
 _FIELD_PATTERNS = {
     "sentence": re.compile(r"^(?:Target sentence: |Sentence: |句子：)(.*)$", re.MULTILINE),
-    "hints": re.compile(r"^(?:Candidate drugs in the sentence: |Drugs mentioned: |Drugs: |句中药物：)(.*)$", re.MULTILINE),
+    "hints": re.compile(
+        r"^(?:Candidate drugs in the sentence: |Drugs mentioned: |Drugs: |句中药物：)(.*)$", re.MULTILINE
+    ),
 }
 
 

@@ -20,11 +20,22 @@ FIXTURES = Path(__file__).parent / "data" / "sweep"
 PROFILE = ROOT / "configs" / "profiles" / "combination_therapy.yaml"
 
 
-def art(pmid, abstract="text", languages=("eng",), ptypes=("Journal Article",), mesh=(), chemicals=(), year=2020):
-    return {"pmid": pmid, "pmid_version": 1, "record_type": "article", "abstract": abstract, "languages": list(languages),
-            "publication_types": list(ptypes), "pub_year": year, "source_file": "f", "record_position": 0,
-            "mesh_headings": [{"ui": ui, "name": name, "major": False, "qualifiers": []} for ui, name in mesh],
-            "chemicals": [{"ui": ui, "name": name, "registry_number": None} for ui, name in chemicals]}
+def art(
+    pmid, abstract="text", languages=("eng",), ptypes=("Journal Article",), mesh=(), chemicals=(), year=2020
+):
+    return {
+        "pmid": pmid,
+        "pmid_version": 1,
+        "record_type": "article",
+        "abstract": abstract,
+        "languages": list(languages),
+        "publication_types": list(ptypes),
+        "pub_year": year,
+        "source_file": "f",
+        "record_position": 0,
+        "mesh_headings": [{"ui": ui, "name": name, "major": False, "qualifiers": []} for ui, name in mesh],
+        "chemicals": [{"ui": ui, "name": name, "registry_number": None} for ui, name in chemicals],
+    }
 
 
 ARTS = [
@@ -45,8 +56,12 @@ def kept(filters: ArticleFilters) -> list[str]:
     con = duckdb.connect()
     con.register("current_articles", pa.Table.from_pylist(ARTS, schema=ARTICLES))
     predicate, params = filters.sql("a")
-    return [r[0] for r in con.execute(f"SELECT pmid FROM current_articles a WHERE {predicate} ORDER BY pmid::INT",
-                                      params).fetchall()]
+    return [
+        r[0]
+        for r in con.execute(
+            f"SELECT pmid FROM current_articles a WHERE {predicate} ORDER BY pmid::INT", params
+        ).fetchall()
+    ]
 
 
 @pytest.mark.parametrize(
@@ -62,8 +77,16 @@ def kept(filters: ArticleFilters) -> list[str]:
         (ArticleFilters(min_year=2000), ["1", "4", "5", "6", "7", "8", "9"]),  # 9: no year, kept by default
         (ArticleFilters(min_year=2000, keep_unknown_year=False), ["1", "4", "5", "6", "7", "8"]),
         (ArticleFilters(max_year=1999), ["9", "10"]),
-        (ArticleFilters(languages=["eng"], exclude_publication_types=["Editorial"], min_year=2020, max_year=2020,
-                        keep_unknown_year=False), ["1", "5", "7", "8"]),
+        (
+            ArticleFilters(
+                languages=["eng"],
+                exclude_publication_types=["Editorial"],
+                min_year=2020,
+                max_year=2020,
+                keep_unknown_year=False,
+            ),
+            ["1", "5", "7", "8"],
+        ),
     ],
 )
 def test_filters(filters, expected):
@@ -98,16 +121,27 @@ def test_combination_therapy_profile_on_the_demo_data(tmp_path):
     layout = WarehouseLayout(tmp_path / "wh")
     for order, parts in enumerate((DEMO_BASELINE, DEMO_UPDATE)):
         path = data_path(*parts)
-        write_file_partitions(layout, path.name, envelope_tables(parse_file_envelope(str(path), path.name, order, 0)))
+        write_file_partitions(
+            layout, path.name, envelope_tables(parse_file_envelope(str(path), path.name, order, 0))
+        )
     refresh_duckdb(layout.root)
     predicate, params = config.filters.sql("a")
     with connect_readonly(layout.root) as con:
-        rows = con.execute("SELECT pmid, abstract, languages, publication_types FROM current_articles").fetchall()
-        kept_sql = {r[0] for r in con.execute(f"SELECT pmid FROM current_articles a WHERE {predicate}", params).fetchall()}
+        rows = con.execute(
+            "SELECT pmid, abstract, languages, publication_types FROM current_articles"
+        ).fetchall()
+        kept_sql = {
+            r[0]
+            for r in con.execute(f"SELECT pmid FROM current_articles a WHERE {predicate}", params).fetchall()
+        }
     excluded = {t.lower() for t in config.filters.exclude_publication_types}
-    kept_py = {pmid for pmid, abstract, langs, ptypes in rows
-               if (abstract or "").strip() and "eng" in [x.lower() for x in langs or []]
-               and not excluded & {p.lower() for p in ptypes or []}}
+    kept_py = {
+        pmid
+        for pmid, abstract, langs, ptypes in rows
+        if (abstract or "").strip()
+        and "eng" in [x.lower() for x in langs or []]
+        and not excluded & {p.lower() for p in ptypes or []}
+    }
     with_abstract = sum(bool((r[1] or "").strip()) for r in rows)
     assert kept_sql == kept_py
     assert (len(rows), with_abstract, len(kept_sql)) == (60, 56, 55)
@@ -118,10 +152,20 @@ def test_filters_leave_articles_for_a_wider_sweep_and_are_recorded(spark, tmp_pa
     from jobs.sweep import SweepConfig, run_sweep
 
     warehouse = tmp_path / "wh"
-    base = [f"warehouse={warehouse}", "source=files", f"inputs={json.dumps([str(FIXTURES / 'baseline')])}",
-            "engine.kind=rule_all_drugs"]
-    narrow = run_sweep(load_config(SweepConfig, None, [*base, 'filters.publication_types=["Review"]']), spark=spark)
-    assert (narrow.n_articles, narrow.n_filtered, narrow.n_candidates) == (0, 5, 0)  # the fixtures are no reviews
+    base = [
+        f"warehouse={warehouse}",
+        "source=files",
+        f"inputs={json.dumps([str(FIXTURES / 'baseline')])}",
+        "engine.kind=rule_all_drugs",
+    ]
+    narrow = run_sweep(
+        load_config(SweepConfig, None, [*base, 'filters.publication_types=["Review"]']), spark=spark
+    )
+    assert (narrow.n_articles, narrow.n_filtered, narrow.n_candidates) == (
+        0,
+        5,
+        0,
+    )  # the fixtures are no reviews
     wide = run_sweep(load_config(SweepConfig, None, base), spark=spark)
     assert (wide.n_articles, wide.n_filtered) == (5, 0) and wide.n_combinations > 0
     with connect_readonly(warehouse) as con:

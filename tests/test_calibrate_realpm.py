@@ -29,8 +29,12 @@ GOLD = Path(__file__).resolve().parent / "data" / "realpm" / "gold_tiny.jsonl"
 
 
 def _lp(score):
-    return [{"label": "POS", "logprob": math.log(score)}, {"label": "COMB", "logprob": None},
-            {"label": "NEG", "logprob": None}, {"label": "NO_COMB", "logprob": math.log(1 - score)}]
+    return [
+        {"label": "POS", "logprob": math.log(score)},
+        {"label": "COMB", "logprob": None},
+        {"label": "NEG", "logprob": None},
+        {"label": "NO_COMB", "logprob": math.log(1 - score)},
+    ]
 
 
 def _rel(label, sentence, names):
@@ -45,18 +49,34 @@ def _outputs(tmp_path):
     gold = {r["doc_id"]: r for r in map(json.loads, GOLD.read_text().splitlines())}
     s1, s2, s3 = (gold[k]["sentence"] for k in ("s1", "s2", "s3"))
     rows = [
-        {"doc_id": "s1", "parsed": [_rel("POS", s1, ["Gemcitabine", "nab-paclitaxel"])],
-         "relation_evidence": [{"label_logprobs": _lp(0.9), "confidence": 0.5}]},
-        {"doc_id": "t1", "parsed": [_rel("POS", s1, ["Gemcitabine", "nab-paclitaxel"])],
-         "relation_evidence": [{"label_logprobs": _lp(0.8), "confidence": 0.5}]},
-        {"doc_id": "s2", "parsed": [_rel("POS", s2, ["Cisplatin", "carboplatin"])],
-         "relation_evidence": [{"label_logprobs": _lp(0.6), "confidence": 0.5}]},
-        {"doc_id": "s3", "parsed": [_rel("COMB", s3, ["Imatinib", "interferon"]),
-                                    _rel("POS", s3, ["dasatinib", "nilotinib"]),
-                                    {"label": "NO_COMB", "drugs": []}],
-         "relation_evidence": [{"label_logprobs": _lp(0.5), "confidence": 0.5},
-                               {"label_logprobs": _lp(0.7), "confidence": 0.5},
-                               {"label_logprobs": None, "confidence": None}]},
+        {
+            "doc_id": "s1",
+            "parsed": [_rel("POS", s1, ["Gemcitabine", "nab-paclitaxel"])],
+            "relation_evidence": [{"label_logprobs": _lp(0.9), "confidence": 0.5}],
+        },
+        {
+            "doc_id": "t1",
+            "parsed": [_rel("POS", s1, ["Gemcitabine", "nab-paclitaxel"])],
+            "relation_evidence": [{"label_logprobs": _lp(0.8), "confidence": 0.5}],
+        },
+        {
+            "doc_id": "s2",
+            "parsed": [_rel("POS", s2, ["Cisplatin", "carboplatin"])],
+            "relation_evidence": [{"label_logprobs": _lp(0.6), "confidence": 0.5}],
+        },
+        {
+            "doc_id": "s3",
+            "parsed": [
+                _rel("COMB", s3, ["Imatinib", "interferon"]),
+                _rel("POS", s3, ["dasatinib", "nilotinib"]),
+                {"label": "NO_COMB", "drugs": []},
+            ],
+            "relation_evidence": [
+                {"label_logprobs": _lp(0.5), "confidence": 0.5},
+                {"label_logprobs": _lp(0.7), "confidence": 0.5},
+                {"label_logprobs": None, "confidence": None},
+            ],
+        },
     ]
     path = tmp_path / "outputs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -72,10 +92,16 @@ def test_stored_combinations_and_their_rightness(tmp_path):
 
 def test_min_confidence_curve(tmp_path):
     rows, records, runs = realpm_scores(_outputs(tmp_path), GOLD, "all")
-    curve = min_confidence_curve(rows, records, runs, lambda r: r["score"], grid=(0.0, 0.65, 0.75, 0.85, 0.95))
+    curve = min_confidence_curve(
+        rows, records, runs, lambda r: r["score"], grid=(0.0, 0.65, 0.75, 0.85, 0.95)
+    )
     assert [(c["min_confidence"], c["predicted"], c["precision"], c["recall"]) for c in curve] == [
-        (0.0, 4, 0.5, 0.5), (0.65, 3, 0.6667, 0.5), (0.75, 2, 1.0, 0.5), (0.85, 1, 1.0, 0.25),
-        (0.95, 0, 0.0, 0.0)]
+        (0.0, 4, 0.5, 0.5),
+        (0.65, 3, 0.6667, 0.5),
+        (0.75, 2, 1.0, 0.5),
+        (0.85, 1, 1.0, 0.25),
+        (0.95, 0, 0.0, 0.0),
+    ]
 
 
 def test_refit_writes_the_map_and_reports_before_and_after(tmp_path):
@@ -89,7 +115,18 @@ def test_refit_writes_the_map_and_reports_before_and_after(tmp_path):
     assert out["before"]["ece_raw"] == pytest.approx(0.5 * 0.65 + 0.5 * (1 - 0.85))
     written = json.loads((adapter / "confidence_calibration.json").read_text())
     assert written["method"] == "platt" and "realpm all" in written["fitted_on"]["split"]
-    assert [c["min_confidence"] for c in out["min_confidence_curve"]] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    assert [c["min_confidence"] for c in out["min_confidence_curve"]] == [
+        0.0,
+        0.1,
+        0.2,
+        0.3,
+        0.4,
+        0.5,
+        0.6,
+        0.7,
+        0.8,
+        0.9,
+    ]
 
 
 def test_outputs_of_another_split_are_refused(tmp_path):

@@ -15,31 +15,71 @@ from schemas.spark import conform
 
 def articles(rows):
     base = {"record_type": "article", "source_file": "t.xml", "record_position": 0}
-    table = pa.Table.from_pylist([{**base, **r} for r in rows], schema=pa.schema(
-        [f for f in ARTICLES if f.name in {"pmid", "pmid_version", "record_type", "title", "abstract", "chemicals",
-                                           "source_file", "record_position"}]))
+    table = pa.Table.from_pylist(
+        [{**base, **r} for r in rows],
+        schema=pa.schema(
+            [
+                f
+                for f in ARTICLES
+                if f.name
+                in {
+                    "pmid",
+                    "pmid_version",
+                    "record_type",
+                    "title",
+                    "abstract",
+                    "chemicals",
+                    "source_file",
+                    "record_position",
+                }
+            ]
+        ),
+    )
     return conform(table, ARTICLES)
 
 
-ABSTRACT = ("Cisplatin plus gemcitabine was compared with carboplatin alone. Patients had toxicity. "
-            "A PD-1 inhibitor and a taxane were also tried. Paclitaxel/carboplatin (TC) was given.")
+ABSTRACT = (
+    "Cisplatin plus gemcitabine was compared with carboplatin alone. Patients had toxicity. "
+    "A PD-1 inhibitor and a taxane were also tried. Paclitaxel/carboplatin (TC) was given."
+)
 
 
 @pytest.fixture(scope="module")
 def table():
-    return sentence_table(articles([
-        {"pmid": "1", "pmid_version": 1, "title": "t", "abstract": ABSTRACT, "chemicals": [
-            {"ui": "D017239", "name": "Paclitaxel", "registry_number": "P88XT4IS4D"}]},
-        {"pmid": "2", "pmid_version": 2, "title": "no abstract", "abstract": None, "chemicals": None},
-        {"pmid": "3", "pmid_version": 1, "title": "t", "abstract": "Patients got TC. Cholesterol and TC rose.",
-         "chemicals": []},
-    ]))
+    return sentence_table(
+        articles(
+            [
+                {
+                    "pmid": "1",
+                    "pmid_version": 1,
+                    "title": "t",
+                    "abstract": ABSTRACT,
+                    "chemicals": [{"ui": "D017239", "name": "Paclitaxel", "registry_number": "P88XT4IS4D"}],
+                },
+                {"pmid": "2", "pmid_version": 2, "title": "no abstract", "abstract": None, "chemicals": None},
+                {
+                    "pmid": "3",
+                    "pmid_version": 1,
+                    "title": "t",
+                    "abstract": "Patients got TC. Cholesterol and TC rose.",
+                    "chemicals": [],
+                },
+            ]
+        )
+    )
 
 
 def test_schema_and_rows(table):
     assert table.schema == SENTENCES
     rows = table.to_pylist()
-    assert [(r["pmid"], r["sentence_index"]) for r in rows] == [("1", 0), ("1", 1), ("1", 2), ("1", 3), ("3", 0), ("3", 1)]
+    assert [(r["pmid"], r["sentence_index"]) for r in rows] == [
+        ("1", 0),
+        ("1", 1),
+        ("1", 2),
+        ("1", 3),
+        ("3", 0),
+        ("3", 1),
+    ]
 
 
 def test_offsets_hash_and_mentions(table):
@@ -57,7 +97,11 @@ def test_candidates_count_distinct_drugs_and_classes_apart(table):
     assert first["n_distinct_drugs"] == 3 and first["is_candidate"]
     assert not rows[("1", 1)]["is_candidate"] and rows[("1", 1)]["mentions"] == []
     classes = rows[("1", 2)]
-    assert classes["n_distinct_drugs"] == 0 and classes["n_distinct_classes"] == 2 and not classes["is_candidate"]
+    assert (
+        classes["n_distinct_drugs"] == 0
+        and classes["n_distinct_classes"] == 2
+        and not classes["is_candidate"]
+    )
     # TC is accepted on article 1 (its MeSH chemicals list paclitaxel); the regimen is not counted on
     # top of its own components
     tc = rows[("1", 3)]
@@ -71,7 +115,9 @@ def test_ambiguous_acronym_needs_mesh_evidence(table):
 
 
 def test_record_batch_input_and_missing_column():
-    batch = articles([{"pmid": "9", "pmid_version": 1, "abstract": "Aspirin and clopidogrel.", "chemicals": None}]).to_batches()[0]
+    batch = articles(
+        [{"pmid": "9", "pmid_version": 1, "abstract": "Aspirin and clopidogrel.", "chemicals": None}]
+    ).to_batches()[0]
     out = sentence_table(batch)
     assert out.num_rows == 1 and out.column("is_candidate").to_pylist() == [True]
     with pytest.raises(ValueError, match="abstract"):
@@ -94,19 +140,40 @@ def test_runs_in_spark_map_in_arrow(spark):
 
 
 def test_abbreviation_defined_in_one_sentence_counts_in_the_next():
-    out = sentence_table(articles([{
-        "pmid": "9", "pmid_version": 1, "title": "t", "chemicals": [],
-        "abstract": "The agonists buspirone (BU) and ipsapirone (IPSA) were studied. BU and IPSA acted additively.",
-    }]))
+    out = sentence_table(
+        articles(
+            [
+                {
+                    "pmid": "9",
+                    "pmid_version": 1,
+                    "title": "t",
+                    "chemicals": [],
+                    "abstract": "The agonists buspirone (BU) and ipsapirone (IPSA) were studied. BU and IPSA acted additively.",
+                }
+            ]
+        )
+    )
     second = out.to_pylist()[1]
-    assert [(m["surface"], m["preferred_name"]) for m in second["mentions"]] == [("BU", "Buspirone"), ("IPSA", "Ipsapirone")]
+    assert [(m["surface"], m["preferred_name"]) for m in second["mentions"]] == [
+        ("BU", "Buspirone"),
+        ("IPSA", "Ipsapirone"),
+    ]
     assert second["is_candidate"]
 
 
 def test_research_codes_are_candidate_drugs():
-    out = sentence_table(articles([{
-        "pmid": "10", "pmid_version": 1, "title": "t", "chemicals": [],
-        "abstract": "PF-4708671 potentiated selumetinib.",
-    }]))
+    out = sentence_table(
+        articles(
+            [
+                {
+                    "pmid": "10",
+                    "pmid_version": 1,
+                    "title": "t",
+                    "chemicals": [],
+                    "abstract": "PF-4708671 potentiated selumetinib.",
+                }
+            ]
+        )
+    )
     row = out.to_pylist()[0]
     assert row["n_distinct_drugs"] == 2 and row["mentions"][0]["id"] == "RXD:CODE:PF4708671"

@@ -27,25 +27,50 @@ T0 = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 
 
 def candidate(key: str, text: str = "A plus B.", context: str = "A plus B. Done.") -> dict:
-    return {"extraction_key": key, "pmid": key.upper(), "pmid_version": 1, "sentence_index": 0,
-            "sentence_start": 0, "sentence_end": len(text), "sentence_text": text, "text_hash": f"h-{text}",
-            "mentions": [{"text": "A", "start": 0, "end": 1}], "context": context,
-            "model_id": "m", "prompt_version": "p"}
+    return {
+        "extraction_key": key,
+        "pmid": key.upper(),
+        "pmid_version": 1,
+        "sentence_index": 0,
+        "sentence_start": 0,
+        "sentence_end": len(text),
+        "sentence_text": text,
+        "text_hash": f"h-{text}",
+        "mentions": [{"text": "A", "start": 0, "end": 1}],
+        "context": context,
+        "model_id": "m",
+        "prompt_version": "p",
+    }
 
 
 def extraction(cand: dict, status: str | None = "ok", run_id: str = "killed-run") -> dict:
-    return {"extraction_key": cand["extraction_key"], "pmid": cand["pmid"], "pmid_version": 1,
-            "sentence_index": 0, "sentence_start": cand["sentence_start"], "sentence_end": cand["sentence_end"],
-            "sentence_text": cand["sentence_text"], "text_hash": cand["text_hash"],
-            "raw_output": None if status == "engine_error" else '{"ent_set": []}', "parse_status": status,
-            "n_relations": 0, "relations": [], "error": "HTTP 503" if status == "engine_error" else None,
-            "model_id": "m", "prompt_version": "p", "run_id": run_id, "extracted_at": T0}
+    return {
+        "extraction_key": cand["extraction_key"],
+        "pmid": cand["pmid"],
+        "pmid_version": 1,
+        "sentence_index": 0,
+        "sentence_start": cand["sentence_start"],
+        "sentence_end": cand["sentence_end"],
+        "sentence_text": cand["sentence_text"],
+        "text_hash": cand["text_hash"],
+        "raw_output": None if status == "engine_error" else '{"ent_set": []}',
+        "parse_status": status,
+        "n_relations": 0,
+        "relations": [],
+        "error": "HTTP 503" if status == "engine_error" else None,
+        "model_id": "m",
+        "prompt_version": "p",
+        "run_id": run_id,
+        "extracted_at": T0,
+    }
 
 
 def write_partition(directory, cands: list[dict], statuses: list[str | None] | None = None):
     writer = CheckpointWriter(directory)
     statuses = statuses or ["ok"] * len(cands)
-    writer.add(cands, pa.Table.from_pylist([extraction(c, s) for c, s in zip(cands, statuses)], schema=EXTRACTIONS))
+    writer.add(
+        cands, pa.Table.from_pylist([extraction(c, s) for c, s in zip(cands, statuses)], schema=EXTRACTIONS)
+    )
     return writer.commit()
 
 
@@ -85,9 +110,11 @@ def test_a_changed_input_under_the_same_key_is_extracted_again(tmp_path, changed
 def test_config_digest_names_the_configuration():
     base = {"engine": {"kind": "openai", "model": "x", "sampling": {"temperature": 0.0}}, "batch_size": 16}
     assert config_digest(base) == config_digest(dict(reversed(base.items())))  # order does not matter
-    for other in ({**base, "batch_size": 8},
-                  {**base, "engine": {**base["engine"], "sampling": {"temperature": 0.7}}},
-                  {**base, "engine": {**base["engine"], "model": "y"}}):
+    for other in (
+        {**base, "batch_size": 8},
+        {**base, "engine": {**base["engine"], "sampling": {"temperature": 0.7}}},
+        {**base, "engine": {**base["engine"], "model": "y"}},
+    ):
         assert config_digest(other) != config_digest(base)
 
 

@@ -95,8 +95,17 @@ def test_sweep_engine_choices_are_the_kinds_the_config_accepts(tmp_path, capsys)
     from model.engines import ENGINE_KINDS
 
     for kind in ENGINE_KINDS:  # every advertised kind reaches engine.kind and passes its validation
-        config = config_from_args(parse("sweep", "--warehouse", str(tmp_path), "--demo", "--engine", kind,
-                                        "engine.base_url=http://127.0.0.1:9/v1"))
+        config = config_from_args(
+            parse(
+                "sweep",
+                "--warehouse",
+                str(tmp_path),
+                "--demo",
+                "--engine",
+                kind,
+                "engine.base_url=http://127.0.0.1:9/v1",
+            )
+        )
         assert config.engine.kind == kind
         config.engine.validate()
     # the spellings the old help advertised are usage errors (exit 2) that list the real kinds
@@ -322,7 +331,9 @@ def test_sweep_spark_job_failure_is_exit_1_with_status(tmp_path, monkeypatch, ca
 
     def failing_sweep(config):
         if error == "spark":
-            raise PySparkException(message="Job aborted due to stage failure: Task 1 failed 4 times\n\tat ...")
+            raise PySparkException(
+                message="Job aborted due to stage failure: Task 1 failed 4 times\n\tat ..."
+            )
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(jobs.sweep, "run_sweep", failing_sweep)

@@ -43,8 +43,16 @@ MODEL_CANDIDATES = 3
 # that no batch padding depends on how the candidates were spread over tasks).
 INGEST = ["ingest", "--no-progress", "--warehouse", "wh", "--input", str(BASELINE.parent)]
 RULE_SWEEP = ["sweep", "--warehouse", "wh", "--input", *INPUTS, "--engine", "rule_all_drugs"]
-MODEL_SWEEP = ["sweep", "--warehouse", "wh", "--input", *INPUTS, "--max-candidates", str(MODEL_CANDIDATES),
-               "batch_size=1"]
+MODEL_SWEEP = [
+    "sweep",
+    "--warehouse",
+    "wh",
+    "--input",
+    *INPUTS,
+    "--max-candidates",
+    str(MODEL_CANDIDATES),
+    "batch_size=1",
+]
 
 
 def driver_env() -> dict[str, str]:
@@ -56,8 +64,15 @@ def driver_env() -> dict[str, str]:
 def rexdrug(args: list[str], master: str, cwd: Path, timeout_s: float = 600) -> subprocess.CompletedProcess:
     """One `rexdrug` command as its own process (its own process group: nothing outlives a timeout)."""
     cwd.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "jobs", *args, "--master", master], cwd=cwd, env=driver_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs", *args, "--master", master],
+        cwd=cwd,
+        env=driver_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout_s)
     finally:
@@ -104,7 +119,9 @@ def cluster(tmp_path_factory, executor_home):
     env = {"PATH": os.environ["PATH"], "HOME": str(executor_home), "LANG": "C.UTF-8"}
     if "JAVA_HOME" in os.environ:
         env["JAVA_HOME"] = os.environ["JAVA_HOME"]
-    cluster = StandaloneCluster(tmp_path_factory.mktemp("cluster"), workers=2, cores=1, memory="1g", worker_env=env)
+    cluster = StandaloneCluster(
+        tmp_path_factory.mktemp("cluster"), workers=2, cores=1, memory="1g", worker_env=env
+    )
     cluster.start()
     try:
         yield cluster
@@ -135,7 +152,11 @@ def test_cluster_tables_equal_local_mode(cluster_run, local_run):
     assert table_hashes(cluster_wh) == table_hashes(local_wh)
     # not vacuous: both engines wrote rows (the model's through the executors' own Python workers)
     with connect_readonly(cluster_wh) as con:
-        models = dict(con.execute("SELECT split_part(model_id, '@', 1), count(*) FROM extractions GROUP BY 1").fetchall())
+        models = dict(
+            con.execute(
+                "SELECT split_part(model_id, '@', 1), count(*) FROM extractions GROUP BY 1"
+            ).fetchall()
+        )
     assert models == {"rule:all_drugs": 12, "rexdrug-smol": MODEL_CANDIDATES}
 
 
@@ -161,8 +182,15 @@ def test_executors_import_the_drivers_code(cluster, tmp_path):
     )
     cwd = tmp_path / "driver"
     cwd.mkdir()
-    proc = subprocess.run([sys.executable, "-c", probe, cluster.master_url], cwd=cwd, env=driver_env(),
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, cluster.master_url],
+        cwd=cwd,
+        env=driver_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     from etl.paths import cache_location
 
@@ -194,9 +222,15 @@ def test_worker_killed_mid_sweep_then_rerun_equals_local_mode(cluster, cluster_r
     cwd = tmp_path / "driver"
     cwd.mkdir()
     shutil.copytree(before_model, cwd / "wh")
-    proc = subprocess.Popen([sys.executable, "-m", "jobs", *MODEL_SWEEP, "--master", cluster.master_url], cwd=cwd,
-                            env=driver_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs", *MODEL_SWEEP, "--master", cluster.master_url],
+        cwd=cwd,
+        env=driver_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         wait_for_first_extraction(proc, cwd / "wh", timeout_s=300)
         cluster.kill_worker(0)

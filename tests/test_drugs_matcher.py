@@ -67,11 +67,13 @@ def test_evidence_gates_ambiguous_regimen_acronyms(matcher):
 
 
 def test_evidence_from_mesh_chemicals(matcher):
-    ev = matcher.evidence_from_chemicals([
-        {"ui": "D002945", "name": "Cisplatin", "registry_number": "Q20Q21Q62J"},
-        {"ui": "D000000000", "name": "Doxorubicin, Liposomal", "registry_number": "0"},
-        {"ui": None, "name": None},
-    ])
+    ev = matcher.evidence_from_chemicals(
+        [
+            {"ui": "D002945", "name": "Cisplatin", "registry_number": "Q20Q21Q62J"},
+            {"ui": "D000000000", "name": "Doxorubicin, Liposomal", "registry_number": "0"},
+            {"ui": None, "name": None},
+        ]
+    )
     assert matcher.find("cisplatin")[0].id in ev
     assert matcher.find("doxorubicin")[0].id in ev
 
@@ -82,7 +84,10 @@ def _drugcomb_slice():
 
 def test_offsets_slice_to_surface_and_do_not_overlap(matcher):
     texts = [r["sentence"] for r in _drugcomb_slice()]
-    texts += ["Ａｓｐｉｒｉｎ и cisplatin — İbuprofen ﬁ 5‐FU (α-tocopherol)", "\u00a0cisplatin\u200b,\tcarboplatin"]
+    texts += [
+        "Ａｓｐｉｒｉｎ и cisplatin — İbuprofen ﬁ 5‐FU (α-tocopherol)",
+        "\u00a0cisplatin\u200b,\tcarboplatin",
+    ]
     n = 0
     for text in texts:
         last_end = -1
@@ -100,7 +105,9 @@ def test_recall_regression_on_drugcomb_train_slice(matcher):
     n_gold = n_found = n_rel = n_rel_ok = 0
     for rec in _drugcomb_slice():
         ms = matcher.find(rec["sentence"])
-        found = {s["span_id"] for s in rec["spans"] if any(m.start < s["end"] and s["start"] < m.end for m in ms)}
+        found = {
+            s["span_id"] for s in rec["spans"] if any(m.start < s["end"] and s["start"] < m.end for m in ms)
+        }
         n_gold += len(rec["spans"])
         n_found += len(found)
         for rel in rec["rels"]:
@@ -120,13 +127,18 @@ def test_recall_regression_on_drugcomb_train_slice(matcher):
         ("ipsapirone and veratridine", [("ipsapirone", "ipsapirone"), ("veratridine", "veratridine")]),
         ("radium-223 with DPDPE", [("radium-223", "radium ra 223 dichloride"), ("DPDPE", "dpdpe")]),
         # missing curated aliases: old names, word-order variants, spelled-out forms, a misspelling
-        ("rubidazone plus beta-interferon", [("rubidazone", "zorubicin"), ("beta-interferon", "human interferon beta")]),
+        (
+            "rubidazone plus beta-interferon",
+            [("rubidazone", "zorubicin"), ("beta-interferon", "human interferon beta")],
+        ),
         ("intravenous immunoglobulin", [("intravenous immunoglobulin", "human immunoglobulin g")]),
         ("acetylsalicyclic acid", [("acetylsalicyclic acid", "aspirin")]),
         ("ATGAM and TVR", [("ATGAM", "antilymphocyte immunoglobulin (horse)"), ("TVR", "telaprevir")]),
         # research codes by sponsor prefix and shape; cell lines and genes are not codes
-        ("PF-4708671, LY3022855 and CP-870,893", [("PF-4708671", "pf-4708671"), ("LY3022855", "ly3022855"),
-                                                  ("CP-870,893", "cp-870,893")]),
+        (
+            "PF-4708671, LY3022855 and CP-870,893",
+            [("PF-4708671", "pf-4708671"), ("LY3022855", "ly3022855"), ("CP-870,893", "cp-870,893")],
+        ),
         ("HT-1080 and NCI-H460 cells; CD20 and PF-1", []),
     ],
 )
@@ -144,13 +156,29 @@ def test_research_code_ids_and_entry(matcher):
     "text, expected",
     [
         # a definition in the text: the "(SF)" itself is not a second mention, later uses are
-        ("buspirone (BU) and ipsapirone ( IPSA ); BU and IPSA act additively",
-         [("buspirone", "buspirone"), ("ipsapirone", "ipsapirone"), ("BU", "buspirone"), ("IPSA", "ipsapirone")]),
-        ("Mullerian Inhibiting Substance (MIS) with rapamycin; MIS alone",
-         [("Mullerian Inhibiting Substance", "anti-mullerian hormone"), ("rapamycin", "sirolimus"), ("MIS", "anti-mullerian hormone")]),
+        (
+            "buspirone (BU) and ipsapirone ( IPSA ); BU and IPSA act additively",
+            [
+                ("buspirone", "buspirone"),
+                ("ipsapirone", "ipsapirone"),
+                ("BU", "buspirone"),
+                ("IPSA", "ipsapirone"),
+            ],
+        ),
+        (
+            "Mullerian Inhibiting Substance (MIS) with rapamycin; MIS alone",
+            [
+                ("Mullerian Inhibiting Substance", "anti-mullerian hormone"),
+                ("rapamycin", "sirolimus"),
+                ("MIS", "anti-mullerian hormone"),
+            ],
+        ),
         # not definitions: letters not in the long form, a class long form, a stop-listed short form
         ("cisplatin (XYZ) then XYZ", [("cisplatin", "cisplatin")]),
-        ("tyrosine kinase inhibitors (TKIs) then TKIs", [("tyrosine kinase inhibitors", "tyrosine kinase inhibitor")]),
+        (
+            "tyrosine kinase inhibitors (TKIs) then TKIs",
+            [("tyrosine kinase inhibitors", "tyrosine kinase inhibitor")],
+        ),
         ("serotonin (5-HT) and 5-HT", [("serotonin", "serotonin")]),
     ],
 )
@@ -163,5 +191,8 @@ def test_abbreviations_defined_elsewhere_in_the_abstract(matcher):
     defs = matcher.abbreviations(abstract)
     assert {k: v.preferred_name.lower() for k, v in defs.items()} == {"TVR": "telaprevir", "BU": "buspirone"}
     assert names(matcher, "BU and TVRs with ribavirin", abbreviations=defs) == [
-        ("BU", "buspirone"), ("TVRs", "telaprevir"), ("ribavirin", "ribavirin")]
+        ("BU", "buspirone"),
+        ("TVRs", "telaprevir"),
+        ("ribavirin", "ribavirin"),
+    ]
     assert names(matcher, "BU and ribavirin") == [("ribavirin", "ribavirin")]  # BU alone is not a drug

@@ -33,7 +33,9 @@ def test_converted_xml_parses_back_to_the_same_abstracts(tmp_path):
 
 
 def test_pipeline_loses_nothing_against_the_model_only_evaluation(spark, tmp_path):
-    result = run_e2e(records(40), tmp_path / "wh", ["engine.kind=rule_all_drugs"], model_only=True, spark=spark)
+    result = run_e2e(
+        records(40), tmp_path / "wh", ["engine.kind=rule_all_drugs"], model_only=True, spark=spark
+    )
     pipeline, model_only = result["pipeline"], result["model_only"]
     assert pipeline["n_gold_relations"] > 20
     # what the pipeline loses before the model is accounted for, reason by reason

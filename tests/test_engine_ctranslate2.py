@@ -26,15 +26,21 @@ def tiny_with_adapter(tmp_path_factory):
     root = tmp_path_factory.mktemp("ct2")
     base = build_tiny_model_dir(root / "base")
     model = AutoModelForCausalLM.from_pretrained(base)
-    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                            init_lora_weights=False))
+    lora = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     lora.save_pretrained(root / "adapter")
     return str(base), str(root / "adapter")
 
 
 def _tiny_config(base, adapter, **kw):
-    return EngineConfig(kind="ctranslate2", model=base, adapter_path=adapter, compute_type=kw.pop("compute_type", "int8"),
-                        **kw)
+    return EngineConfig(
+        kind="ctranslate2",
+        model=base,
+        adapter_path=adapter,
+        compute_type=kw.pop("compute_type", "int8"),
+        **kw,
+    )
 
 
 # --- conversion into the cache --------------------------------------------------------------------------
@@ -55,7 +61,11 @@ def test_conversion_is_atomic_keyed_and_done_once(tiny_with_adapter, tmp_path, m
 
     monkeypatch.setattr(ct2, "_merge_and_convert", counting)
     folder = ct2.ensure_converted_model(config)
-    assert ct2.is_converted(folder) and (folder / "model.bin").is_file() and (folder / "tokenizer.json").is_file()
+    assert (
+        ct2.is_converted(folder)
+        and (folder / "model.bin").is_file()
+        and (folder / "tokenizer.json").is_file()
+    )
     marker = json.loads((folder / "rexdrug-ct2.json").read_text())
     assert marker["compute_type"] == "int8" and marker["eos_token_ids"]
     assert sorted(p.name for p in folder.parent.iterdir()) == sorted([folder.name, folder.name + ".lock"])
@@ -89,8 +99,15 @@ def test_tiny_engine_generates_within_its_budget(tiny_with_adapter, tmp_path, mo
     monkeypatch.setenv("REXDRUG_CACHE", str(tmp_path / "cache"))
     base, adapter = tiny_with_adapter
     engine = create_engine(_tiny_config(base, adapter, compute_type="float32", batch_size=2))
-    messages = [[{"role": "user", "content": "Sentence: cisplatin plus gemcitabine ."}],
-                [{"role": "user", "content": "Sentence: Paclitaxel plus carboplatin was well tolerated in patients ."}]]
+    messages = [
+        [{"role": "user", "content": "Sentence: cisplatin plus gemcitabine ."}],
+        [
+            {
+                "role": "user",
+                "content": "Sentence: Paclitaxel plus carboplatin was well tolerated in patients .",
+            }
+        ],
+    ]
     results = engine.generate(messages * 2, SamplingConfig(max_new_tokens=5))
     texts = [r.text for r in results]
     assert len(texts) == 4 and texts[:2] == texts[2:]  # order kept whatever the length sorting
@@ -118,18 +135,25 @@ def slot_checker():
 
 
 # logits at the slot: NO_COMB 2.0 and POS 1.7 (margin 0.3), COMB 1.0, other tokens 0
-@pytest.mark.parametrize(("bias", "expected"), [
-    ({}, "NO_COMB"),  # no priors: the decoded token stands
-    ({"NO_COMB": -0.2}, "NO_COMB"),  # 1.8 > 1.7: still NO_COMB
-    ({"NO_COMB": -0.5}, "POS"),  # 1.5 < 1.7: POS
-    ({"NO_COMB": -0.5, "COMB": 0.9}, "COMB"),  # COMB 1.9 beats POS 1.7 and NO_COMB 1.5
-    ({"POS": -5.0}, "NO_COMB"),
-])
+@pytest.mark.parametrize(
+    ("bias", "expected"),
+    [
+        ({}, "NO_COMB"),  # no priors: the decoded token stands
+        ({"NO_COMB": -0.2}, "NO_COMB"),  # 1.8 > 1.7: still NO_COMB
+        ({"NO_COMB": -0.5}, "POS"),  # 1.5 < 1.7: POS
+        ({"NO_COMB": -0.5, "COMB": 0.9}, "COMB"),  # COMB 1.9 beats POS 1.7 and NO_COMB 1.5
+        ({"POS": -5.0}, "NO_COMB"),
+    ],
+)
 def test_priors_choose_the_biased_label_at_the_slot(slot_checker, bias, expected):
     tok = slot_checker.tokenizer
     first = slot_checker.first_tokens
     prefix = tok('<answer>[{"type": "', add_special_tokens=False)["input_ids"]
-    ids = prefix + [first["NO_COMB"]] + tok('_COMB", "ent_set": []}]</answer>', add_special_tokens=False)["input_ids"]
+    ids = (
+        prefix
+        + [first["NO_COMB"]]
+        + tok('_COMB", "ent_set": []}]</answer>', add_special_tokens=False)["input_ids"]
+    )
     logits = [np.zeros(len(tok), dtype=np.float32) for _ in ids]
     for step in range(len(ids)):
         logits[step][ids[step]] = 5.0  # every decoded token is the argmax of its step
@@ -178,10 +202,20 @@ def _runner(kind: str, label_bias, tokens: int, compute_type: str = "float32"):
     from model.embedded import bundled_prompt_config
     from model.extraction import ExtractionRunner
 
-    config = EngineConfig(kind=kind, model="rexdrug-smol", compute_type=compute_type, label_bias=label_bias,
-                          batch_size=2, sampling=SamplingConfig(max_new_tokens=tokens))
-    return ExtractionRunner(create_engine(config), bundled_prompt_config("rexdrug-smol"), matcher=default_matcher(),
-                            sampling=config.sampling)
+    config = EngineConfig(
+        kind=kind,
+        model="rexdrug-smol",
+        compute_type=compute_type,
+        label_bias=label_bias,
+        batch_size=2,
+        sampling=SamplingConfig(max_new_tokens=tokens),
+    )
+    return ExtractionRunner(
+        create_engine(config),
+        bundled_prompt_config("rexdrug-smol"),
+        matcher=default_matcher(),
+        sampling=config.sampling,
+    )
 
 
 def test_bundled_model_answers_parse_with_label_distributions():
@@ -204,8 +238,14 @@ def test_priors_flip_the_decision_as_in_the_transformers_engine():
     for kind in ("transformers", "ctranslate2"):
         for priors, bias in (("off", {}), ("on", None)):
             row = _runner(kind, bias, 12).run(item)[0]
-            labels[(kind, priors)] = row["raw_output"].split('"type": "')[1][:7] if '"type": "' in row["raw_output"] else row["raw_output"]
-    assert labels[("transformers", "off")].startswith("NO_COMB") and labels[("transformers", "on")].startswith("COMB")
+            labels[(kind, priors)] = (
+                row["raw_output"].split('"type": "')[1][:7]
+                if '"type": "' in row["raw_output"]
+                else row["raw_output"]
+            )
+    assert labels[("transformers", "off")].startswith("NO_COMB") and labels[
+        ("transformers", "on")
+    ].startswith("COMB")
     assert labels[("ctranslate2", "off")] == labels[("transformers", "off")]
     assert labels[("ctranslate2", "on")] == labels[("transformers", "on")]
 
@@ -213,13 +253,16 @@ def test_priors_flip_the_decision_as_in_the_transformers_engine():
 # --- configuration ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"compute_type": "int4"}, "compute_type must be one of"),
-    ({"device": "cuda"}, "runs on the CPU"),
-    ({"sampling": SamplingConfig(constrained=True)}, "no constrained decoding"),
-    ({"sampling": SamplingConfig(temperature=0.7)}, "greedy decoding only"),  # rexdrug-smol ships priors
-    ({"sampling": SamplingConfig(temperature=0.7), "label_bias": {"POS": 1.0}}, "greedy decoding only"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"compute_type": "int4"}, "compute_type must be one of"),
+        ({"device": "cuda"}, "runs on the CPU"),
+        ({"sampling": SamplingConfig(constrained=True)}, "no constrained decoding"),
+        ({"sampling": SamplingConfig(temperature=0.7)}, "greedy decoding only"),  # rexdrug-smol ships priors
+        ({"sampling": SamplingConfig(temperature=0.7), "label_bias": {"POS": 1.0}}, "greedy decoding only"),
+    ],
+)
 def test_configuration_errors(overrides, message):
     with pytest.raises(ValueError, match=message):
         EngineConfig(kind="ctranslate2", model="rexdrug-smol", **overrides).validate()
@@ -227,22 +270,33 @@ def test_configuration_errors(overrides, message):
 
 def test_valid_configurations_and_model_id():
     EngineConfig(kind="ctranslate2", model="rexdrug-smol", label_bias={"NO_COMB": -0.5}).validate()
-    EngineConfig(kind="ctranslate2", model="rexdrug-smol", label_bias={},
-                 sampling=SamplingConfig(temperature=0.7)).validate()  # sampling without priors is fine
+    EngineConfig(
+        kind="ctranslate2", model="rexdrug-smol", label_bias={}, sampling=SamplingConfig(temperature=0.7)
+    ).validate()  # sampling without priors is fine
     default = engine_model_id(EngineConfig(kind="ctranslate2", model="some/model"))
     assert default == "ctranslate2-float32:some/model"  # the exact one: transformers' answers
-    assert engine_model_id(EngineConfig(kind="ctranslate2", model="some/model", compute_type="int8")) == \
-        "ctranslate2-int8:some/model"  # other answers: another model id (the sweep re-extracts)
+    assert (
+        engine_model_id(EngineConfig(kind="ctranslate2", model="some/model", compute_type="int8"))
+        == "ctranslate2-int8:some/model"
+    )  # other answers: another model id (the sweep re-extracts)
     with pytest.raises(ValueError, match="transformers, ctranslate2 or vllm"):
         EngineConfig(kind="openai", label_bias={"NO_COMB": -0.5}).validate()
 
 
-@pytest.mark.parametrize(("lengths", "size", "spread", "expected"), [
-    ([5, 3, 4], 8, 24, [[1, 2, 0]]),  # sorted by length
-    ([10, 40, 12, 41, 90], 8, 24, [[0, 2], [1, 3], [4]]),  # a new batch when a prompt is 24+ tokens longer
-    ([1, 1, 1, 1, 1], 2, 24, [[0, 1], [2, 3], [4]]),  # and at the batch size
-    ([], 4, 24, []),
-])
+@pytest.mark.parametrize(
+    ("lengths", "size", "spread", "expected"),
+    [
+        ([5, 3, 4], 8, 24, [[1, 2, 0]]),  # sorted by length
+        (
+            [10, 40, 12, 41, 90],
+            8,
+            24,
+            [[0, 2], [1, 3], [4]],
+        ),  # a new batch when a prompt is 24+ tokens longer
+        ([1, 1, 1, 1, 1], 2, 24, [[0, 1], [2, 3], [4]]),  # and at the batch size
+        ([], 4, 24, []),
+    ],
+)
 def test_batches_hold_prompts_of_similar_length(lengths, size, spread, expected):
     from model.engines.ctranslate2_engine import length_groups
 

@@ -9,8 +9,16 @@ from jobs.cli import main
 
 
 def test_eval_drugcomb_scores_files(capsys):
-    rc = main(["eval", "drugcomb", "--gold", str(data_path("drugcomb", "unittest_gold.jsonl")),
-               "--pred", str(data_path("drugcomb", "unittest_pred.jsonl"))])
+    rc = main(
+        [
+            "eval",
+            "drugcomb",
+            "--gold",
+            str(data_path("drugcomb", "unittest_gold.jsonl")),
+            "--pred",
+            str(data_path("drugcomb", "unittest_pred.jsonl")),
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and round(out["scores"]["any_partial"]["f1"], 5) == 0.59505
 

@@ -29,8 +29,9 @@ SELF_TEST = {
 
 
 def test_official_self_test_reproduced():
-    scores = score_official_files(data_path("drugcomb", "unittest_gold.jsonl"),
-                                  data_path("drugcomb", "unittest_pred.jsonl"))
+    scores = score_official_files(
+        data_path("drugcomb", "unittest_gold.jsonl"), data_path("drugcomb", "unittest_pred.jsonl")
+    )
     for name, (f, p, r) in SELF_TEST.items():
         got = scores[name]
         assert (got["f1"], got["precision"], got["recall"]) == pytest.approx((f, p, r), abs=1e-12), name
@@ -45,13 +46,19 @@ def test_gold_of_test_split_equals_official_answers_and_scores_perfectly():
 
 
 def test_predicted_names_map_to_span_ids():
-    rec = {"doc_id": "x", "sentence": "A and b plus A again with c .",
-           "spans": [{"span_id": 0, "text": "A", "start": 0, "end": 1},
-                     {"span_id": 1, "text": "b", "start": 6, "end": 7},
-                     {"span_id": 2, "text": "A", "start": 13, "end": 14},
-                     {"span_id": 3, "text": "c", "start": 26, "end": 27}]}
-    ids, unresolved = names_to_span_ids([{"name": "a", "start": 13, "end": 14}, {"name": "B"},
-                                         {"name": "zzz"}], rec)
+    rec = {
+        "doc_id": "x",
+        "sentence": "A and b plus A again with c .",
+        "spans": [
+            {"span_id": 0, "text": "A", "start": 0, "end": 1},
+            {"span_id": 1, "text": "b", "start": 6, "end": 7},
+            {"span_id": 2, "text": "A", "start": 13, "end": 14},
+            {"span_id": 3, "text": "c", "start": 26, "end": 27},
+        ],
+    }
+    ids, unresolved = names_to_span_ids(
+        [{"name": "a", "start": 13, "end": 14}, {"name": "B"}, {"name": "zzz"}], rec
+    )
     assert ids == [2, 1] and unresolved == ["zzz"]
     rows, problems = prediction_rows(rec, [{"label": "POS", "drugs": [{"name": "c"}, {"name": "zzz"}]}])
     assert rows == [] and {p["kind"] for p in problems} == {"unresolved_drug", "unscorable_relation"}
@@ -59,8 +66,11 @@ def test_predicted_names_map_to_span_ids():
 
 def test_rexdrug_variant_counts_no_comb_rows_and_differs_from_official():
     rec_no = {"doc_id": "n", "spans": [{"span_id": 0, "text": "a"}, {"span_id": 1, "text": "b"}], "rels": []}
-    rec_pos = {"doc_id": "p", "spans": [{"span_id": 0, "text": "a"}, {"span_id": 1, "text": "b"}],
-               "rels": [{"class": "POS", "spans": [0, 1]}]}
+    rec_pos = {
+        "doc_id": "p",
+        "spans": [{"span_id": 0, "text": "a"}, {"span_id": 1, "text": "b"}],
+        "rels": [{"class": "POS", "spans": [0, 1]}],
+    }
     gold = [gold_answer(rec_no), gold_answer(rec_pos)]
     assert gold[0] == [{"type": "NO_COMB", "ent_set": []}]
     pred = [[], [{"type": "COMB", "ent_set": ["A", "B"]}]]  # agreed NO_COMB; right set, wrong label
@@ -68,9 +78,10 @@ def test_rexdrug_variant_counts_no_comb_rows_and_differs_from_official():
     assert variant["any_exact"]["f1"] == 1.0  # any: label ignored, NO_COMB agreement counted
     # pos: every row is scored; the gold POS row's partner is class 0 (COMB), so recall is 1/2
     assert variant["pos_exact"]["recall"] == pytest.approx(0.5)
-    official = score_official(gold_relations(rec_no) + gold_relations(rec_pos),
-                              relations_from_official([{"doc_id": "p", "drug_idxs": [0, 1],
-                                                        "relation_label": "COMB"}]))
+    official = score_official(
+        gold_relations(rec_no) + gold_relations(rec_pos),
+        relations_from_official([{"doc_id": "p", "drug_idxs": [0, 1], "relation_label": "COMB"}]),
+    )
     assert official["pos_exact"]["f1"] == 0.0 and official["any_exact"]["f1"] == 1.0
 
 

@@ -42,12 +42,16 @@ def _drug(name, start=None, end=None):
 
 
 PRED = {
-    "s1": [{"label": "POS", "drugs": [_drug("Gemcitabine"), _drug("nab-paclitaxel")]},
-           {"label": "POS", "drugs": [_drug("Gemcitabine"), _drug("survival")]}],
+    "s1": [
+        {"label": "POS", "drugs": [_drug("Gemcitabine"), _drug("nab-paclitaxel")]},
+        {"label": "POS", "drugs": [_drug("Gemcitabine"), _drug("survival")]},
+    ],
     "s2": [{"label": "POS", "drugs": [_drug("Cisplatin", 0, 9), _drug("carboplatin", 17, 28)]}],
-    "s3": [{"label": "POS", "drugs": [_drug("Imatinib", 0, 8), _drug("interferon", 24, 34)]},
-           {"label": "POS", "drugs": [_drug("dasatinib", 40, 49), _drug("nilotinib", 55, 64)]},
-           {"label": "NO_COMB", "drugs": []}],
+    "s3": [
+        {"label": "POS", "drugs": [_drug("Imatinib", 0, 8), _drug("interferon", 24, 34)]},
+        {"label": "POS", "drugs": [_drug("dasatinib", 40, 49), _drug("nilotinib", 55, 64)]},
+        {"label": "NO_COMB", "drugs": []},
+    ],
 }
 
 
@@ -65,12 +69,15 @@ def test_split_selection():
         select_split(records, "test")
 
 
-@pytest.mark.parametrize("name,precision,recall", [
-    ("any_exact", 2 / 5, 2 / 3),
-    ("any_partial", 8 / 15, 8 / 9),
-    ("pos_exact", 1 / 5, 1 / 2),
-    ("typed_exact", 1 / 5, 1 / 3),
-])
+@pytest.mark.parametrize(
+    "name,precision,recall",
+    [
+        ("any_exact", 2 / 5, 2 / 3),
+        ("any_partial", 8 / 15, 8 / 9),
+        ("pos_exact", 1 / 5, 1 / 2),
+        ("typed_exact", 1 / 5, 1 / 3),
+    ],
+)
 def test_combination_scores(dev, name, precision, recall):
     scores = score_sentences(dev, PRED)
     got = scores["combinations"][name]
@@ -87,52 +94,87 @@ def test_label_agreement(dev):
 def test_unresolved_drug_stays_in_the_set(dev):
     (s1,) = [r for r in dev if r["doc_id"] == "s1"]
     rows = predicted_sets(s1, PRED["s1"])
-    assert [set(r.drugs) for r in rows] == [{"gemcitabine", "nabpaclitaxel"}, {"gemcitabine", ("?", "survival")}]
+    assert [set(r.drugs) for r in rows] == [
+        {"gemcitabine", "nabpaclitaxel"},
+        {"gemcitabine", ("?", "survival")},
+    ]
     # a relation whose drugs collapse to one gold mention carries no combination
     assert predicted_sets(s1, [{"label": "POS", "drugs": [_drug("Gemcitabine"), _drug("gemcitabine")]}]) == []
 
 
-@pytest.mark.parametrize("mentions,expected", [
-    ([], (0, 0, 2)),
-    ([{"start": 0, "end": 11}, {"start": 17, "end": 31}], (2, 2, 2)),
-    ([{"start": 0, "end": 11}, {"start": 3, "end": 8}], (1, 2, 2)),  # two mentions on one gold span: one hit
-    ([{"start": 20, "end": 25}, {"start": 41, "end": 49}], (1, 2, 2)),  # partial overlap counts, "survival" not
-])
+@pytest.mark.parametrize(
+    "mentions,expected",
+    [
+        ([], (0, 0, 2)),
+        ([{"start": 0, "end": 11}, {"start": 17, "end": 31}], (2, 2, 2)),
+        (
+            [{"start": 0, "end": 11}, {"start": 3, "end": 8}],
+            (1, 2, 2),
+        ),  # two mentions on one gold span: one hit
+        (
+            [{"start": 20, "end": 25}, {"start": 41, "end": 49}],
+            (1, 2, 2),
+        ),  # partial overlap counts, "survival" not
+    ],
+)
 def test_mention_counts(dev, mentions, expected):
     assert mention_counts(dev[0]["spans"], mentions) == expected
 
 
 def test_mentions_and_selection(dev):
-    mentions = {"s1": [{"start": 0, "end": 11}, {"start": 17, "end": 31}, {"start": 41, "end": 49}],
-                "s2": [{"start": 0, "end": 9}, {"start": 17, "end": 28}, {"start": 45, "end": 53}],
-                "s3": [{"start": s["start"], "end": s["end"]} for s in dev[2]["spans"]]}
+    mentions = {
+        "s1": [{"start": 0, "end": 11}, {"start": 17, "end": 31}, {"start": 41, "end": 49}],
+        "s2": [{"start": 0, "end": 9}, {"start": 17, "end": 28}, {"start": 45, "end": 53}],
+        "s3": [{"start": s["start"], "end": s["end"]} for s in dev[2]["spans"]],
+    }
     scores = score_sentences(dev, PRED, mentions=mentions, candidates={"s1": True, "s2": True, "s3": False})
     m = scores["drug_mentions"]
     assert (m["tp"], m["n_pred"], m["n_gold"]) == (9, 11, 9)
     assert m["precision"] == pytest.approx(9 / 11, abs=1e-4) and m["recall"] == 1.0
-    assert scores["selection"] == {"candidates": 2, "share_sent_to_model": pytest.approx(2 / 3, abs=1e-4),
-                                   "gold_combinations_in_candidates": 1, "recall_ceiling": pytest.approx(1 / 3, abs=1e-4)}
+    assert scores["selection"] == {
+        "candidates": 2,
+        "share_sent_to_model": pytest.approx(2 / 3, abs=1e-4),
+        "gold_combinations_in_candidates": 1,
+        "recall_ceiling": pytest.approx(1 / 3, abs=1e-4),
+    }
 
 
 def test_sentence_errors_name_the_drugs(dev):
     errors = {e["doc_id"]: e for e in sentence_errors(dev, PRED)}
     assert set(errors) == {"s1", "s2", "s3"}  # s1 has an extra set, s2 a false one, s3 a partial one
     assert sorted(names for _, names in errors["s1"]["pred"]) == [
-        ["gemcitabine", "nabpaclitaxel"], ["gemcitabine", "survival?"]]
+        ["gemcitabine", "nabpaclitaxel"],
+        ["gemcitabine", "survival?"],
+    ]
     assert errors["s2"]["gold"] == []
 
 
 def test_nothing_predicted_scores_zero(dev):
     scores = score_sentences(dev, {})
-    assert scores["combinations"]["any_exact"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "n_gold": 3,
-                                                   "n_pred": 0}
+    assert scores["combinations"]["any_exact"] == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "n_gold": 3,
+        "n_pred": 0,
+    }
 
 
 def test_cli_scores_rules_side_by_side(tmp_path, capsys):
     from jobs.cli import main
 
-    code = main(["eval", "realpm", "--gold", str(GOLD), "--models", "rule_all_drugs,rule_no_comb",
-                 "--out", str(tmp_path)])
+    code = main(
+        [
+            "eval",
+            "realpm",
+            "--gold",
+            str(GOLD),
+            "--models",
+            "rule_all_drugs,rule_no_comb",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     by_model = {s["model"]: s for s in result["models"]}
@@ -161,11 +203,17 @@ def test_relations_are_scored_as_the_sweep_stores_them():
     from model.evaluation.run import stored_relations
 
     sentence = "Iron and sulfur with cisplatin plus gemcitabine."
-    mentions = [{"start": 0, "end": 4, "surface": "Iron", "id": "x", "kind": "other_substance"},
-                {"start": 9, "end": 15, "surface": "sulfur", "id": "y", "kind": "other_substance"}]
-    parsed = [{"label": "POS", "drugs": [_drug("Iron", 0, 4), _drug("sulfur", 9, 15)]},
-              {"label": "POS", "drugs": [_drug("Iron", 0, 4), _drug("cisplatin", 21, 30),
-                                         _drug("gemcitabine", 36, 47)]}]
+    mentions = [
+        {"start": 0, "end": 4, "surface": "Iron", "id": "x", "kind": "other_substance"},
+        {"start": 9, "end": 15, "surface": "sulfur", "id": "y", "kind": "other_substance"},
+    ]
+    parsed = [
+        {"label": "POS", "drugs": [_drug("Iron", 0, 4), _drug("sulfur", 9, 15)]},
+        {
+            "label": "POS",
+            "drugs": [_drug("Iron", 0, 4), _drug("cisplatin", 21, 30), _drug("gemcitabine", 36, 47)],
+        },
+    ]
     assert sentence[21:30] == "cisplatin" and sentence[36:47] == "gemcitabine"
     stored = stored_relations(parsed, mentions)
     assert [[d["name"] for d in r["drugs"]] for r in stored] == [[], ["cisplatin", "gemcitabine"]]

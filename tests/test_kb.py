@@ -25,7 +25,10 @@ def combo(pmid, label, ids, sentence="s", model="m", idx=0):
         "sentence_text": sentence,
         "relation_index": 0,
         "label": label,
-        "drugs": [{"surface": i.lower(), "canonical_id": i, "preferred_name": i.title(), "is_class": i == "CLS"} for i in ids],
+        "drugs": [
+            {"surface": i.lower(), "canonical_id": i, "preferred_name": i.title(), "is_class": i == "CLS"}
+            for i in ids
+        ],
         "drug_set_key": " + ".join(sorted(ids)),
         "drug_set_ids": sorted(ids),
         "n_drugs": len(ids),
@@ -36,7 +39,14 @@ def combo(pmid, label, ids, sentence="s", model="m", idx=0):
 
 
 def article(pmid, year):
-    return {"pmid": pmid, "pmid_version": 1, "record_type": "article", "pub_year": year, "source_file": "f", "record_position": 0}
+    return {
+        "pmid": pmid,
+        "pmid_version": 1,
+        "record_type": "article",
+        "pub_year": year,
+        "source_file": "f",
+        "record_position": 0,
+    }
 
 
 @pytest.fixture
@@ -53,7 +63,10 @@ def con():
         ],
         schema=COMBINATIONS,
     )
-    arts = pa.Table.from_pylist([article(p, y) for p, y in [("1", 2001), ("2", 2010), ("3", 2005), ("4", 2007), ("5", 2020)]], schema=ARTICLES)
+    arts = pa.Table.from_pylist(
+        [article(p, y) for p, y in [("1", 2001), ("2", 2010), ("3", 2005), ("4", 2007), ("5", 2020)]],
+        schema=ARTICLES,
+    )
     c.register("current_combinations", combos)
     c.register("current_articles", arts)
     return c
@@ -106,8 +119,11 @@ def scored():
     c = duckdb.connect()
 
     def row(pmid, label, ids, confidence, idx=0, model="m"):
-        return {**combo(pmid, label, ids, f"sentence {pmid}/{idx}", model=model, idx=idx),
-                "combination_id": f"{pmid}-{idx}-{model}", "confidence": confidence}
+        return {
+            **combo(pmid, label, ids, f"sentence {pmid}/{idx}", model=model, idx=idx),
+            "combination_id": f"{pmid}-{idx}-{model}",
+            "confidence": confidence,
+        }
 
     combos = pa.Table.from_pylist(
         [
@@ -150,7 +166,11 @@ def test_min_confidence_keeps_rows_at_or_above_it_and_drops_unknown(scored):
     assert set(rows) == {"A + B", "A + C", "E + F"}  # C + D had no known confidence
     # A + B keeps .9 and .5 (>=), loses the null row; A + C keeps only paper 4 (.7)
     assert (rows["A + B"]["n_mentions"], rows["A + B"]["mean_confidence"]) == (2, pytest.approx(0.7))
-    assert (rows["A + C"]["n_papers"], rows["A + C"]["pmids"], rows["A + C"]["consensus_label"]) == (1, ["4"], "COMB")
+    assert (rows["A + C"]["n_papers"], rows["A + C"]["pmids"], rows["A + C"]["consensus_label"]) == (
+        1,
+        ["4"],
+        "COMB",
+    )
     assert kb.column("drug_set_key").to_pylist() == ["A + B", "E + F", "A + C"]
     assert build_kb(scored, min_confidence=0.0).num_rows == build_kb(scored).num_rows == 4
     assert build_kb(scored, min_confidence=1.0).num_rows == 0
@@ -165,9 +185,13 @@ def test_min_confidence_sql_is_the_one_filter():
     c = duckdb.connect()
     values = [0.2, 0.5, 0.8, None]
     kept = {
-        threshold: [v for (v,) in c.execute(
-            f"SELECT confidence FROM (SELECT unnest($values) AS confidence) WHERE {min_confidence_sql()}",
-            {"values": values, "min_confidence": threshold}).fetchall()]
+        threshold: [
+            v
+            for (v,) in c.execute(
+                f"SELECT confidence FROM (SELECT unnest($values) AS confidence) WHERE {min_confidence_sql()}",
+                {"values": values, "min_confidence": threshold},
+            ).fetchall()
+        ]
         for threshold in (0.0, 0.5)
     }
     assert kept[0.0] == [0.2, 0.5, 0.8, None]
@@ -190,30 +214,71 @@ def tiny_warehouse(root):
     data = Path(__file__).resolve().parent / "data" / "warehouse" / "nlm"
     layout = WarehouseLayout(root)
     for order, path in enumerate(sorted(data.rglob("*.xml")), start=1):
-        write_file_partitions(layout, path.name, envelope_tables(parse_file_envelope(str(path), path.name, order, 0)))
+        write_file_partitions(
+            layout, path.name, envelope_tables(parse_file_envelope(str(path), path.name, order, 0))
+        )
     refresh(root)
     with connect_readonly(root) as con:
-        arts = con.sql("SELECT pmid, pmid_version, abstract FROM current_articles "
-                       "WHERE abstract IS NOT NULL ORDER BY pmid LIMIT 3").fetchall()
+        arts = con.sql(
+            "SELECT pmid, pmid_version, abstract FROM current_articles "
+            "WHERE abstract IS NOT NULL ORDER BY pmid LIMIT 3"
+        ).fetchall()
     assert len(arts) == 3
     sentences, combos = [], []
-    for (pmid, version, abstract), (ids, confidence) in zip(arts, [(["A", "B"], 0.9), (["A", "C"], 0.4),
-                                                                   (["C", "D"], None)]):
+    for (pmid, version, abstract), (ids, confidence) in zip(
+        arts, [(["A", "B"], 0.9), (["A", "C"], 0.4), (["C", "D"], None)]
+    ):
         text_hash = f"t{pmid}"
-        sentences.append({"pmid": pmid, "pmid_version": version, "sentence_index": 0, "start": 0, "end": 5,
-                          "text": abstract[:5], "text_hash": text_hash, "n_distinct_drugs": 2,
-                          "n_distinct_classes": 0, "is_candidate": True,
-                          "abstract_hash": hashlib.md5(abstract.encode()).hexdigest()})
-        combos.append({**combo(pmid, "POS", ids), "pmid_version": version, "text_hash": text_hash,
-                       "confidence": confidence})
+        sentences.append(
+            {
+                "pmid": pmid,
+                "pmid_version": version,
+                "sentence_index": 0,
+                "start": 0,
+                "end": 5,
+                "text": abstract[:5],
+                "text_hash": text_hash,
+                "n_distinct_drugs": 2,
+                "n_distinct_classes": 0,
+                "is_candidate": True,
+                "abstract_hash": hashlib.md5(abstract.encode()).hexdigest(),
+            }
+        )
+        combos.append(
+            {
+                **combo(pmid, "POS", ids),
+                "pmid_version": version,
+                "text_hash": text_hash,
+                "confidence": confidence,
+            }
+        )
     # the extraction row each combination comes from: the current views follow the current extraction
-    extractions = [{k: c[k] for k in ("extraction_key", "pmid", "pmid_version", "sentence_index", "text_hash",
-                                      "model_id", "prompt_version", "run_id")} | {"parse_status": "ok"}
-                   for c in combos]
-    for name, rows, schema in (("sentences", sentences, SWEEP_SENTENCES), ("combinations", combos, COMBINATIONS),
-                               ("extractions", extractions, EXTRACTIONS)):
+    extractions = [
+        {
+            k: c[k]
+            for k in (
+                "extraction_key",
+                "pmid",
+                "pmid_version",
+                "sentence_index",
+                "text_hash",
+                "model_id",
+                "prompt_version",
+                "run_id",
+            )
+        }
+        | {"parse_status": "ok"}
+        for c in combos
+    ]
+    for name, rows, schema in (
+        ("sentences", sentences, SWEEP_SENTENCES),
+        ("combinations", combos, COMBINATIONS),
+        ("extractions", extractions, EXTRACTIONS),
+    ):
         (root / name / "run_id=r1").mkdir(parents=True)
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), root / name / "run_id=r1" / "part-0.parquet")
+        pq.write_table(
+            pa.Table.from_pylist(rows, schema=schema), root / name / "run_id=r1" / "part-0.parquet"
+        )
     refresh(root)
     return root
 
@@ -223,7 +288,9 @@ def test_kb_export_min_confidence_filters_rows_and_leaves_the_stored_kb(tmp_path
 
     wh = tiny_warehouse(tmp_path / "wh")
     out = tmp_path / "trusted.jsonl"
-    assert main(["kb", "export", "--warehouse", str(wh), "--output", str(out), "--min-confidence", "0.5"]) == 0
+    assert (
+        main(["kb", "export", "--warehouse", str(wh), "--output", str(out), "--min-confidence", "0.5"]) == 0
+    )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["drug_set_key"], r["max_confidence"]) for r in rows] == [("A + B", 0.9)]
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["drug_sets"] == 1

@@ -43,25 +43,58 @@ def write(path: Path, rows: list[dict], schema: pa.Schema) -> None:
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
 
 
-def night(warehouse: Path, run_id: str, day: int, articles: dict[str, list[tuple[str, list[str]]]],
-          deleted: tuple[str, ...] = (), status: str = "ok", ingest: bool = True) -> None:
+def night(
+    warehouse: Path,
+    run_id: str,
+    day: int,
+    articles: dict[str, list[tuple[str, list[str]]]],
+    deleted: tuple[str, ...] = (),
+    status: str = "ok",
+    ingest: bool = True,
+) -> None:
     """One committed run: ingest ``articles`` (pmid -> sentences as (label, drug ids)), delete ``deleted``,
     one sentence, extraction and combination per (label, drugs).  ``ingest=False``: the articles are
     already there and this run only extracts their sentences again (a retry); an extraction whose
     ``status`` is an engine failure has no combination."""
     layout = WarehouseLayout(warehouse)
     source = f"pubmed26n{day:04d}.xml"
-    abstracts = {pmid: " ".join(f"sentence {pmid}.{i}." for i in range(len(s))) for pmid, s in articles.items()}
+    abstracts = {
+        pmid: " ".join(f"sentence {pmid}.{i}." for i in range(len(s))) for pmid, s in articles.items()
+    }
     write_articles = write if ingest else (lambda *a: None)
     write_articles(
         layout.root / "articles" / f"file_key={file_key(source)}" / "part-0.parquet",
-        [{"pmid": pmid, "pmid_version": 1, "record_type": "article", "abstract": abstracts[pmid], "pub_year": 2000 + day,
-          "source_file": source, "record_position": i, "file_order": day, "ingested_at": at(day, 1)}
-         for i, pmid in enumerate(articles)], ARTICLES)
+        [
+            {
+                "pmid": pmid,
+                "pmid_version": 1,
+                "record_type": "article",
+                "abstract": abstracts[pmid],
+                "pub_year": 2000 + day,
+                "source_file": source,
+                "record_position": i,
+                "file_order": day,
+                "ingested_at": at(day, 1),
+            }
+            for i, pmid in enumerate(articles)
+        ],
+        ARTICLES,
+    )
     if deleted:
-        write(layout.root / "deletions" / f"file_key={file_key(source)}" / "part-0.parquet",
-              [{"pmid": pmid, "source_file": source, "record_position": 100 + i, "file_order": day,
-                "ingested_at": at(day, 1)} for i, pmid in enumerate(deleted)], DELETIONS)
+        write(
+            layout.root / "deletions" / f"file_key={file_key(source)}" / "part-0.parquet",
+            [
+                {
+                    "pmid": pmid,
+                    "source_file": source,
+                    "record_position": 100 + i,
+                    "file_order": day,
+                    "ingested_at": at(day, 1),
+                }
+                for i, pmid in enumerate(deleted)
+            ],
+            DELETIONS,
+        )
     sentences, extractions, combinations = [], [], []
     for pmid, items in articles.items():
         for index, (label, ids) in enumerate(items):
@@ -69,26 +102,68 @@ def night(warehouse: Path, run_id: str, day: int, articles: dict[str, list[tuple
             key = sha1(f"{pmid}|{index}")  # same sentence, model and prompt: same key in every run
             start = abstracts[pmid].index(text)
             if ingest:
-                sentences.append({"pmid": pmid, "pmid_version": 1, "sentence_index": index, "start": start,
-                                  "end": start + len(text), "text": text, "text_hash": sha1(text),
-                                  "n_distinct_drugs": 2, "n_distinct_classes": 0, "is_candidate": True,
-                                  "abstract_hash": hashlib.md5(abstracts[pmid].encode()).hexdigest()})
-            base = {"extraction_key": key, "pmid": pmid, "pmid_version": 1, "sentence_index": index,
-                    "sentence_text": text, "text_hash": sha1(text), "model_id": "m", "prompt_version": "p",
-                    "run_id": run_id, "extracted_at": at(day, 5)}
+                sentences.append(
+                    {
+                        "pmid": pmid,
+                        "pmid_version": 1,
+                        "sentence_index": index,
+                        "start": start,
+                        "end": start + len(text),
+                        "text": text,
+                        "text_hash": sha1(text),
+                        "n_distinct_drugs": 2,
+                        "n_distinct_classes": 0,
+                        "is_candidate": True,
+                        "abstract_hash": hashlib.md5(abstracts[pmid].encode()).hexdigest(),
+                    }
+                )
+            base = {
+                "extraction_key": key,
+                "pmid": pmid,
+                "pmid_version": 1,
+                "sentence_index": index,
+                "sentence_text": text,
+                "text_hash": sha1(text),
+                "model_id": "m",
+                "prompt_version": "p",
+                "run_id": run_id,
+                "extracted_at": at(day, 5),
+            }
             extractions.append({**base, "parse_status": status, "n_relations": int(status == "ok")})
             if status != "ok":
                 continue
-            combinations.append({**base, "combination_id": key + "-0", "relation_index": 0, "label": label,
-                                 "drugs": [{"canonical_id": i, "preferred_name": i.lower(), "surface": i} for i in ids],
-                                 "drug_set_key": " + ".join(sorted(ids)), "drug_set_ids": sorted(ids), "n_drugs": len(ids)})
-    for name, rows, schema in (("sentences", sentences, SWEEP_SENTENCES), ("extractions", extractions, EXTRACTIONS),
-                               ("combinations", combinations, COMBINATIONS)):
+            combinations.append(
+                {
+                    **base,
+                    "combination_id": key + "-0",
+                    "relation_index": 0,
+                    "label": label,
+                    "drugs": [{"canonical_id": i, "preferred_name": i.lower(), "surface": i} for i in ids],
+                    "drug_set_key": " + ".join(sorted(ids)),
+                    "drug_set_ids": sorted(ids),
+                    "n_drugs": len(ids),
+                }
+            )
+    for name, rows, schema in (
+        ("sentences", sentences, SWEEP_SENTENCES),
+        ("extractions", extractions, EXTRACTIONS),
+        ("combinations", combinations, COMBINATIONS),
+    ):
         if rows:
             write(layout.root / name / f"run_id={run_id}" / "part-0.parquet", rows, schema)
-    write(layout.root / "sweep_runs" / f"run-{run_id}.parquet",
-          [{"run_id": run_id, "status": "committed", "source": "files", "started_at": at(day, 0),
-            "finished_at": at(day, 10)}], SWEEP_RUNS)
+    write(
+        layout.root / "sweep_runs" / f"run-{run_id}.parquet",
+        [
+            {
+                "run_id": run_id,
+                "status": "committed",
+                "source": "files",
+                "started_at": at(day, 0),
+                "finished_at": at(day, 10),
+            }
+        ],
+        SWEEP_RUNS,
+    )
     refresh(warehouse)
 
 
@@ -118,8 +193,11 @@ def warehouse(tmp_path_factory) -> tuple[Path, dict[str, pa.Table]]:
 def test_the_nightly_kbs_are_the_hand_computed_ones(warehouse):
     _, after = warehouse
     assert summary(after["R1"]) == {"A + B": ("POS", ["1"], 1), "A + C": ("POS", ["2"], 1)}
-    assert summary(after["R2"]) == {"A + B": ("MIXED", ["1", "3"], 2), "A + C": ("POS", ["2"], 1),
-                                    "B + D": ("POS", ["3"], 1)}
+    assert summary(after["R2"]) == {
+        "A + B": ("MIXED", ["1", "3"], 2),
+        "A + C": ("POS", ["2"], 1),
+        "B + D": ("POS", ["3"], 1),
+    }
     assert summary(after["R3"]) == {"A + B": ("NEG", ["1", "3", "4"], 3), "B + D": ("POS", ["3"], 1)}
 
 
@@ -137,23 +215,55 @@ def test_kb_as_of_a_run_equals_the_kb_built_that_night(warehouse, run_id):
     ("since", "expected"),
     [
         # what the latest run (R3) changed: A+B MIXED -> NEG with paper 4; A+C gone with its deleted paper
-        (None, [("changed", "A + B", "MIXED", "NEG", ["4"], [], True, True), ("removed", "A + C", "POS", None, [], ["2"], None, None)]),
-        ("R1", [("new", "B + D", None, "POS", ["3"], [], None, None),
+        (
+            None,
+            [
+                ("changed", "A + B", "MIXED", "NEG", ["4"], [], True, True),
+                ("removed", "A + C", "POS", None, [], ["2"], None, None),
+            ],
+        ),
+        (
+            "R1",
+            [
+                ("new", "B + D", None, "POS", ["3"], [], None, None),
                 ("changed", "A + B", "POS", "NEG", ["3", "4"], [], True, True),
-                ("removed", "A + C", "POS", None, [], ["2"], None, None)]),
-        ("2026-01-02", [("new", "B + D", None, "POS", ["3"], [], None, None),  # before that day's run: as of R1
-                        ("changed", "A + B", "POS", "NEG", ["3", "4"], [], True, True),
-                        ("removed", "A + C", "POS", None, [], ["2"], None, None)]),
-        ("2025/12/31", [("new", "A + B", None, "NEG", ["1", "3", "4"], [], None, None),  # before any run
-                        ("new", "B + D", None, "POS", ["3"], [], None, None)]),
+                ("removed", "A + C", "POS", None, [], ["2"], None, None),
+            ],
+        ),
+        (
+            "2026-01-02",
+            [
+                ("new", "B + D", None, "POS", ["3"], [], None, None),  # before that day's run: as of R1
+                ("changed", "A + B", "POS", "NEG", ["3", "4"], [], True, True),
+                ("removed", "A + C", "POS", None, [], ["2"], None, None),
+            ],
+        ),
+        (
+            "2025/12/31",
+            [
+                ("new", "A + B", None, "NEG", ["1", "3", "4"], [], None, None),  # before any run
+                ("new", "B + D", None, "POS", ["3"], [], None, None),
+            ],
+        ),
         ("R3", []),
     ],
 )
 def test_changes_since(warehouse, since, expected):
     wh, _ = warehouse
     _, changes = kb_diff(wh, since)
-    got = [(c["change"], c["drug_set_key"], c["previous_label"], c["consensus_label"], c["added_pmids"],
-            c["removed_pmids"], c["label_changed"], c["evidence_changed"]) for c in changes]
+    got = [
+        (
+            c["change"],
+            c["drug_set_key"],
+            c["previous_label"],
+            c["consensus_label"],
+            c["added_pmids"],
+            c["removed_pmids"],
+            c["label_changed"],
+            c["evidence_changed"],
+        )
+        for c in changes
+    ]
     assert got == expected
 
 
@@ -180,7 +290,11 @@ def test_cli(warehouse, capsys):
     wh, _ = warehouse
     assert main(["kb", "diff", "--warehouse", str(wh), "--since", "R1", "--format", "jsonl"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(r["change"], r["drug_set_key"]) for r in rows] == [("new", "B + D"), ("changed", "A + B"), ("removed", "A + C")]
+    assert [(r["change"], r["drug_set_key"]) for r in rows] == [
+        ("new", "B + D"),
+        ("changed", "A + B"),
+        ("removed", "A + C"),
+    ]
     assert main(["kb", "diff", "--warehouse", str(wh)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[1].split()[:4] == ["changed", "MIXED->NEG", "2->3", "2->3"]

@@ -39,12 +39,15 @@ def upward_imports() -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("source,expected", [
-    ("import etl.paths\nfrom model.parsing import parse_completion\n", {"etl", "model"}),
-    ("def f():\n    from training.multitask import X\n", {"training"}),  # lazy imports count
-    ("from . import sibling\nimport os, json\n", {"os", "json"}),
-    ("x = 'from jobs import cli'\n", set()),  # strings are not imports
-])
+@pytest.mark.parametrize(
+    "source,expected",
+    [
+        ("import etl.paths\nfrom model.parsing import parse_completion\n", {"etl", "model"}),
+        ("def f():\n    from training.multitask import X\n", {"training"}),  # lazy imports count
+        ("from . import sibling\nimport os, json\n", {"os", "json"}),
+        ("x = 'from jobs import cli'\n", set()),  # strings are not imports
+    ],
+)
 def test_imported_packages(source, expected):
     assert imported_packages(source) == expected
 
@@ -66,7 +69,12 @@ def _config_class(path: Path):
         return EngineConfig
     if not rel.startswith("training/"):
         return SweepConfig
-    kinds = {"sft_": SFTConfigFile, "grpo_": GRPOConfigFile, "traces_": TraceConfig, "multitask_": MultitaskConfig}
+    kinds = {
+        "sft_": SFTConfigFile,
+        "grpo_": GRPOConfigFile,
+        "traces_": TraceConfig,
+        "multitask_": MultitaskConfig,
+    }
     for prefix, cls in kinds.items():
         if path.name.startswith(prefix):
             return cls

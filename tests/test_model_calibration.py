@@ -45,7 +45,10 @@ def test_processor_biases_only_rows_at_a_type_slot_and_records_unbiased_scores(t
     elsewhere = tok('<answer>[{"ent_set', add_special_tokens=False)["input_ids"]
     width = max(len(at_slot), len(elsewhere))
     pad = tok.pad_token_id
-    rows = [prompt + [pad] * (width - len(at_slot)) + at_slot, prompt + [pad] * (width - len(elsewhere)) + elsewhere]
+    rows = [
+        prompt + [pad] * (width - len(at_slot)) + at_slot,
+        prompt + [pad] * (width - len(elsewhere)) + elsewhere,
+    ]
     proc = LabelBiasProcessor(tok, {"NO_COMB": -2.0, "COMB": 1.5}, prompt_length=len(prompt), batch_size=2)
     scores = torch.zeros(2, len(tok))
     out = proc(torch.tensor(rows), scores.clone())
@@ -67,8 +70,9 @@ def test_engine_applies_label_bias_under_constrained_decoding(tiny, label):
     from model.engines.transformers_engine import TransformersEngine
 
     tok, model = tiny
-    config = EngineConfig(batch_size=2, label_bias={label: 50.0},
-                          sampling=SamplingConfig(max_new_tokens=40, constrained=True))
+    config = EngineConfig(
+        batch_size=2, label_bias={label: 50.0}, sampling=SamplingConfig(max_new_tokens=40, constrained=True)
+    )
     config.validate()
     engine = TransformersEngine(config, model=model, tokenizer=tok)
     engine.record_label_logprobs = True
@@ -87,8 +91,10 @@ def test_label_bias_config_validation_and_model_id():
         EngineConfig(kind="openai", label_bias={"NO_COMB": -1.0}).validate()
     EngineConfig(kind="openai", label_bias={}).validate()  # "no bias" is fine anywhere
     plain = engine_model_id(EngineConfig(model="some/model"))
-    assert engine_model_id(EngineConfig(model="some/model", label_bias={"NO_COMB": -0.5})) == \
-        plain + "+label_bias:NO_COMB=-0.5"
+    assert (
+        engine_model_id(EngineConfig(model="some/model", label_bias={"NO_COMB": -0.5}))
+        == plain + "+label_bias:NO_COMB=-0.5"
+    )
 
 
 # --- the search ------------------------------------------------------------------------------------
@@ -101,8 +107,13 @@ def _record(doc: str, gold: list[list[int]]) -> dict:
     for i, name in enumerate(names):
         spans.append({"span_id": i, "text": name, "start": pos, "end": pos + len(name)})
         pos += len(name) + 3
-    return {"doc_id": doc, "sentence": sentence, "spans": spans, "paragraph": sentence,
-            "rels": [{"class": "POS", "spans": g} for g in gold]}
+    return {
+        "doc_id": doc,
+        "sentence": sentence,
+        "spans": spans,
+        "paragraph": sentence,
+        "rels": [{"class": "POS", "spans": g} for g in gold],
+    }
 
 
 def _rel(*names: str, label: str = "POS") -> dict:
@@ -110,7 +121,9 @@ def _rel(*names: str, label: str = "POS") -> dict:
 
 
 def _evidence(no_comb_minus_pos: float, forced: list[dict]) -> LabelEvidence:
-    return LabelEvidence({"POS": -1.0, "COMB": -4.0, "NEG": -5.0, "NO_COMB": -1.0 + no_comb_minus_pos}, forced)
+    return LabelEvidence(
+        {"POS": -1.0, "COMB": -4.0, "NEG": -5.0, "NO_COMB": -1.0 + no_comb_minus_pos}, forced
+    )
 
 
 def test_decide_relabels_the_forced_answer_or_drops_it():
@@ -125,9 +138,11 @@ def test_decide_relabels_the_forced_answer_or_drops_it():
 def test_search_finds_the_threshold_that_recovers_hesitant_combinations():
     # Two real combinations the model hesitates on (NO_COMB ahead by 0.4), one true negative it is sure of.
     records = [_record("a", [[0, 1]]), _record("b", [[1, 2]]), _record("c", [])]
-    evidence = [_evidence(0.4, [_rel("cisplatin", "gemcitabine")]),
-                _evidence(0.4, [_rel("gemcitabine", "paclitaxel")]),
-                _evidence(3.0, [_rel("cisplatin", "paclitaxel")])]
+    evidence = [
+        _evidence(0.4, [_rel("cisplatin", "gemcitabine")]),
+        _evidence(0.4, [_rel("gemcitabine", "paclitaxel")]),
+        _evidence(3.0, [_rel("cisplatin", "paclitaxel")]),
+    ]
     result = search_label_bias(records, evidence, grid={"NO_COMB": [-4.0, -1.0, -0.5, 0.0, 1.0]})
     assert result.unbiased_dev_f1["any_exact"] == 0.0
     assert result.label_bias == {"NO_COMB": -0.5}  # the smallest offset reaching the best score
@@ -136,23 +151,38 @@ def test_search_finds_the_threshold_that_recovers_hesitant_combinations():
 
 def test_search_keeps_no_bias_when_bias_does_not_help():
     records = [_record("a", [[0, 1]]), _record("c", [])]
-    evidence = [_evidence(-1.0, [_rel("cisplatin", "gemcitabine")]), _evidence(1.0, [_rel("cisplatin", "paclitaxel")])]
+    evidence = [
+        _evidence(-1.0, [_rel("cisplatin", "gemcitabine")]),
+        _evidence(1.0, [_rel("cisplatin", "paclitaxel")]),
+    ]
     result = search_label_bias(records, evidence, grid={"NO_COMB": [-2.0, -0.5, 0.0, 0.5]})
     assert result.label_bias == {} and result.dev_f1 == result.unbiased_dev_f1
 
 
 def test_no_comb_auc_measures_how_well_the_model_separates_no_comb_sentences():
     records = [_record("a", [[0, 1]]), _record("b", [[1, 2]]), _record("c", []), _record("d", [])]
-    margins = {"perfect": [-2.0, -1.0, 1.0, 2.0], "inverted": [2.0, 1.0, -1.0, -2.0], "tied": [0.0] * 4,
-               "half": [-1.0, 1.0, 2.0, -2.0], "quarter": [-1.0, 1.0, 0.5, -2.0]}
+    margins = {
+        "perfect": [-2.0, -1.0, 1.0, 2.0],
+        "inverted": [2.0, 1.0, -1.0, -2.0],
+        "tied": [0.0] * 4,
+        "half": [-1.0, 1.0, 2.0, -2.0],
+        "quarter": [-1.0, 1.0, 0.5, -2.0],
+    }
     expected = {"perfect": 1.0, "inverted": 0.0, "tied": 0.5, "half": 0.5, "quarter": 0.25}
     for name, values in margins.items():
         assert no_comb_auc(records, [_evidence(m, []) for m in values]) == expected[name], name
     # sentences without a slot are left out; one class alone has no AUC
-    assert no_comb_auc(records, [_evidence(-1.0, []), LabelEvidence(None, []), _evidence(1.0, []),
-                                 LabelEvidence(None, [])]) == 1.0
+    assert (
+        no_comb_auc(
+            records,
+            [_evidence(-1.0, []), LabelEvidence(None, []), _evidence(1.0, []), LabelEvidence(None, [])],
+        )
+        == 1.0
+    )
     assert no_comb_auc(records[:2], [_evidence(0.0, []), _evidence(1.0, [])]) is None
-    result = search_label_bias(records, [_evidence(m, []) for m in margins["perfect"]], grid={"NO_COMB": [0.0]})
+    result = search_label_bias(
+        records, [_evidence(m, []) for m in margins["perfect"]], grid={"NO_COMB": [0.0]}
+    )
     assert result.no_comb_auc == 1.0 and result.as_dict()["no_comb_auc"] == 1.0
 
 

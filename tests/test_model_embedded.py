@@ -36,12 +36,18 @@ def test_the_sweep_and_the_cli_prompt_a_bundled_model_the_way_it_was_trained():
 
     trained = bundled_prompt_config("rexdrug-smol")
     record = bundled_prompt("rexdrug-smol")
-    assert (trained.variant, trained.hints, trained.context) == (record["variant"], record["hints"], record["context"])
+    assert (trained.variant, trained.hints, trained.context) == (
+        record["variant"],
+        record["hints"],
+        record["context"],
+    )
     assert SweepConfig().prompt == trained  # one source of truth: the adapter's training record
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)
     assert engine_and_prompt(parser.parse_args(["--model", "rexdrug-smol"]))[1] == trained
-    overridden = engine_and_prompt(parser.parse_args(["--model", "rexdrug-smol", "--context", "window", "--window", "2"]))[1]
+    overridden = engine_and_prompt(
+        parser.parse_args(["--model", "rexdrug-smol", "--context", "window", "--window", "2"])
+    )[1]
     assert (overridden.context, overridden.window, overridden.variant) == ("window", 2, trained.variant)
     fallback = PromptConfig(variant="compact")
     assert bundled_prompt_config("some/other-model", fallback=fallback) is fallback
@@ -53,12 +59,30 @@ def test_sweep_warns_when_another_llm_keeps_the_bundled_models_prompt():
     from jobs.sweep import SweepConfig
 
     assert SweepConfig().prompt_warning() is None  # rexdrug-smol with its own prompt
-    assert load_config(SweepConfig, None, ["source=demo", "engine.kind=rule_all_drugs"]).prompt_warning() is None
+    assert (
+        load_config(SweepConfig, None, ["source=demo", "engine.kind=rule_all_drugs"]).prompt_warning() is None
+    )
     other = load_config(SweepConfig, None, ["source=demo", "engine.model=/models/RexDrug-base"])
     assert "prompt.variant" in other.prompt_warning() and "/models/RexDrug-base" in other.prompt_warning()
-    assert load_config(SweepConfig, None, ["source=demo", "engine.model=/models/RexDrug-base", "prompt.variant=rexdrug",
-                                           "prompt.context=abstract"]).prompt_warning() is None
-    assert load_config(SweepConfig, None, ["source=demo", "engine.model=x", "prompt.hints=false"]).prompt_warning() is None
+    assert (
+        load_config(
+            SweepConfig,
+            None,
+            [
+                "source=demo",
+                "engine.model=/models/RexDrug-base",
+                "prompt.variant=rexdrug",
+                "prompt.context=abstract",
+            ],
+        ).prompt_warning()
+        is None
+    )
+    assert (
+        load_config(
+            SweepConfig, None, ["source=demo", "engine.model=x", "prompt.hints=false"]
+        ).prompt_warning()
+        is None
+    )
     shipped = Path(__file__).resolve().parents[1] / "configs" / "sweep_rexdrug_vllm.yaml"
     assert load_config(SweepConfig, shipped, ["source=demo"]).prompt_warning() is None
 
@@ -66,7 +90,10 @@ def test_sweep_warns_when_another_llm_keeps_the_bundled_models_prompt():
 def test_hub_ids_need_explicit_permission(tmp_path):
     with pytest.raises(ValueError, match="allow-download"):
         resolve_model_path("DUTIR-BioNLP/RexDrug-base")
-    assert resolve_model_path("DUTIR-BioNLP/RexDrug-base", allow_network=True) == ("DUTIR-BioNLP/RexDrug-base", False)
+    assert resolve_model_path("DUTIR-BioNLP/RexDrug-base", allow_network=True) == (
+        "DUTIR-BioNLP/RexDrug-base",
+        False,
+    )
     with pytest.raises(ValueError, match="no config.json"):
         resolve_model_path(str(tmp_path))
 
@@ -74,8 +101,11 @@ def test_hub_ids_need_explicit_permission(tmp_path):
 def test_embedded_model_generates_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     engine = create_engine(EngineConfig(batch_size=2))
-    messages = build_messages("Cisplatin plus gemcitabine improved survival .", None,
-                              PromptConfig(variant="rexdrug_answer_only", context="sentence"))
+    messages = build_messages(
+        "Cisplatin plus gemcitabine improved survival .",
+        None,
+        PromptConfig(variant="rexdrug_answer_only", context="sentence"),
+    )
     out = [r.text for r in engine.generate([messages, messages], SamplingConfig(max_new_tokens=4))]
     assert len(out) == 2 and out[0] == out[1] and out[0].strip()
     assert engine.model_id.startswith("embedded:SmolLM2")

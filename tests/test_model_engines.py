@@ -8,6 +8,7 @@ import threading
 import types
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -42,8 +43,11 @@ def tiny_engine():
 
 
 def test_batched_left_padded_generation_equals_one_by_one(tiny_engine):
-    batch = [msgs("Paclitaxel plus carboplatin ."), msgs(), msgs("A much longer sentence about docetaxel and "
-                                                                "doxorubicin combined with cyclophosphamide .")]
+    batch = [
+        msgs("Paclitaxel plus carboplatin ."),
+        msgs(),
+        msgs("A much longer sentence about docetaxel and doxorubicin combined with cyclophosphamide ."),
+    ]
     sampling = SamplingConfig(max_new_tokens=8)
     results = tiny_engine.generate(batch, sampling)
     together = texts(results)
@@ -57,9 +61,13 @@ def test_batched_left_padded_generation_equals_one_by_one(tiny_engine):
 def test_static_cache_generates_what_the_dynamic_cache_does(tiny_engine):
     from model.engines.transformers_engine import TransformersEngine
 
-    static = TransformersEngine(EngineConfig(batch_size=4, cache="static"), model=tiny_engine.model,
-                                tokenizer=tiny_engine.tokenizer)
-    batch = [msgs("Paclitaxel plus carboplatin ."), msgs("Docetaxel and doxorubicin combined with cyclophosphamide .")]
+    static = TransformersEngine(
+        EngineConfig(batch_size=4, cache="static"), model=tiny_engine.model, tokenizer=tiny_engine.tokenizer
+    )
+    batch = [
+        msgs("Paclitaxel plus carboplatin ."),
+        msgs("Docetaxel and doxorubicin combined with cyclophosphamide ."),
+    ]
     sampling = SamplingConfig(max_new_tokens=8)
     assert texts(static.generate(batch, sampling)) == texts(tiny_engine.generate(batch, sampling))
 
@@ -139,8 +147,8 @@ def test_vllm_real_generation():  # pragma: no cover - needs a GPU and the [vllm
 
 
 class _Handler(BaseHTTPRequestHandler):
-    fail_first: dict = {}
-    bodies: list = []
+    fail_first: ClassVar[dict] = {}
+    bodies: ClassVar[list] = []
 
     def log_message(self, *a):
         pass
@@ -178,8 +186,9 @@ def server():
 
 
 def test_openai_engine_concurrency_retries_and_structured_fields(server):
-    cfg = EngineConfig(kind="openai", base_url=server, model="m", concurrency=4, max_retries=2, backoff_s=0.01,
-                       timeout_s=5)
+    cfg = EngineConfig(
+        kind="openai", base_url=server, model="m", concurrency=4, max_retries=2, backoff_s=0.01, timeout_s=5
+    )
     engine = create_engine(cfg)
     batch = [msgs(), msgs(SENT + " FLAKY"), msgs(SENT + " ALWAYS-FAIL"), msgs()]
     results = engine.generate(batch, SamplingConfig(max_new_tokens=16, constrained=True))
@@ -194,7 +203,9 @@ def test_openai_engine_concurrency_retries_and_structured_fields(server):
 
 
 def test_openai_response_format_variant(server):
-    engine = create_engine(EngineConfig(kind="openai", base_url=server, structured_output_field="response_format"))
+    engine = create_engine(
+        EngineConfig(kind="openai", base_url=server, structured_output_field="response_format")
+    )
     engine.generate([msgs()], SamplingConfig(constrained=True))
     assert _Handler.bodies[-1]["response_format"]["type"] == "json_schema"
     engine.close()
@@ -221,7 +232,9 @@ class FakeMatcher:
         for name in self.VOCAB:
             i = low.find(name)
             if i >= 0:
-                out.append(FakeMention(i, i + len(name), text[i:i + len(name)], name, name, name == "antibiotics"))
+                out.append(
+                    FakeMention(i, i + len(name), text[i : i + len(name)], name, name, name == "antibiotics")
+                )
         return out
 
 
@@ -233,21 +246,35 @@ class FakeMatcher:
         ("rule_all_drugs", "Cisplatin and antibiotics .", []),  # a drug class is not a drug
         ("rule_cue", SENT, [("POS", ("Cisplatin", "gemcitabine", "docetaxel"))]),
         ("rule_cue", "Cisplatin or docetaxel was given .", []),
-        ("rule_cue", "Cisplatin combined with docetaxel increased toxicity .", [("NEG", ("Cisplatin", "docetaxel"))]),
-        ("rule_cue", "Cisplatin was given with docetaxel in 20 patients .", [("COMB", ("Cisplatin", "docetaxel"))]),
+        (
+            "rule_cue",
+            "Cisplatin combined with docetaxel increased toxicity .",
+            [("NEG", ("Cisplatin", "docetaxel"))],
+        ),
+        (
+            "rule_cue",
+            "Cisplatin was given with docetaxel in 20 patients .",
+            [("COMB", ("Cisplatin", "docetaxel"))],
+        ),
     ],
 )
 def test_rule_baselines(kind, sentence, expected):
     engine = create_engine(EngineConfig(kind=kind), matcher=FakeMatcher())
-    out = texts(engine.complete([Prompt(msgs(sentence), ExtractionItem(sentence, "Abstract text. " + sentence))]))
+    out = texts(
+        engine.complete([Prompt(msgs(sentence), ExtractionItem(sentence, "Abstract text. " + sentence))])
+    )
     p = parse_completion(out[0], sentence)
     assert p.status == "ok" and [(r.label, r.drugs) for r in p.relations] == expected
 
 
 def test_rules_report_items_without_a_sentence_as_item_errors():
     engine = create_engine(EngineConfig(kind="rule_no_comb"), matcher=FakeMatcher())
-    results = engine.complete([Prompt([{"role": "user", "content": "hello"}], ExtractionItem("")),
-                               Prompt(msgs(), ExtractionItem(SENT))])
+    results = engine.complete(
+        [
+            Prompt([{"role": "user", "content": "hello"}], ExtractionItem("")),
+            Prompt(msgs(), ExtractionItem(SENT)),
+        ]
+    )
     out, errors = texts(results), [r.error for r in results]
     assert out[0] == "" and "target sentence" in errors[0] and errors[1] is None
     with pytest.raises(TypeError, match="answers items"):  # rules never read prompt text

@@ -26,7 +26,9 @@ class EchoEngine(Engine):
                 out.append(EngineResult("", "HTTP 500"))
                 continue
             names = ", ".join(f'"{h}"' for h in fields["hints"])
-            out.append(EngineResult(f'<think>x</think><answer>[{{"type": "POS", "ent_set": [{names}]}}]</answer>'))
+            out.append(
+                EngineResult(f'<think>x</think><answer>[{{"type": "POS", "ent_set": [{names}]}}]</answer>')
+            )
         return out
 
 
@@ -44,9 +46,15 @@ def test_runner_rows_hints_chunks_and_errors():
     assert all(set(RESULT_KEYS) <= set(r) for r in rows)
     first = rows[0]
     assert first["parse_status"] == "ok" and first["prompt_version"] == "rexdrug-v1+hints"
-    assert first["parsed"] == [{"label": "POS", "drugs": [
-        {"name": "Cisplatin", "start": 0, "end": 9, "grounded": True},
-        {"name": "gemcitabine", "start": 15, "end": 26, "grounded": True}]}]
+    assert first["parsed"] == [
+        {
+            "label": "POS",
+            "drugs": [
+                {"name": "Cisplatin", "start": 0, "end": 9, "grounded": True},
+                {"name": "gemcitabine", "start": 15, "end": 26, "grounded": True},
+            ],
+        }
+    ]
     assert rows[1]["parsed"][0]["drugs"][1]["grounded"] is False and rows[1]["parse_status"] == "repaired"
     assert rows[2]["parse_status"] == "input_error"
     assert rows[3]["parse_status"] == "engine_error" and rows[3]["parse_reason"] == "HTTP 500"
@@ -58,7 +66,10 @@ class OddEngine(EchoEngine):
 
     def generate(self, batch, sampling=None):
         out = super().generate(batch, sampling)
-        return [EngineResult(42) if "NUMBER" in read_prompt_fields(m)["sentence"] else t for m, t in zip(batch, out)]
+        return [
+            EngineResult(42) if "NUMBER" in read_prompt_fields(m)["sentence"] else t
+            for m, t in zip(batch, out)
+        ]
 
 
 def test_runner_keeps_going_past_badly_typed_items_and_non_text_outputs():
@@ -71,7 +82,14 @@ def test_runner_keeps_going_past_badly_typed_items_and_non_text_outputs():
     ]
     rows = runner.run(items)
     assert [(r["id"], r["parse_status"]) for r in rows] == [
-        (1, "input_error"), (2, "input_error"), (3, "engine_error"), (4, "ok")]
+        (1, "input_error"),
+        (2, "input_error"),
+        (3, "engine_error"),
+        (4, "ok"),
+    ]
     assert rows[0]["parse_reason"] == "'context' must be a string or null, got int"
     assert rows[1]["parse_reason"] == "'hints' must be a list of strings or null, got int"
-    assert rows[2]["parse_reason"] == "bad_response: the engine returned int, not text" and rows[2]["raw_output"] == ""
+    assert (
+        rows[2]["parse_reason"] == "bad_response: the engine returned int, not text"
+        and rows[2]["raw_output"] == ""
+    )

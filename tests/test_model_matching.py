@@ -82,7 +82,11 @@ def test_best_overlap_and_names():
     assert best_overlap({"a", "b"}, [{"a", "c"}]) == 0.0
     assert jaccard([], []) == 0.0
     assert normalize_drug_name("5 - FU") == normalize_drug_name("5-fu") == "5fu"
-    assert normalize_label("neg") == "NEG" and normalize_label("weird") == "NO_COMB" and normalize_label(2) == "POS"
+    assert (
+        normalize_label("neg") == "NEG"
+        and normalize_label("weird") == "NO_COMB"
+        and normalize_label(2) == "POS"
+    )
 
 
 def test_unknown_mode_is_a_configuration_error():

@@ -7,9 +7,11 @@ import pytest
 from model.parsing import FORMAT_REPAIRS, ParsedCompletion, Repair, ground_name, parse_completion
 
 SENT = "Combination of 5-FU and Leucovorin plus oxaliplatin improved survival in colorectal cancer ."
-GOOD = ('<think>[1] Scenario: colorectal cancer.\n[2] Drugs: 5-FU, leucovorin, oxaliplatin.\n'
-        '[3] Benefit.\n[4] One POS set.</think>'
-        '<answer>[{"type": "POS", "ent_set": ["5-FU", "Leucovorin", "oxaliplatin"]}]</answer>')
+GOOD = (
+    "<think>[1] Scenario: colorectal cancer.\n[2] Drugs: 5-FU, leucovorin, oxaliplatin.\n"
+    "[3] Benefit.\n[4] One POS set.</think>"
+    '<answer>[{"type": "POS", "ent_set": ["5-FU", "Leucovorin", "oxaliplatin"]}]</answer>'
+)
 
 
 def labels_and_drugs(p: ParsedCompletion):
@@ -34,38 +36,78 @@ def test_well_formed_completion_is_ok_and_grounded():
         ("   \n", "no_answer", [], "empty output"),
         ("The sentence describes a combination therapy.", "no_answer", [], "no answer"),
         # truncated JSON: the complete first object survives
-        ('<think>x</think><answer>[{"type": "POS", "ent_set": ["5-FU", "oxaliplatin"]}, {"type": "CO',
-         "repaired", [("POS", ("5-FU", "oxaliplatin"))], "truncated"),
+        (
+            '<think>x</think><answer>[{"type": "POS", "ent_set": ["5-FU", "oxaliplatin"]}, {"type": "CO',
+            "repaired",
+            [("POS", ("5-FU", "oxaliplatin"))],
+            "truncated",
+        ),
         # truncated inside the first object: nothing complete -> empty list -> NO_COMB reading
         ('<answer>[{"type": "POS", "ent_set": ["5-FU", "oxal', "repaired", [], "truncated"),
         # missing </think>
-        ('<think>[1] reasoning goes on <answer>[{"type": "COMB", "ent_set": ["5-FU", "leucovorin"]}]</answer>',
-         "repaired", [("COMB", ("5-FU", "leucovorin"))], "unclosed <think>"),
+        (
+            '<think>[1] reasoning goes on <answer>[{"type": "COMB", "ent_set": ["5-FU", "leucovorin"]}]</answer>',
+            "repaired",
+            [("COMB", ("5-FU", "leucovorin"))],
+            "unclosed <think>",
+        ),
         # fenced JSON, no tags
-        ('Here you go:\n```json\n[{"type": "NEG", "ent_set": ["oxaliplatin", "leucovorin"]}]\n```',
-         "repaired", [("NEG", ("oxaliplatin", "leucovorin"))], "fence"),
+        (
+            'Here you go:\n```json\n[{"type": "NEG", "ent_set": ["oxaliplatin", "leucovorin"]}]\n```',
+            "repaired",
+            [("NEG", ("oxaliplatin", "leucovorin"))],
+            "fence",
+        ),
         # single quotes (python literal)
-        ("<answer>[{'type': 'POS', 'ent_set': ['5-FU', 'leucovorin']}]</answer>",
-         "repaired", [("POS", ("5-FU", "leucovorin"))], "python-style"),
+        (
+            "<answer>[{'type': 'POS', 'ent_set': ['5-FU', 'leucovorin']}]</answer>",
+            "repaired",
+            [("POS", ("5-FU", "leucovorin"))],
+            "python-style",
+        ),
         # trailing text after the list inside the answer
-        ('<answer>[{"type": "POS", "ent_set": ["5-FU", "leucovorin"]}] I hope this helps.</answer>',
-         "repaired", [("POS", ("5-FU", "leucovorin"))], "trailing text"),
+        (
+            '<answer>[{"type": "POS", "ent_set": ["5-FU", "leucovorin"]}] I hope this helps.</answer>',
+            "repaired",
+            [("POS", ("5-FU", "leucovorin"))],
+            "trailing text",
+        ),
         # unknown label dropped, known one kept
-        ('<answer>[{"type": "SYNERGY-ISH", "ent_set": ["5-FU", "leucovorin"]},'
-         ' {"type": "neg", "ent_set": ["5-FU", "oxaliplatin"]}]</answer>',
-         "repaired", [("NEG", ("5-FU", "oxaliplatin"))], "unknown label"),
+        (
+            (
+                '<answer>[{"type": "SYNERGY-ISH", "ent_set": ["5-FU", "leucovorin"]},'
+                ' {"type": "neg", "ent_set": ["5-FU", "oxaliplatin"]}]</answer>'
+            ),
+            "repaired",
+            [("NEG", ("5-FU", "oxaliplatin"))],
+            "unknown label",
+        ),
         # one-drug set dropped
         ('<answer>[{"type": "POS", "ent_set": ["5-FU"]}]</answer>', "repaired", [], "1 drug(s) dropped"),
         # duplicate, reordered drugs: one relation kept, the duplicate counted
-        ('<answer>[{"type": "POS", "ent_set": ["5-FU", "leucovorin"]},'
-         ' {"type": "POS", "ent_set": ["Leucovorin", "5 FU"]}]</answer>',
-         "repaired", [("POS", ("5-FU", "leucovorin"))], "duplicate"),
+        (
+            (
+                '<answer>[{"type": "POS", "ent_set": ["5-FU", "leucovorin"]},'
+                ' {"type": "POS", "ent_set": ["Leucovorin", "5 FU"]}]</answer>'
+            ),
+            "repaired",
+            [("POS", ("5-FU", "leucovorin"))],
+            "duplicate",
+        ),
         # a drug repeated inside one set (case-insensitively) is merged
-        ('<answer>[{"type": "POS", "ent_set": ["5-FU", "5-fu", "leucovorin"]}]</answer>',
-         "repaired", [("POS", ("5-FU", "leucovorin"))], "repeated drug"),
+        (
+            '<answer>[{"type": "POS", "ent_set": ["5-FU", "5-fu", "leucovorin"]}]</answer>',
+            "repaired",
+            [("POS", ("5-FU", "leucovorin"))],
+            "repeated drug",
+        ),
         # answer that is an object, not a list
-        ('<answer>{"type": "POS", "ent_set": ["5-FU", "leucovorin"]}</answer>',
-         "repaired", [("POS", ("5-FU", "leucovorin"))], "wrapped"),
+        (
+            '<answer>{"type": "POS", "ent_set": ["5-FU", "leucovorin"]}</answer>',
+            "repaired",
+            [("POS", ("5-FU", "leucovorin"))],
+            "wrapped",
+        ),
         # garbage in the answer
         ("<answer>[this is not json at all}</answer>", "invalid_json", [], "no JSON"),
         # JSON list of strings: not relation objects
@@ -110,16 +152,23 @@ def test_never_raises(bad):
 
 @pytest.mark.parametrize(
     "name, found",
-    [("5-fu", "5-FU"), ("5 FU", "5-FU"), ("5FU", "5-FU"), ("LEUCOVORIN", "Leucovorin"),
-     ("oxali platin", "oxaliplatin"), ("platin", None), ("cancer colorectal", None)],
+    [
+        ("5-fu", "5-FU"),
+        ("5 FU", "5-FU"),
+        ("5FU", "5-FU"),
+        ("LEUCOVORIN", "Leucovorin"),
+        ("oxali platin", "oxaliplatin"),
+        ("platin", None),
+        ("cancer colorectal", None),
+    ],
 )
 def test_grounding(name, found):
     span = ground_name(name, SENT)
-    assert (SENT[span[0]:span[1]] if span else None) == found
+    assert (SENT[span[0] : span[1]] if span else None) == found
 
 
 def test_apostrophe_inside_word_does_not_break_json_scan():
-    text = ('<answer>[{"type": "POS", "ent_set": ["5-FU", "leucovorin"]}]</answer>')
+    text = '<answer>[{"type": "POS", "ent_set": ["5-FU", "leucovorin"]}]</answer>'
     p = parse_completion("In Hodgkin's lymphoma " + text, SENT)
     assert labels_and_drugs(p) == [("POS", ("5-FU", "leucovorin"))]
 
@@ -144,29 +193,59 @@ PAIR = '{"type": "POS", "ent_set": ["5-FU", "leucovorin"]}'
         (f"<answer>Here: [{PAIR}]</answer>", [R.LEADING_TEXT], "leading text ignored"),
         (f'<answer>[{PAIR}, {{"type": "NEG", "ent</answer>', [R.TRUNCATED_JSON], "truncated JSON closed"),
         (f"<answer>[{PAIR},]</answer>", [R.TRAILING_COMMAS], "trailing commas removed"),
-        ("<answer>[{'type': 'POS', 'ent_set': ['5-FU', 'leucovorin']}]</answer>", [R.PYTHON_LITERAL],
-         "python-style literal"),
+        (
+            "<answer>[{'type': 'POS', 'ent_set': ['5-FU', 'leucovorin']}]</answer>",
+            [R.PYTHON_LITERAL],
+            "python-style literal",
+        ),
         (f"<answer>{PAIR}</answer>", [R.SINGLE_OBJECT], "single object wrapped in a list"),
         (f"<answer>[{PAIR}, 7]</answer>", [R.ITEM_NOT_OBJECT], "item 1 is not an object"),
-        ('<answer>[{"type": "SYNERGY?", "ent_set": ["5-FU", "leucovorin"]}]</answer>', [R.UNKNOWN_LABEL],
-         "unknown label 'SYNERGY?' dropped"),
-        ('<answer>[{"type": "positive", "ent_set": ["5-FU", "leucovorin"]}]</answer>', [R.LABEL_SYNONYM],
-         "label 'positive' read as POS"),
-        ('<answer>[{"type": "NO_COMB", "ent_set": ["5-FU"]}]</answer>', [R.NO_COMB_DRUGS],
-         "drugs of a NO_COMB item ignored"),
-        ('<answer>[{"type": "POS", "ent_set": ["5-FU", "5-fu", "leucovorin"]}]</answer>', [R.REPEATED_NAMES],
-         "repeated drug names merged in item 0"),
-        ('<answer>[{"type": "NEG", "ent_set": ["5-FU"]}]</answer>', [R.TOO_FEW_DRUGS],
-         "NEG item with 1 drug(s) dropped"),
-        (f'<answer>[{PAIR}, {{"type": "NEG", "ent_set": ["leucovorin", "5-FU"]}}]</answer>', [R.DUPLICATE_SET],
-         "duplicate drug set merged (kept POS, dropped NEG)"),
+        (
+            '<answer>[{"type": "SYNERGY?", "ent_set": ["5-FU", "leucovorin"]}]</answer>',
+            [R.UNKNOWN_LABEL],
+            "unknown label 'SYNERGY?' dropped",
+        ),
+        (
+            '<answer>[{"type": "positive", "ent_set": ["5-FU", "leucovorin"]}]</answer>',
+            [R.LABEL_SYNONYM],
+            "label 'positive' read as POS",
+        ),
+        (
+            '<answer>[{"type": "NO_COMB", "ent_set": ["5-FU"]}]</answer>',
+            [R.NO_COMB_DRUGS],
+            "drugs of a NO_COMB item ignored",
+        ),
+        (
+            '<answer>[{"type": "POS", "ent_set": ["5-FU", "5-fu", "leucovorin"]}]</answer>',
+            [R.REPEATED_NAMES],
+            "repeated drug names merged in item 0",
+        ),
+        (
+            '<answer>[{"type": "NEG", "ent_set": ["5-FU"]}]</answer>',
+            [R.TOO_FEW_DRUGS],
+            "NEG item with 1 drug(s) dropped",
+        ),
+        (
+            f'<answer>[{PAIR}, {{"type": "NEG", "ent_set": ["leucovorin", "5-FU"]}}]</answer>',
+            [R.DUPLICATE_SET],
+            "duplicate drug set merged (kept POS, dropped NEG)",
+        ),
         (f"<answer>[{PAIR}, {PAIR}]</answer>", [R.DUPLICATE_RELATION], "duplicate relation merged"),
-        (f'<answer>[{PAIR}, {{"type": "NO_COMB", "ent_set": []}}]</answer>', [R.NO_COMB_BESIDE_RELATIONS],
-         "NO_COMB item next to relations ignored"),
-        ('<answer>[{"type": "POS", "ent_set": ["5-FU", "cisplatin"]}]</answer>', [R.NOT_IN_SENTENCE],
-         "not in sentence: 'cisplatin'"),
-        ("<answer>[1, 2]</answer>", [R.ITEM_NOT_OBJECT, R.ITEM_NOT_OBJECT, R.NO_RELATION_OBJECTS],
-         "item 0 is not an object; item 1 is not an object; answer list holds no relation objects"),
+        (
+            f'<answer>[{PAIR}, {{"type": "NO_COMB", "ent_set": []}}]</answer>',
+            [R.NO_COMB_BESIDE_RELATIONS],
+            "NO_COMB item next to relations ignored",
+        ),
+        (
+            '<answer>[{"type": "POS", "ent_set": ["5-FU", "cisplatin"]}]</answer>',
+            [R.NOT_IN_SENTENCE],
+            "not in sentence: 'cisplatin'",
+        ),
+        (
+            "<answer>[1, 2]</answer>",
+            [R.ITEM_NOT_OBJECT, R.ITEM_NOT_OBJECT, R.NO_RELATION_OBJECTS],
+            "item 0 is not an object; item 1 is not an object; answer list holds no relation objects",
+        ),
         ("<answer>[]</answer>", [R.EMPTY_LIST], "empty answer list read as NO_COMB"),
     ],
 )
@@ -178,7 +257,10 @@ def test_each_repair_has_its_code_and_message(text, codes, message):
 
 
 def test_repair_codes_are_stable_names():
-    assert R.TRUNCATED_JSON.code == "truncated_json" and R.NOT_IN_SENTENCE.note(names="'x'").code == "not_in_sentence"
+    assert (
+        R.TRUNCATED_JSON.code == "truncated_json"
+        and R.NOT_IN_SENTENCE.note(names="'x'").code == "not_in_sentence"
+    )
     assert len({r.code for r in Repair}) == len(Repair)
     # the format repairs are those of the answer's text (tags, JSON), none of its items
     assert R.UNCLOSED_ANSWER in FORMAT_REPAIRS and R.UNKNOWN_LABEL not in FORMAT_REPAIRS
@@ -192,25 +274,62 @@ DDI_SENT = "Aspirin increases the effect of warfarin ."
     "text, task, status, relations, codes",
     [
         # the same DDI answer: DDI labels are the ddi task's own, DrugComb's parse drops them
-        ('<answer>[{"type": "EFFECT", "ent_set": ["Aspirin", "warfarin"]}]</answer>', "ddi", "ok",
-         [("EFFECT", ("Aspirin", "warfarin"))], []),
-        ('<answer>[{"type": "EFFECT", "ent_set": ["Aspirin", "warfarin"]}]</answer>', "drugcomb", "repaired",
-         [], [R.UNKNOWN_LABEL]),
+        (
+            '<answer>[{"type": "EFFECT", "ent_set": ["Aspirin", "warfarin"]}]</answer>',
+            "ddi",
+            "ok",
+            [("EFFECT", ("Aspirin", "warfarin"))],
+            [],
+        ),
+        (
+            '<answer>[{"type": "EFFECT", "ent_set": ["Aspirin", "warfarin"]}]</answer>',
+            "drugcomb",
+            "repaired",
+            [],
+            [R.UNKNOWN_LABEL],
+        ),
         # a DrugComb label in a DDI answer is unknown there
-        ('<answer>[{"type": "POS", "ent_set": ["Aspirin", "warfarin"]}]</answer>', "ddi", "repaired", [],
-         [R.UNKNOWN_LABEL]),
+        (
+            '<answer>[{"type": "POS", "ent_set": ["Aspirin", "warfarin"]}]</answer>',
+            "ddi",
+            "repaired",
+            [],
+            [R.UNKNOWN_LABEL],
+        ),
         # case, duplicates and one-drug items are repaired as in DrugComb answers
-        ('<answer>[{"type": "effect", "ent_set": ["Aspirin", "warfarin"]}]</answer>', "ddi", "repaired",
-         [("EFFECT", ("Aspirin", "warfarin"))], [R.LABEL_SYNONYM]),
-        (('<answer>[{"type": "ADVISE", "ent_set": ["Aspirin", "warfarin"]}, '
-          '{"type": "INT", "ent_set": ["warfarin", "aspirin"]}]</answer>'), "ddi", "repaired",
-         [("ADVISE", ("Aspirin", "warfarin"))], [R.DUPLICATE_SET]),
-        ('<answer>[{"type": "MECHANISM", "ent_set": ["Aspirin"]}]</answer>', "ddi", "repaired", [],
-         [R.TOO_FEW_DRUGS]),
+        (
+            '<answer>[{"type": "effect", "ent_set": ["Aspirin", "warfarin"]}]</answer>',
+            "ddi",
+            "repaired",
+            [("EFFECT", ("Aspirin", "warfarin"))],
+            [R.LABEL_SYNONYM],
+        ),
+        (
+            (
+                '<answer>[{"type": "ADVISE", "ent_set": ["Aspirin", "warfarin"]}, '
+                '{"type": "INT", "ent_set": ["warfarin", "aspirin"]}]</answer>'
+            ),
+            "ddi",
+            "repaired",
+            [("ADVISE", ("Aspirin", "warfarin"))],
+            [R.DUPLICATE_SET],
+        ),
+        (
+            '<answer>[{"type": "MECHANISM", "ent_set": ["Aspirin"]}]</answer>',
+            "ddi",
+            "repaired",
+            [],
+            [R.TOO_FEW_DRUGS],
+        ),
         ('<answer>[{"type": "NO_COMB", "ent_set": []}]</answer>', "ddi", "ok", [], []),
         # DDI13 names the entities (they can be discontinuous): an unaligned name is no repair there
-        ('<answer>[{"type": "EFFECT", "ent_set": ["Aspirin", "Loop diuretics"]}]</answer>', "ddi", "ok",
-         [("EFFECT", ("Aspirin", "Loop diuretics"))], []),
+        (
+            '<answer>[{"type": "EFFECT", "ent_set": ["Aspirin", "Loop diuretics"]}]</answer>',
+            "ddi",
+            "ok",
+            [("EFFECT", ("Aspirin", "Loop diuretics"))],
+            [],
+        ),
     ],
 )
 def test_ddi_answers_parse_like_drugcomb_ones(text, task, status, relations, codes):

@@ -20,9 +20,12 @@ from tests.prompt_fields import read_prompt_fields
 
 SNAPSHOTS = Path(__file__).parent / "data" / "model" / "prompt_snapshots.json"
 SENT = "Pentostatin , cyclophosphamide and rituximab improved survival ."
-ABSTRACT = "Background sentence one. Pentostatin, cyclophosphamide and rituximab improved survival. Final remark."
+ABSTRACT = (
+    "Background sentence one. Pentostatin, cyclophosphamide and rituximab improved survival. Final remark."
+)
 CASES = [(v, h, c) for v in VARIANTS for h in (False, True) for c in ("abstract", "sentence")] + [
-    ("rexdrug", False, "window")]
+    ("rexdrug", False, "window")
+]
 
 
 def _build(variant, hints, context):
@@ -42,9 +45,14 @@ def test_rexdrug_layout_and_versions():
     assert version == "rexdrug-v1+hints"
     assert [m["role"] for m in messages] == ["system", "user"]
     user = messages[1]["content"]
-    for needle in ("[1] Clinical scenario", "[4] Extraction-oriented clinical summary", "<answer>",
-                   f"Target sentence: {SENT}", f"Context paragraph: {ABSTRACT}",
-                   "Candidate drugs in the sentence: Pentostatin; rituximab"):
+    for needle in (
+        "[1] Clinical scenario",
+        "[4] Extraction-oriented clinical summary",
+        "<answer>",
+        f"Target sentence: {SENT}",
+        f"Context paragraph: {ABSTRACT}",
+        "Candidate drugs in the sentence: Pentostatin; rituximab",
+    ):
         assert needle in user
     assert user.index("Target sentence:") < user.index("Context paragraph:")
     assert "<think>" not in _build("rexdrug_answer_only", False, "abstract")[1][1]["content"]

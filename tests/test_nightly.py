@@ -32,9 +32,14 @@ def ledger(warehouse: Path, runs: list[tuple[str, str, D | None]]) -> Path:
     for i, (source, status, until) in enumerate(runs):
         path = warehouse / "sweep_runs" / f"run-r{i}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        row = {"run_id": f"r{i}", "status": status, "source": source, "window_until": until,
-               "window_since": until and until - dt.timedelta(days=1),
-               "started_at": dt.datetime(2026, 1, 1 + i, tzinfo=dt.UTC)}
+        row = {
+            "run_id": f"r{i}",
+            "status": status,
+            "source": source,
+            "window_until": until,
+            "window_since": until and until - dt.timedelta(days=1),
+            "started_at": dt.datetime(2026, 1, 1 + i, tzinfo=dt.UTC),
+        }
         pq.write_table(pa.Table.from_pylist([row], schema=SWEEP_RUNS), path)
     refresh(warehouse)
     return warehouse
@@ -80,13 +85,16 @@ def test_first_night_needs_since(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NCBI_EMAIL", EMAIL)
     with pytest.raises(ValueError, match="give --since for the first night"):
         resolve_window(None, None, tmp_path)
-    rc = main(["sweep", "--warehouse", str(tmp_path / "wh"), "--source", "entrez", "--engine", "rule_all_drugs"])
+    rc = main(
+        ["sweep", "--warehouse", str(tmp_path / "wh"), "--source", "entrez", "--engine", "rule_all_drugs"]
+    )
     assert rc == 2
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and json.loads(out[0])["status"] == "config_error"
 
 
 # ---- the nights, through Spark ------------------------------------------------------------------
+
 
 @pytest.fixture
 def ncbi():
@@ -109,10 +117,30 @@ def test_nightly_windows_from_the_ledger(spark, ncbi, tmp_path, capsys, monkeypa
     warehouse = tmp_path / "wh"
     config = tmp_path / "sweep.yaml"
     term = '"drug therapy, combination"[MeSH Terms]'
-    config.write_text(yaml.safe_dump({"entrez": {"base_url": ncbi.eutils_base_url, "backoff_base_s": 0.001,
-                                                 "max_retries": 0, "term": term}}))
-    base = ["sweep", "--warehouse", str(warehouse), "--source", "entrez", "--config", str(config),
-            "--engine", "rule_all_drugs", "--no-kb"]
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "entrez": {
+                    "base_url": ncbi.eutils_base_url,
+                    "backoff_base_s": 0.001,
+                    "max_retries": 0,
+                    "term": term,
+                }
+            }
+        )
+    )
+    base = [
+        "sweep",
+        "--warehouse",
+        str(warehouse),
+        "--source",
+        "entrez",
+        "--config",
+        str(config),
+        "--engine",
+        "rule_all_drugs",
+        "--no-kb",
+    ]
 
     def night(*extra: str) -> tuple[int, dict]:
         rc = main([*base, *extra])
@@ -146,10 +174,14 @@ def test_nightly_windows_from_the_ledger(spark, ncbi, tmp_path, capsys, monkeypa
     assert windows(ncbi)[-2:] == [("edat", "2024/01/06", "2024/02/05"), ("mdat", "2024/01/06", "2024/02/05")]
 
     with connect_readonly(warehouse) as con:
-        rows = con.execute("SELECT status, window_since, window_until, datetype FROM sweep_runs ORDER BY started_at").fetchall()
-        assert rows == [("committed", D(2024, 1, 1), D(2024, 1, 2), "both"),
-                        ("committed", D(2024, 1, 3), D(2024, 1, 5), "both"),
-                        ("committed", D(2024, 1, 6), D(2024, 2, 5), "both")]
+        rows = con.execute(
+            "SELECT status, window_since, window_until, datetype FROM sweep_runs ORDER BY started_at"
+        ).fetchall()
+        assert rows == [
+            ("committed", D(2024, 1, 1), D(2024, 1, 2), "both"),
+            ("committed", D(2024, 1, 3), D(2024, 1, 5), "both"),
+            ("committed", D(2024, 1, 6), D(2024, 2, 5), "both"),
+        ]
         assert con.execute("SELECT count(DISTINCT pmid) FROM current_articles").fetchall() == [(5,)]
         filters = [json.loads(r[0]) for r in con.execute("SELECT filters FROM sweep_runs").fetchall()]
     # the E-utilities query is recorded with each run, and it is the query that reached NCBI
@@ -166,9 +198,14 @@ def deploy_commands() -> list[list[str]]:
     """Every rexdrug command line in the systemd units and the crontab (argv after the binary)."""
     import shlex
 
-    lines = [line.split("=", 1)[1] for line in (DEPLOY / "rexdrug-sweep.service").read_text().splitlines()
-             if line.startswith(("ExecStart=", "ExecStartPost="))]
-    cron = [line for line in (DEPLOY / "crontab").read_text().splitlines() if line and not line.startswith("#")]
+    lines = [
+        line.split("=", 1)[1]
+        for line in (DEPLOY / "rexdrug-sweep.service").read_text().splitlines()
+        if line.startswith(("ExecStart=", "ExecStartPost="))
+    ]
+    cron = [
+        line for line in (DEPLOY / "crontab").read_text().splitlines() if line and not line.startswith("#")
+    ]
     assert len(cron) == 1 and len(cron[0].split()) > 5
     lines += cron[0].split(None, 5)[5].split("&&")
     commands = []
@@ -177,7 +214,7 @@ def deploy_commands() -> list[list[str]]:
         starts = [i for i, t in enumerate(tokens) if t.endswith("/bin/rexdrug")]
         for i in starts:
             argv = []
-            for token in tokens[i + 1:]:
+            for token in tokens[i + 1 :]:
                 if token.startswith((">", "2>", "<", "|")):
                     break
                 argv.append(token)
@@ -196,15 +233,29 @@ def test_scheduler_files_run_real_commands(monkeypatch, tmp_path):
         args = build_parser(only=argv[0]).parse_args(argv)  # SystemExit on an unknown option
         if argv[0] == "sweep":
             config = config_from_args(args)
-            assert (config.source, config.since) == ("entrez", None)  # the nightly form: window from the ledger
+            assert (config.source, config.since) == (
+                "entrez",
+                None,
+            )  # the nightly form: window from the ledger
 
 
 @pytest.mark.skipif(not Path("/usr/bin/systemd-analyze").exists(), reason="no systemd-analyze")
 def test_systemd_units_verify():
     import subprocess
 
-    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", str(DEPLOY / "rexdrug-sweep.service"),
-                           str(DEPLOY / "rexdrug-sweep.timer")], capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [
+            "systemd-analyze",
+            "verify",
+            "--man=no",
+            str(DEPLOY / "rexdrug-sweep.service"),
+            str(DEPLOY / "rexdrug-sweep.timer"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     complaints = [line for line in proc.stderr.splitlines() if line.strip()]
     # the only complaint allowed: the binary is not installed on this machine
     assert all("is not executable" in line for line in complaints), complaints

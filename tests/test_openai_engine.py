@@ -70,8 +70,14 @@ class _Server:
             def do_POST(self):
                 body = _read_body(self)
                 with outer.lock:
-                    outer.requests.append({"t": time.monotonic(), "path": self.path, "body": body,
-                                           "auth": self.headers.get("Authorization")})
+                    outer.requests.append(
+                        {
+                            "t": time.monotonic(),
+                            "path": self.path,
+                            "body": body,
+                            "auth": self.headers.get("Authorization"),
+                        }
+                    )
                 try:
                     handle(self, body)
                 except (BrokenPipeError, ConnectionResetError):
@@ -127,8 +133,14 @@ def _drip_body(handler, _body):
 def test_slow_drip_server_is_cut_off_at_the_request_deadline(drip):
     deadline = 1.0
     with _Server(drip) as srv:
-        cfg = EngineConfig(kind="openai", base_url=srv.url, timeout_s=0.5, request_deadline_s=deadline,
-                           max_retries=3, backoff_s=0.05)
+        cfg = EngineConfig(
+            kind="openai",
+            base_url=srv.url,
+            timeout_s=0.5,
+            request_deadline_s=deadline,
+            max_retries=3,
+            backoff_s=0.05,
+        )
         engine = create_engine(cfg)
         start = time.monotonic()
         results = engine.generate([msgs()])
@@ -145,8 +157,11 @@ def test_deadline_rejects_a_retry_wait_that_would_pass_it():
         _reply(handler, 429, {"error": "slow down"}, headers=[("Retry-After", "30")])
 
     with _Server(always_429) as srv:
-        engine = create_engine(EngineConfig(kind="openai", base_url=srv.url, request_deadline_s=2.0,
-                                            retry_after_max_s=60, max_retries=5))
+        engine = create_engine(
+            EngineConfig(
+                kind="openai", base_url=srv.url, request_deadline_s=2.0, retry_after_max_s=60, max_retries=5
+            )
+        )
         start = time.monotonic()
         results = engine.generate([msgs()])
         elapsed = time.monotonic() - start
@@ -182,8 +197,11 @@ def _retry_after_once(value_for):
 )
 def test_429_retry_after_is_waited_then_the_retry_succeeds(value_for, at_least):
     with _Server(_retry_after_once(value_for)) as srv:
-        engine = create_engine(EngineConfig(kind="openai", base_url=srv.url, backoff_s=0.01, max_retries=2,
-                                            request_deadline_s=20))
+        engine = create_engine(
+            EngineConfig(
+                kind="openai", base_url=srv.url, backoff_s=0.01, max_retries=2, request_deadline_s=20
+            )
+        )
         results = engine.generate([msgs()])
         out = [r.text for r in results]
         engine.close()
@@ -194,8 +212,9 @@ def test_429_retry_after_is_waited_then_the_retry_succeeds(value_for, at_least):
 
 def test_retry_after_is_capped():
     with _Server(_retry_after_once(lambda: "3600")) as srv:
-        engine = create_engine(EngineConfig(kind="openai", base_url=srv.url, retry_after_max_s=0.3,
-                                            request_deadline_s=20))
+        engine = create_engine(
+            EngineConfig(kind="openai", base_url=srv.url, retry_after_max_s=0.3, request_deadline_s=20)
+        )
         start = time.monotonic()
         results = engine.generate([msgs()])
         out = [r.text for r in results]
@@ -247,8 +266,15 @@ def test_dead_server_trips_the_breaker_and_a_probe_closes_it_again(monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", counting_connect)
     port = _free_port()  # nothing listens there: every connect is refused
-    cfg = EngineConfig(kind="openai", base_url=f"http://127.0.0.1:{port}/v1", concurrency=1, max_retries=2,
-                       backoff_s=0.01, breaker_failures=3, breaker_cooldown_s=0.5)
+    cfg = EngineConfig(
+        kind="openai",
+        base_url=f"http://127.0.0.1:{port}/v1",
+        concurrency=1,
+        max_retries=2,
+        backoff_s=0.01,
+        breaker_failures=3,
+        breaker_cooldown_s=0.5,
+    )
     engine = create_engine(cfg)
     runner = ExtractionRunner(engine, PromptConfig(), chunk_size=10)
     rows = runner.run([{"id": i, "sentence": f"{SENT} {i}"} for i in range(10)])
@@ -271,8 +297,9 @@ def test_dead_server_trips_the_breaker_and_a_probe_closes_it_again(monkeypatch):
 
 def test_http_errors_do_not_trip_the_breaker():
     with _Server(lambda h, b: _reply(h, 503, {"error": "busy"})) as srv:
-        engine = create_engine(EngineConfig(kind="openai", base_url=srv.url, max_retries=1, backoff_s=0.01,
-                                            breaker_failures=1))
+        engine = create_engine(
+            EngineConfig(kind="openai", base_url=srv.url, max_retries=1, backoff_s=0.01, breaker_failures=1)
+        )
         results = engine.generate([msgs(), msgs()])
         engine.close()
     # a server that answers is up: both items made both attempts
@@ -310,8 +337,11 @@ def test_non_string_content_is_a_per_item_error_row():
     with _Server(handle) as srv:
         engine = create_engine(EngineConfig(kind="openai", base_url=srv.url, max_retries=0))
         runner = ExtractionRunner(engine, PromptConfig())
-        items = [{"id": 0, "sentence": SENT}, *({"id": m, "sentence": f"{SENT} {m}"} for m in bad),
-                 {"id": 4, "sentence": SENT + " again"}]
+        items = [
+            {"id": 0, "sentence": SENT},
+            *({"id": m, "sentence": f"{SENT} {m}"} for m in bad),
+            {"id": 4, "sentence": SENT + " again"},
+        ]
         rows = runner.run(items)
         engine.close()
     assert [r["id"] for r in rows] == [0, "NUMBER", "LIST", "DICT", 4]
@@ -333,7 +363,9 @@ def test_non_string_content_does_not_sink_the_sweeps_arrow_batch():
     with _Server(handle) as srv:
         cfg = EngineConfig(kind="openai", base_url=srv.url, max_retries=0)
         runner = ExtractionRunner(create_engine(cfg), PromptConfig())
-        candidates = [_candidate(i, SENT + (" SEVEN" if i == 1 else ""), engine_model_id(cfg)) for i in range(3)]
+        candidates = [
+            _candidate(i, SENT + (" SEVEN" if i == 1 else ""), engine_model_id(cfg)) for i in range(3)
+        ]
         rows = extraction_rows(candidates, runner, "run-1")
         runner.engine.close()
     table = pa.Table.from_pylist(rows, schema=EXTRACTIONS)  # raised ArrowTypeError before
@@ -342,9 +374,20 @@ def test_non_string_content_does_not_sink_the_sweeps_arrow_batch():
 
 
 def _candidate(i: int, sentence: str, model_id: str) -> dict:
-    return {"extraction_key": f"k{i}", "pmid": str(100 + i), "pmid_version": 1, "sentence_index": 0,
-            "sentence_start": 0, "sentence_end": len(sentence), "sentence_text": sentence, "text_hash": f"h{i}",
-            "context": "", "mentions": [], "model_id": model_id, "prompt_version": "p"}
+    return {
+        "extraction_key": f"k{i}",
+        "pmid": str(100 + i),
+        "pmid_version": 1,
+        "sentence_index": 0,
+        "sentence_start": 0,
+        "sentence_end": len(sentence),
+        "sentence_text": sentence,
+        "text_hash": f"h{i}",
+        "context": "",
+        "mentions": [],
+        "model_id": model_id,
+        "prompt_version": "p",
+    }
 
 
 # --- 9: credentials in base_url -----------------------------------------------------------------------
@@ -410,6 +453,6 @@ def test_public_url(url, public):
 
 def test_redact_secrets_in_free_text():
     text = 'POST http://u:p4ss@h:1/v1/chat/completions?api_key=k3y&n=2 "HTTP/1.1 200 OK"; see https://h/x'
-    assert redact_secrets(text) == ('POST http://***@h:1/v1/chat/completions?api_key=***&n=2 "HTTP/1.1 200 OK"; '
-                                    "see https://h/x")
-
+    assert redact_secrets(text) == (
+        'POST http://***@h:1/v1/chat/completions?api_key=***&n=2 "HTTP/1.1 200 OK"; see https://h/x'
+    )

@@ -44,7 +44,9 @@ def test_driver_reporter_logs_at_the_end(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="jobs.progress")
     with StatusFileProgress(tmp_path / "p", 10, interval_s=3600) as progress:
         write_status(tmp_path / "p", 3, 10, 2)
-    assert progress.lines[-1].startswith("extract: 10/10 sentences (100%)") and progress.lines[-1].endswith("2 errors")
+    assert progress.lines[-1].startswith("extract: 10/10 sentences (100%)") and progress.lines[-1].endswith(
+        "2 errors"
+    )
     assert progress.lines[-1] in caplog.text
     with pytest.raises(ValueError):
         StatusFileProgress(tmp_path, 1, interval_s=0)
@@ -54,8 +56,12 @@ class _HalfBrokenRunner:
     """An engine stand-in: fails the sentences that contain "down", answers the others."""
 
     def run(self, items):
-        return [{"error": "ConnectError: down"} if "down" in i.sentence else
-                {"raw_output": "[]", "parse_status": "ok", "parsed": []} for i in items]
+        return [
+            {"error": "ConnectError: down"}
+            if "down" in i.sentence
+            else {"raw_output": "[]", "parse_status": "ok", "parsed": []}
+            for i in items
+        ]
 
 
 def test_extract_tasks_write_their_counts_after_every_batch(tmp_path, monkeypatch):
@@ -68,14 +74,31 @@ def test_extract_tasks_write_their_counts_after_every_batch(tmp_path, monkeypatc
     import jobs.progress
 
     original = jobs.progress.write_status
-    monkeypatch.setattr(jobs.progress, "write_status",
-                        lambda d, p, done, errors: (seen.append((p, done, errors)), original(d, p, done, errors)))
-    rows = [{"extraction_key": f"k{i}", "pmid": str(i), "pmid_version": 1, "sentence_index": 0,
-             "sentence_start": 0, "sentence_end": 10, "mentions": None,
-             "sentence_text": "engine down" if i == 3 else f"sentence {i}", "text_hash": "h", "context": "",
-             "model_id": "m", "prompt_version": "p"} for i in range(5)]
-    extract = sweep.make_extract_fn(EngineConfig(kind="rule_all_drugs"), PromptConfig(), 2, 1, "r1",
-                                    progress_dir=str(tmp_path))
+    monkeypatch.setattr(
+        jobs.progress,
+        "write_status",
+        lambda d, p, done, errors: (seen.append((p, done, errors)), original(d, p, done, errors)),
+    )
+    rows = [
+        {
+            "extraction_key": f"k{i}",
+            "pmid": str(i),
+            "pmid_version": 1,
+            "sentence_index": 0,
+            "sentence_start": 0,
+            "sentence_end": 10,
+            "mentions": None,
+            "sentence_text": "engine down" if i == 3 else f"sentence {i}",
+            "text_hash": "h",
+            "context": "",
+            "model_id": "m",
+            "prompt_version": "p",
+        }
+        for i in range(5)
+    ]
+    extract = sweep.make_extract_fn(
+        EngineConfig(kind="rule_all_drugs"), PromptConfig(), 2, 1, "r1", progress_dir=str(tmp_path)
+    )
     out = pa.Table.from_batches(list(extract(iter([pa.RecordBatch.from_pylist(rows)]))))
     assert out.num_rows == 5
     assert seen == [(0, 2, 0), (0, 4, 1), (0, 5, 1)]  # batches of 2: after each one, the counts so far
@@ -88,16 +111,28 @@ def test_sweep_reports_extract_progress_from_the_driver(spark, tmp_path, caplog)
     from jobs.sweep import SweepConfig, run_sweep
 
     caplog.set_level(logging.INFO, logger="jobs.progress")
-    config = load_config(SweepConfig, None, [f"warehouse={tmp_path / 'wh'}", "source=files",
-                                             f"inputs={json.dumps([str(FIXTURES / 'baseline')])}",
-                                             "engine.kind=rule_all_drugs", "progress_interval_s=0.05"])
+    config = load_config(
+        SweepConfig,
+        None,
+        [
+            f"warehouse={tmp_path / 'wh'}",
+            "source=files",
+            f"inputs={json.dumps([str(FIXTURES / 'baseline')])}",
+            "engine.kind=rule_all_drugs",
+            "progress_interval_s=0.05",
+        ],
+    )
     summary = run_sweep(config, spark=spark)
     lines = [r.getMessage() for r in caplog.records if r.name == "jobs.progress"]
     split = [line for line in lines if line.startswith("sentences:")]
-    assert split and split[-1].startswith(f"sentences: {summary.n_articles}/{summary.n_articles} articles (100%)")
+    assert split and split[-1].startswith(
+        f"sentences: {summary.n_articles}/{summary.n_articles} articles (100%)"
+    )
     lines = [line for line in lines if line.startswith("extract:")]
     # the counts can only come from the tasks' status files: the driver sees no rows until the write ends
-    assert lines and lines[-1].startswith(f"extract: {summary.n_candidates}/{summary.n_candidates} sentences (100%)")
+    assert lines and lines[-1].startswith(
+        f"extract: {summary.n_candidates}/{summary.n_candidates} sentences (100%)"
+    )
     assert lines[-1].endswith("0 errors")
     assert not (tmp_path / "wh" / "_staging").exists() or not any((tmp_path / "wh" / "_staging").iterdir())
 
@@ -109,10 +144,13 @@ def test_ingest_reports_records_parsed_from_the_driver(spark, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="jobs.progress")
     inputs = [Path(__file__).parent / "data" / "warehouse" / "nlm"]
     summary = run_ingest(spark, inputs, tmp_path / "wh", show_progress=False, progress_interval_s=0.05)
-    lines = [r.getMessage() for r in caplog.records if r.name == "jobs.progress" and r.getMessage().startswith("ingest:")]
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "jobs.progress" and r.getMessage().startswith("ingest:")
+    ]
     # the records of every file, counted by the parsing tasks (the driver sees no row until the write ends)
     records = summary.articles + summary.deletions + summary.errors
     assert records > 0 and lines and lines[-1].startswith(f"ingest: {records} records parsed, ")
     assert lines[-1].endswith(f"{summary.errors} error{'s' if summary.errors != 1 else ''}")
     assert not (tmp_path / "wh" / "_staging").exists() or not any((tmp_path / "wh" / "_staging").iterdir())
-

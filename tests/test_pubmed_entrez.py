@@ -133,13 +133,16 @@ def test_every_request_waits_for_the_rate_limiter(fake, config, tmp_path, monkey
     assert config.effective_rate == 10 and intervals == pytest.approx([0.1] * len(intervals))
 
 
-@pytest.mark.parametrize("calls,expected_sleeps", [
-    ([0.0, 0.0, 0.0], [0.0, 0.1, 0.1]),  # back to back: each waits one interval after the previous start
-    ([0.0, 0.05, 0.5], [0.0, 0.05, 0.0]),  # a late call waits for nothing
-    ([1.0, 1.02, 1.03], [0.0, 0.08, 0.1]),  # the second sleeps to its slot, the third one more interval
-])
+@pytest.mark.parametrize(
+    "calls,expected_sleeps",
+    [
+        ([0.0, 0.0, 0.0], [0.0, 0.1, 0.1]),  # back to back: each waits one interval after the previous start
+        ([0.0, 0.05, 0.5], [0.0, 0.05, 0.0]),  # a late call waits for nothing
+        ([1.0, 1.02, 1.03], [0.0, 0.08, 0.1]),  # the second sleeps to its slot, the third one more interval
+    ],
+)
 def test_min_interval_limiter_on_a_fake_clock(monkeypatch, calls, expected_sleeps):
-    import etl.pubmed.retry as retry
+    from etl.pubmed import retry
 
     clock = {"now": 0.0}
     slept = []

@@ -56,7 +56,9 @@ def test_update_file_counts_match_readme():
 )
 def test_parse_reports_its_progress_in_records(path, every, reports):
     seen: list[tuple[int, int]] = []
-    tables = parse_to_tables(path, path.name, lambda n, errors: seen.append((n, errors)), progress_every=every)
+    tables = parse_to_tables(
+        path, path.name, lambda n, errors: seen.append((n, errors)), progress_every=every
+    )
     assert seen == reports
     assert sum(t.num_rows for t in tables.values()) == reports[-1][0]
 

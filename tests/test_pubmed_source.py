@@ -166,7 +166,9 @@ def test_record_splitter_searches_each_byte_a_bounded_number_of_times(monkeypatc
     growing 20 MB buffer, 3 GB scanned (40 MB took 24 s).  Now each block is searched once."""
     big = b"<PubmedArticle><PMID>1</PMID><Abstract>" + b" " * (20 * MB) + b"</Abstract></PubmedArticle>"
     small = b"<PubmedArticle><PMID>2</PMID></PubmedArticle>"
-    data = b"<PubmedArticleSet>\n" + big + b"\n<MedlineCitation Owner='x'>\n" + small + b"\n</PubmedArticleSet>"
+    data = (
+        b"<PubmedArticleSet>\n" + big + b"\n<MedlineCitation Owner='x'>\n" + small + b"\n</PubmedArticleSet>"
+    )
     meter = _MeteredStart(source_module._START, budget=4 * len(data))
     monkeypatch.setattr(source_module, "_START", meter)
     records = list(source_module.split_records(_Blocks(data), legacy=False))
@@ -187,7 +189,9 @@ def test_oversized_record_is_handed_over_cut_and_skipped_in_bounded_memory(monke
     del big
     tracemalloc.start()
     try:
-        records = [(tag, len(chunk) if chunk else chunk) for tag, chunk in source_module.split_records(stream, False)]
+        records = [
+            (tag, len(chunk) if chunk else chunk) for tag, chunk in source_module.split_records(stream, False)
+        ]
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -217,7 +221,12 @@ def test_record_splitter_broken_and_unterminated_records_across_blocks():
         def read(self, size=-1):
             return self._data.read(1)
 
-    expected = [("PubmedArticle", one), ("PubmedArticle", None), ("PubmedArticle", one), ("DeleteCitation", None)]
+    expected = [
+        ("PubmedArticle", one),
+        ("PubmedArticle", None),
+        ("PubmedArticle", one),
+        ("DeleteCitation", None),
+    ]
     assert list(source_module.split_records(_Blocks(data), legacy=False)) == expected
     assert list(source_module.split_records(OneByte(data), legacy=False)) == expected
 

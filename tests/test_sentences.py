@@ -26,7 +26,10 @@ def parts(text):
         ("Drugs, e.g. Cisplatin, were used. Then more.", ["Drugs, e.g. Cisplatin, were used.", "Then more."]),
         ("It was given i.v. Twice daily doses followed.", ["It was given i.v. Twice daily doses followed."]),
         ("The dose was 2.5 mg/kg. Next.", ["The dose was 2.5 mg/kg.", "Next."]),
-        ("As shown in Fig. 2 the effect was large. Next.", ["As shown in Fig. 2 the effect was large.", "Next."]),
+        (
+            "As shown in Fig. 2 the effect was large. Next.",
+            ["As shown in Fig. 2 the effect was large.", "Next."],
+        ),
         ("A vs. B were compared. Next.", ["A vs. B were compared.", "Next."]),
         ("Reported by J. Smith and A. B. Jones. Next.", ["Reported by J. Smith and A. B. Jones.", "Next."]),
         ("Given b.i.d. Dosing was oral.", ["Given b.i.d. Dosing was oral."]),
@@ -153,8 +156,16 @@ LONG_WORDS = "x" * (N // 2) + " " + "y" * (N // 2) + "."
         ("a.\n" * (N // 3), ["a."] * (N // 3)),
     ],
     ids=[
-        "dot-run", "bang-and-closer-runs", "runs-without-boundary", "long-words", "long-dotted-abbreviation",
-        "space-run", "unicode-space-run-then-lower-case", "dot-space-runs", "initials", "newline-runs",
+        "dot-run",
+        "bang-and-closer-runs",
+        "runs-without-boundary",
+        "long-words",
+        "long-dotted-abbreviation",
+        "space-run",
+        "unicode-space-run-then-lower-case",
+        "dot-space-runs",
+        "initials",
+        "newline-runs",
         "many-lines",
     ],
 )
@@ -163,7 +174,15 @@ def test_pathological_shapes_split_as_specified(text, expected):
 
 
 _ALPHABET = list(".?!  \n\t\u00a0\u2028AaJexbi1)\"'\u201d\u2019(\u201c[]\u0391") + [
-    "al", "e.g", "i.v", "Fig", "vs", "b.i.d", "U.S", "et al.", ".\n",
+    "al",
+    "e.g",
+    "i.v",
+    "Fig",
+    "vs",
+    "b.i.d",
+    "U.S",
+    "et al.",
+    ".\n",
 ]
 
 

@@ -29,15 +29,36 @@ BASELINE = FIXTURES / "baseline" / "pubmed99n0001.xml"
 UPDATE = FIXTURES / "updatefiles" / "pubmed99n0002.xml"
 ENGINE = "rule_all_drugs"
 # Columns that legitimately differ between two runs over the same input.
-VOLATILE = {"run_id", "extracted_at", "ingested_at", "started_at", "finished_at", "stage_seconds", "source_file"}
-CONTENT_TABLES = ("articles", "deletions", "sentences", "extractions", "combinations", "combination_drugs",
-                  "extraction_errors", "current_combinations", "combination_kb")
+VOLATILE = {
+    "run_id",
+    "extracted_at",
+    "ingested_at",
+    "started_at",
+    "finished_at",
+    "stage_seconds",
+    "source_file",
+}
+CONTENT_TABLES = (
+    "articles",
+    "deletions",
+    "sentences",
+    "extractions",
+    "combinations",
+    "combination_drugs",
+    "extraction_errors",
+    "current_combinations",
+    "combination_kb",
+)
 
 
 def make_config(warehouse: Path, *extra: str, baseline_only: bool = False) -> SweepConfig:
-    inputs = json.dumps([str(BASELINE.parent)] if baseline_only else [str(BASELINE.parent), str(UPDATE.parent)])
+    inputs = json.dumps(
+        [str(BASELINE.parent)] if baseline_only else [str(BASELINE.parent), str(UPDATE.parent)]
+    )
     return load_config(
-        SweepConfig, None, [f"warehouse={warehouse}", "source=files", f"inputs={inputs}", f"engine.kind={ENGINE}", *extra]
+        SweepConfig,
+        None,
+        [f"warehouse={warehouse}", "source=files", f"inputs={inputs}", f"engine.kind={ENGINE}", *extra],
     )
 
 
@@ -60,7 +81,9 @@ def table_hashes(warehouse: Path) -> dict[str, str]:
     with connect_readonly(warehouse) as con:
         for name in CONTENT_TABLES:
             cols = [c[0] for c in con.execute(f"DESCRIBE {name}").fetchall() if c[0] not in VOLATILE]
-            rows = con.execute(f"SELECT {', '.join(map(repr, cols)).replace(chr(39), chr(34))} FROM {name}").fetchall()
+            rows = con.execute(
+                f"SELECT {', '.join(map(repr, cols)).replace(chr(39), chr(34))} FROM {name}"
+            ).fetchall()
             digest = hashlib.sha256()
             for row in sorted(repr(r) for r in rows):
                 digest.update(row.encode())
@@ -92,13 +115,18 @@ def test_current_views_follow_nlm_rules(reference):
     assert "1129034" not in pmids  # deleted by the update file
     assert pmids["2581512"] == 2  # the new version is current ...
     # ... and both versions stay in history
-    assert query(reference, "SELECT count(DISTINCT pmid_version) FROM articles WHERE pmid = '2581512'") == [(2,)]
+    assert query(reference, "SELECT count(DISTINCT pmid_version) FROM articles WHERE pmid = '2581512'") == [
+        (2,)
+    ]
     current = {r[0] for r in query(reference, "SELECT DISTINCT pmid FROM current_combinations")}
     history = {r[0] for r in query(reference, "SELECT DISTINCT pmid FROM combinations")}
     assert "1129034" in history and "1129034" not in current
     # the revised abstract (same version) is split again; only its current sentences are current
-    revised = query(reference, """SELECT count(*) FROM current_sentences s JOIN current_articles a USING (pmid, pmid_version)
-                                  WHERE pmid = '9058098' AND position(s.text IN a.abstract) = 0""")
+    revised = query(
+        reference,
+        """SELECT count(*) FROM current_sentences s JOIN current_articles a USING (pmid, pmid_version)
+                                  WHERE pmid = '9058098' AND position(s.text IN a.abstract) = 0""",
+    )
     assert revised == [(0,)]
 
 
@@ -116,9 +144,15 @@ def test_rows_and_kb_carry_the_rule_engines_confidence(reference):
     expected = RULE_CONFIDENCE[ENGINE]
     assert query(reference, "SELECT DISTINCT confidence FROM current_combinations") == [(expected,)]
     # the extraction rows carry it on each relation (what the combinations stage copied)
-    assert query(reference, """SELECT DISTINCT r.confidence, r.label_logprobs IS NULL
-                               FROM current_extractions, UNNEST(relations) AS t(r)""") == [(expected, True)]
-    kb = query(reference, "SELECT max_confidence, mean_confidence, evidence_rank FROM combination_kb ORDER BY evidence_rank")
+    assert query(
+        reference,
+        """SELECT DISTINCT r.confidence, r.label_logprobs IS NULL
+                               FROM current_extractions, UNNEST(relations) AS t(r)""",
+    ) == [(expected, True)]
+    kb = query(
+        reference,
+        "SELECT max_confidence, mean_confidence, evidence_rank FROM combination_kb ORDER BY evidence_rank",
+    )
     assert kb and all(mx == mean == expected for mx, mean, _ in kb)
     assert [rank for _, _, rank in kb] == list(range(1, len(kb) + 1))
 
@@ -149,24 +183,47 @@ def test_killed_sweep_then_rerun_equals_uninterrupted_run(baseline_swept, refere
     warehouse = tmp_path / "wh"
     shutil.copytree(baseline_swept, warehouse)
     inputs = [str(BASELINE.parent), str(UPDATE.parent)]
-    cmd = [sys.executable, "-m", "jobs", "sweep", "--warehouse", str(warehouse), "--input", *inputs,
-           "--engine", ENGINE, "--master", "local[1]"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs",
+        "sweep",
+        "--warehouse",
+        str(warehouse),
+        "--input",
+        *inputs,
+        "--engine",
+        ENGINE,
+        "--master",
+        "local[1]",
+    ]
     marker = tmp_path / "paused"
     env = {**os.environ, "REXDRUG_PAUSE_AT_STAGE": stage, "REXDRUG_PAUSE_MARKER": str(marker)}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     try:
         wait_for_pause(proc, marker, timeout_s=240)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=60)
-    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert table_hashes(warehouse) == table_hashes(reference)
 
 
-@pytest.mark.parametrize("n_articles, parallelism, tasks", [
-    (5, 2, 2), (1, 2, 1), (0, 2, 1), (4000, 2, 2), (4001, 2, 3), (10_000, 16, 16), (100_000, 16, 50),
-])
+@pytest.mark.parametrize(
+    "n_articles, parallelism, tasks",
+    [
+        (5, 2, 2),
+        (1, 2, 1),
+        (0, 2, 1),
+        (4000, 2, 2),
+        (4001, 2, 3),
+        (10_000, 16, 16),
+        (100_000, 16, 50),
+    ],
+)
 def test_sentence_tasks(n_articles, parallelism, tasks):
     from jobs.sweep import sentence_tasks
 

@@ -19,9 +19,18 @@ def test_the_sweeps_sentence_stage_uses_the_configured_selector(kind, expected):
 
     config = load_config(SweepConfig, None, ["source=demo", f"selector.kind={kind}"])
     abstract = "We docked paclitaxel and sotorasib into KRAS."
-    batch = pa.RecordBatch.from_pylist([{"pmid": "1", "pmid_version": 1, "abstract": abstract, "chemicals": None,
-                                         "mesh_headings": None,
-                                         "abstract_hash": hashlib.md5(abstract.encode()).hexdigest()}])
+    batch = pa.RecordBatch.from_pylist(
+        [
+            {
+                "pmid": "1",
+                "pmid_version": 1,
+                "abstract": abstract,
+                "chemicals": None,
+                "mesh_headings": None,
+                "abstract_hash": hashlib.md5(abstract.encode()).hexdigest(),
+            }
+        ]
+    )
     assert isinstance(config.selector, SelectorConfig)
     (out,) = list(make_sentences_fn(config.selector)(iter([batch])))
     assert out.column("is_candidate").to_pylist() == [expected]
@@ -35,9 +44,20 @@ def test_a_failing_batch_stores_and_logs_its_reason_without_credentials(caplog):
         def run(self, items):
             raise ConnectionError("cannot reach http://alice:s3cret@llm.internal:8000/v1?api_key=KEY123")
 
-    candidates = [{"sentence_text": "Cisplatin plus gemcitabine.", "extraction_key": "k", "pmid": "1",
-                   "pmid_version": 1, "sentence_index": 0, "sentence_start": 0, "sentence_end": 27,
-                   "text_hash": "h", "model_id": "openai:m@http://llm.internal:8000/v1", "prompt_version": "p"}]
+    candidates = [
+        {
+            "sentence_text": "Cisplatin plus gemcitabine.",
+            "extraction_key": "k",
+            "pmid": "1",
+            "pmid_version": 1,
+            "sentence_index": 0,
+            "sentence_start": 0,
+            "sentence_end": 27,
+            "text_hash": "h",
+            "model_id": "openai:m@http://llm.internal:8000/v1",
+            "prompt_version": "p",
+        }
+    ]
     with caplog.at_level("DEBUG"):
         rows = extraction_rows(candidates, Raising(), "run-1")
     assert [r["parse_status"] for r in rows] == ["engine_error"]

@@ -43,16 +43,37 @@ def ncbi():
 
 
 @pytest.mark.spark
-def test_entrez_sweep_ingests_and_extracts_with_the_eutilities_settings(spark, ncbi, tmp_path, capsys, monkeypatch):
+def test_entrez_sweep_ingests_and_extracts_with_the_eutilities_settings(
+    spark, ncbi, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setenv("NCBI_EMAIL", EMAIL)
     monkeypatch.setenv("NCBI_API_KEY", API_KEY)
     warehouse = tmp_path / "wh"
     config = tmp_path / "sweep.yaml"
-    config.write_text(yaml.safe_dump({"entrez": {
-        "base_url": ncbi.eutils_base_url, "tool": TOOL, "batch_size": 3, "backoff_base_s": 0.001,
-    }}))
-    base = ["sweep", "--warehouse", str(warehouse), "--source", "entrez", "--config", str(config),
-            "--engine", "rule_all_drugs", "--no-kb"]
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "entrez": {
+                    "base_url": ncbi.eutils_base_url,
+                    "tool": TOOL,
+                    "batch_size": 3,
+                    "backoff_base_s": 0.001,
+                }
+            }
+        )
+    )
+    base = [
+        "sweep",
+        "--warehouse",
+        str(warehouse),
+        "--source",
+        "entrez",
+        "--config",
+        str(config),
+        "--engine",
+        "rule_all_drugs",
+        "--no-kb",
+    ]
 
     # the nightly form: no --until (up to yesterday), new and revised records
     assert main([*base, "--since", "2024-01-01"]) == 0
@@ -113,7 +134,11 @@ def test_parse_day(value, expected):
         (["since=2024-01-01"], {}, "email address is required"),
         (["since=soon"], {"NCBI_EMAIL": EMAIL}, "since must be a day"),
         (["since=2024-01-01", "entrez.batch_size=0"], {"NCBI_EMAIL": EMAIL}, "batch_size"),
-        (["since=2024-01-01", "entrez.rate_per_s=5"], {"NCBI_EMAIL": EMAIL}, r"rate_per_s must be in \(0, 3\]"),
+        (
+            ["since=2024-01-01", "entrez.rate_per_s=5"],
+            {"NCBI_EMAIL": EMAIL},
+            r"rate_per_s must be in \(0, 3\]",
+        ),
         (["since=2024-01-01", "datetype=cdat"], {"NCBI_EMAIL": EMAIL}, "datetype"),
     ],
 )

@@ -43,12 +43,22 @@ def fake_openai():
 
 
 def write_config(path: Path, server: FakeOpenAI) -> Path:
-    path.write_text(yaml.safe_dump({
-        "engine": {"kind": "openai", "model": "fake-rule", "base_url": server.base_url, "max_retries": 0,
-                   "timeout_s": 30, "concurrency": 1},
-        "extract_partitions": PARTITIONS,
-        "batch_size": 2,  # several engine calls per partition: a checkpoint holds a whole partition
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "engine": {
+                    "kind": "openai",
+                    "model": "fake-rule",
+                    "base_url": server.base_url,
+                    "max_retries": 0,
+                    "timeout_s": 30,
+                    "concurrency": 1,
+                },
+                "extract_partitions": PARTITIONS,
+                "batch_size": 2,  # several engine calls per partition: a checkpoint holds a whole partition
+            }
+        )
+    )
     return path
 
 
@@ -64,12 +74,30 @@ def checkpoint_files(warehouse: Path) -> list[Path]:
 
 def kill_after_partitions(warehouse: Path, config: Path, tmp_path: Path) -> None:
     """Run the CLI in its own process group until the pause point, then SIGKILL it and the paused worker."""
-    cmd = [sys.executable, "-m", "jobs", "sweep", "--warehouse", str(warehouse), "--config", str(config),
-           "--input", str(BASELINE_DIR), "--master", "local[1]"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs",
+        "sweep",
+        "--warehouse",
+        str(warehouse),
+        "--config",
+        str(config),
+        "--input",
+        str(BASELINE_DIR),
+        "--master",
+        "local[1]",
+    ]
     marker = tmp_path / "paused"
-    env = {**os.environ, "REXDRUG_PAUSE_AT_STAGE": "extract-checkpoint", "REXDRUG_PAUSE_AFTER": str(KILL_AFTER),
-           "REXDRUG_PAUSE_MARKER": str(marker)}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    env = {
+        **os.environ,
+        "REXDRUG_PAUSE_AT_STAGE": "extract-checkpoint",
+        "REXDRUG_PAUSE_AFTER": str(KILL_AFTER),
+        "REXDRUG_PAUSE_MARKER": str(marker),
+    }
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     try:
         wait_for_pause(proc, marker, timeout_s=300)
         worker = int(marker.read_text())  # the Spark Python worker that paused inside its task
@@ -106,7 +134,9 @@ def test_killed_sweep_resumes_without_redoing_finished_partitions(spark, fake_op
     assert sent_by_rerun == n - in_checkpoints  # only the unfinished partitions went to the engine
     assert (rerun.n_candidates, rerun.n_extracted, rerun.n_failed) == (n, n, 0)
     with connect_readonly(warehouse) as con:
-        assert con.execute("SELECT n_resumed, n_extracted FROM sweep_runs").fetchall() == [(in_checkpoints, n)]
+        assert con.execute("SELECT n_resumed, n_extracted FROM sweep_runs").fetchall() == [
+            (in_checkpoints, n)
+        ]
         assert con.execute("SELECT count(DISTINCT run_id) FROM extractions").fetchall() == [(1,)]
     assert table_hashes(warehouse) == table_hashes(tmp_path / "reference")
     assert not WarehouseLayout(warehouse).checkpoints.exists()

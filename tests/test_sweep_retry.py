@@ -30,16 +30,36 @@ def query(warehouse: Path, sql: str) -> list[tuple]:
 
 
 def run_sweep_cli(warehouse: Path, config: Path, capsys) -> tuple[int, dict]:
-    code = main(["sweep", "--warehouse", str(warehouse), "--config", str(config), "--no-kb",
-                 "--input", str(BASELINE_DIR)])
+    code = main(
+        [
+            "sweep",
+            "--warehouse",
+            str(warehouse),
+            "--config",
+            str(config),
+            "--no-kb",
+            "--input",
+            str(BASELINE_DIR),
+        ]
+    )
     return code, json.loads(capsys.readouterr().out)
 
 
 def engine_config(path: Path, server: FakeOpenAI) -> Path:
-    path.write_text(yaml.safe_dump({"engine": {
-        "kind": "openai", "model": "fake-rule", "base_url": server.base_url,
-        "max_retries": 0, "timeout_s": 30, "concurrency": 2,
-    }}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "engine": {
+                    "kind": "openai",
+                    "model": "fake-rule",
+                    "base_url": server.base_url,
+                    "max_retries": 0,
+                    "timeout_s": 30,
+                    "concurrency": 2,
+                }
+            }
+        )
+    )
     return path
 
 
@@ -63,8 +83,12 @@ def test_outage_fails_the_run_and_the_next_sweep_retries_it(spark, fake_openai, 
     assert (first["n_extracted"], first["n_failed"], first["n_combinations"]) == (n, n, 0)
     assert {status for _, status in fake_openai.requests} == {503}
     assert query(warehouse, "SELECT status, n_failed FROM sweep_runs") == [("failed", n)]
-    assert query(warehouse, "SELECT parse_status, count(*) FROM extractions GROUP BY ALL") == [("engine_error", n)]
-    assert query(warehouse, "SELECT count(*) FROM current_extractions WHERE parse_status = 'engine_error'") == [(n,)]
+    assert query(warehouse, "SELECT parse_status, count(*) FROM extractions GROUP BY ALL") == [
+        ("engine_error", n)
+    ]
+    assert query(
+        warehouse, "SELECT count(*) FROM current_extractions WHERE parse_status = 'engine_error'"
+    ) == [(n,)]
     assert query(warehouse, "SELECT count(*) FROM current_combinations") == [(0,)]
 
     # 2. the engine is back: the same sentences (same keys) are extracted again, nothing is skipped
@@ -72,15 +96,25 @@ def test_outage_fails_the_run_and_the_next_sweep_retries_it(spark, fake_openai, 
     code, second = run_sweep_cli(warehouse, config, capsys)
     assert code == 0
     assert second["status"] == "committed" and second["model_id"] == first["model_id"]
-    assert (second["n_articles"], second["n_candidates"], second["n_retried"], second["n_skipped"]) == (0, n, n, 0)
+    assert (second["n_articles"], second["n_candidates"], second["n_retried"], second["n_skipped"]) == (
+        0,
+        n,
+        n,
+        0,
+    )
     assert (second["n_extracted"], second["n_failed"]) == (n, 0) and second["n_combinations"] > 0
     # history keeps the failed rows beside the successes; the current view shows the successes only
-    assert query(warehouse, "SELECT count(*), count(DISTINCT extraction_key) FROM extractions") == [(2 * n, n)]
+    assert query(warehouse, "SELECT count(*), count(DISTINCT extraction_key) FROM extractions") == [
+        (2 * n, n)
+    ]
     current = query(warehouse, "SELECT parse_status, run_id, count(*) FROM current_extractions GROUP BY ALL")
     assert [(status, run, count) for status, run, count in current] == [("ok", second["run_id"], n)]
     assert query(warehouse, "SELECT count(*) FROM current_extraction_errors WHERE stage = 'engine'") == [(0,)]
     assert query(warehouse, "SELECT count(*) FROM extraction_errors WHERE stage = 'engine'") == [(n,)]
-    assert query(warehouse, "SELECT status FROM sweep_runs ORDER BY started_at") == [("failed",), ("committed",)]
+    assert query(warehouse, "SELECT status FROM sweep_runs ORDER BY started_at") == [
+        ("failed",),
+        ("committed",),
+    ]
     combos = query(warehouse, "SELECT DISTINCT run_id FROM current_combinations")
     assert combos == [(second["run_id"],)]
     assert query(warehouse, "SELECT count(*) FROM current_combinations") == [(second["n_combinations"],)]
@@ -91,7 +125,12 @@ def test_outage_fails_the_run_and_the_next_sweep_retries_it(spark, fake_openai, 
     # 3. the successes are final: a sweep after them has nothing to extract
     code, third = run_sweep_cli(warehouse, config, capsys)
     assert code == 0
-    assert (third["n_candidates"], third["n_retried"], third["n_skipped"], third["n_extracted"]) == (0, 0, n, 0)
+    assert (third["n_candidates"], third["n_retried"], third["n_skipped"], third["n_extracted"]) == (
+        0,
+        0,
+        n,
+        0,
+    )
 
 
 def test_a_partial_outage_commits_and_retries_only_the_failed_sentences(spark, fake_openai, tmp_path, capsys):
@@ -108,10 +147,17 @@ def test_a_partial_outage_commits_and_retries_only_the_failed_sentences(spark, f
     code, second = run_sweep_cli(warehouse, config, capsys)
     assert code == 0
     assert (second["n_candidates"], second["n_retried"], second["n_skipped"], second["n_failed"]) == (
-        failed, failed, n - failed, 0)
+        failed,
+        failed,
+        n - failed,
+        0,
+    )
     assert query(warehouse, "SELECT count(*) FROM extractions") == [(n + failed,)]
-    assert query(warehouse, """SELECT count(*), count(DISTINCT extraction_key) FROM current_extractions
-                               WHERE parse_status = 'ok'""") == [(n, n)]
+    assert query(
+        warehouse,
+        """SELECT count(*), count(DISTINCT extraction_key) FROM current_extractions
+                               WHERE parse_status = 'ok'""",
+    ) == [(n, n)]
     assert_relations_are_the_rule_baselines(warehouse)
 
 
@@ -122,11 +168,17 @@ def prompts_containing(warehouse: Path, text: str) -> list[str]:
     from model.prompting import build_messages, candidate_hints
 
     prompt, matcher = SweepConfig().prompt, default_matcher()
-    rows = query(warehouse, """SELECT s.text, a.abstract FROM current_sentences s
-                               JOIN current_articles a USING (pmid, pmid_version) WHERE s.is_candidate""")
+    rows = query(
+        warehouse,
+        """SELECT s.text, a.abstract FROM current_sentences s
+                               JOIN current_articles a USING (pmid, pmid_version) WHERE s.is_candidate""",
+    )
     hints = (lambda sentence: candidate_hints(sentence, matcher)) if prompt.hints else (lambda sentence: None)
-    return [sentence for sentence, abstract in rows
-            if text in json.dumps(build_messages(sentence, abstract, prompt, hints(sentence)), ensure_ascii=False)]
+    return [
+        sentence
+        for sentence, abstract in rows
+        if text in json.dumps(build_messages(sentence, abstract, prompt, hints(sentence)), ensure_ascii=False)
+    ]
 
 
 def assert_relations_are_the_rule_baselines(warehouse: Path) -> None:
@@ -135,14 +187,19 @@ def assert_relations_are_the_rule_baselines(warehouse: Path) -> None:
     from model.engines import EngineConfig, create_engine
     from model.extraction import ExtractionRunner
 
-    rows = query(warehouse, """SELECT x.sentence_text, a.abstract, x.relations
+    rows = query(
+        warehouse,
+        """SELECT x.sentence_text, a.abstract, x.relations
                                FROM current_extractions x JOIN current_articles a USING (pmid, pmid_version)
-                               ORDER BY x.pmid, x.sentence_index""")
+                               ORDER BY x.pmid, x.sentence_index""",
+    )
     matcher = default_matcher()
-    runner = ExtractionRunner(create_engine(EngineConfig(kind="rule_all_drugs"), matcher=matcher),
-                              SweepConfig().prompt, matcher=matcher)
+    runner = ExtractionRunner(
+        create_engine(EngineConfig(kind="rule_all_drugs"), matcher=matcher),
+        SweepConfig().prompt,
+        matcher=matcher,
+    )
     expected = runner.run([{"sentence": text, "context": abstract} for text, abstract, _ in rows])
     got = [[(r["label"], [d["name"] for d in r["drugs"]]) for r in relations] for _, _, relations in rows]
     want = [[(r["label"], [d["name"] for d in r["drugs"]]) for r in e["parsed"]] for e in expected]
     assert got == want and any(got)
-

@@ -34,11 +34,24 @@ def test_merge_command(tmp_path, capsys):
     from transformers import AutoModelForCausalLM
 
     base = build_tiny_model_dir(tmp_path / "base")
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                           LoraConfig(r=2, lora_alpha=4, target_modules="all-linear", init_lora_weights=False))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(r=2, lora_alpha=4, target_modules="all-linear", init_lora_weights=False),
+    )
     model.save_pretrained(tmp_path / "adapter")
-    assert main(["train", "merge", f"base={base}", f"adapter={tmp_path / 'adapter'}",
-                 f"output={tmp_path / 'merged'}", "dtype=float32"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "merge",
+                f"base={base}",
+                f"adapter={tmp_path / 'adapter'}",
+                f"output={tmp_path / 'merged'}",
+                "dtype=float32",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["merged"] == str(tmp_path / "merged")
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
     original = AutoModelForCausalLM.from_pretrained(base)
@@ -49,8 +62,13 @@ def test_merge_command(tmp_path, capsys):
 # --- `rexdrug train calibrate|package`: the training tools behind the one CLI ----------------------------
 
 
-@pytest.mark.parametrize(("step", "options"), [("calibrate", ["--adapter", "--confidence", "--from-scores"]),
-                                               ("package", ["--run", "--name", "--into"])])
+@pytest.mark.parametrize(
+    ("step", "options"),
+    [
+        ("calibrate", ["--adapter", "--confidence", "--from-scores"]),
+        ("package", ["--run", "--name", "--into"]),
+    ],
+)
 def test_train_tools_have_help_with_the_modules_options(step, options, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["train", step, "--help"])
@@ -73,16 +91,28 @@ def test_python_m_training_tools_run_the_same_parser():
 
     repo = Path(__file__).resolve().parents[1]
     for step in ("calibrate", "package"):
-        module = subprocess.run([sys.executable, "-m", f"training.{step}", "--help"], capture_output=True, text=True,
-                                cwd=repo, check=True).stdout
-        cli = subprocess.run([sys.executable, "-m", "jobs", "train", step, "--help"], capture_output=True, text=True,
-                             cwd=repo, check=True).stdout
+        module = subprocess.run(
+            [sys.executable, "-m", f"training.{step}", "--help"],
+            capture_output=True,
+            text=True,
+            cwd=repo,
+            check=True,
+        ).stdout
+        cli = subprocess.run(
+            [sys.executable, "-m", "jobs", "train", step, "--help"],
+            capture_output=True,
+            text=True,
+            cwd=repo,
+            check=True,
+        ).stdout
         assert _options(module) == _options(cli) and "--help" in _options(cli)
 
 
 def test_train_tools_configuration_errors_exit_2(tmp_path, capsys):
     assert main(["train", "calibrate", "--adapter", str(tmp_path / "missing")]) == 2  # no training record
-    assert main(["train", "package", "--run", str(tmp_path), "--into", str(tmp_path / "adapters")]) == 2  # no adapter
+    assert (
+        main(["train", "package", "--run", str(tmp_path), "--into", str(tmp_path / "adapters")]) == 2
+    )  # no adapter
     assert capsys.readouterr().out == ""  # nothing on stdout but data
     with pytest.raises(SystemExit) as exit_:  # usage errors: argparse's exit 2
         main(["train", "package"])
@@ -98,9 +128,15 @@ def test_train_package_writes_the_bundled_adapter_and_prints_its_folder(tmp_path
 
     run = tmp_path / "run"
     run.mkdir()
-    save_file({"base_model.model.layers.0.q_proj.lora_A.weight": torch.ones(2, 4)}, str(run / "adapter_model.safetensors"))
+    save_file(
+        {"base_model.model.layers.0.q_proj.lora_A.weight": torch.ones(2, 4)},
+        str(run / "adapter_model.safetensors"),
+    )
     (run / "adapter_config.json").write_text(json.dumps({"r": 2, "base_model_name_or_path": "/somewhere"}))
-    assert main(["train", "package", "--run", str(run), "--name", "mine", "--into", str(tmp_path / "adapters")]) == 0
+    assert (
+        main(["train", "package", "--run", str(run), "--name", "mine", "--into", str(tmp_path / "adapters")])
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out == {"packaged": str(tmp_path / "adapters" / "mine")}
     assert json.loads((tmp_path / "adapters" / "mine" / "adapter_config.json").read_text())["r"] == 2

@@ -20,7 +20,13 @@ OFFICIAL_KEYS = {"any_partial", "pos_partial", "any_exact", "pos_exact"}
 
 class _Mention:
     def __init__(self, start, end, surface):
-        self.start, self.end, self.surface, self.id, self.is_class = start, end, surface, surface.lower(), False
+        self.start, self.end, self.surface, self.id, self.is_class = (
+            start,
+            end,
+            surface,
+            surface.lower(),
+            False,
+        )
 
 
 class FixtureMatcher:
@@ -30,8 +36,11 @@ class FixtureMatcher:
 
     def find(self, text):
         low = text.lower()
-        return [_Mention(low.find(n), low.find(n) + len(n), text[low.find(n):low.find(n) + len(n)])
-                for n in self.VOCAB if n in low]
+        return [
+            _Mention(low.find(n), low.find(n) + len(n), text[low.find(n) : low.find(n) + len(n)])
+            for n in self.VOCAB
+            if n in low
+        ]
 
 
 class GoldEngine(Engine):
@@ -86,8 +95,9 @@ def test_dev_prompts_carry_training_hints_and_gold_scores_one(hints_source, monk
 def test_evaluate_dev_on_in_memory_model_restores_its_state(tmp_path):
     from training.common import ModelSettings, load_model
 
-    model, tokenizer = load_model(ModelSettings(name_or_path=str(build_tiny_model_dir(tmp_path / "m")),
-                                                dtype="float32"))
+    model, tokenizer = load_model(
+        ModelSettings(name_or_path=str(build_tiny_model_dir(tmp_path / "m")), dtype="float32")
+    )
     tokenizer.padding_side = "right"
     model.train()
     cfg = _config("spans")

@@ -41,8 +41,14 @@ def test_grpo_rows_carry_reward_columns():
     assert {"prompt", "gold", "sentence", "task", "doc_id"} <= set(rows[0])
     # the rewards accept these rows as they are: a perfect answer to row 0 scores 1 on accuracy
     gold = rows[0]["gold"]
-    perfect = "<answer>" + gold + "</answer>" if gold != "[]" else '<answer>[{"type": "NO_COMB", "ent_set": []}]</answer>'
-    assert R.accuracy_reward([perfect], gold=[gold], sentence=[rows[0]["sentence"]], task=["drugcomb"]) == [1.0]
+    perfect = (
+        "<answer>" + gold + "</answer>"
+        if gold != "[]"
+        else '<answer>[{"type": "NO_COMB", "ent_set": []}]</answer>'
+    )
+    assert R.accuracy_reward([perfect], gold=[gold], sentence=[rows[0]["sentence"]], task=["drugcomb"]) == [
+        1.0
+    ]
 
 
 def test_batch_must_hold_whole_groups():
@@ -56,14 +62,29 @@ def test_one_grpo_step_changes_weights(tiny_model, tmp_path):
     from safetensors.torch import load_file
 
     out = tmp_path / "grpo"
-    cfg = load_config(GRPOConfigFile, None, [
-        f"model.name_or_path={tiny_model}", "model.dtype=float32",
-        f"data.train_file={FIXTURE}", "data.dev_fraction=0.2", "data.prompt.variant=rexdrug_answer_only",
-        "data.prompt.context=sentence", "data.limit=2",
-        f"grpo.output_dir={out}", "grpo.max_steps=1", "grpo.batch_size=4", "grpo.num_generations=4",
-        "grpo.max_completion_length=12", "grpo.learning_rate=0.05", "grpo.warmup_ratio=0",
-        "lora.r=4", "lora.alpha=8", "export.merge=true",
-    ])
+    cfg = load_config(
+        GRPOConfigFile,
+        None,
+        [
+            f"model.name_or_path={tiny_model}",
+            "model.dtype=float32",
+            f"data.train_file={FIXTURE}",
+            "data.dev_fraction=0.2",
+            "data.prompt.variant=rexdrug_answer_only",
+            "data.prompt.context=sentence",
+            "data.limit=2",
+            f"grpo.output_dir={out}",
+            "grpo.max_steps=1",
+            "grpo.batch_size=4",
+            "grpo.num_generations=4",
+            "grpo.max_completion_length=12",
+            "grpo.learning_rate=0.05",
+            "grpo.warmup_ratio=0",
+            "lora.r=4",
+            "lora.alpha=8",
+            "export.merge=true",
+        ],
+    )
     cfg.rewards = {"format": 0.05, "accuracy": 0.8, "test_length": 1.0}
     summary = run_grpo(cfg)
     assert summary["global_steps"] == 1

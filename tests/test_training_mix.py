@@ -32,11 +32,14 @@ def test_mix_refuses_hold_out_records():
         load_mix(DATA / "realpm_mix_holdout.jsonl", "train")
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"mix_split": "dev"}, "mix_split must be 'train'"),
-    ({"mix_repeat": 0}, "mix_repeat must be >= 1"),
-    ({"replay": 0}, "replay must be positive"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"mix_split": "dev"}, "mix_split must be 'train'"),
+        ({"mix_repeat": 0}, "mix_repeat must be >= 1"),
+        ({"replay": 0}, "replay must be positive"),
+    ],
+)
 def test_mix_settings_are_validated(override, message):
     with pytest.raises(ValueError, match=message):
         DataConfig(mix_file=str(MIX), **override).validate()
@@ -50,7 +53,9 @@ def test_replay_and_repeat_counts():
     ids = [r.doc_id for r in splits.train]
     assert len(ids) == 3 + 4 and ids[3:] == ["m1", "m3", "m1", "m3"]
     assert len(splits.dev) == 2 and not {"m1", "m2", "m3"} & {r.doc_id for r in splits.dev}
-    assert splits.stats["replay"] == 3 and splits.stats["mix_records"] == 2 and splits.stats["mix_no_comb"] == 1
+    assert (
+        splits.stats["replay"] == 3 and splits.stats["mix_records"] == 2 and splits.stats["mix_no_comb"] == 1
+    )
     again = [r.doc_id for r in load_splits(cfg).train]
     assert again == ids  # seeded
 
@@ -61,8 +66,9 @@ def test_training_prompt_is_the_sweeps_prompt():
     cfg = DataConfig(train_file=str(DRUGCOMB), dev_fraction=0.2, prompt=PROMPT, replay=1, mix_file=str(MIX))
     splits = load_splits(cfg)
     rows, _ = build_sft_rows(splits.train, cfg, hints_function(cfg))
-    runner = ExtractionRunner(engine=type("E", (), {"model_id": "x"})(), prompt_config=PROMPT,
-                              matcher=default_matcher())
+    runner = ExtractionRunner(
+        engine=type("E", (), {"model_id": "x"})(), prompt_config=PROMPT, matcher=default_matcher()
+    )
     for record, row in zip(splits.train, rows):
         # the item the sweep's extraction_rows hands the runner, and the runner's own request for it
         item = ExtractionItem.from_dict({"id": "x", "sentence": record.sentence, "context": record.paragraph})

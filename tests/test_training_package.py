@@ -14,8 +14,13 @@ from training.package import package_adapter
 def fake_run(tmp_path, n=1000):
     run = tmp_path / "run"
     run.mkdir()
-    save_file({"base_model.model.layers.0.q_proj.lora_A.weight": torch.randn(16, n)}, str(run / "adapter_model.safetensors"))
-    (run / "adapter_config.json").write_text(json.dumps({"r": 16, "base_model_name_or_path": "/tmp/cache/smollm2"}))
+    save_file(
+        {"base_model.model.layers.0.q_proj.lora_A.weight": torch.randn(16, n)},
+        str(run / "adapter_model.safetensors"),
+    )
+    (run / "adapter_config.json").write_text(
+        json.dumps({"r": 16, "base_model_name_or_path": "/tmp/cache/smollm2"})
+    )
     (run / "rexdrug_training.json").write_text(json.dumps({"prompt": {"variant": "compact"}}))
     return run
 

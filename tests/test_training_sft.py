@@ -42,18 +42,41 @@ def test_one_sft_step_changes_lora_weights_and_merges(tiny_model, tmp_path):
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "run"
-    cfg = load_config(SFTConfigFile, None, [
-        f"model.name_or_path={tiny_model}", "model.dtype=float32",
-        f"data.train_file={FIXTURE}", "data.dev_fraction=0.2", "data.prompt.variant=rexdrug",
-        "data.prompt.context=sentence", "data.traces=template", "data.hints_source=spans",
-        f"train.output_dir={out}", "train.max_steps=1", "train.batch_size=2", "train.grad_accum=1",
-        "train.learning_rate=0.05", "train.warmup_ratio=0", "train.max_length=4096", "train.logging_steps=1",
-        "lora.r=4", "lora.alpha=8", "dev_eval.limit=2", "dev_eval.max_new_tokens=8", "export.merge=true",
-    ])
+    cfg = load_config(
+        SFTConfigFile,
+        None,
+        [
+            f"model.name_or_path={tiny_model}",
+            "model.dtype=float32",
+            f"data.train_file={FIXTURE}",
+            "data.dev_fraction=0.2",
+            "data.prompt.variant=rexdrug",
+            "data.prompt.context=sentence",
+            "data.traces=template",
+            "data.hints_source=spans",
+            f"train.output_dir={out}",
+            "train.max_steps=1",
+            "train.batch_size=2",
+            "train.grad_accum=1",
+            "train.learning_rate=0.05",
+            "train.warmup_ratio=0",
+            "train.max_length=4096",
+            "train.logging_steps=1",
+            "lora.r=4",
+            "lora.alpha=8",
+            "dev_eval.limit=2",
+            "dev_eval.max_new_tokens=8",
+            "export.merge=true",
+        ],
+    )
     summary = run_sft(cfg)
     assert summary["global_steps"] == 1 and summary["train_rows"] == 8
     assert summary["dev"]["sentences"] == 2 and set(summary["dev"]["official"]) == {
-        "any_partial", "pos_partial", "any_exact", "pos_exact"}
+        "any_partial",
+        "pos_partial",
+        "any_exact",
+        "pos_exact",
+    }
     dev_metrics = json.loads((out / "dev_metrics.json").read_text())
     assert dev_metrics["official"] == summary["dev"]["official"]
     assert dev_metrics["parse_failure_rate"] == summary["dev"]["parse_failure_rate"]
@@ -84,17 +107,36 @@ def test_continue_mode_trains_the_starting_adapter_further(tiny_model, tmp_path)
     from safetensors.torch import load_file
 
     common = [
-        f"model.name_or_path={tiny_model}", "model.dtype=float32", f"data.train_file={FIXTURE}",
-        "data.dev_fraction=0.2", "data.prompt.variant=rexdrug_answer_only", "data.prompt.context=sentence",
-        "data.hints_source=spans", "train.max_steps=1", "train.batch_size=2", "train.grad_accum=1",
-        "train.learning_rate=0.05", "train.warmup_ratio=0", "train.max_length=4096", "lora.r=4", "lora.alpha=8",
+        f"model.name_or_path={tiny_model}",
+        "model.dtype=float32",
+        f"data.train_file={FIXTURE}",
+        "data.dev_fraction=0.2",
+        "data.prompt.variant=rexdrug_answer_only",
+        "data.prompt.context=sentence",
+        "data.hints_source=spans",
+        "train.max_steps=1",
+        "train.batch_size=2",
+        "train.grad_accum=1",
+        "train.learning_rate=0.05",
+        "train.warmup_ratio=0",
+        "train.max_length=4096",
+        "lora.r=4",
+        "lora.alpha=8",
         "dev_eval.enabled=false",
     ]
     first, second = tmp_path / "first", tmp_path / "second"
     run_sft(load_config(SFTConfigFile, None, [*common, f"train.output_dir={first}"]))
-    run_sft(load_config(SFTConfigFile, None, [*common, f"train.output_dir={second}",
-                                               f"model.adapter={first}", "model.adapter_mode=continue"]))
-    a, b = load_file(str(first / "adapter_model.safetensors")), load_file(str(second / "adapter_model.safetensors"))
+    run_sft(
+        load_config(
+            SFTConfigFile,
+            None,
+            [*common, f"train.output_dir={second}", f"model.adapter={first}", "model.adapter_mode=continue"],
+        )
+    )
+    a, b = (
+        load_file(str(first / "adapter_model.safetensors")),
+        load_file(str(second / "adapter_model.safetensors")),
+    )
     assert set(a) == set(b) and all(a[k].shape == b[k].shape for k in a)
     assert any(float((a[k] - b[k]).abs().sum()) > 0 for k in a)
     card = json.loads((second / "rexdrug_training.json").read_text())
@@ -111,13 +153,30 @@ def test_calibrate_writes_a_checked_decision_into_the_training_record(tiny_model
     from training.calibrate import calibrate_adapter, main
 
     out = tmp_path / "run"
-    run_sft(load_config(SFTConfigFile, None, [
-        f"model.name_or_path={tiny_model}", "model.dtype=float32", f"data.train_file={FIXTURE}",
-        "data.dev_fraction=0.2", "data.prompt.variant=compact", "data.prompt.context=sentence",
-        "data.hints_source=spans", "data.prompt.hints=true", f"train.output_dir={out}", "train.max_steps=1",
-        "train.batch_size=2", "train.grad_accum=1", "train.max_length=4096", "lora.r=4", "lora.alpha=8",
-        "dev_eval.enabled=false",
-    ]))
+    run_sft(
+        load_config(
+            SFTConfigFile,
+            None,
+            [
+                f"model.name_or_path={tiny_model}",
+                "model.dtype=float32",
+                f"data.train_file={FIXTURE}",
+                "data.dev_fraction=0.2",
+                "data.prompt.variant=compact",
+                "data.prompt.context=sentence",
+                "data.hints_source=spans",
+                "data.prompt.hints=true",
+                f"train.output_dir={out}",
+                "train.max_steps=1",
+                "train.batch_size=2",
+                "train.grad_accum=1",
+                "train.max_length=4096",
+                "lora.r=4",
+                "lora.alpha=8",
+                "dev_eval.enabled=false",
+            ],
+        )
+    )
     decision = calibrate_adapter(out, max_new_tokens=12, batch_size=2)
     assert set(decision["dev_f1_measured"]) == {"any_partial", "pos_partial", "any_exact", "pos_exact"}
     assert decision["dev_sentences"] == 2 and set(decision["label_bias"]) <= {"COMB", "NEG", "NO_COMB"}

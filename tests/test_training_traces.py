@@ -45,7 +45,9 @@ class FakeEngine(Engine):
             user = messages[-1]["content"]
             if user.startswith("Review"):
                 ok = "[4]" in user.split("Reasoning to review:")[1]
-                out.append(json.dumps({"scores": _scores(5 if ok else 2), "feedback": "" if ok else "add [4]"}))
+                out.append(
+                    json.dumps({"scores": _scores(5 if ok else 2), "feedback": "" if ok else "add [4]"})
+                )
             elif "A reviewer rejected" in user and not self.always_bad:
                 out.append("<think>" + GOOD.format(drugs="drugs") + "</think><answer>[]</answer>")
             else:
@@ -98,8 +100,11 @@ def test_template_agents_write_resumable_jsonl(tmp_path):
 def test_engine_agents_retry_with_feedback(tmp_path):
     records = load_drugcomb(FIXTURE)[:3]
     engine = FakeEngine()
-    cfg = TraceConfig(output=str(tmp_path / "t.jsonl"), generator=AgentConfig(kind="engine"),
-                      reviewer=AgentConfig(kind="engine"))
+    cfg = TraceConfig(
+        output=str(tmp_path / "t.jsonl"),
+        generator=AgentConfig(kind="engine"),
+        reviewer=AgentConfig(kind="engine"),
+    )
     counts = TraceAgents(cfg, generator_engine=engine, reviewer_engine=engine).run(records)
     assert counts == {"skipped_existing": 0, "accepted": 3, "rejected": 0, "attempts": 6}
     rows = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
@@ -115,8 +120,12 @@ def test_engine_agents_retry_with_feedback(tmp_path):
 def test_engine_agents_give_up_after_max_attempts(tmp_path):
     records = load_drugcomb(FIXTURE)[:2]
     engine = FakeEngine(always_bad=True)
-    cfg = TraceConfig(output=str(tmp_path / "t.jsonl"), generator=AgentConfig(kind="engine"),
-                      reviewer=AgentConfig(kind="engine"), max_attempts=3)
+    cfg = TraceConfig(
+        output=str(tmp_path / "t.jsonl"),
+        generator=AgentConfig(kind="engine"),
+        reviewer=AgentConfig(kind="engine"),
+        max_attempts=3,
+    )
     counts = TraceAgents(cfg, generator_engine=engine, reviewer_engine=engine).run(records)
     assert counts["rejected"] == 2 and counts["accepted"] == 0 and counts["attempts"] == 6
     assert len(engine.calls) == 6  # 3 rounds x (generate + review)
@@ -126,7 +135,10 @@ def test_engine_agents_give_up_after_max_attempts(tmp_path):
 
 
 def test_review_and_generation_parsing():
-    assert parse_review('Sure: {"scores": ' + json.dumps(_scores(4)) + ', "feedback": "fine"}') == (_scores(4), "fine")
+    assert parse_review('Sure: {"scores": ' + json.dumps(_scores(4)) + ', "feedback": "fine"}') == (
+        _scores(4),
+        "fine",
+    )
     assert parse_review("no json")[0] is None
     bad = _scores(4)
     bad["usefulness"] = 9

@@ -31,12 +31,18 @@ def test_shipped_gpu_sweep_config_loads_and_validates():
     assert config.engine.label_bias is None  # the released weights ship no priors: none are applied
 
 
-@pytest.mark.parametrize(("bias", "extra_args"), [
-    ({"COMB": 0.5, "NO_COMB": -0.5}, {"rexdrug_label_bias.COMB": 0.5, "rexdrug_label_bias.NO_COMB": -0.5}),
-    ({"POS": 0.0, "NEG": 2}, {"rexdrug_label_bias.NEG": 2.0}),  # a zero offset is no request
-    ({}, {}),
-    (None, {}),
-])
+@pytest.mark.parametrize(
+    ("bias", "extra_args"),
+    [
+        (
+            {"COMB": 0.5, "NO_COMB": -0.5},
+            {"rexdrug_label_bias.COMB": 0.5, "rexdrug_label_bias.NO_COMB": -0.5},
+        ),
+        ({"POS": 0.0, "NEG": 2}, {"rexdrug_label_bias.NEG": 2.0}),  # a zero offset is no request
+        ({}, {}),
+        (None, {}),
+    ],
+)
 def test_label_priors_travel_as_flat_extra_args(bias, extra_args):
     from model.engines.vllm_engine import bias_extra_args, bias_from_extra_args
 
@@ -45,11 +51,14 @@ def test_label_priors_travel_as_flat_extra_args(bias, extra_args):
     assert json.loads(json.dumps(extra_args)) == extra_args  # what vllm serve's vllm_xargs can carry
 
 
-@pytest.mark.parametrize(("extra_args", "message"), [
-    ({"rexdrug_label_bias.MAYBE": 1.0}, "unknown label 'MAYBE'"),
-    ({"rexdrug_label_bias.POS": "high"}, "must be a finite number"),
-    ({"rexdrug_label_bias.POS": float("nan")}, "must be a finite number"),
-])
+@pytest.mark.parametrize(
+    ("extra_args", "message"),
+    [
+        ({"rexdrug_label_bias.MAYBE": 1.0}, "unknown label 'MAYBE'"),
+        ({"rexdrug_label_bias.POS": "high"}, "must be a finite number"),
+        ({"rexdrug_label_bias.POS": float("nan")}, "must be a finite number"),
+    ],
+)
 def test_bad_priors_in_a_request_are_refused(extra_args, message):
     from model.engines.vllm_engine import bias_from_extra_args
 
@@ -58,16 +67,19 @@ def test_bad_priors_in_a_request_are_refused(extra_args, message):
     assert bias_from_extra_args({"other_plugin": "x"}) == {}  # another plugin's arguments are not ours
 
 
-@pytest.mark.parametrize(("generated", "at_slot"), [
-    ('<answer>[{"type": "', True),
-    ('[{"type":"', True),
-    ('[{"type" : "', True),
-    ('<answer>[{"type": "POS', False),  # the label is already written
-    ('[{"type": "POS", "ent_set": ["a", "b"]}, {"type": "', True),  # the second relation's slot
-    ('[{"kind": "', False),
-    ('"type"', False),
-    ('', False),
-])
+@pytest.mark.parametrize(
+    ("generated", "at_slot"),
+    [
+        ('<answer>[{"type": "', True),
+        ('[{"type":"', True),
+        ('[{"type" : "', True),
+        ('<answer>[{"type": "POS', False),  # the label is already written
+        ('[{"type": "POS", "ent_set": ["a", "b"]}, {"type": "', True),  # the second relation's slot
+        ('[{"kind": "', False),
+        ('"type"', False),
+        ("", False),
+    ],
+)
 def test_type_slot_is_recognised_from_the_generated_tokens(generated, at_slot):
     """The one slot definition both engines' logits hooks use, on token ids as the engines see them."""
     from model.engines.label_bias import rows_at_slot
@@ -75,7 +87,9 @@ def test_type_slot_is_recognised_from_the_generated_tokens(generated, at_slot):
 
     tok = build_tiny_tokenizer()
     ids = tok(generated, add_special_tokens=False)["input_ids"] if generated else []
-    assert rows_at_slot(tok, [ids, tok("no slot here", add_special_tokens=False)["input_ids"]]) == ([0] if at_slot else [])
+    assert rows_at_slot(tok, [ids, tok("no slot here", add_special_tokens=False)["input_ids"]]) == (
+        [0] if at_slot else []
+    )
 
 
 @pytest.fixture
@@ -117,14 +131,21 @@ def test_vllm_engine_registers_the_priors_processor_and_asks_for_the_priors(fake
     from model.engines.vllm_engine import LABEL_BIAS_PROCESSOR
 
     calls, model = fake_vllm
-    engine = create_engine(EngineConfig(kind="vllm", model=model, adapter_path=str(ADAPTER),
-                                        label_bias={"COMB": 1.5}))
+    engine = create_engine(
+        EngineConfig(kind="vllm", model=model, adapter_path=str(ADAPTER), label_bias={"COMB": 1.5})
+    )
     init = calls["init"]
-    assert init["logits_processors"] == [LABEL_BIAS_PROCESSOR] and init["enable_lora"] and init["max_lora_rank"] == 16
+    assert (
+        init["logits_processors"] == [LABEL_BIAS_PROCESSOR]
+        and init["enable_lora"]
+        and init["max_lora_rank"] == 16
+    )
     msgs = [{"role": "user", "content": "x"}]
     engine.generate([msgs], SamplingConfig(max_new_tokens=8))
     params, kw = calls["chat"]
-    assert params.kw["extra_args"] == {"rexdrug_label_bias.COMB": 1.5} and kw["lora_request"].path == str(ADAPTER)
+    assert params.kw["extra_args"] == {"rexdrug_label_bias.COMB": 1.5} and kw["lora_request"].path == str(
+        ADAPTER
+    )
     engine.label_bias = {}  # asked without priors: no extra_args at all
     engine.generate([msgs], SamplingConfig(max_new_tokens=8))
     assert "extra_args" not in calls["chat"][0].kw

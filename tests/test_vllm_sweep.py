@@ -26,11 +26,21 @@ def _sweep(spark, warehouse: Path, *overrides: str):
     from etl.config import load_config
     from jobs.sweep import SweepConfig, run_sweep
 
-    config = load_config(SweepConfig, None, [
-        f"warehouse={warehouse}", "source=files", f"inputs={json.dumps([str(BASELINE)])}",
-        f"max_candidates={N_CANDIDATES}", "extract_partitions=1", "batch_size=4",
-        "engine.sampling.max_new_tokens=96", "build_kb=false", *overrides,
-    ])
+    config = load_config(
+        SweepConfig,
+        None,
+        [
+            f"warehouse={warehouse}",
+            "source=files",
+            f"inputs={json.dumps([str(BASELINE)])}",
+            f"max_candidates={N_CANDIDATES}",
+            "extract_partitions=1",
+            "batch_size=4",
+            "engine.sampling.max_new_tokens=96",
+            "build_kb=false",
+            *overrides,
+        ],
+    )
     return run_sweep(config, spark=spark)
 
 
@@ -39,8 +49,9 @@ def _extractions(warehouse: Path) -> dict[tuple, dict]:
 
     # by sentence: the extraction key holds the model id, which differs between the two engines
     with connect_readonly(warehouse) as con:
-        cursor = con.execute("SELECT pmid, pmid_version, sentence_index, raw_output, parse_status, model_id "
-                             "FROM extractions")
+        cursor = con.execute(
+            "SELECT pmid, pmid_version, sentence_index, raw_output, parse_status, model_id FROM extractions"
+        )
         names = [c[0] for c in cursor.description]
         return {row[:3]: dict(zip(names, row)) for row in cursor.fetchall()}
 

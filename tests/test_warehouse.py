@@ -92,8 +92,18 @@ def test_envelope_batches_report_the_tasks_records_over_its_files():
 
     files = [DATA / "real" / "pubmed1.xml", DATA / "bad" / "malformed.xml"]  # 2 records; 2 records + 1 error
     batch = pa.RecordBatch.from_pylist(
-        [{"path": str(p), "source_file": p.name, "file_order": i, "ingested_at_us": T0, "file_key": file_key(p.name)}
-         for i, p in enumerate(files)], schema=INGEST_INPUT)
+        [
+            {
+                "path": str(p),
+                "source_file": p.name,
+                "file_order": i,
+                "ingested_at_us": T0,
+                "file_key": file_key(p.name),
+            }
+            for i, p in enumerate(files)
+        ],
+        schema=INGEST_INPUT,
+    )
     seen: list[tuple[int, int]] = []
     list(envelope_batches([batch], on_progress=lambda n, errors: seen.append((n, errors))))
     assert seen == [(2, 0), (5, 1)]  # the second file's counts come on top of the first's
@@ -294,9 +304,8 @@ def test_exclusive_lock_refuses_a_second_holder_and_is_released(tmp_path):
     from etl.warehouse import exclusive_lock
 
     lock = tmp_path / "wh" / ".lock"
-    with exclusive_lock(lock, "busy"), pytest.raises(ValueError, match="busy"):
-        with exclusive_lock(lock, "busy"):
-            pass
+    with exclusive_lock(lock, "busy"), pytest.raises(ValueError, match="busy"), exclusive_lock(lock, "busy"):
+        pass
     with exclusive_lock(lock, "busy"):  # released after the block
         pass
 

@@ -40,16 +40,21 @@ def prompts(lines=PROMPT_LINES) -> list[list[dict]]:
 
     matcher = default_matcher()
     config = bundled_prompt_config(MODEL)
-    return [build_messages(r["sentence"], r.get("paragraph"), config, candidate_hints(r["sentence"], matcher))
-            for r in drugcomb_records(lines)]
+    return [
+        build_messages(r["sentence"], r.get("paragraph"), config, candidate_hints(r["sentence"], matcher))
+        for r in drugcomb_records(lines)
+    ]
 
 
 def transformers_reference(**engine_overrides):
     """The transformers engine on the same model in float32: what vLLM's answers are compared with."""
     from model.engines import EngineConfig, create_engine
 
-    return create_engine(EngineConfig(kind="transformers", model=MODEL, dtype="float32", device="cpu",
-                                      batch_size=4, **engine_overrides))
+    return create_engine(
+        EngineConfig(
+            kind="transformers", model=MODEL, dtype="float32", device="cpu", batch_size=4, **engine_overrides
+        )
+    )
 
 
 def first_label(text: str) -> str | None:

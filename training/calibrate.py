@@ -49,7 +49,9 @@ def _provenance(adapter: Path) -> dict:
 
     record = read_training_record(adapter)
     if record is None:
-        raise ValueError(f"{adapter} has no {TRAINING_RECORD} (the training record names its prompt and dev split)")
+        raise ValueError(
+            f"{adapter} has no {TRAINING_RECORD} (the training record names its prompt and dev split)"
+        )
     return record
 
 
@@ -67,8 +69,9 @@ def _dev_split(provenance: dict, dev_limit: int | None):
     return data, dev
 
 
-def _adapter_engine_config(adapter: Path, provenance: dict, *, model: str | None = None,
-                           label_bias: dict | None = None):
+def _adapter_engine_config(
+    adapter: Path, provenance: dict, *, model: str | None = None, label_bias: dict | None = None
+):
     """The engine config that runs ``adapter``: the bundled model name when it is one (its shipped
     settings), else its base model with the adapter (and ``label_bias``)."""
     from model.embedded import BUNDLED_ADAPTERS
@@ -81,8 +84,15 @@ def _adapter_engine_config(adapter: Path, provenance: dict, *, model: str | None
     return EngineConfig(model=base, adapter_path=str(adapter), label_bias=label_bias or {})
 
 
-def calibrate_adapter(adapter: Path, *, model: str | None = None, batch_size: int = 16, max_new_tokens: int = 96,
-                      dev_limit: int | None = None, write: bool = True) -> dict:
+def calibrate_adapter(
+    adapter: Path,
+    *,
+    model: str | None = None,
+    batch_size: int = 16,
+    max_new_tokens: int = 96,
+    dev_limit: int | None = None,
+    write: bool = True,
+) -> dict:
     from model.calibration import collect_evidence, search_label_bias
     from model.embedded import TRAINING_RECORD
     from model.engines.base import SamplingConfig, engine_model_id
@@ -142,16 +152,30 @@ def relation_outcomes(record: dict, result: dict) -> list[dict]:
     for index, (relation, ev) in enumerate(zip(result["parsed"], evidence)):
         ids, unresolved = names_to_span_ids(relation.get("drugs", []), record)
         logprobs = logprobs_from_rows(ev.get("label_logprobs"))
-        out.append({"doc_id": record["doc_id"], "relation_index": index, "label": relation["label"],
-                    "drugs": [d.get("name") for d in relation.get("drugs", [])],
-                    "score": combination_score(logprobs), "logprobs": logprobs,
-                    "correct": not unresolved and len(ids) >= 2 and tuple(sorted(ids)) in gold_sets})
+        out.append(
+            {
+                "doc_id": record["doc_id"],
+                "relation_index": index,
+                "label": relation["label"],
+                "drugs": [d.get("name") for d in relation.get("drugs", [])],
+                "score": combination_score(logprobs),
+                "logprobs": logprobs,
+                "correct": not unresolved and len(ids) >= 2 and tuple(sorted(ids)) in gold_sets,
+            }
+        )
     return out
 
 
-def collect_confidence_scores(adapter: Path, *, batch_size: int = 16, max_new_tokens: int = 128,
-                              dev_limit: int | None = None, cache: str = "dynamic",
-                              threads: int | None = None, scores: Path | None = None) -> list[dict]:
+def collect_confidence_scores(
+    adapter: Path,
+    *,
+    batch_size: int = 16,
+    max_new_tokens: int = 128,
+    dev_limit: int | None = None,
+    cache: str = "dynamic",
+    threads: int | None = None,
+    scores: Path | None = None,
+) -> list[dict]:
     """Run the adapter as a sweep runs it (its shipped label priors on) over its dev split; one row per
     relation written (see ``relation_outcomes``).  With ``scores``, rows are appended to that file
     batch by batch, so a long CPU run that is stopped still leaves what it measured."""
@@ -163,7 +187,8 @@ def collect_confidence_scores(adapter: Path, *, batch_size: int = 16, max_new_to
     provenance = _provenance(adapter)
     data, dev = _dev_split(provenance, dev_limit)
     engine_config = _adapter_engine_config(
-        adapter, provenance, label_bias=(provenance.get("decision") or {}).get("label_bias"))
+        adapter, provenance, label_bias=(provenance.get("decision") or {}).get("label_bias")
+    )
     engine_config.batch_size = batch_size
     engine_config.cache, engine_config.threads = cache, threads
     engine_config.sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
@@ -180,7 +205,11 @@ def collect_confidence_scores(adapter: Path, *, batch_size: int = 16, max_new_to
     try:
         done = 0
         for chunk in runner.iter_chunks(drugcomb_items(records)):
-            rows = [row for rec, res in zip(records[done:done + len(chunk)], chunk) for row in relation_outcomes(rec, res)]
+            rows = [
+                row
+                for rec, res in zip(records[done : done + len(chunk)], chunk)
+                for row in relation_outcomes(rec, res)
+            ]
             done += len(chunk)
             out.extend(rows)
             if sink is not None:
@@ -209,9 +238,14 @@ def rule_accuracy(adapter: Path, kinds: tuple[str, ...] = ("rule_all_drugs", "ru
     matcher = default_matcher()
     out = {}
     for kind in kinds:
-        runner = ExtractionRunner(create_engine(EngineConfig(kind=kind), matcher=matcher), data.prompt, matcher=matcher)
-        rows = [row for rec, res in zip(records, runner.run(drugcomb_items(records)))
-                for row in relation_outcomes(rec, res)]
+        runner = ExtractionRunner(
+            create_engine(EngineConfig(kind=kind), matcher=matcher), data.prompt, matcher=matcher
+        )
+        rows = [
+            row
+            for rec, res in zip(records, runner.run(drugcomb_items(records)))
+            for row in relation_outcomes(rec, res)
+        ]
         right = sum(1 for r in rows if r["correct"])
         out[kind] = {"relations": len(rows), "right": right, "accuracy": right / len(rows) if rows else None}
     return out
@@ -246,9 +280,13 @@ def fit_confidence(rows: list[dict], *, method: str = "platt", bins: int = 5, fo
         if len({pairs[i][1] for i in train}) < 2:
             continue
         fold_fit = fit(train)
-        held_out += [(fold_fit.apply(s, positions[i]), y) for i, (s, y) in enumerate(pairs) if i % folds == fold]
+        held_out += [
+            (fold_fit.apply(s, positions[i]), y) for i, (s, y) in enumerate(pairs) if i % folds == fold
+        ]
     report = {
-        "relations": len(rows), "scored": len(pairs), "unscored": len(rows) - len(pairs),
+        "relations": len(rows),
+        "scored": len(pairs),
+        "unscored": len(rows) - len(pairs),
         "accuracy": sum(1 for _, y in pairs if y) / len(pairs),
         "reliability_raw": reliability_table(pairs, bins),
         "reliability_calibrated": reliability_table(calibrated, bins),
@@ -260,9 +298,19 @@ def fit_confidence(rows: list[dict], *, method: str = "platt", bins: int = 5, fo
     return calibration, report
 
 
-def calibrate_confidence(adapter: Path, *, scores: Path, from_scores: bool = False, method: str = "platt",
-                         batch_size: int = 16, max_new_tokens: int = 128, dev_limit: int | None = None,
-                         cache: str = "dynamic", threads: int | None = None, write: bool = True) -> dict:
+def calibrate_confidence(
+    adapter: Path,
+    *,
+    scores: Path,
+    from_scores: bool = False,
+    method: str = "platt",
+    batch_size: int = 16,
+    max_new_tokens: int = 128,
+    dev_limit: int | None = None,
+    cache: str = "dynamic",
+    threads: int | None = None,
+    write: bool = True,
+) -> dict:
     """Collect (or read back) the dev relations' raw scores, fit the map, store it with the adapter."""
     from dataclasses import replace as dc_replace
 
@@ -271,13 +319,26 @@ def calibrate_confidence(adapter: Path, *, scores: Path, from_scores: bool = Fal
     if from_scores:
         rows = [json.loads(line) for line in scores.read_text(encoding="utf-8").splitlines() if line.strip()]
     else:
-        rows = collect_confidence_scores(adapter, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                         dev_limit=dev_limit, cache=cache, threads=threads, scores=scores)
+        rows = collect_confidence_scores(
+            adapter,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            dev_limit=dev_limit,
+            cache=cache,
+            threads=threads,
+            scores=scores,
+        )
         log.info("wrote %d dev relations' raw scores to %s", len(rows), scores)
     calibration, report = fit_confidence(rows, method=method)
-    calibration = dc_replace(calibration, fitted_on={
-        **calibration.fitted_on, "split": "DrugComb dev split of the adapter's training record",
-        "correct": "drug set equals a gold set exactly (any label)", "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    calibration = dc_replace(
+        calibration,
+        fitted_on={
+            **calibration.fitted_on,
+            "split": "DrugComb dev split of the adapter's training record",
+            "correct": "drug set equals a gold set exactly (any label)",
+            "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
     if write:
         path = write_confidence_calibration(adapter, calibration, {"report": report})
         log.info("wrote %s", path)
@@ -307,14 +368,24 @@ def realpm_relation_outcomes(record: dict, result: dict, mentions: list[dict]) -
         if not rows:
             continue
         logprobs = logprobs_from_rows(relation.get("label_logprobs"))
-        out.append({"doc_id": record["doc_id"], "relation_index": index, "label": relation.get("label"),
-                    "drugs": sorted(map(str, rows[0].drugs)), "score": combination_score(logprobs),
-                    "logprobs": logprobs, "shipped_confidence": relation.get("confidence"),
-                    "correct": rows[0].drugs in gold})
+        out.append(
+            {
+                "doc_id": record["doc_id"],
+                "relation_index": index,
+                "label": relation.get("label"),
+                "drugs": sorted(map(str, rows[0].drugs)),
+                "score": combination_score(logprobs),
+                "logprobs": logprobs,
+                "shipped_confidence": relation.get("confidence"),
+                "correct": rows[0].drugs in gold,
+            }
+        )
     return out
 
 
-def realpm_scores(outputs: Path, gold: Path | None = None, split: str = "dev") -> tuple[list[dict], list[dict], dict]:
+def realpm_scores(
+    outputs: Path, gold: Path | None = None, split: str = "dev"
+) -> tuple[list[dict], list[dict], dict]:
     """(relation rows, gold records of the split, doc_id -> sweep view) from ``rexdrug eval realpm --out``'s
     ``outputs.jsonl`` of one model: every sentence the sweep sent to the model, its runner result."""
     from etl.drugs import default_matcher
@@ -325,20 +396,28 @@ def realpm_scores(outputs: Path, gold: Path | None = None, split: str = "dev") -
 
     records = select_split(read_jsonl(gold or data_path("realpm", "gold.jsonl")), split)
     by_id = {r["doc_id"]: r for r in records}
-    results = [json.loads(line) for line in Path(outputs).read_text(encoding="utf-8").splitlines() if line.strip()]
+    results = [
+        json.loads(line) for line in Path(outputs).read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
     unknown = [r["doc_id"] for r in results if r["doc_id"] not in by_id]
     if unknown:
-        raise ValueError(f"{outputs}: {len(unknown)} outputs are not {split} sentences of the gold file "
-                         f"(first: {unknown[0]!r}); pass the --split they were run on")
+        raise ValueError(
+            f"{outputs}: {len(unknown)} outputs are not {split} sentences of the gold file "
+            f"(first: {unknown[0]!r}); pass the --split they were run on"
+        )
     matcher, cache = default_matcher(), {}
     views = {r["doc_id"]: sweep_view(r, matcher, cache) for r in records}
-    rows = [row for res in results
-            for row in realpm_relation_outcomes(by_id[res["doc_id"]], res, views[res["doc_id"]]["mentions"])]
+    rows = [
+        row
+        for res in results
+        for row in realpm_relation_outcomes(by_id[res["doc_id"]], res, views[res["doc_id"]]["mentions"])
+    ]
     return rows, records, {"results": results, "views": views}
 
 
-def min_confidence_curve(rows: list[dict], records: list[dict], runs: dict, confidence_of,
-                         grid=MIN_CONFIDENCE_GRID) -> list[dict]:
+def min_confidence_curve(
+    rows: list[dict], records: list[dict], runs: dict, confidence_of, grid=MIN_CONFIDENCE_GRID
+) -> list[dict]:
     """Exact-set precision/recall (any label) of the stored combinations whose confidence is >= each
     threshold: what ``sweep --min-confidence`` keeps in the KB.  ``confidence_of(row)`` gives a row's
     confidence; a threshold of 0 keeps every row."""
@@ -352,16 +431,33 @@ def min_confidence_curve(rows: list[dict], records: list[dict], runs: dict, conf
         relations = {}
         for res in runs["results"]:
             stored = stored_relations(relations_with_evidence(res), runs["views"][res["doc_id"]]["mentions"])
-            relations[res["doc_id"]] = [rel for i, rel in enumerate(stored)
-                                        if (res["doc_id"], i) in keep and (t <= 0 or keep[(res["doc_id"], i)] >= t)]
+            relations[res["doc_id"]] = [
+                rel
+                for i, rel in enumerate(stored)
+                if (res["doc_id"], i) in keep and (t <= 0 or keep[(res["doc_id"], i)] >= t)
+            ]
         c = score_sentences(records, relations)["combinations"]["any_exact"]
-        curve.append({"min_confidence": t, "precision": c["precision"], "recall": c["recall"], "f1": c["f1"],
-                      "predicted": c["n_pred"]})
+        curve.append(
+            {
+                "min_confidence": t,
+                "precision": c["precision"],
+                "recall": c["recall"],
+                "f1": c["f1"],
+                "predicted": c["n_pred"],
+            }
+        )
     return curve
 
 
-def calibrate_realpm_confidence(adapter: Path, *, outputs: Path, gold: Path | None = None, split: str = "dev",
-                                method: str = "platt", write: bool = True) -> dict:
+def calibrate_realpm_confidence(
+    adapter: Path,
+    *,
+    outputs: Path,
+    gold: Path | None = None,
+    split: str = "dev",
+    method: str = "platt",
+    write: bool = True,
+) -> dict:
     """Refit the adapter's confidence map on the real-PubMed ``split`` from one ``eval realpm --out`` run
     of that adapter (its label priors and its shipped map on), report the ECE of the shipped map (out of
     sample: it was fitted elsewhere) and of the refit (in sample and 5-fold), and the precision/recall
@@ -382,63 +478,117 @@ def calibrate_realpm_confidence(adapter: Path, *, outputs: Path, gold: Path | No
     before = {"ece_raw": expected_calibration_error([(r["score"], r["correct"]) for r in scored])}
     if shipped is not None:
         before["ece_shipped_map"] = expected_calibration_error(
-            [(shipped.apply(r["score"], r["relation_index"]), r["correct"]) for r in scored])
+            [(shipped.apply(r["score"], r["relation_index"]), r["correct"]) for r in scored]
+        )
         before["shipped_fitted_on"] = shipped.fitted_on
     calibration, report = fit_confidence(rows, method=method)
-    calibration = dc_replace(calibration, fitted_on={
-        **calibration.fitted_on, "split": f"realpm {split} (data/realpm/gold.jsonl): the sweep's candidate "
-        "sentences, relations as the sweep stores them", "correct": "stored drug set equals a gold set exactly "
-        "(any label)", "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    calibration = dc_replace(
+        calibration,
+        fitted_on={
+            **calibration.fitted_on,
+            "split": f"realpm {split} (data/realpm/gold.jsonl): the sweep's candidate "
+            "sentences, relations as the sweep stores them",
+            "correct": "stored drug set equals a gold set exactly (any label)",
+            "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
 
     def conf(map_):
         return lambda r: map_.apply(r["score"], r["relation_index"]) if r["score"] is not None else None
 
     curve = min_confidence_curve(rows, records, runs, conf(calibration))
-    out = {**calibration.as_dict(), "before": before, "report": report, "min_confidence_curve": curve,
-           "relations": len(rows), "right": sum(1 for r in rows if r["correct"])}
+    out = {
+        **calibration.as_dict(),
+        "before": before,
+        "report": report,
+        "min_confidence_curve": curve,
+        "relations": len(rows),
+        "right": sum(1 for r in rows if r["correct"]),
+    }
     if write:
-        path = write_confidence_calibration(adapter, calibration, {"report": report, "before": before,
-                                                                   "min_confidence_curve": curve})
+        path = write_confidence_calibration(
+            adapter, calibration, {"report": report, "before": before, "min_confidence_curve": curve}
+        )
         log.info("wrote %s", path)
     return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``rexdrug train calibrate`` and ``python -m training.calibrate`` (one parser)."""
-    parser.add_argument("--adapter", type=Path, required=True, help="adapter folder holding rexdrug_training.json")
+    parser.add_argument(
+        "--adapter", type=Path, required=True, help="adapter folder holding rexdrug_training.json"
+    )
     parser.add_argument("--model", help="base model (default: the one in the training record)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--dev-limit", type=int, help="only the first N dev sentences (quick checks)")
     parser.add_argument("--dry-run", action="store_true", help="print the decision, do not write it")
-    parser.add_argument("--confidence", action="store_true",
-                        help="fit the combination-confidence map (model.confidence) instead of the label priors")
-    parser.add_argument("--scores", type=Path, default=Path("runs/confidence_dev_scores.jsonl"),
-                        help="--confidence: where the dev relations' raw scores are written (or read)")
-    parser.add_argument("--from-scores", action="store_true", help="--confidence: refit from --scores, no generation")
+    parser.add_argument(
+        "--confidence",
+        action="store_true",
+        help="fit the combination-confidence map (model.confidence) instead of the label priors",
+    )
+    parser.add_argument(
+        "--scores",
+        type=Path,
+        default=Path("runs/confidence_dev_scores.jsonl"),
+        help="--confidence: where the dev relations' raw scores are written (or read)",
+    )
+    parser.add_argument(
+        "--from-scores", action="store_true", help="--confidence: refit from --scores, no generation"
+    )
     parser.add_argument("--method", choices=["platt", "isotonic"], default="platt")
-    parser.add_argument("--cache", choices=["dynamic", "static"], default="dynamic",
-                        help="--confidence: KV cache of the generation (static is faster on CPU)")
+    parser.add_argument(
+        "--cache",
+        choices=["dynamic", "static"],
+        default="dynamic",
+        help="--confidence: KV cache of the generation (static is faster on CPU)",
+    )
     parser.add_argument("--threads", type=int, help="--confidence: torch CPU threads")
-    parser.add_argument("--realpm-outputs", type=Path,
-                        help="--confidence: refit on the real-PubMed set from this `rexdrug eval realpm --out` "
-                             "outputs.jsonl of the adapter (no generation)")
-    parser.add_argument("--gold", type=Path, help="--realpm-outputs: gold file (default data/realpm/gold.jsonl)")
+    parser.add_argument(
+        "--realpm-outputs",
+        type=Path,
+        help="--confidence: refit on the real-PubMed set from this `rexdrug eval realpm --out` "
+        "outputs.jsonl of the adapter (no generation)",
+    )
+    parser.add_argument(
+        "--gold", type=Path, help="--realpm-outputs: gold file (default data/realpm/gold.jsonl)"
+    )
     parser.add_argument("--split", default="dev", help="--realpm-outputs: the split the outputs were run on")
 
 
 def run(args: argparse.Namespace) -> dict:
     """The calibration the options ask for; its summary.  Raises ``ValueError`` on configuration errors."""
     if args.confidence and args.realpm_outputs:
-        return calibrate_realpm_confidence(args.adapter, outputs=args.realpm_outputs, gold=args.gold,
-                                           split=args.split, method=args.method, write=not args.dry_run)
+        return calibrate_realpm_confidence(
+            args.adapter,
+            outputs=args.realpm_outputs,
+            gold=args.gold,
+            split=args.split,
+            method=args.method,
+            write=not args.dry_run,
+        )
     if args.confidence:
-        return calibrate_confidence(args.adapter, scores=args.scores, from_scores=args.from_scores,
-                                    method=args.method, batch_size=args.batch_size,
-                                    max_new_tokens=args.max_new_tokens, dev_limit=args.dev_limit,
-                                    cache=args.cache, threads=args.threads, write=not args.dry_run)
-    return calibrate_adapter(args.adapter, model=args.model, batch_size=args.batch_size,
-                             max_new_tokens=args.max_new_tokens, dev_limit=args.dev_limit, write=not args.dry_run)
+        return calibrate_confidence(
+            args.adapter,
+            scores=args.scores,
+            from_scores=args.from_scores,
+            method=args.method,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            dev_limit=args.dev_limit,
+            cache=args.cache,
+            threads=args.threads,
+            write=not args.dry_run,
+        )
+    return calibrate_adapter(
+        args.adapter,
+        model=args.model,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        dev_limit=args.dev_limit,
+        write=not args.dry_run,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

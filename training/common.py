@@ -48,7 +48,9 @@ class ModelSettings:
         if self.adapter_mode not in ADAPTER_MODES:
             raise ValueError(f"model.adapter_mode must be one of {ADAPTER_MODES}, got {self.adapter_mode!r}")
         if self.adapter and not (Path(self.adapter) / "adapter_config.json").is_file():
-            raise ValueError(f"model.adapter {self.adapter!r} is not a LoRA adapter folder (no adapter_config.json)")
+            raise ValueError(
+                f"model.adapter {self.adapter!r} is not a LoRA adapter folder (no adapter_config.json)"
+            )
 
 
 @dataclass
@@ -236,13 +238,26 @@ def precision(model) -> tuple[bool, bool]:
 
 def latest_checkpoint(out: Path) -> Path | None:
     """The highest-step ``checkpoint-N`` folder under ``out`` (what ``train.resume`` continues), or None."""
-    steps = [(int(p.name.split("-", 1)[1]), p) for p in Path(out).glob("checkpoint-*")
-             if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
+    steps = [
+        (int(p.name.split("-", 1)[1]), p)
+        for p in Path(out).glob("checkpoint-*")
+        if p.is_dir() and p.name.split("-", 1)[1].isdigit()
+    ]
     return max(steps)[1] if steps else None
 
 
-def train_and_save(trainer_cls, out: Path, *, model, tokenizer, args, dataset, lora: LoraSettings,
-                   resume: bool = False, **trainer_kwargs):
+def train_and_save(
+    trainer_cls,
+    out: Path,
+    *,
+    model,
+    tokenizer,
+    args,
+    dataset,
+    lora: LoraSettings,
+    resume: bool = False,
+    **trainer_kwargs,
+):
     """Build the trl trainer (LoRA, step timing), train, save the adapter (or full weights) and tokenizer.
     With ``resume`` training continues from the latest checkpoint under ``out`` when there is one.
 
@@ -278,7 +293,9 @@ def export_merged(model, tokenizer, out: Path, export: ExportSettings, lora: Lor
     return str(merged_dir)
 
 
-def finish_run(out: Path, *, kind: str, config: RecipeConfig, trained, tokenizer, summary: dict[str, Any]) -> dict[str, Any]:
+def finish_run(
+    out: Path, *, kind: str, config: RecipeConfig, trained, tokenizer, summary: dict[str, Any]
+) -> dict[str, Any]:
     """Merged export (when asked) and the run card next to the weights; returns ``summary``."""
     merged_dir = export_merged(trained, tokenizer, out, config.export, config.lora)
     if merged_dir:
@@ -303,7 +320,9 @@ def merge_adapter(base: str, adapter: str | Path, out_dir: str | Path, *, dtype:
     return out_dir
 
 
-def write_run_card(out_dir: str | Path, *, kind: str, config: Any, extra: dict[str, Any] | None = None) -> Path:
+def write_run_card(
+    out_dir: str | Path, *, kind: str, config: Any, extra: dict[str, Any] | None = None
+) -> Path:
     """Provenance next to the weights: which recipe, config and data produced them."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -76,7 +76,9 @@ class DataConfig:
         if self.no_comb_ratio is not None and self.no_comb_ratio < 0:
             raise ValueError(f"data.no_comb_ratio must be >= 0 or null, got {self.no_comb_ratio}")
         if self.mix_file and self.mix_split != "train":
-            raise ValueError(f"data.mix_split must be 'train' (the dev split is for choices), got {self.mix_split!r}")
+            raise ValueError(
+                f"data.mix_split must be 'train' (the dev split is for choices), got {self.mix_split!r}"
+            )
         if self.mix_repeat < 1:
             raise ValueError(f"data.mix_repeat must be >= 1, got {self.mix_repeat}")
         for name in ("limit", "dev_limit", "replay"):
@@ -152,7 +154,9 @@ def record_from_json(row: dict) -> Record:
     return Record(row["doc_id"], row["sentence"], row.get("paragraph") or "", relations, mentions, raw=row)
 
 
-def split_train_dev(records: Sequence[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
+def split_train_dev(
+    records: Sequence[Record], fraction: float, seed: int
+) -> tuple[list[Record], list[Record]]:
     """Seeded hold-out of ``ceil(fraction * n)`` records as dev; both keep the file order."""
     if fraction <= 0:
         return list(records), []
@@ -198,8 +202,10 @@ def drug_matcher(matcher=None):
     try:
         from etl.drugs import default_matcher
     except ImportError as exc:
-        raise ValueError(f"drug matcher unavailable (etl.drugs.default_matcher): {exc}; "
-                         "use data.hints_source=spans or prompt.hints=false") from exc
+        raise ValueError(
+            f"drug matcher unavailable (etl.drugs.default_matcher): {exc}; "
+            "use data.hints_source=spans or prompt.hints=false"
+        ) from exc
     return default_matcher()
 
 
@@ -315,8 +321,10 @@ def load_mix(path: str | Path, split: str) -> list[Record]:
                 if row.get("split") != split:
                     continue
                 if any(str(row.get("source") or "").startswith(h) for h in HOLDOUT_SOURCES):
-                    raise ValueError(f"{path}:{n}: record {row.get('doc_id')!r} comes from hold-out file "
-                                     f"{row['source']!r}, which is never trained on")
+                    raise ValueError(
+                        f"{path}:{n}: record {row.get('doc_id')!r} comes from hold-out file "
+                        f"{row['source']!r}, which is never trained on"
+                    )
                 records.append(record_from_json(row))
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{n}: not a gold record ({exc})") from exc
@@ -340,9 +348,15 @@ def load_splits(config: DataConfig) -> Splits:
         mix_stats["replay"] = len(balanced)
     if config.mix_file:
         mix = load_mix(config.mix_file, config.mix_split)
-        mix_stats.update({"mix_file": str(config.mix_file), "mix_split": config.mix_split,
-                          "mix_records": len(mix), "mix_no_comb": sum(not r.has_combination for r in mix),
-                          "mix_repeat": config.mix_repeat})
+        mix_stats.update(
+            {
+                "mix_file": str(config.mix_file),
+                "mix_split": config.mix_split,
+                "mix_records": len(mix),
+                "mix_no_comb": sum(not r.has_combination for r in mix),
+                "mix_repeat": config.mix_repeat,
+            }
+        )
         balanced = balanced + mix * config.mix_repeat
     stats = {
         "source": str(config.train_file),
@@ -358,8 +372,9 @@ def load_splits(config: DataConfig) -> Splits:
     return Splits(balanced, dev, stats)
 
 
-def build_sft_rows(records: Sequence[Record], config: DataConfig, hints_fn: HintsFn | None = None) -> tuple[
-        list[dict], dict[str, int]]:
+def build_sft_rows(
+    records: Sequence[Record], config: DataConfig, hints_fn: HintsFn | None = None
+) -> tuple[list[dict], dict[str, int]]:
     """SFT rows and counts (``dropped_no_trace``: sentences without an accepted rationale)."""
     rationales = Rationales(config)
     rows, dropped = [], 0
@@ -375,7 +390,9 @@ def build_sft_rows(records: Sequence[Record], config: DataConfig, hints_fn: Hint
     return rows, {"rows": len(rows), "dropped_no_trace": dropped}
 
 
-def build_grpo_rows(records: Sequence[Record], config: DataConfig, hints_fn: HintsFn | None = None) -> list[dict]:
+def build_grpo_rows(
+    records: Sequence[Record], config: DataConfig, hints_fn: HintsFn | None = None
+) -> list[dict]:
     return [grpo_row(r, config.prompt, hints_fn(r) if hints_fn else None) for r in records]
 
 

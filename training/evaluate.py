@@ -43,8 +43,16 @@ def dev_runner(engine, data: DataConfig, records: Sequence[Record]) -> Extractio
     return ExtractionRunner(engine, data.prompt, matcher=matcher, sampling=sampling)
 
 
-def evaluate_dev(model, tokenizer, records: Sequence[Record], data: DataConfig, *, max_new_tokens: int = 256,
-                 batch_size: int = 8, progress: bool = True) -> dict[str, Any]:
+def evaluate_dev(
+    model,
+    tokenizer,
+    records: Sequence[Record],
+    data: DataConfig,
+    *,
+    max_new_tokens: int = 256,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Official DrugComb metrics (``evaluate_drugcomb``'s summary) of an in-memory model on ``records``.
 
     Greedy decoding.  The tokenizer's padding side and the model's train/eval mode are restored afterwards
@@ -54,8 +62,11 @@ def evaluate_dev(model, tokenizer, records: Sequence[Record], data: DataConfig, 
     from model.engines.transformers_engine import TransformersEngine
     from model.evaluation.run import evaluate_drugcomb
 
-    config = EngineConfig(kind="transformers", batch_size=batch_size,
-                          sampling=SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0))
+    config = EngineConfig(
+        kind="transformers",
+        batch_size=batch_size,
+        sampling=SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0),
+    )
     config.validate()
     padding_side, was_training = tokenizer.padding_side, model.training
     try:

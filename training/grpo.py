@@ -87,16 +87,23 @@ class GRPOConfigFile(RecipeConfig):
         resolve_rewards(self.rewards)  # unknown names / negative weights are configuration errors
 
 
-def trl_grpo_config(s: GRPOSettings, reward_weights: list[float], vllm: VLLMSettings, *, use_cpu: bool,
-                    bf16: bool):
+def trl_grpo_config(
+    s: GRPOSettings, reward_weights: list[float], vllm: VLLMSettings, *, use_cpu: bool, bf16: bool
+):
     from trl import GRPOConfig
 
     kwargs: dict[str, Any] = {}
     if vllm.enabled:
         if importlib.util.find_spec("vllm") is None:
-            raise ValueError("vllm.enabled=true but the vllm package is not installed (pip install '.[vllm]')")
-        kwargs.update(use_vllm=True, vllm_mode=vllm.mode, vllm_gpu_memory_utilization=vllm.gpu_memory_utilization,
-                      vllm_tensor_parallel_size=vllm.tensor_parallel_size)
+            raise ValueError(
+                "vllm.enabled=true but the vllm package is not installed (pip install '.[vllm]')"
+            )
+        kwargs.update(
+            use_vllm=True,
+            vllm_mode=vllm.mode,
+            vllm_gpu_memory_utilization=vllm.gpu_memory_utilization,
+            vllm_tensor_parallel_size=vllm.tensor_parallel_size,
+        )
         if vllm.server_base_url:
             kwargs["vllm_server_base_url"] = vllm.server_base_url
     return GRPOConfig(
@@ -131,19 +138,34 @@ def run_grpo(config: GRPOConfigFile, *, train_rows: list[dict] | None = None) ->
     model, tokenizer = load_model(config.model)
     tokenizer.padding_side = "left"  # generation pads on the left
     use_cpu, bf16 = precision(model)
-    log.info("GRPO: %d prompts, rewards %s, %s", len(dataset),
-             dict(zip([f.__name__ for f in funcs], weights)), device_summary())
+    log.info(
+        "GRPO: %d prompts, rewards %s, %s",
+        len(dataset),
+        dict(zip([f.__name__ for f in funcs], weights)),
+        device_summary(),
+    )
     trainer, result, timing = train_and_save(
-        GRPOTrainer, out, model=model, tokenizer=tokenizer, dataset=dataset, lora=config.lora,
-        args=trl_grpo_config(config.grpo, weights, config.vllm, use_cpu=use_cpu, bf16=bf16), reward_funcs=funcs)
+        GRPOTrainer,
+        out,
+        model=model,
+        tokenizer=tokenizer,
+        dataset=dataset,
+        lora=config.lora,
+        args=trl_grpo_config(config.grpo, weights, config.vllm, use_cpu=use_cpu, bf16=bf16),
+        reward_funcs=funcs,
+    )
     rewards_logged = [h for h in trainer.state.log_history if "reward" in h]
     summary: dict[str, Any] = {
         "train_prompts": len(dataset),
         "data": data_stats,
         "global_steps": result.global_step,
         "timing": timing.summary(),
-        "reward_history": [{k: v for k, v in h.items() if k.startswith(("reward", "rewards/", "step"))}
-                           for h in rewards_logged],
+        "reward_history": [
+            {k: v for k, v in h.items() if k.startswith(("reward", "rewards/", "step"))}
+            for h in rewards_logged
+        ],
         "device": device_summary(),
     }
-    return finish_run(out, kind="grpo", config=config, trained=trainer.model, tokenizer=tokenizer, summary=summary)
+    return finish_run(
+        out, kind="grpo", config=config, trained=trainer.model, tokenizer=tokenizer, summary=summary
+    )

@@ -31,7 +31,6 @@ LANGS = ("en", "zh")
 DDI_LABELS = dict(zip(DDI_TYPES, _ANSWER_LABELS))  # corpus type -> answer label
 
 
-
 @dataclass
 class MultitaskConfig:
     output: str = "runs/multitask/rows.jsonl"
@@ -55,8 +54,13 @@ class MultitaskConfig:
 
 def _row(task: str, lang: str, user: list[dict] | str, target: str, source_id: Any) -> dict:
     prompt = user if isinstance(user, list) else [{"role": "user", "content": user}]
-    return {"prompt": prompt, "completion": [{"role": "assistant", "content": target}], "task": task, "lang": lang,
-            "source_id": str(source_id)}
+    return {
+        "prompt": prompt,
+        "completion": [{"role": "assistant", "content": target}],
+        "task": task,
+        "lang": lang,
+        "source_id": str(source_id),
+    }
 
 
 def drugcomb_rows(config: MultitaskConfig, rng: random.Random) -> tuple[list[dict], list[dict]]:
@@ -66,11 +70,25 @@ def drugcomb_rows(config: MultitaskConfig, rng: random.Random) -> tuple[list[dic
     for r in train:
         lang = "zh" if rng.random() < config.zh_fraction else "en"
         prompt = PromptConfig(variant=f"taiyi_{lang}", context=config.context)
-        nary.append(_row(DRUGCOMB_TASK, lang, build_messages(r.sentence, r.paragraph, prompt), format_target(r.relations),
-                         r.doc_id))
+        nary.append(
+            _row(
+                DRUGCOMB_TASK,
+                lang,
+                build_messages(r.sentence, r.paragraph, prompt),
+                format_target(r.relations),
+                r.doc_id,
+            )
+        )
         lang = "zh" if rng.random() < config.zh_fraction else "en"
-        ner.append(_row("ner", lang, NER_TEMPLATES[lang].format(sentence=r.sentence),
-                        f"<answer>{json.dumps(r.mentions, ensure_ascii=False)}</answer>", r.doc_id))
+        ner.append(
+            _row(
+                "ner",
+                lang,
+                NER_TEMPLATES[lang].format(sentence=r.sentence),
+                f"<answer>{json.dumps(r.mentions, ensure_ascii=False)}</answer>",
+                r.doc_id,
+            )
+        )
     return nary, ner
 
 
@@ -84,8 +102,11 @@ def ddi_rows(config: MultitaskConfig, rng: random.Random) -> list[dict]:
             try:
                 rec = json.loads(line)
                 drugs = [e["entity"] for e in rec.get("entities", [])]
-                pairs = [{"type": DDI_LABELS[rel["type"]], "ent_set": list(rel["ent_sets"])}
-                         for rel in rec.get("relations", []) if rel.get("type") in DDI_LABELS]
+                pairs = [
+                    {"type": DDI_LABELS[rel["type"]], "ent_set": list(rel["ent_sets"])}
+                    for rel in rec.get("relations", [])
+                    if rel.get("type") in DDI_LABELS
+                ]
                 sentence = rec["context"]
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{n}: not a DDI13 record ({exc})") from exc

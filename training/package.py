@@ -64,8 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``rexdrug train package`` and ``python -m training.package`` (one parser)."""
     parser.add_argument("--run", type=Path, required=True, help="training output folder (the adapter)")
     parser.add_argument("--name", default="rexdrug-smol", help="the bundled model's name (engine.model=NAME)")
-    parser.add_argument("--into", type=Path, default=ADAPTERS_DIR,
-                        help="folder of bundled adapters (default: this checkout's model/adapters)")
+    parser.add_argument(
+        "--into",
+        type=Path,
+        default=ADAPTERS_DIR,
+        help="folder of bundled adapters (default: this checkout's model/adapters)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -147,8 +147,9 @@ def _column(kwargs: dict[str, Any], name: str, n: int) -> list[Any]:
         return [None] * n
     if isinstance(value, (list, tuple)) and len(value) == n:
         return list(value)
-    raise ValueError(f"reward column {name!r} has {len(value) if hasattr(value, '__len__') else '?'} rows, "
-                     f"expected {n}")
+    raise ValueError(
+        f"reward column {name!r} has {len(value) if hasattr(value, '__len__') else '?'} rows, expected {n}"
+    )
 
 
 def gold_items(gold: Any) -> list[dict]:
@@ -178,7 +179,11 @@ def _names(item: dict) -> list[str]:
     ents = item.get("ent_set", item.get("drugs"))
     if not isinstance(ents, (list, tuple)):
         return []
-    return [str(e) for e in ents if isinstance(e, (str, int, float)) and not isinstance(e, bool) and str(e).strip()]
+    return [
+        str(e)
+        for e in ents
+        if isinstance(e, (str, int, float)) and not isinstance(e, bool) and str(e).strip()
+    ]
 
 
 def _key_set(names: Sequence[str]) -> frozenset[str]:
@@ -231,7 +236,9 @@ def format_reward(completions, **kwargs) -> list[float | None]:
     """0.5 for both tag pairs + 0.5 for a valid answer list (DrugComb labels).  Range [0, 1]."""
     out = []
     for row in _rows(kwargs, completions, DRUGCOMB_TASK):
-        out.append(None if row is None else _safe(lambda r=row: _format_score(r[0], r[0].answer_is_valid_list)))
+        out.append(
+            None if row is None else _safe(lambda r=row: _format_score(r[0], r[0].answer_is_valid_list))
+        )
     return out
 
 
@@ -253,6 +260,7 @@ def think_reward(completions, **kwargs) -> list[float | None]:
     """1 when a closed ``<think>`` block holds the four sections [1]..[4], else 0 (any task)."""
     out = []
     for completion, sentence in zip(completions, _column(kwargs, "sentence", len(completions))):
+
         def score(c=completion, s=sentence) -> float:
             p = parsed(c, s)  # same cache key as the other rewards of the batch
             return 1.0 if p.has_think_tags and has_four_sections(p.think) else 0.0
@@ -279,7 +287,9 @@ def _inconsistent(items: list | None) -> bool:
 
 def _duplicate_share(items: list | None, labels: Sequence[str]) -> float:
     """Predicted combination items whose drug set occurs more than once, over all combination items."""
-    sets = [drugs for _label_, drugs in _relation_rows([i for i in items or [] if isinstance(i, dict)], labels)]
+    sets = [
+        drugs for _label_, drugs in _relation_rows([i for i in items or [] if isinstance(i, dict)], labels)
+    ]
     if not sets:
         return 0.0
     counts = Counter(sets)
@@ -317,8 +327,10 @@ def _coverage(p: ParsedCompletion, gold: list[dict]) -> float:
 @register("coverage")
 def coverage_reward(completions, **kwargs) -> list[float | None]:
     """Label-blind best-Jaccard coverage of the gold sets minus duplicate share.  Range [-1, 1]."""
-    return [None if row is None else _safe(lambda r=row: _coverage(r[0], r[1]))
-            for row in _rows(kwargs, completions, DRUGCOMB_TASK)]
+    return [
+        None if row is None else _safe(lambda r=row: _coverage(r[0], r[1]))
+        for row in _rows(kwargs, completions, DRUGCOMB_TASK)
+    ]
 
 
 def _accuracy(p: ParsedCompletion, gold: list[dict]) -> float:
@@ -334,8 +346,10 @@ def _accuracy(p: ParsedCompletion, gold: list[dict]) -> float:
 @register("accuracy")
 def accuracy_reward(completions, **kwargs) -> list[float | None]:
     """0.33 partial F1 + 0.67 exact F1, type-aware, per sentence.  Range [0, 1]."""
-    return [None if row is None else _safe(lambda r=row: _accuracy(r[0], r[1]))
-            for row in _rows(kwargs, completions, DRUGCOMB_TASK)]
+    return [
+        None if row is None else _safe(lambda r=row: _accuracy(r[0], r[1]))
+        for row in _rows(kwargs, completions, DRUGCOMB_TASK)
+    ]
 
 
 def _grounding(p: ParsedCompletion, sentence: str | None) -> float | None:
@@ -348,11 +362,14 @@ def _grounding(p: ParsedCompletion, sentence: str | None) -> float | None:
 @register("grounding")
 def grounding_reward(completions, **kwargs) -> list[float | None]:
     """Share of predicted drug names found in the sentence; None without a sentence.  Range [0, 1]."""
-    return [None if row is None else _safe(lambda r=row: _grounding(r[0], r[2]))
-            for row in _rows(kwargs, completions, DRUGCOMB_TASK)]
+    return [
+        None if row is None else _safe(lambda r=row: _grounding(r[0], r[2]))
+        for row in _rows(kwargs, completions, DRUGCOMB_TASK)
+    ]
 
 
 # --- DDI13 variants (pairs, labels EFFECT/MECHANISM/ADVISE/INT) ------------------------------------------
+
 
 def _ddi_strict_list(items: list | None) -> bool:
     if not items:
@@ -374,6 +391,7 @@ def ddi_format_reward(completions, **kwargs) -> list[float | None]:
     """0.5 for both tag pairs + 0.5 for a valid DDI answer list.  Range [0, 1]."""
     out = []
     for row in _rows(kwargs, completions, DDI_TASK):
+
         def score(r=row) -> float:
             p = r[0]
             unrepaired = not (p.repair_codes & FORMAT_REPAIRS)  # the answer's text was valid as written
@@ -410,8 +428,10 @@ def _ddi_coverage(p: ParsedCompletion, gold: list[dict]) -> float:
 @register("ddi_coverage")
 def ddi_coverage_reward(completions, **kwargs) -> list[float | None]:
     """Exact pair recall (label-blind) minus duplicate share.  Range [-1, 1]."""
-    return [None if row is None else _safe(lambda r=row: _ddi_coverage(r[0], r[1]))
-            for row in _rows(kwargs, completions, DDI_TASK)]
+    return [
+        None if row is None else _safe(lambda r=row: _ddi_coverage(r[0], r[1]))
+        for row in _rows(kwargs, completions, DDI_TASK)
+    ]
 
 
 def _ddi_accuracy(p: ParsedCompletion, gold: list[dict]) -> float:
@@ -431,5 +451,7 @@ def _ddi_accuracy(p: ParsedCompletion, gold: list[dict]) -> float:
 @register("ddi_accuracy")
 def ddi_accuracy_reward(completions, **kwargs) -> list[float | None]:
     """Micro F1 of exact (label, pair) rows per sentence.  Range [0, 1]."""
-    return [None if row is None else _safe(lambda r=row: _ddi_accuracy(r[0], r[1]))
-            for row in _rows(kwargs, completions, DDI_TASK)]
+    return [
+        None if row is None else _safe(lambda r=row: _ddi_accuracy(r[0], r[1]))
+        for row in _rows(kwargs, completions, DDI_TASK)
+    ]

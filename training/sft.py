@@ -102,8 +102,15 @@ def run_sft(config: SFTConfigFile, *, train_rows: list[dict] | None = None) -> d
     use_cpu, bf16 = precision(model)
     log.info("SFT: %d rows, %s", len(dataset), device_summary())
     trainer, result, timing = train_and_save(
-        SFTTrainer, out, model=model, tokenizer=tokenizer, dataset=dataset, lora=config.lora,
-        resume=config.train.resume, args=trl_sft_config(config.train, use_cpu=use_cpu, bf16=bf16))
+        SFTTrainer,
+        out,
+        model=model,
+        tokenizer=tokenizer,
+        dataset=dataset,
+        lora=config.lora,
+        resume=config.train.resume,
+        args=trl_sft_config(config.train, use_cpu=use_cpu, bf16=bf16),
+    )
     summary: dict[str, Any] = {
         "train_rows": len(dataset),
         "data": data_stats,
@@ -117,10 +124,18 @@ def run_sft(config: SFTConfigFile, *, train_rows: list[dict] | None = None) -> d
         from training.evaluate import evaluate_dev
 
         dev = splits.dev[: config.dev_eval.limit] if config.dev_eval.limit else splits.dev
-        summary["dev"] = evaluate_dev(trained, tokenizer, dev, config.data,
-                                      max_new_tokens=config.dev_eval.max_new_tokens,
-                                      batch_size=config.dev_eval.batch_size)
+        summary["dev"] = evaluate_dev(
+            trained,
+            tokenizer,
+            dev,
+            config.data,
+            max_new_tokens=config.dev_eval.max_new_tokens,
+            batch_size=config.dev_eval.batch_size,
+        )
         (out / "dev_metrics.json").write_text(json.dumps(summary["dev"], indent=2) + "\n", encoding="utf-8")
-        log.info("dev: official F1 %s, parse failure rate %s", summary["dev"]["official"],
-                 summary["dev"]["parse_failure_rate"])
+        log.info(
+            "dev: official F1 %s, parse failure rate %s",
+            summary["dev"]["official"],
+            summary["dev"]["parse_failure_rate"],
+        )
     return finish_run(out, kind="sft", config=config, trained=trained, tokenizer=tokenizer, summary=summary)

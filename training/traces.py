@@ -34,15 +34,27 @@ from schemas.answer import COMB, NEG, POS, no_comb_answer
 
 log = logging.getLogger(__name__)
 
-CRITERIA = ("format", "medical_correctness", "semantic_fidelity", "consistency_with_gold", "naturalness",
-            "usefulness")
+CRITERIA = (
+    "format",
+    "medical_correctness",
+    "semantic_fidelity",
+    "consistency_with_gold",
+    "naturalness",
+    "usefulness",
+)
 TEMPLATE = "template"
 CHECKS = "checks"
-LABEL_WORDS = {POS: "a favourable effect", NEG: "an unfavourable effect (harm or loss of efficacy)",
-               COMB: "no clear judgement of the effect"}
+LABEL_WORDS = {
+    POS: "a favourable effect",
+    NEG: "an unfavourable effect (harm or loss of efficacy)",
+    COMB: "no clear judgement of the effect",
+}
 _SECTION = re.compile(r"(?:^|(?<=\s))\[(\d)\]")
-_CUES = re.compile(r"\b(combin\w*|plus|together with|in addition to|added to|co-?administ\w*|concomitant\w*|"
-                   r"versus|vs\.?|compared (?:with|to)|alone|or|followed by|with)\b", re.IGNORECASE)
+_CUES = re.compile(
+    r"\b(combin\w*|plus|together with|in addition to|added to|co-?administ\w*|concomitant\w*|"
+    r"versus|vs\.?|compared (?:with|to)|alone|or|followed by|with)\b",
+    re.IGNORECASE,
+)
 
 
 class TraceRecord(Protocol):
@@ -57,8 +69,9 @@ class TraceRecord(Protocol):
 class AgentConfig:
     kind: str = TEMPLATE  # "template" / "checks" (offline), or "engine"
     engine: EngineConfig = field(default_factory=EngineConfig)
-    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(max_new_tokens=512, temperature=0.7,
-                                                                            top_p=0.9))
+    sampling: SamplingConfig = field(
+        default_factory=lambda: SamplingConfig(max_new_tokens=512, temperature=0.7, top_p=0.9)
+    )
 
     def validate(self) -> None:
         if self.kind not in (TEMPLATE, CHECKS, "engine"):
@@ -104,19 +117,28 @@ def template_rationale(record: TraceRecord, candidates: Sequence[str] | None = N
     if cues:
         s2.append(f"- Wording that links or separates them: {', '.join(repr(c) for c in cues[:4])}.")
     if record.relations:
-        s3 = [f"- {' + '.join(r['ent_set'])}: given together; the sentence reports {LABEL_WORDS.get(r['type'], 'an effect')}."
-              for r in record.relations]
+        s3 = [
+            f"- {' + '.join(r['ent_set'])}: given together; the sentence reports {LABEL_WORDS.get(r['type'], 'an effect')}."
+            for r in record.relations
+        ]
         others = [d for d in drugs if not any(d in r["ent_set"] for r in record.relations)]
         if others:
             s3.append(f"- {', '.join(others)}: not part of a reported combination here.")
-        s4 = [f"- {len(record.relations)} combination(s) to extract, with their drugs as written in the sentence."]
+        s4 = [
+            f"- {len(record.relations)} combination(s) to extract, with their drugs as written in the sentence."
+        ]
     else:
-        s3 = [("- No two drugs are reported as given together with an outcome in this sentence "
-               "(they are listed, compared, alternatives or background).")]
+        s3 = [
+            (
+                "- No two drugs are reported as given together with an outcome in this sentence "
+                "(they are listed, compared, alternatives or background)."
+            )
+        ]
         s4 = ["- Nothing to extract: no combination."]
     bodies = [s1, s2, s3, s4]
-    return "\n".join(f"[{i}] {title}\n" + "\n".join(body)
-                     for i, (title, body) in enumerate(zip(THINK_SECTIONS, bodies), 1))
+    return "\n".join(
+        f"[{i}] {title}\n" + "\n".join(body) for i, (title, body) in enumerate(zip(THINK_SECTIONS, bodies), 1)
+    )
 
 
 def check_rationale(think: str, record: TraceRecord) -> tuple[dict[str, int], str]:
@@ -147,8 +169,14 @@ def check_rationale(think: str, record: TraceRecord) -> tuple[dict[str, int], st
     substantive = 4 if len(think.split()) >= 15 else 2
     if substantive < 4:
         problems.append("the reasoning is too short")
-    scores = {"format": fmt, "medical_correctness": substantive, "semantic_fidelity": fidelity,
-              "consistency_with_gold": consistency, "naturalness": substantive, "usefulness": substantive}
+    scores = {
+        "format": fmt,
+        "medical_correctness": substantive,
+        "semantic_fidelity": fidelity,
+        "consistency_with_gold": consistency,
+        "naturalness": substantive,
+        "usefulness": substantive,
+    }
     return scores, "; ".join(problems) or "ok"
 
 
@@ -171,8 +199,10 @@ def generator_messages(record: TraceRecord, feedback: str | None = None) -> list
     )
     if feedback:
         user += f"\n\nA reviewer rejected your previous reasoning. Fix these points: {feedback}"
-    return [{"role": "system", "content": "You are an expert clinical pharmacologist and annotator."},
-            {"role": "user", "content": user}]
+    return [
+        {"role": "system", "content": "You are an expert clinical pharmacologist and annotator."},
+        {"role": "user", "content": user},
+    ]
 
 
 def reviewer_messages(record: TraceRecord, think: str) -> list[dict]:
@@ -198,7 +228,7 @@ def clean_generated(text: str) -> str:
     body = m.group(1) if m else text
     body = re.split(r"<\s*answer\s*>", body, flags=re.IGNORECASE)[0]
     start = _SECTION.search(body)
-    return (body[start.start():] if start else body).strip()
+    return (body[start.start() :] if start else body).strip()
 
 
 def parse_review(text: str) -> tuple[dict[str, int] | None, str]:
@@ -242,24 +272,32 @@ class TraceAgents:
 
     @property
     def teacher_id(self) -> str:
-        return TEMPLATE if self.config.generator.kind == TEMPLATE else getattr(self.generator_engine, "model_id", "?")
+        return (
+            TEMPLATE
+            if self.config.generator.kind == TEMPLATE
+            else getattr(self.generator_engine, "model_id", "?")
+        )
 
     @property
     def reviewer_id(self) -> str:
-        return CHECKS if self.config.reviewer.kind == CHECKS else getattr(self.reviewer_engine, "model_id", "?")
+        return (
+            CHECKS if self.config.reviewer.kind == CHECKS else getattr(self.reviewer_engine, "model_id", "?")
+        )
 
     def generate(self, records: Sequence[TraceRecord], feedback: Sequence[str | None]) -> list[str]:
         if self.config.generator.kind == TEMPLATE:
             return [template_rationale(r) for r in records]
-        results = self.generator_engine.generate([generator_messages(r, f) for r, f in zip(records, feedback)],
-                                                  self.config.generator.sampling)
+        results = self.generator_engine.generate(
+            [generator_messages(r, f) for r, f in zip(records, feedback)], self.config.generator.sampling
+        )
         return [clean_generated(r.text) for r in results]
 
     def review(self, records: Sequence[TraceRecord], thinks: Sequence[str]) -> list[tuple[dict | None, str]]:
         if self.config.reviewer.kind == CHECKS:
             return [check_rationale(t, r) for r, t in zip(records, thinks)]
-        replies = self.reviewer_engine.generate([reviewer_messages(r, t) for r, t in zip(records, thinks)],
-                                                self.config.reviewer.sampling)
+        replies = self.reviewer_engine.generate(
+            [reviewer_messages(r, t) for r, t in zip(records, thinks)], self.config.reviewer.sampling
+        )
         return [parse_review(reply.text) for reply in replies]
 
     def passes(self, scores: dict[str, int] | None) -> bool:
@@ -315,22 +353,31 @@ class TraceAgents:
         if out.is_file() and out.stat().st_size and not out.read_bytes().endswith(b"\n"):
             with out.open("a", encoding="utf-8") as fh:  # a torn last row stays on its own line
                 fh.write("\n")
-        counts = {"skipped_existing": len(records) - len([r for r in records if r.doc_id not in done]),
-                  "accepted": 0, "rejected": 0, "attempts": 0}
+        counts = {
+            "skipped_existing": len(records) - len([r for r in records if r.doc_id not in done]),
+            "accepted": 0,
+            "rejected": 0,
+            "attempts": 0,
+        }
         from tqdm import tqdm
 
-        with out.open("a", encoding="utf-8") as fh, tqdm(total=len(todo), desc="traces", unit="sent",
-                                                          disable=None) as bar:
+        with (
+            out.open("a", encoding="utf-8") as fh,
+            tqdm(total=len(todo), desc="traces", unit="sent", disable=None) as bar,
+        ):
             for start in range(0, len(todo), self.config.batch_size):
-                chunk = todo[start:start + self.config.batch_size]
+                chunk = todo[start : start + self.config.batch_size]
                 for row in self.run_batch(chunk):
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                     counts[row["status"]] += 1
                     counts["attempts"] += row["attempts"]
                 fh.flush()
                 bar.update(len(chunk))
-        log.info("traces: %(accepted)d accepted, %(rejected)d rejected (dropped from training), "
-                 "%(skipped_existing)d already written", counts)
+        log.info(
+            "traces: %(accepted)d accepted, %(rejected)d rejected (dropped from training), "
+            "%(skipped_existing)d already written",
+            counts,
+        )
         return counts
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from model.evaluation.sentences import mention_counts, score_sentences  # noqa: E402
+from model.evaluation.sentences import mention_counts, score_sentences
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -48,22 +48,41 @@ def gold_row(item: dict, ann: dict, annotators: list[str]) -> dict:
     sentence = item["sentence"]
     spans = []
     for k, d in enumerate(ann["drugs"]):
-        if sentence[d["start"]:d["end"]] != d["text"]:
+        if sentence[d["start"] : d["end"]] != d["text"]:
             raise ValueError(f"{item['id']}: drug {d} does not match the sentence at its offsets")
         spans.append({"span_id": k, "text": d["text"], "start": d["start"], "end": d["end"]})
-    rels = [{"class": r["class"], "spans": sorted(r["drugs"]), "is_context_needed": bool(r.get("is_context_needed"))}
-            for r in ann["rels"]]
-    return {"doc_id": item["id"], "pmid": item.get("pmid"), "source": item["source"], "year": item.get("year"),
-            "split": item["split"], "pool": item["pool"], "sentence": sentence, "paragraph": item["paragraph"],
-            "sentence_start": item["sentence_start"], "spans": spans, "rels": rels, "annotators": annotators}
+    rels = [
+        {
+            "class": r["class"],
+            "spans": sorted(r["drugs"]),
+            "is_context_needed": bool(r.get("is_context_needed")),
+        }
+        for r in ann["rels"]
+    ]
+    return {
+        "doc_id": item["id"],
+        "pmid": item.get("pmid"),
+        "source": item["source"],
+        "year": item.get("year"),
+        "split": item["split"],
+        "pool": item["pool"],
+        "sentence": sentence,
+        "paragraph": item["paragraph"],
+        "sentence_start": item["sentence_start"],
+        "spans": spans,
+        "rels": rels,
+        "annotators": annotators,
+    }
 
 
 def same_decision(a: dict, b: dict, item: dict) -> bool:
     """Two annotations agree: same mention offsets, same sets (as mention texts) with the same labels."""
+
     def sets(ann):
         text = [d["text"].casefold() for d in ann["drugs"]]
         return sorted((r["class"], sorted({text[i] for i in r["drugs"]})) for r in ann["rels"])
-    spans = lambda ann: sorted((d["start"], d["end"]) for d in ann["drugs"])  # noqa: E731
+
+    spans = lambda ann: sorted((d["start"], d["end"]) for d in ann["drugs"])
     return bool(a.get("unusable")) == bool(b.get("unusable")) and spans(a) == spans(b) and sets(a) == sets(b)
 
 
@@ -75,9 +94,20 @@ def agreement(pool: dict[str, dict], ref_name: str, ref: dict, other_name: str, 
     other_rows = {i: gold_row(pool[i], other[i], [other_name]) for i in ids}
     relations = {}
     for i, row in other_rows.items():
-        relations[i] = [{"label": r["class"],
-                         "drugs": [{"name": row["spans"][k]["text"], "start": row["spans"][k]["start"],
-                                    "end": row["spans"][k]["end"]} for k in r["spans"]]} for r in row["rels"]]
+        relations[i] = [
+            {
+                "label": r["class"],
+                "drugs": [
+                    {
+                        "name": row["spans"][k]["text"],
+                        "start": row["spans"][k]["start"],
+                        "end": row["spans"][k]["end"],
+                    }
+                    for k in r["spans"]
+                ],
+            }
+            for r in row["rels"]
+        ]
     scores = score_sentences(ref_rows, relations)
     tp = n_other = n_ref = 0
     for row in ref_rows:
@@ -86,7 +116,9 @@ def agreement(pool: dict[str, dict], ref_name: str, ref: dict, other_name: str, 
     has_ref = [bool(r["rels"]) for r in ref_rows]
     has_other = [bool(other_rows[r["doc_id"]]["rels"]) for r in ref_rows]
     return {
-        "reference": ref_name, "other": other_name, "items": len(ids),
+        "reference": ref_name,
+        "other": other_name,
+        "items": len(ids),
         "identical_decisions": sum(same_decision(ref[i], other[i], pool[i]) for i in ids),
         "drug_mentions_f1": round(2 * tp / (n_other + n_ref), 4) if n_other + n_ref else None,
         "drug_mentions": {"matched": tp, ref_name: n_ref, other_name: n_other},
@@ -138,17 +170,29 @@ def build(folder: Path = HERE) -> dict:
             unusable.append(item_id)
             continue
         gold.append(gold_row(pool[item_id], chosen, names))
-    pairs = [(a, b) for i, a in enumerate(sorted(anns)) for b in sorted(anns)[i + 1:] if set(anns[a]) & set(anns[b])]
+    pairs = [
+        (a, b)
+        for i, a in enumerate(sorted(anns))
+        for b in sorted(anns)[i + 1 :]
+        if set(anns[a]) & set(anns[b])
+    ]
     agreements = [agreement(pool, a, anns[a], b, anns[b]) for a, b in pairs]
     if undecided:
         print(json.dumps(agreements, indent=2), file=sys.stderr)
-        raise SystemExit(f"{len(undecided)} doubly-annotated items disagree and have no adjudication: "
-                         f"{', '.join(undecided)}")
+        raise SystemExit(
+            f"{len(undecided)} doubly-annotated items disagree and have no adjudication: "
+            f"{', '.join(undecided)}"
+        )
     report = {
-        "items_annotated": len(by_item), "gold_items": len(gold), "unusable": unusable,
-        "doubly_annotated": sum(len(v) > 1 for v in by_item.values()), "disagreements_adjudicated": disagreements,
+        "items_annotated": len(by_item),
+        "gold_items": len(gold),
+        "unusable": unusable,
+        "doubly_annotated": sum(len(v) > 1 for v in by_item.values()),
+        "disagreements_adjudicated": disagreements,
         "per_split": {s: sum(g["split"] == s for g in gold) for s in ("dev", "train")},
-        "with_combination": {s: sum(bool(g["rels"]) for g in gold if g["split"] == s) for s in ("dev", "train")},
+        "with_combination": {
+            s: sum(bool(g["rels"]) for g in gold if g["split"] == s) for s in ("dev", "train")
+        },
         "combinations": {s: sum(len(g["rels"]) for g in gold if g["split"] == s) for s in ("dev", "train")},
         "agreement": agreements,
     }

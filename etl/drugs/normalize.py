@@ -19,26 +19,63 @@ _DOSE_RE = re.compile(
 _PAREN_RE = re.compile(r"^(.*?)\s*[\(\[]([^\)\]]*)[\)\]]\s*(.*)$")
 # Words that surround a drug name without changing which drug it is.
 _FILLER = frozenset(
-    ["therapy", "treatment", "chemotherapy", "alone", "monotherapy", "drug", "agent", "injection", "tablet", "tablets", "oral", "iv", "intravenous", "infusion", "regimen", "based", "dose", "doses", "daily", "weekly", "combination", "plus"]
+    [
+        "therapy",
+        "treatment",
+        "chemotherapy",
+        "alone",
+        "monotherapy",
+        "drug",
+        "agent",
+        "injection",
+        "tablet",
+        "tablets",
+        "oral",
+        "iv",
+        "intravenous",
+        "infusion",
+        "regimen",
+        "based",
+        "dose",
+        "doses",
+        "daily",
+        "weekly",
+        "combination",
+        "plus",
+    ]
 )
 _SPACES_RE = re.compile(r"\s+")
 
 
 def _unnormalized(name) -> dict:
     return {
-        "name": name, "id": None, "preferred_name": None,
+        "name": name,
+        "id": None,
+        "preferred_name": None,
         "ids": {"drugbank": None, "unii": None, "mesh": None},
-        "is_class": False, "kind": None, "components": [], "matched_by": "unnormalized",
+        "is_class": False,
+        "kind": None,
+        "components": [],
+        "matched_by": "unnormalized",
     }
 
 
 def _result(kb: DrugKB, name, entry_id: str, matched_by: str, _depth: int = 0) -> dict:
     e = kb.entries[entry_id]
-    comps = [_result(kb, kb.entries[c].preferred_name, c, "component", _depth + 1) for c in e.components] if _depth < 2 else []
+    comps = (
+        [_result(kb, kb.entries[c].preferred_name, c, "component", _depth + 1) for c in e.components]
+        if _depth < 2
+        else []
+    )
     return {
-        "name": name, "id": e.id, "preferred_name": e.preferred_name,
+        "name": name,
+        "id": e.id,
+        "preferred_name": e.preferred_name,
         "ids": {"drugbank": e.drugbank, "unii": e.unii, "mesh": e.mesh},
-        "is_class": e.is_class, "kind": e.kind, "components": comps, "matched_by": matched_by,
+        "is_class": e.is_class,
+        "kind": e.kind,
+        "components": comps,
+        "matched_by": matched_by,
     }
 
 
@@ -124,6 +161,11 @@ def _from_mentions(kb: DrugKB, name, text: str) -> dict:
     found = ids.pop()
     if found not in kb.entries:  # a research code ("PF-4708671"): a drug outside the KB
         e = matcher.entry(found)
-        return {**_unnormalized(name), "id": e.id, "preferred_name": e.preferred_name, "kind": e.kind,
-                "matched_by": "code"}
+        return {
+            **_unnormalized(name),
+            "id": e.id,
+            "preferred_name": e.preferred_name,
+            "kind": e.kind,
+            "matched_by": "code",
+        }
     return _result(kb, name, found, "mention")

@@ -49,7 +49,9 @@ def _read_error_table(source_file: str, exc: BaseException) -> pa.Table:
 ProgressCallback = Callable[[int, int], None]  # (records parsed so far, errors so far) of the file
 
 
-def parse_source_file(path: str, source_file: str, on_progress: ProgressCallback | None = None) -> dict[str, pa.Table]:
+def parse_source_file(
+    path: str, source_file: str, on_progress: ProgressCallback | None = None
+) -> dict[str, pa.Table]:
     """``parse_to_tables`` that never raises: an unreadable file becomes one error row."""
     try:
         from etl.pubmed.parser import parse_to_tables
@@ -178,8 +180,12 @@ def envelope_tables(batches: Iterable[pa.RecordBatch]) -> dict[str, pa.Table]:
 
     envelope = pa.Table.from_batches(list(batches), schema=ENVELOPE)
     out = {}
-    tables = {"article": ("articles", ARTICLES), "deletion": ("deletions", DELETIONS),
-              "error": ("errors", INGEST_ERRORS), "file": ("files", pa.schema(list(FILE_SUMMARY)))}
+    tables = {
+        "article": ("articles", ARTICLES),
+        "deletion": ("deletions", DELETIONS),
+        "error": ("errors", INGEST_ERRORS),
+        "file": ("files", pa.schema(list(FILE_SUMMARY))),
+    }
     for kind in ENVELOPE_KINDS:
         name, schema = tables[kind]
         rows = envelope.filter(pc.equal(envelope["kind"], kind)).column(kind).combine_chunks()

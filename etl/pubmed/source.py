@@ -286,7 +286,9 @@ def split_records(stream: ByteStream, legacy: bool) -> Iterator[tuple[str, bytes
             end_from = max(end_from, len(buf) - len(end_tag) + 1)
             next_from = max(next_from, len(buf) - _START_OVERLAP)
             if not oversized and len(buf) > _MAX_RECORD:
-                log.warning("a <%s> record is over %d bytes: handed over cut, the rest skipped", tag, _MAX_RECORD)
+                log.warning(
+                    "a <%s> record is over %d bytes: handed over cut, the rest skipped", tag, _MAX_RECORD
+                )
                 yield tag, bytes(buf[:_MAX_RECORD])
                 oversized = True
             if oversized:

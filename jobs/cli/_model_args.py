@@ -11,13 +11,21 @@ from model.prompting import CONTEXTS, VARIANTS, PromptConfig
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
-    g.add_argument("--model", help="'embedded' (default), 'rexdrug-smol' (embedded + our adapter), a local HF folder, a hub id (with --allow-download), "
-                                   "or a rule baseline: rule_all_drugs | rule_no_comb | rule_cue (DrugComb) | rule_ddi_all_pairs (DDI13)")
-    g.add_argument("--engine", choices=ENGINE_KINDS, help="engine kind (default: transformers; rules imply theirs)")
+    g.add_argument(
+        "--model",
+        help="'embedded' (default), 'rexdrug-smol' (embedded + our adapter), a local HF folder, a hub id (with --allow-download), "
+        "or a rule baseline: rule_all_drugs | rule_no_comb | rule_cue (DrugComb) | rule_ddi_all_pairs (DDI13)",
+    )
+    g.add_argument(
+        "--engine", choices=ENGINE_KINDS, help="engine kind (default: transformers; rules imply theirs)"
+    )
     g.add_argument("--adapter", help="LoRA adapter folder to layer on the model")
     g.add_argument("--engine-config", help="engine YAML (configs/model/*.yaml)")
-    g.add_argument("--prompt", choices=VARIANTS,
-                   help="prompt variant (default: rexdrug, or the one a bundled model was trained with)")
+    g.add_argument(
+        "--prompt",
+        choices=VARIANTS,
+        help="prompt variant (default: rexdrug, or the one a bundled model was trained with)",
+    )
     g.add_argument("--context", choices=CONTEXTS, help="context given with the sentence (default abstract)")
     g.add_argument("--window", type=int, help="neighbouring sentences on each side for --context window")
     g.add_argument("--hints", action="store_true", help="list the matcher's candidate drugs in the prompt")
@@ -25,8 +33,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, help="prompts per forward pass")
     g.add_argument("--constrained", action="store_true", help="JSON-constrained decoding (answer only)")
     g.add_argument("--allow-download", action="store_true", help="allow fetching a hub model")
-    g.add_argument("--set", dest="overrides", action="append", default=[],
-                   help="engine config override key=value (repeatable), e.g. sampling.temperature=0.7")
+    g.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="engine config override key=value (repeatable), e.g. sampling.temperature=0.7",
+    )
 
 
 def engine_and_prompt(args: argparse.Namespace) -> tuple[EngineConfig, PromptConfig]:

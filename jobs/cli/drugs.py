@@ -1,8 +1,8 @@
 """`rexdrug drugs`: normalize names, find mentions in text, rebuild the drug KB artifact.
 
-    rexdrug drugs normalize NAME...          one JSON object per name, in order
-    rexdrug drugs find --text TEXT | --file F   one JSON object per mention
-    rexdrug drugs build-kb [--out DIR]       rebuild etl/drugs/kb/ (prints its provenance JSON)
+rexdrug drugs normalize NAME...          one JSON object per name, in order
+rexdrug drugs find --text TEXT | --file F   one JSON object per mention
+rexdrug drugs build-kb [--out DIR]       rebuild etl/drugs/kb/ (prints its provenance JSON)
 """
 
 from __future__ import annotations
@@ -51,8 +51,17 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--file {args.file}: no such file")
             text = args.file.read_text(encoding="utf-8")
         for m in default_matcher().find(text):
-            _emit({"start": m.start, "end": m.end, "surface": m.surface, "id": m.id,
-                   "preferred_name": m.preferred_name, "is_class": m.is_class, "kind": m.kind})
+            _emit(
+                {
+                    "start": m.start,
+                    "end": m.end,
+                    "surface": m.surface,
+                    "id": m.id,
+                    "preferred_name": m.preferred_name,
+                    "is_class": m.is_class,
+                    "kind": m.kind,
+                }
+            )
         return 0
     if args.drugs_command == "build-kb":
         from etl.drugs.build import build_kb

@@ -1,13 +1,13 @@
 """rexdrug eval: score extraction on DrugComb (official scorer + RexDrug variant) and DDI13.
 
-  rexdrug eval drugcomb --gold answers.jsonl --pred pred.jsonl       # score official-format files
-  rexdrug eval drugcomb --model embedded [--limit N] [--out DIR]      # run a model/baseline, then score
-  rexdrug eval drugcomb --model rule_all_drugs
-  rexdrug eval ddi --pred pred.jsonl [--gold data/ddi13/test.jsonl]   # DDI13 pair-level micro-F1
-  rexdrug eval ddi --pred pred.jsonl --corpus official [--zip DDICorpus-2013.zip]
-  rexdrug eval ddi --model rule_ddi_all_pairs [--corpus official|processed|both] [--limit N] [--out DIR]
-  rexdrug eval realpm --models rule_all_drugs,rexdrug-smol [--split dev]    # annotated real PubMed sentences
-  rexdrug eval sentences --gold FILE --model M [--all-sentences] [--out DIR]  # any gold file of that format
+rexdrug eval drugcomb --gold answers.jsonl --pred pred.jsonl       # score official-format files
+rexdrug eval drugcomb --model embedded [--limit N] [--out DIR]      # run a model/baseline, then score
+rexdrug eval drugcomb --model rule_all_drugs
+rexdrug eval ddi --pred pred.jsonl [--gold data/ddi13/test.jsonl]   # DDI13 pair-level micro-F1
+rexdrug eval ddi --pred pred.jsonl --corpus official [--zip DDICorpus-2013.zip]
+rexdrug eval ddi --model rule_ddi_all_pairs [--corpus official|processed|both] [--limit N] [--out DIR]
+rexdrug eval realpm --models rule_all_drugs,rexdrug-smol [--split dev]    # annotated real PubMed sentences
+rexdrug eval sentences --gold FILE --model M [--all-sentences] [--out DIR]  # any gold file of that format
 """
 
 from __future__ import annotations
@@ -29,29 +29,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dc = sub.add_parser("drugcomb", help="DrugComb n-ary combinations (official allenai scorer)")
     dc.add_argument("--gold", help="gold file, official format (default: data/drugcomb/answers.jsonl)")
     dc.add_argument("--pred", help="prediction file, official format (doc_id, drug_idxs, relation_label)")
-    dc.add_argument("--split", default="final_test_set.jsonl", help="records to run a model on (data/drugcomb/)")
+    dc.add_argument(
+        "--split", default="final_test_set.jsonl", help="records to run a model on (data/drugcomb/)"
+    )
     dc.add_argument("--limit", type=int, help="only the first N sentences")
     dc.add_argument("--out", help="folder for predictions, per-sentence errors and summary.json")
     add_model_arguments(dc)
-    ddi = sub.add_parser("ddi", help="DDI13 pair-level micro-F1 (official corpus and/or RexDrug's processed copy)")
+    ddi = sub.add_parser(
+        "ddi", help="DDI13 pair-level micro-F1 (official corpus and/or RexDrug's processed copy)"
+    )
     ddi.add_argument("--gold", help="processed-copy gold JSONL (default: data/ddi13/test.jsonl)")
     ddi.add_argument("--zip", help="official corpus zip (default: data/ddi13/DDICorpus-2013.zip)")
-    ddi.add_argument("--pred", help="score this predictions JSONL ({id, relations: [{type, ent_sets}]}) instead of "
-                                    "running --model")
-    ddi.add_argument("--corpus", choices=("official", "processed", "both"),
-                     help="gold set(s): default processed with --pred, both with --model")
-    ddi.add_argument("--limit", type=int, help="only the first N sentences with candidate pairs of each corpus")
+    ddi.add_argument(
+        "--pred",
+        help="score this predictions JSONL ({id, relations: [{type, ent_sets}]}) instead of running --model",
+    )
+    ddi.add_argument(
+        "--corpus",
+        choices=("official", "processed", "both"),
+        help="gold set(s): default processed with --pred, both with --model",
+    )
+    ddi.add_argument(
+        "--limit", type=int, help="only the first N sentences with candidate pairs of each corpus"
+    )
     ddi.add_argument("--out", help="folder for predictions, raw outputs and summary.json")
     add_model_arguments(ddi)
-    sen = sub.add_parser("sentences", aliases=["realpm"],
-                         help="annotated real PubMed sentences, end to end as the sweep runs (data/realpm)")
-    sen.add_argument("--gold", help="gold JSONL in DrugComb's row format with a split field "
-                                    "(default: data/realpm/gold.jsonl)")
+    sen = sub.add_parser(
+        "sentences",
+        aliases=["realpm"],
+        help="annotated real PubMed sentences, end to end as the sweep runs (data/realpm)",
+    )
+    sen.add_argument(
+        "--gold",
+        help="gold JSONL in DrugComb's row format with a split field (default: data/realpm/gold.jsonl)",
+    )
     sen.add_argument("--split", default="dev", help="dev (default, for choices) | train | all")
-    sen.add_argument("--models", help="comma-separated models scored side by side (each as --model), "
-                                      "e.g. rule_all_drugs,rule_cue,rexdrug-smol")
-    sen.add_argument("--all-sentences", action="store_true",
-                     help="send every gold sentence to the model, not only the sweep's candidates")
+    sen.add_argument(
+        "--models",
+        help="comma-separated models scored side by side (each as --model), "
+        "e.g. rule_all_drugs,rule_cue,rexdrug-smol",
+    )
+    sen.add_argument(
+        "--all-sentences",
+        action="store_true",
+        help="send every gold sentence to the model, not only the sweep's candidates",
+    )
     sen.add_argument("--format", choices=("json", "table"), default="json", help="stdout format")
     sen.add_argument("--out", help="folder for each model's outputs, per-sentence errors and summary.json")
     add_model_arguments(sen)
@@ -73,8 +95,17 @@ def _score_files(args) -> int:
 
     gold = args.gold or data_path("drugcomb", "answers.jsonl")
     scores = score_official_files(gold, args.pred)
-    print(json.dumps({"scorer": "official (allenai drug-combo-extraction)", "gold": str(gold),
-                      "pred": args.pred, "scores": scores}, indent=2))
+    print(
+        json.dumps(
+            {
+                "scorer": "official (allenai drug-combo-extraction)",
+                "gold": str(gold),
+                "pred": args.pred,
+                "scores": scores,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -162,8 +193,10 @@ def _sentences(args) -> int:
 
 def _sentence_table(summaries: list[dict]) -> str:
     """A markdown table of the headline numbers, one row per model."""
-    head = ("| model | any-exact P | R | F1 | any-partial F1 | pos-exact F1 | labels agree | mention P | "
-            "mention R | sent to model | predicted |")
+    head = (
+        "| model | any-exact P | R | F1 | any-partial F1 | pos-exact F1 | labels agree | mention P | "
+        "mention R | sent to model | predicted |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for s in summaries:
         c, m = s["combinations"], s.get("drug_mentions", {})
@@ -172,7 +205,8 @@ def _sentence_table(summaries: list[dict]) -> str:
             f"{c['any_exact']['f1']:.3f} | {c['any_partial']['f1']:.3f} | {c['pos_exact']['f1']:.3f} | "
             f"{s['labels']['agreement'] if s['labels']['agreement'] is not None else '-'} | "
             f"{m.get('precision', '-')} | {m.get('recall', '-')} | "
-            f"{s['selection']['share_sent_to_model']:.3f} | {s['predicted_combinations']} |")
+            f"{s['selection']['share_sent_to_model']:.3f} | {s['predicted_combinations']} |"
+        )
     return "\n".join(lines)
 
 
@@ -191,7 +225,9 @@ def _ddi_score_file(args) -> int:
 
     corpus = args.corpus or "processed"
     if corpus == "both":
-        raise ValueError("eval ddi --pred scores one corpus (sentence ids differ): --corpus official or processed")
+        raise ValueError(
+            "eval ddi --pred scores one corpus (sentence ids differ): --corpus official or processed"
+        )
     pred = read_jsonl(args.pred)
     if corpus == "processed":
         from etl.paths import data_path
@@ -205,8 +241,12 @@ def _ddi_score_file(args) -> int:
     from model.evaluation.run import official_ddi_result
 
     corpus = read_official(args.zip, "test")
-    print(json.dumps(official_ddi_result(corpus.sentences, pred, corpus.errors, subset=False, zip_path=args.zip),
-                     indent=2))
+    print(
+        json.dumps(
+            official_ddi_result(corpus.sentences, pred, corpus.errors, subset=False, zip_path=args.zip),
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -223,18 +263,27 @@ def _ddi_run_model(args) -> int:
     args.overrides = ["label_bias={}", *(args.overrides or [])]
     engine_config, prompt = engine_and_prompt(args)
     if prompt.variant != "ddi":
-        raise ValueError(f"eval ddi needs the ddi prompt (DDI types); --prompt {prompt.variant} asks for DrugComb labels")
+        raise ValueError(
+            f"eval ddi needs the ddi prompt (DDI types); --prompt {prompt.variant} asks for DrugComb labels"
+        )
     started = time.perf_counter()
     engine = create_engine(engine_config)
     load_s = time.perf_counter() - started
     runner = ExtractionRunner(engine, prompt, sampling=engine_config.sampling)
-    summary: dict = {"engine": engine_config.kind, "model_id": engine.model_id, "prompt_version": runner.version,
-                     "max_new_tokens": engine_config.sampling.max_new_tokens, "limit": args.limit,
-                     "load_seconds": round(load_s, 2)}
+    summary: dict = {
+        "engine": engine_config.kind,
+        "model_id": engine.model_id,
+        "prompt_version": runner.version,
+        "max_new_tokens": engine_config.sampling.max_new_tokens,
+        "limit": args.limit,
+        "load_seconds": round(load_s, 2),
+    }
     out = Path(args.out) if args.out else None
     try:
         for corpus in corpora:
-            evaluation = evaluate_ddi(corpus, runner, gold_path=args.gold, zip_path=args.zip, limit=args.limit)
+            evaluation = evaluate_ddi(
+                corpus, runner, gold_path=args.gold, zip_path=args.zip, limit=args.limit
+            )
             summary[corpus] = evaluation.result
             if out:
                 (out / corpus).mkdir(parents=True, exist_ok=True)

@@ -33,10 +33,11 @@ from schemas.answer import ENGINE_ERROR, INPUT_ERROR, RETRYABLE_STATUSES
 log = logging.getLogger("rexdrug.extract")
 
 
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = ("Bad input lines become input_error rows (with their line number); exit 0 if any line "
-                     "was extracted, 1 if none could be, 2 on a configuration error.")
+    parser.epilog = (
+        "Bad input lines become input_error rows (with their line number); exit 0 if any line "
+        "was extracted, 1 if none could be, 2 on a configuration error."
+    )
     parser.add_argument("--input", required=True, help="JSONL file of items ('-' for stdin)")
     parser.add_argument("--output", help="JSONL output file (default stdout)")
     add_model_arguments(parser)
@@ -104,8 +105,11 @@ def run(args: argparse.Namespace) -> int:
 def _report(counts: dict[str, int]) -> int:
     rows, bad, failed = counts["rows"], counts[INPUT_ERROR], counts[ENGINE_ERROR]
     if bad:
-        log.warning("%d of %d input lines were bad input (written as input_error rows with their line number)",
-                    bad, rows)
+        log.warning(
+            "%d of %d input lines were bad input (written as input_error rows with their line number)",
+            bad,
+            rows,
+        )
     if failed:
         log.warning("%d of %d lines failed in the engine (written as engine_error rows)", failed, rows)
     if rows and bad + failed == rows:

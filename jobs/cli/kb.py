@@ -17,13 +17,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--model-id", help="only combinations extracted by this model")
         p.add_argument("--prompt-version", help="only combinations extracted with this prompt version")
         p.add_argument("--examples", type=int, default=3, help="example sentences kept per drug set")
-        p.add_argument("--min-confidence", type=float, metavar="X",
-                       help="count only combination rows with confidence >= X, in [0, 1]; 0 keeps all, rows "
-                            "without a confidence too (default: the sweep config's min_confidence, 0.0)")
+        p.add_argument(
+            "--min-confidence",
+            type=float,
+            metavar="X",
+            help="count only combination rows with confidence >= X, in [0, 1]; 0 keeps all, rows "
+            "without a confidence too (default: the sweep config's min_confidence, 0.0)",
+        )
     export.add_argument("--output", required=True, type=Path)
     export.add_argument("--format", choices=["parquet", "csv", "jsonl"], help="default: from the file suffix")
-    export.epilog = ("The stored warehouse KB (combination_kb) is rebuilt as well, unless --min-confidence is "
-                     "given: an export with its own threshold writes only the file.")
+    export.epilog = (
+        "The stored warehouse KB (combination_kb) is rebuilt as well, unless --min-confidence is "
+        "given: an export with its own threshold writes only the file."
+    )
     from jobs.cli.kb_diff import add_diff_arguments
 
     add_diff_arguments(sub.add_parser("diff", help="drug sets new, changed or gone since a run (read-only)"))
@@ -41,15 +47,25 @@ def run(args: argparse.Namespace) -> int:
     if not (args.warehouse / "warehouse.duckdb").exists() and not args.warehouse.is_dir():
         raise ValueError(f"no warehouse at {args.warehouse} (run `rexdrug sweep` first)")
     own_threshold = args.min_confidence is not None
-    min_confidence = validate_min_confidence(args.min_confidence if own_threshold else SweepConfig().min_confidence)
+    min_confidence = validate_min_confidence(
+        args.min_confidence if own_threshold else SweepConfig().min_confidence
+    )
     table = build_and_store_kb(
-        args.warehouse, model_id=args.model_id, prompt_version=args.prompt_version, n_examples=args.examples,
-        min_confidence=min_confidence, store=args.kb_command == "build" or not own_threshold,
+        args.warehouse,
+        model_id=args.model_id,
+        prompt_version=args.prompt_version,
+        n_examples=args.examples,
+        min_confidence=min_confidence,
+        store=args.kb_command == "build" or not own_threshold,
     )
     if args.kb_command == "export":
-        fmt = args.format or args.output.suffix.lstrip(".").replace("json", "jsonl").replace("jsonll", "jsonl")
+        fmt = args.format or args.output.suffix.lstrip(".").replace("json", "jsonl").replace(
+            "jsonll", "jsonl"
+        )
         export_kb(table, args.output, fmt)
-    json.dump({"drug_sets": table.num_rows, "warehouse": str(args.warehouse),
-               "min_confidence": min_confidence}, sys.stdout)
+    json.dump(
+        {"drug_sets": table.num_rows, "warehouse": str(args.warehouse), "min_confidence": min_confidence},
+        sys.stdout,
+    )
     sys.stdout.write("\n")
     return 0

@@ -20,18 +20,26 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warehouse", required=True, type=Path, help="warehouse folder")
     parser.add_argument("--output", type=Path, help="HTML file to write (default: WAREHOUSE/report.html)")
-    parser.add_argument("--top", type=int, default=20, help="drug sets shown with their evidence (default 20)")
+    parser.add_argument(
+        "--top", type=int, default=20, help="drug sets shown with their evidence (default 20)"
+    )
     parser.add_argument("--examples", type=int, default=3, help="example sentences per drug set (default 3)")
-    parser.add_argument("--partners", type=int, default=20, help="drugs listed by number of partners (default 20)")
+    parser.add_argument(
+        "--partners", type=int, default=20, help="drugs listed by number of partners (default 20)"
+    )
 
 
-def write_report(warehouse: Path, output: Path, *, top: int = 20, examples: int = 3, partners: int = 20) -> Path:
+def write_report(
+    warehouse: Path, output: Path, *, top: int = 20, examples: int = 3, partners: int = 20
+) -> Path:
     """Collect from the warehouse (read-only) and write the page atomically; returns its path."""
     from etl.report import collect_report, render_html
     from etl.warehouse import connect_readonly
 
     with connect_readonly(warehouse) as con:
-        data = collect_report(con, warehouse=str(warehouse), top_n=top, n_examples=examples, n_partners=partners)
+        data = collect_report(
+            con, warehouse=str(warehouse), top_n=top, n_examples=examples, n_partners=partners
+        )
     if data.runs and "combinations" in data.totals:
         from jobs.kb_diff import kb_diff
 

@@ -49,22 +49,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="NLM XML files or folders (.xml/.xml.gz); KEY=VALUE tokens among them are overrides",
     )
-    src.add_argument("--source", choices=["entrez"],
-                     help="fetch through NCBI E-utilities (settings: entrez.email=..., entrez.api_key=... or "
-                          "NCBI_EMAIL, NCBI_API_KEY)")
-    parser.add_argument("--since", type=day,
-                        help="E-utilities window start, YYYY-MM-DD or YYYY/MM/DD (default: the day after the last "
-                             "committed Entrez sweep's window, from sweep_runs)")
-    parser.add_argument("--until", type=day,
-                        help="E-utilities window end, YYYY-MM-DD or YYYY/MM/DD (default: yesterday)")
+    src.add_argument(
+        "--source",
+        choices=["entrez"],
+        help="fetch through NCBI E-utilities (settings: entrez.email=..., entrez.api_key=... or "
+        "NCBI_EMAIL, NCBI_API_KEY)",
+    )
+    parser.add_argument(
+        "--since",
+        type=day,
+        help="E-utilities window start, YYYY-MM-DD or YYYY/MM/DD (default: the day after the last "
+        "committed Entrez sweep's window, from sweep_runs)",
+    )
+    parser.add_argument(
+        "--until", type=day, help="E-utilities window end, YYYY-MM-DD or YYYY/MM/DD (default: yesterday)"
+    )
     parser.add_argument("--config", type=Path, help="YAML config (SweepConfig fields)")
-    parser.add_argument("--engine", choices=ENGINE_KINDS, metavar="KIND",
-                        help=f"engine.kind: {', '.join(ENGINE_KINDS)} (default transformers with engine.model "
-                             "rexdrug-smol, the embedded model)")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINE_KINDS,
+        metavar="KIND",
+        help=f"engine.kind: {', '.join(ENGINE_KINDS)} (default transformers with engine.model "
+        "rexdrug-smol, the embedded model)",
+    )
     parser.add_argument("--max-candidates", type=int, help="extract at most this many candidate sentences")
     parser.add_argument("--master", help="Spark master URL (default local[*]; ignored under spark-submit)")
     parser.add_argument("--no-kb", action="store_true", help="do not rebuild the combination KB at the end")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. engine.batch_size=8")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. engine.batch_size=8"
+    )
 
 
 def config_from_args(args: argparse.Namespace):
@@ -151,26 +164,37 @@ def _run(args: argparse.Namespace) -> int:
     result = summary.as_dict()
     if summary.status == "up_to_date":
         _emit(result)
-        sys.stderr.write(f"up to date: the E-utilities window up to {config.until or 'yesterday'} was swept "
-                         "already; nothing to do\n")
+        sys.stderr.write(
+            f"up to date: the E-utilities window up to {config.until or 'yesterday'} was swept "
+            "already; nothing to do\n"
+        )
         return 0
     _emit(result)  # the KB was built inside the run, under its lock (unless --no-kb)
     _print_human_summary(result, config.warehouse)
     if summary.status == "failed":
-        log.error("run %s: all %d extractions failed; they are retried by the next sweep", summary.run_id,
-                  summary.n_extracted)
+        log.error(
+            "run %s: all %d extractions failed; they are retried by the next sweep",
+            summary.run_id,
+            summary.n_extracted,
+        )
         return 1
     return 0
 
 
 def _print_human_summary(result: dict, warehouse: Path) -> None:
     lines = [
-        (f"run {result['run_id']}: {result['n_input_files']} files, {result['n_articles']} new articles, "
-         f"{result['n_sentences']} sentences, {result['n_candidates']} candidates "
-         f"({result['n_skipped']} already extracted, {result['n_retried']} retried"
-         + (f", {result['n_resumed']} taken from an interrupted run's checkpoints" if result.get("n_resumed") else "")
-         + f"), {result['n_combinations']} combinations, {result['n_errors']} extraction errors "
-         f"({result['n_failed']} failed, retried next time)"),
+        (
+            f"run {result['run_id']}: {result['n_input_files']} files, {result['n_articles']} new articles, "
+            f"{result['n_sentences']} sentences, {result['n_candidates']} candidates "
+            f"({result['n_skipped']} already extracted, {result['n_retried']} retried"
+            + (
+                f", {result['n_resumed']} taken from an interrupted run's checkpoints"
+                if result.get("n_resumed")
+                else ""
+            )
+            + f"), {result['n_combinations']} combinations, {result['n_errors']} extraction errors "
+            f"({result['n_failed']} failed, retried next time)"
+        ),
         "time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in result["stage_seconds"].items()),
     ]
     if result.get("kb_drug_sets") is not None:

@@ -57,8 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         recipe.add_argument("--config", default=None, help="YAML config (configs/training/*.yaml)")
         # REMAINDER: `train sft --config X a=b` keeps the overrides after --config (argparse would otherwise
         # bind the positionals before the option and reject the rest); --config is picked out in run().
-        recipe.add_argument("overrides", nargs=argparse.REMAINDER,
-                            help="key=value overrides, e.g. train.max_steps=2")
+        recipe.add_argument(
+            "overrides", nargs=argparse.REMAINDER, help="key=value overrides, e.g. train.max_steps=2"
+        )
     for name, module_name in TOOLS.items():
         module = importlib.import_module(module_name)
         help_text = module.__doc__.splitlines()[0]
@@ -93,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         summary = importlib.import_module(TOOLS[args.step]).run(args)
     else:
         split_config_option(args)
-        summary = {"traces": _traces, "sft": _sft, "grpo": _grpo, "multitask": _multitask, "merge": _merge}[args.step](args)
+        summary = {"traces": _traces, "sft": _sft, "grpo": _grpo, "multitask": _multitask, "merge": _merge}[
+            args.step
+        ](args)
     json.dump(summary, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
     return 0

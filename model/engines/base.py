@@ -10,8 +10,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from model.items import Prompt
 
-ENGINE_KINDS = ("transformers", "ctranslate2", "vllm", "openai", "rule_all_drugs", "rule_no_comb", "rule_cue",
-                "rule_ddi_all_pairs")
+ENGINE_KINDS = (
+    "transformers",
+    "ctranslate2",
+    "vllm",
+    "openai",
+    "rule_all_drugs",
+    "rule_no_comb",
+    "rule_cue",
+    "rule_ddi_all_pairs",
+)
 # CPU compute types of the ctranslate2 engine (int8 kernels on AVX2; float32 gives transformers' answers)
 CT2_COMPUTE_TYPES = ("int8", "int8_float32", "int16", "float32")
 
@@ -88,7 +96,9 @@ class EngineConfig:
         if self.kind not in ENGINE_KINDS:
             raise ValueError(f"engine.kind must be one of {', '.join(ENGINE_KINDS)}, got {self.kind!r}")
         if self.batch_size < 1 or self.concurrency < 1 or self.tensor_parallel_size < 1:
-            raise ValueError("engine.batch_size, engine.concurrency and engine.tensor_parallel_size must be >= 1")
+            raise ValueError(
+                "engine.batch_size, engine.concurrency and engine.tensor_parallel_size must be >= 1"
+            )
         if self.max_retries < 0 or self.timeout_s <= 0:
             raise ValueError("engine.max_retries must be >= 0 and engine.timeout_s > 0")
         if self.kind == "openai" and not self.base_url.startswith(("http://", "https://")):
@@ -99,7 +109,9 @@ class EngineConfig:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"engine.{name} must be >= 0, got {getattr(self, name)!r}")
         if self.breaker_failures < 0:
-            raise ValueError(f"engine.breaker_failures must be >= 0 (0 = no circuit breaker), got {self.breaker_failures!r}")
+            raise ValueError(
+                f"engine.breaker_failures must be >= 0 (0 = no circuit breaker), got {self.breaker_failures!r}"
+            )
         if self.structured_output_field not in ("structured_outputs", "response_format"):
             raise ValueError("engine.structured_output_field must be structured_outputs or response_format")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
@@ -110,27 +122,41 @@ class EngineConfig:
 
         validate_label_bias(self.label_bias)
         if self.label_bias and self.kind not in ("transformers", "ctranslate2", "vllm"):
-            raise ValueError("engine.label_bias needs the transformers, ctranslate2 or vllm engine (it biases the "
-                             f"label choice); kind is {self.kind!r}")
+            raise ValueError(
+                "engine.label_bias needs the transformers, ctranslate2 or vllm engine (it biases the "
+                f"label choice); kind is {self.kind!r}"
+            )
         if self.kind == "ctranslate2":
             self._validate_ctranslate2()
         self.sampling.validate()
 
     def _validate_ctranslate2(self) -> None:
         if self.compute_type not in CT2_COMPUTE_TYPES:
-            raise ValueError(f"engine.compute_type must be one of {', '.join(CT2_COMPUTE_TYPES)}, got {self.compute_type!r}")
+            raise ValueError(
+                f"engine.compute_type must be one of {', '.join(CT2_COMPUTE_TYPES)}, got {self.compute_type!r}"
+            )
         if self.device not in ("auto", "cpu"):
-            raise ValueError(f"engine.kind=ctranslate2 runs on the CPU (engine.device=cpu or auto), got {self.device!r}")
+            raise ValueError(
+                f"engine.kind=ctranslate2 runs on the CPU (engine.device=cpu or auto), got {self.device!r}"
+            )
         if self.sampling.constrained:
-            raise ValueError("engine.kind=ctranslate2 has no constrained decoding: set sampling.constrained=false "
-                             "or use engine.kind=transformers")
+            raise ValueError(
+                "engine.kind=ctranslate2 has no constrained decoding: set sampling.constrained=false "
+                "or use engine.kind=transformers"
+            )
         if not self.sampling.greedy:
             from model.embedded import bundled_decision
 
-            priors = self.label_bias if self.label_bias is not None else bundled_decision(self.model).get("label_bias")
+            priors = (
+                self.label_bias
+                if self.label_bias is not None
+                else bundled_decision(self.model).get("label_bias")
+            )
             if priors:
-                raise ValueError("engine.kind=ctranslate2 applies label priors to greedy decoding only "
-                                 "(sampling.temperature=0), or set engine.label_bias={}")
+                raise ValueError(
+                    "engine.kind=ctranslate2 applies label priors to greedy decoding only "
+                    "(sampling.temperature=0), or set engine.label_bias={}"
+                )
 
 
 def engine_model_id(config: EngineConfig) -> str:
@@ -157,7 +183,9 @@ def engine_model_id(config: EngineConfig) -> str:
         if config.adapter_path:
             model += f"+adapter:{_adapter_fingerprint(config.adapter_path)}"
     if config.label_bias is not None:  # an explicit decision setting changes the outputs
-        model += "+label_bias:" + (",".join(f"{k}={v:g}" for k, v in sorted(config.label_bias.items())) or "none")
+        model += "+label_bias:" + (
+            ",".join(f"{k}={v:g}" for k, v in sorted(config.label_bias.items())) or "none"
+        )
     if config.kind == "ctranslate2":  # int8 weights answer differently: the compute type is part of the model
         return f"ctranslate2-{config.compute_type}:{model}"
     return model if config.kind == "transformers" else f"{config.kind}:{model}"
@@ -193,8 +221,11 @@ def _strip_credentials(url: str, mask: str | None) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(_SECRET_PARAM.search(k) for k, _ in pairs):
-            kept = [(k, mask) if _SECRET_PARAM.search(k) else (k, v)
-                    for k, v in pairs if mask or not _SECRET_PARAM.search(k)]
+            kept = [
+                (k, mask) if _SECRET_PARAM.search(k) else (k, v)
+                for k, v in pairs
+                if mask or not _SECRET_PARAM.search(k)
+            ]
             query, changed = urlencode(kept, safe="*"), True
     return urlunsplit(parts._replace(netloc=netloc, query=query)) if changed else url
 
@@ -212,8 +243,11 @@ def _adapter_fingerprint(path: str) -> str:
     digest = hashlib.sha256()
     # The confidence calibration maps scores after the fact; it changes no output, so refitting it
     # must not make every sentence "new" to the sweep's incremental key.
-    for file in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin")
-                       and p.name != CONFIDENCE_FILE):
+    for file in sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix in (".json", ".safetensors", ".bin") and p.name != CONFIDENCE_FILE
+    ):
         digest.update(file.name.encode())
         digest.update(file.read_bytes())
     return f"{os.path.basename(os.path.normpath(path))}@{digest.hexdigest()[:12]}"
@@ -248,10 +282,13 @@ class Engine(abc.ABC):
     model_id: str = "unknown"
 
     @abc.abstractmethod
-    def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[EngineResult]:
-        ...
+    def generate(
+        self, batch: list[list[dict]], sampling: SamplingConfig | None = None
+    ) -> list[EngineResult]: ...
 
-    def complete(self, prompts: Sequence[Prompt], sampling: SamplingConfig | None = None) -> list[EngineResult]:
+    def complete(
+        self, prompts: Sequence[Prompt], sampling: SamplingConfig | None = None
+    ) -> list[EngineResult]:
         """One result per prompt, in order (default: generate from each prompt's messages)."""
         return self.generate([p.messages for p in prompts], sampling)
 

@@ -44,7 +44,9 @@ class CTranslate2Engine(Engine):
         try:
             import ctranslate2
         except ImportError as exc:  # pragma: no cover - it is a dependency
-            raise ValueError("engine.kind=ctranslate2 needs the ctranslate2 package (pip install ctranslate2)") from exc
+            raise ValueError(
+                "engine.kind=ctranslate2 needs the ctranslate2 package (pip install ctranslate2)"
+            ) from exc
         from transformers import AutoTokenizer
 
         from model.engines.label_bias import label_first_tokens
@@ -56,8 +58,9 @@ class CTranslate2Engine(Engine):
         self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         marker = json.loads((folder / _MARKER).read_text(encoding="utf-8"))
         self.end_ids = [int(t) for t in marker["eos_token_ids"]]
-        self.generator = ctranslate2.Generator(str(folder), device="cpu", compute_type=config.compute_type,
-                                               intra_threads=config.threads or 0)
+        self.generator = ctranslate2.Generator(
+            str(folder), device="cpu", compute_type=config.compute_type, intra_threads=config.threads or 0
+        )
         self.model_id = engine_model_id(config)
         self.label_bias = _effective_label_bias(config)
         self.confidence_calibration = _effective_confidence_calibration(config)
@@ -65,7 +68,13 @@ class CTranslate2Engine(Engine):
         self._label_of_token = {tok: label for label, tok in self.first_tokens.items()}
         self.record_label_logprobs = False
         self._greedy = True
-        self.stats = {"prompt_tokens": 0, "generated_tokens": 0, "seconds": 0.0, "batches": 0, "resumed_rows": 0}
+        self.stats = {
+            "prompt_tokens": 0,
+            "generated_tokens": 0,
+            "seconds": 0.0,
+            "batches": 0,
+            "resumed_rows": 0,
+        }
         log.info("loaded %s (%s) in %.1fs", self.model_id, folder, time.perf_counter() - started)
 
     # -- generation ----------------------------------------------------------------------------------
@@ -84,15 +93,19 @@ class CTranslate2Engine(Engine):
             out = self._generate_rows([prompts[i] for i in idx], sampling)
             for i, (ids, row_slots) in zip(idx, out):
                 generated[i], slots[i] = ids, row_slots
-        return [EngineResult(self.tokenizer.decode(ids, skip_special_tokens=True), slots=tuple(row_slots))
-                for ids, row_slots in zip(generated, slots)]
+        return [
+            EngineResult(self.tokenizer.decode(ids, skip_special_tokens=True), slots=tuple(row_slots))
+            for ids, row_slots in zip(generated, slots)
+        ]
 
     def relation_confidence(self, label_logprobs: dict[str, float] | None, position: int = 0) -> float | None:
         from model.confidence import model_confidence
 
         return model_confidence(label_logprobs, self.confidence_calibration, position)
 
-    def _generate_rows(self, prompts: list[list[int]], sampling: SamplingConfig) -> list[tuple[list[int], list[dict]]]:
+    def _generate_rows(
+        self, prompts: list[list[int]], sampling: SamplingConfig
+    ) -> list[tuple[list[int], list[dict]]]:
         """Generated ids and slot records of each prompt, priors applied (verify-and-resume, see module doc)."""
         done: list[tuple[list[int], list[dict]] | None] = [None] * len(prompts)
         # rows still to decode: (row, tokens fixed so far after the prompt, slot records of those tokens)
@@ -120,8 +133,12 @@ class CTranslate2Engine(Engine):
         import numpy as np
 
         # every step's logits come back: the slots' label distributions are always recorded (confidence)
-        kwargs = {"max_length": max(1, max_new), "include_prompt_in_result": False, "end_token": self.end_ids,
-                  "return_logits_vocab": True}
+        kwargs = {
+            "max_length": max(1, max_new),
+            "include_prompt_in_result": False,
+            "end_token": self.end_ids,
+            "return_logits_vocab": True,
+        }
         if sampling.greedy:
             kwargs["sampling_topk"] = 1
         else:
@@ -129,7 +146,9 @@ class CTranslate2Engine(Engine):
 
             if sampling.seed is not None:
                 ctranslate2.set_random_seed(sampling.seed)
-            kwargs.update(sampling_topk=0, sampling_topp=sampling.top_p, sampling_temperature=sampling.temperature)
+            kwargs.update(
+                sampling_topk=0, sampling_topp=sampling.top_p, sampling_temperature=sampling.temperature
+            )
         self._greedy = sampling.greedy
         tokens = [self.tokenizer.convert_ids_to_tokens(s) for s in starts]
         started = time.perf_counter()
@@ -147,7 +166,7 @@ class CTranslate2Engine(Engine):
                 # a batch is prefilled up to its shortest prompt; a longer prompt's remaining tokens are fed
                 # in the decoding loop, and their steps' logits come first
                 skip = len(start) - shortest
-                steps = [np.asarray(s).reshape(-1) for s in steps[skip:skip + len(ids)]]
+                steps = [np.asarray(s).reshape(-1) for s in steps[skip : skip + len(ids)]]
                 if len(steps) != len(ids):
                     raise RuntimeError(f"CTranslate2 returned {len(steps)} logit steps for {len(ids)} tokens")
             out.append((ids, steps))
@@ -170,8 +189,10 @@ class CTranslate2Engine(Engine):
             if self._greedy and row[token] < row.max():  # the logits must be the step that chose ``token``
                 raise RuntimeError(f"CTranslate2 logits do not match the decoded token at step {step}")
             logprobs = row - (row.max() + math.log(np.exp(row - row.max()).sum()))
-            record = {"logprobs": {label: float(logprobs[tok]) for label, tok in self.first_tokens.items()},
-                      "label": None}
+            record = {
+                "logprobs": {label: float(logprobs[tok]) for label, tok in self.first_tokens.items()},
+                "label": None,
+            }
             choice = token
             if self.label_bias:
                 biased = row.copy()
@@ -194,7 +215,9 @@ class CTranslate2Engine(Engine):
 MAX_LENGTH_SPREAD = 24
 
 
-def length_groups(lengths: list[int], batch_size: int, max_spread: int = MAX_LENGTH_SPREAD) -> list[list[int]]:
+def length_groups(
+    lengths: list[int], batch_size: int, max_spread: int = MAX_LENGTH_SPREAD
+) -> list[list[int]]:
     """Indices of ``lengths`` in batches of at most ``batch_size``, sorted by length, each batch's lengths
     within ``max_spread`` of its shortest."""
     groups: list[list[int]] = []
@@ -249,7 +272,9 @@ def converted_model_dir(config: EngineConfig) -> Path:
         base_key = f"hub:{base}"
     adapter_key = _adapter_fingerprint(adapter) if adapter else "none"
     version = importlib.metadata.version("ctranslate2")
-    key = hashlib.sha256(json.dumps([base_key, adapter_key, config.compute_type, version]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps([base_key, adapter_key, config.compute_type, version]).encode()
+    ).hexdigest()[:16]
     name = config.model if config.model in ("embedded", "rexdrug-smol") else Path(base).name or "model"
     if adapter and config.model != "rexdrug-smol":
         name += "+" + Path(adapter).name
@@ -272,17 +297,27 @@ def ensure_converted_model(config: EngineConfig, force: bool = False) -> Path:
         if is_converted(target) and not force:  # another process finished while we waited
             return target
         started = time.perf_counter()
-        log.info("converting %s for CTranslate2 (%s) into %s (once)", config.model, config.compute_type, target)
+        log.info(
+            "converting %s for CTranslate2 (%s) into %s (once)", config.model, config.compute_type, target
+        )
         tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is shared by workers
         try:
             eos_ids = _merge_and_convert(config, tmp / "merged", tmp / "model")
             shutil.rmtree(tmp / "merged")
-            (tmp / "model" / _MARKER).write_text(json.dumps({
-                "model": config.model, "adapter_path": config.adapter_path, "compute_type": config.compute_type,
-                "ctranslate2": importlib.metadata.version("ctranslate2"), "eos_token_ids": eos_ids,
-                "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            }, indent=2))
+            (tmp / "model" / _MARKER).write_text(
+                json.dumps(
+                    {
+                        "model": config.model,
+                        "adapter_path": config.adapter_path,
+                        "compute_type": config.compute_type,
+                        "ctranslate2": importlib.metadata.version("ctranslate2"),
+                        "eos_token_ids": eos_ids,
+                        "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    },
+                    indent=2,
+                )
+            )
             if target.exists():
                 shutil.rmtree(target)
             os.replace(tmp / "model", target)
@@ -319,6 +354,7 @@ def _merge_and_convert(config: EngineConfig, merged: Path, out: Path) -> list[in
     eos_ids = sorted({*([eos] if isinstance(eos, int) else (eos or [])), tokenizer.eos_token_id} - {None})
     del model
     ctranslate2.converters.TransformersConverter(str(merged), low_cpu_mem_usage=True).convert(
-        str(out), quantization=config.compute_type)
+        str(out), quantization=config.compute_type
+    )
     tokenizer.save_pretrained(out)  # the engine reads the tokenizer (and chat template) from here
     return eos_ids

@@ -59,12 +59,16 @@ def label_first_tokens(tokenizer) -> dict[str, int]:
     for label in LABELS:
         ids = tokenizer(_SLOT_PREFIX + label, add_special_tokens=False)["input_ids"]
         # the prefix must tokenize the same way with the label after it, or the slot is not a token edge
-        if ids[:len(base)] != base or len(ids) == len(base):
-            raise ValueError(f"tokenizer merges the label {label!r} into the preceding quote; label_bias "
-                             "cannot address it at a token boundary")
+        if ids[: len(base)] != base or len(ids) == len(base):
+            raise ValueError(
+                f"tokenizer merges the label {label!r} into the preceding quote; label_bias "
+                "cannot address it at a token boundary"
+            )
         first[label] = ids[len(base)]
     if len(set(first.values())) != len(first):
-        raise ValueError(f"labels share a first token under this tokenizer ({first}); label_bias needs them distinct")
+        raise ValueError(
+            f"labels share a first token under this tokenizer ({first}); label_bias needs them distinct"
+        )
     return first
 
 
@@ -97,7 +101,7 @@ class LabelBiasProcessor:
     def __call__(self, input_ids, scores):
         import torch
 
-        generated = input_ids[:, self.prompt_length:]
+        generated = input_ids[:, self.prompt_length :]
         if generated.shape[1] == 0:
             return scores
         for row in self._open:  # the token generated at each slot of the previous step
@@ -108,7 +112,9 @@ class LabelBiasProcessor:
             return scores
         logprobs = torch.log_softmax(scores[rows].float(), dim=-1)
         for k, row in enumerate(rows):
-            self.slot_logprobs[row].append({label: float(logprobs[k, tok]) for label, tok in self.first_tokens.items()})
+            self.slot_logprobs[row].append(
+                {label: float(logprobs[k, tok]) for label, tok in self.first_tokens.items()}
+            )
             self.slot_labels[row].append(None)
         self._open = rows
         if self.bias:

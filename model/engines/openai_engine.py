@@ -61,9 +61,15 @@ class OpenAIEngine(Engine):
         if key:
             headers["Authorization"] = f"Bearer {key}"
         base, auth, params = _split_credentials(config.base_url)
-        self.client = httpx.Client(base_url=base, headers=headers, auth=auth, params=params,
-                                   timeout=httpx.Timeout(config.timeout_s), transport=transport,
-                                   limits=httpx.Limits(max_connections=config.concurrency))
+        self.client = httpx.Client(
+            base_url=base,
+            headers=headers,
+            auth=auth,
+            params=params,
+            timeout=httpx.Timeout(config.timeout_s),
+            transport=transport,
+            limits=httpx.Limits(max_connections=config.concurrency),
+        )
         if transport is None:
             _install_deadline_backend(self.client)
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown_s)
@@ -86,8 +92,10 @@ class OpenAIEngine(Engine):
             if self.config.structured_output_field == "structured_outputs":
                 body["structured_outputs"] = {"json": schema}
             else:
-                body["response_format"] = {"type": "json_schema",
-                                           "json_schema": {"name": "answer", "schema": schema}}
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "answer", "schema": schema},
+                }
         return body
 
     def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[EngineResult]:
@@ -132,8 +140,10 @@ class OpenAIEngine(Engine):
             if attempt + 1 == attempts:
                 break
             if time.monotonic() + wait >= deadline:
-                return "", (f"request deadline of {cfg.request_deadline_s:g}s would pass before the retry "
-                            f"(wait {wait:.1f}s) after {attempt + 1} attempt(s): {last}")
+                return "", (
+                    f"request deadline of {cfg.request_deadline_s:g}s would pass before the retry "
+                    f"(wait {wait:.1f}s) after {attempt + 1} attempt(s): {last}"
+                )
             time.sleep(wait)
         log.warning("request failed after %d attempts: %s", attempts, last)
         return "", f"failed after {attempts} attempts: {last}"
@@ -144,13 +154,14 @@ class OpenAIEngine(Engine):
             raise httpx.TimeoutException(f"request deadline of {self.config.request_deadline_s:g}s exceeded")
         _deadline.at, _deadline.total = deadline, self.config.request_deadline_s
         try:
-            return self.client.post("/chat/completions", json=body,
-                                    timeout=httpx.Timeout(min(self.config.timeout_s, left)))
+            return self.client.post(
+                "/chat/completions", json=body, timeout=httpx.Timeout(min(self.config.timeout_s, left))
+            )
         finally:
             _deadline.at = None
 
     def _backoff(self, attempt: int) -> float:
-        return self.config.backoff_s * (2 ** attempt) * (1 + 0.25 * random.random())
+        return self.config.backoff_s * (2**attempt) * (1 + 0.25 * random.random())
 
     def close(self) -> None:
         self.client.close()
@@ -165,7 +176,10 @@ def _content_of(response: httpx.Response) -> tuple[str, str | None]:
     if content is None:  # e.g. a refusal or a tool call: no text, parsed as an empty answer
         return "", None
     if not isinstance(content, str):
-        return "", f"bad_response: message content is {type(content).__name__}, not a string: {str(content)[:100]}"
+        return (
+            "",
+            f"bad_response: message content is {type(content).__name__}, not a string: {str(content)[:100]}",
+        )
     return content, None
 
 
@@ -210,16 +224,24 @@ class CircuitBreaker:
             if time.monotonic() >= self.open_until and not self.probing:
                 self.probing = True
                 return None
-            return (f"engine_unavailable: circuit open after {self.failures} consecutive connection failures "
-                    f"or timeouts; the server is taken as down (probed again every {self.cooldown_s:g}s)")
+            return (
+                f"engine_unavailable: circuit open after {self.failures} consecutive connection failures "
+                f"or timeouts; the server is taken as down (probed again every {self.cooldown_s:g}s)"
+            )
 
     def failed(self) -> None:
         with self.lock:
             self.failures += 1
-            if self.probing or (self.open_until is None and self.threshold and self.failures >= self.threshold):
+            if self.probing or (
+                self.open_until is None and self.threshold and self.failures >= self.threshold
+            ):
                 if self.open_until is None:
-                    log.error("engine server unreachable: %d consecutive connection failures or timeouts; "
-                              "failing items at once, probing every %gs", self.failures, self.cooldown_s)
+                    log.error(
+                        "engine server unreachable: %d consecutive connection failures or timeouts; "
+                        "failing items at once, probing every %gs",
+                        self.failures,
+                        self.cooldown_s,
+                    )
                 self.open_until = time.monotonic() + self.cooldown_s
                 self.probing = False
 
@@ -295,8 +317,11 @@ def _install_deadline_backend(client: httpx.Client) -> None:
         pool = getattr(transport, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
         if backend is None:
-            log.warning("httpx %s: cannot bound socket reads by engine.request_deadline_s (attempts and "
-                        "retry waits still are)", httpx.__version__)
+            log.warning(
+                "httpx %s: cannot bound socket reads by engine.request_deadline_s (attempts and "
+                "retry waits still are)",
+                httpx.__version__,
+            )
             continue
         if not isinstance(backend, _DeadlineBackend):
             pool._network_backend = _DeadlineBackend(backend, httpcore)
@@ -308,8 +333,9 @@ class _DeadlineBackend:
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         timeout = _bounded(timeout, self._httpcore.ConnectTimeout)
-        stream = self._inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
-                                         socket_options=socket_options)
+        stream = self._inner.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
         return _DeadlineStream(stream, self._httpcore)
 
     def connect_unix_socket(self, path, timeout=None, socket_options=None):
@@ -336,8 +362,10 @@ class _DeadlineStream:
 
     def start_tls(self, ssl_context, server_hostname=None, timeout=None):
         timeout = _bounded(timeout, self._httpcore.ConnectTimeout)
-        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname=server_hostname, timeout=timeout),
-                               self._httpcore)
+        return _DeadlineStream(
+            self._inner.start_tls(ssl_context, server_hostname=server_hostname, timeout=timeout),
+            self._httpcore,
+        )
 
     def get_extra_info(self, info):
         return self._inner.get_extra_info(info)

@@ -36,9 +36,12 @@ _COMBINATION_CUES = re.compile(
     r"co-administ\w*|concomitant\w*|concurrent\w*|regimens?|followed by|with)\b|\s[+/]\s|\w/\w",
     re.IGNORECASE,
 )
-_CONTRAST_CUES = re.compile(r"\b(versus|vs\.?|compared (?:with|to)|or|alone|monotherapy|than)\b", re.IGNORECASE)
-_STRONG_COMBINATION = re.compile(r"\b(combin\w*|plus|coadminist\w*|co-administ\w*|concomitant\w*)\b|\s\+\s",
-                                 re.IGNORECASE)
+_CONTRAST_CUES = re.compile(
+    r"\b(versus|vs\.?|compared (?:with|to)|or|alone|monotherapy|than)\b", re.IGNORECASE
+)
+_STRONG_COMBINATION = re.compile(
+    r"\b(combin\w*|plus|coadminist\w*|co-administ\w*|concomitant\w*)\b|\s\+\s", re.IGNORECASE
+)
 _HARM_CUES = re.compile(
     r"\b(toxicit\w*|adverse|antagoni\w*|(?:increased|higher) risk|risk of|interaction\w*|"
     r"contraindicat\w*|fatal|death|hepatotox\w*|nephrotox\w*|avoid\w*|worse|reduced efficacy|"
@@ -84,7 +87,9 @@ class _RuleEngine(Engine):
             try:
                 from etl.drugs import default_matcher
             except ImportError as exc:  # the drug matcher package is required by these baselines
-                raise ValueError(f"rule baselines need the drug matcher etl.drugs.default_matcher ({exc})") from exc
+                raise ValueError(
+                    f"rule baselines need the drug matcher etl.drugs.default_matcher ({exc})"
+                ) from exc
             self._matcher = default_matcher()
         return self._matcher
 
@@ -92,7 +97,9 @@ class _RuleEngine(Engine):
         """The rule's documented constant (``RULE_CONFIDENCE``), whatever the relation."""
         return RULE_CONFIDENCE[f"rule_{self.name}"]
 
-    def complete(self, prompts: Sequence[Prompt], sampling: SamplingConfig | None = None) -> list[EngineResult]:
+    def complete(
+        self, prompts: Sequence[Prompt], sampling: SamplingConfig | None = None
+    ) -> list[EngineResult]:
         """One answer per prompt, from its item (an item without a target sentence is an item error)."""
         out = []
         for prompt in prompts:
@@ -104,7 +111,9 @@ class _RuleEngine(Engine):
         return out
 
     def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[EngineResult]:
-        raise TypeError(f"{self.model_id} answers items, not prompt text: call complete() with model.items.Prompt")
+        raise TypeError(
+            f"{self.model_id} answers items, not prompt text: call complete() with model.items.Prompt"
+        )
 
     def drugs(self, sentence: str) -> list[str]:
         """Distinct drug-kind mentions, as written, in order of appearance."""
@@ -165,5 +174,9 @@ class DDIAllPairsRule(_RuleEngine):
         return self.answer_item(sentence, [])
 
 
-RULES = {"rule_all_drugs": AllDrugsRule, "rule_no_comb": NoCombRule, "rule_cue": CueRule,
-         "rule_ddi_all_pairs": DDIAllPairsRule}
+RULES = {
+    "rule_all_drugs": AllDrugsRule,
+    "rule_no_comb": NoCombRule,
+    "rule_cue": CueRule,
+    "rule_ddi_all_pairs": DDIAllPairsRule,
+}

@@ -61,12 +61,18 @@ class TransformersEngine(Engine):
         results: list[EngineResult] = [EngineResult()] * len(prompts)
         size = self.config.batch_size
         for start in range(0, len(order), size):
-            idx = order[start:start + size]
+            idx = order[start : start + size]
             texts = self.generate_prompts([prompts[i] for i in idx], sampling)
             proc = self._last_processor
             for k, (i, text) in enumerate(zip(idx, texts)):
-                slots = () if proc is None else tuple(
-                    {"logprobs": lp, "label": label} for lp, label in zip(proc.slot_logprobs[k], proc.slot_labels[k]))
+                slots = (
+                    ()
+                    if proc is None
+                    else tuple(
+                        {"logprobs": lp, "label": label}
+                        for lp, label in zip(proc.slot_logprobs[k], proc.slot_labels[k])
+                    )
+                )
                 results[i] = EngineResult(text, slots=slots)
         return results
 
@@ -79,12 +85,14 @@ class TransformersEngine(Engine):
     def generate_prompts(self, prompts: list[str], sampling: SamplingConfig) -> list[str]:
         """One padded forward batch of already-rendered prompts."""
         torch = self._torch
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        kwargs = dict(
-            max_new_tokens=sampling.max_new_tokens,
-            pad_token_id=self.tokenizer.pad_token_id,
-            do_sample=not sampling.greedy,
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+            self.device
         )
+        kwargs = {
+            "max_new_tokens": sampling.max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "do_sample": not sampling.greedy,
+        }
         if self.config.cache == "static":
             kwargs["cache_implementation"] = "static"
         if sampling.greedy:
@@ -102,13 +110,14 @@ class TransformersEngine(Engine):
 
             from model.engines.label_bias import LabelBiasProcessor
 
-            self._last_processor = LabelBiasProcessor(self.tokenizer, self.label_bias,
-                                                      enc["input_ids"].shape[1], len(prompts))
+            self._last_processor = LabelBiasProcessor(
+                self.tokenizer, self.label_bias, enc["input_ids"].shape[1], len(prompts)
+            )
             kwargs["logits_processor"] = LogitsProcessorList([self._last_processor])
         started = time.perf_counter()
         with torch.inference_mode():
             out = self.model.generate(**enc, **kwargs)
-        new = out[:, enc["input_ids"].shape[1]:]
+        new = out[:, enc["input_ids"].shape[1] :]
         self._account(enc, new, time.perf_counter() - started)
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 
@@ -138,8 +147,9 @@ class TransformersEngine(Engine):
 
         if self._enforcer_data is None:
             self._enforcer_data = _enforcer_tokenizer_data(self.tokenizer)
-        parser = SequenceParser([StringParser("<answer>"), JsonSchemaParser(answer_json_schema()),
-                                 StringParser("</answer>")])
+        parser = SequenceParser(
+            [StringParser("<answer>"), JsonSchemaParser(answer_json_schema()), StringParser("</answer>")]
+        )
         enforcer = TokenEnforcer(self._enforcer_data, parser)
 
         def allowed(_batch_id, sent):
@@ -180,7 +190,9 @@ def _slots_supported(tokenizer) -> bool:
     try:
         label_first_tokens(tokenizer)
     except ValueError as exc:
-        log.warning("no label distributions under this tokenizer (combination confidence will be null): %s", exc)
+        log.warning(
+            "no label distributions under this tokenizer (combination confidence will be null): %s", exc
+        )
         return False
     return True
 
@@ -210,7 +222,9 @@ def _dtype(name: str, device: str):
     import torch
 
     if name == "auto":
-        return torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+        return (
+            torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+        )
     return getattr(torch, name)
 
 
@@ -230,8 +244,9 @@ def _load(config: EngineConfig):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=local_only,
-                                                 dtype=_dtype(config.dtype, device)).to(device)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, local_files_only=local_only, dtype=_dtype(config.dtype, device)
+    ).to(device)
     model_id = engine_model_id(config)
     if adapter_path:
         from peft import PeftModel

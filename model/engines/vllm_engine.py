@@ -45,9 +45,13 @@ class VLLMEngine(Engine):
         try:
             import vllm  # noqa: F401
         except ImportError as exc:
-            raise ValueError("engine.kind=vllm needs the vllm package: pip install 'rexdrug[vllm]' (GPU)") from exc
+            raise ValueError(
+                "engine.kind=vllm needs the vllm package: pip install 'rexdrug[vllm]' (GPU)"
+            ) from exc
         if _ACTIVE:
-            raise ValueError("a vLLM engine already exists in this process; reuse it (one engine per process)")
+            raise ValueError(
+                "a vLLM engine already exists in this process; reuse it (one engine per process)"
+            )
         from vllm import LLM
 
         from model.embedded import resolve_model_and_adapter, resolve_model_path
@@ -133,8 +137,11 @@ def bias_from_extra_args(extra_args: Mapping[str, Any] | None) -> dict[str, floa
     """The label priors a request's extra_args ask for ({} for none); ValueError on a bad one."""
     from model.engines.label_bias import validate_label_bias
 
-    bias = {key.removeprefix(_BIAS_ARG): value for key, value in (extra_args or {}).items()
-            if isinstance(key, str) and key.startswith(_BIAS_ARG)}
+    bias = {
+        key.removeprefix(_BIAS_ARG): value
+        for key, value in (extra_args or {}).items()
+        if isinstance(key, str) and key.startswith(_BIAS_ARG)
+    }
     validate_label_bias(bias)  # vLLM turns the ValueError into a bad-request answer
     return {label: float(value) for label, value in bias.items() if value}
 

@@ -54,8 +54,10 @@ from schemas.answer import DDI_TYPES
 log = logging.getLogger(__name__)
 
 SPLITS = {
-    "test": ("DDICorpus/Test/Test for DDI Extraction task/DrugBank/",
-             "DDICorpus/Test/Test for DDI Extraction task/MedLine/"),
+    "test": (
+        "DDICorpus/Test/Test for DDI Extraction task/DrugBank/",
+        "DDICorpus/Test/Test for DDI Extraction task/MedLine/",
+    ),
     "train": ("DDICorpus/Train/DrugBank/", "DDICorpus/Train/MedLine/"),
 }
 _OFFSET = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
@@ -82,8 +84,9 @@ def read_official(zip_path: str | Path | None = None, split: str = "test") -> Of
     return OfficialCorpus(sentences, errors, split)
 
 
-def iter_official(zip_path: str | Path | None = None, split: str = "test",
-                  errors: list[dict] | None = None) -> Iterator[dict]:
+def iter_official(
+    zip_path: str | Path | None = None, split: str = "test", errors: list[dict] | None = None
+) -> Iterator[dict]:
     """Sentence records, member by member; bad members are appended to ``errors`` (never raised)."""
     if split not in SPLITS:
         raise ValueError(f"DDI13 split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -113,15 +116,23 @@ def iter_official(zip_path: str | Path | None = None, split: str = "test",
 def _in_split(name: str, prefixes: tuple[str, ...]) -> bool:
     # only the documents directly in the folders (no .DS_Store, no __MACOSX copies)
     return name.endswith(".xml") and any(
-        name.startswith(p) and "/" not in name[len(p):] and not name[len(p):].startswith(".") for p in prefixes
+        name.startswith(p) and "/" not in name[len(p) :] and not name[len(p) :].startswith(".")
+        for p in prefixes
     )
 
 
 def _parser():
     from lxml import etree
 
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                           huge_tree=False, remove_comments=True, remove_pis=True)
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
 
 
 def parse_document(data: bytes) -> list[dict]:
@@ -148,8 +159,14 @@ def _sentence(node, doc_id: str) -> dict:
     entities = []
     for e in node.iter("entity"):
         offsets = parse_offsets(e.get("charOffset", ""), len(text))
-        entities.append({"id": e.get("id"), "text": e.get("text") or " ".join(text[a:b] for a, b in offsets),
-                         "type": e.get("type"), "offsets": offsets})
+        entities.append(
+            {
+                "id": e.get("id"),
+                "text": e.get("text") or " ".join(text[a:b] for a, b in offsets),
+                "type": e.get("type"),
+                "offsets": offsets,
+            }
+        )
     known = {e["id"] for e in entities}
     pairs = []
     for p in node.iter("pair"):
@@ -160,7 +177,9 @@ def _sentence(node, doc_id: str) -> dict:
         rtype = (p.get("type") or "").strip().lower() or None
         if ddi and rtype not in DDI_TYPES:
             # one Train pair says ddi="true" without a type: kept as an untyped DDI, never a scored positive
-            log.warning("DDI13 pair %s: ddi=true with unknown type %r (kept untyped)", p.get("id"), p.get("type"))
+            log.warning(
+                "DDI13 pair %s: ddi=true with unknown type %r (kept untyped)", p.get("id"), p.get("type")
+            )
             rtype = None
         pairs.append({"id": p.get("id"), "e1": e1, "e2": e2, "ddi": ddi, "type": rtype if ddi else None})
     return {"id": sid, "doc_id": doc_id, "sentence": text, "entities": entities, "pairs": pairs}
@@ -194,15 +213,24 @@ def corpus_counts(sentences: Iterable[dict]) -> dict:
         types.update(p["type"] for p in s["pairs"] if p["type"])
         untyped += sum(1 for p in s["pairs"] if p["ddi"] and not p["type"])
     positive = sum(types.values())
-    return {"documents": len(docs), "sentences": n_sent, "pairs": n_pairs, "positive": positive,
-            "negative": n_pairs - positive - untyped, "ddi_without_type": untyped, **{t: types[t] for t in DDI_TYPES}}
+    return {
+        "documents": len(docs),
+        "sentences": n_sent,
+        "pairs": n_pairs,
+        "positive": positive,
+        "negative": n_pairs - positive - untyped,
+        "ddi_without_type": untyped,
+        **{t: types[t] for t in DDI_TYPES},
+    }
 
 
 def official_label(counts: dict, split: str = "test", subset: bool = False) -> str:
     name = "DDIExtraction 2013 test" if split == "test" else f"DDIExtraction 2013 {split}"
     part = " subset" if subset else ""
-    return (f"ddi13-official ({name}{part}: {counts['sentences']:,} sentences, {counts['pairs']:,} candidate "
-            f"pairs, {counts['positive']:,} positive; mention-pair micro P/R/F1, names mapped to mentions)")
+    return (
+        f"ddi13-official ({name}{part}: {counts['sentences']:,} sentences, {counts['pairs']:,} candidate "
+        f"pairs, {counts['positive']:,} positive; mention-pair micro P/R/F1, names mapped to mentions)"
+    )
 
 
 # --- scoring -------------------------------------------------------------------------------------------
@@ -225,8 +253,14 @@ def map_name_pair(sentence: dict, a: str, b: str, names: dict[str, str] | None =
 def gold_as_names(sentence: dict) -> dict:
     """The gold positives of a sentence record written as a name prediction ``{"id", "relations"}``."""
     text = {e["id"]: e["text"] for e in sentence["entities"]}
-    return {"id": sentence["id"], "relations": [{"type": p["type"], "ent_sets": [text[p["e1"]], text[p["e2"]]]}
-                                                for p in sentence["pairs"] if p["type"]]}
+    return {
+        "id": sentence["id"],
+        "relations": [
+            {"type": p["type"], "ent_sets": [text[p["e1"]], text[p["e2"]]]}
+            for p in sentence["pairs"]
+            if p["type"]
+        ],
+    }
 
 
 def string_key(text: str) -> str:

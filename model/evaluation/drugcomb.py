@@ -91,13 +91,13 @@ def gold_relations(record: dict) -> list[SetRelation]:
 def gold_answer(record: dict) -> list[dict]:
     """Gold answer of a record in the model's format (drug names as written in the sentence)."""
     text = {s["span_id"]: s["text"] for s in record["spans"]}
-    answer = [{"type": rel["class"], "ent_set": [text[i] for i in rel["spans"]]} for rel in record.get("rels", [])]
+    answer = [
+        {"type": rel["class"], "ent_set": [text[i] for i in rel["spans"]]} for rel in record.get("rels", [])
+    ]
     return answer or no_comb_answer()
 
 
-def names_to_span_ids(
-    drugs: Sequence[dict], record: dict
-) -> tuple[list[int], list[str]]:
+def names_to_span_ids(drugs: Sequence[dict], record: dict) -> tuple[list[int], list[str]]:
     """Map predicted drugs ({name, start, end}) to span ids of the record's sentence.
 
     A drug is resolved by character overlap with a gold-annotated mention when the parser grounded
@@ -145,8 +145,13 @@ def prediction_rows(record: dict, relations: Sequence[dict]) -> tuple[list[dict]
         if unresolved:
             problems.append({"kind": "unresolved_drug", "names": unresolved, "label": label})
         if len(ids) < 2:
-            problems.append({"kind": "unscorable_relation", "label": label,
-                             "drugs": [d.get("name") for d in rel.get("drugs", [])]})
+            problems.append(
+                {
+                    "kind": "unscorable_relation",
+                    "label": label,
+                    "drugs": [d.get("name") for d in rel.get("drugs", [])],
+                }
+            )
             continue
         rows.append({"doc_id": record["doc_id"], "drug_idxs": sorted(ids), "relation_label": label})
     return rows, problems
@@ -155,7 +160,9 @@ def prediction_rows(record: dict, relations: Sequence[dict]) -> tuple[list[dict]
 # --- RexDrug's own variant ------------------------------------------------------------------------------
 
 
-def score_rexdrug_variant(gold_answers: Sequence[list[dict]], pred_answers: Sequence[list[dict]]) -> dict[str, dict]:
+def score_rexdrug_variant(
+    gold_answers: Sequence[list[dict]], pred_answers: Sequence[list[dict]]
+) -> dict[str, dict]:
     """RexDrug's scorer variant over per-sentence answers ({type, ent_set} with names).
 
     Counts NO_COMB rows (an agreed NO_COMB is a hit), empty sets match each other, names compared
@@ -166,8 +173,9 @@ def score_rexdrug_variant(gold_answers: Sequence[list[dict]], pred_answers: Sequ
     gold = _answer_rows(gold_answers)
     pred = _answer_rows(pred_answers, empty_means_no_comb=True)
     return {
-        name: precision_recall_f1(gold, pred, exact=exact, mode=mode, count_all_rows=True,
-                                  empty_sets_match=True).as_dict()
+        name: precision_recall_f1(
+            gold, pred, exact=exact, mode=mode, count_all_rows=True, empty_sets_match=True
+        ).as_dict()
         for name, exact, mode in OFFICIAL_METRICS
     }
 

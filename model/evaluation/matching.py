@@ -67,8 +67,13 @@ class PRF:
     n_pred: int  # scored predicted rows
 
     def as_dict(self) -> dict:
-        return {"precision": self.precision, "recall": self.recall, "f1": self.f1,
-                "n_gold": self.n_gold, "n_pred": self.n_pred}
+        return {
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1": self.f1,
+            "n_gold": self.n_gold,
+            "n_pred": self.n_pred,
+        }
 
 
 def normalize_label(label: str | int | None) -> str:
@@ -158,8 +163,9 @@ def align(
     return dict(gold_rows), dict(pred_rows)
 
 
-def mean_best_score(rows: dict[tuple, list[tuple[int, float]]], *, labeled: bool,
-                    count_all_rows: bool = False) -> tuple[float, int]:
+def mean_best_score(
+    rows: dict[tuple, list[tuple[int, float]]], *, labeled: bool, count_all_rows: bool = False
+) -> tuple[float, int]:
     """Mean over scored rows of the best partner score; (0.0, 0) when no row is scored.
 
     A partner earns its score when it is of a non-zero class (unlabeled), or of the same class.
@@ -169,9 +175,7 @@ def mean_best_score(rows: dict[tuple, list[tuple[int, float]]], *, labeled: bool
         if cls == 0 and not count_all_rows:
             continue
         n += 1
-        total += max(
-            (s if ((not labeled and other != 0) or other == cls) else 0.0) for other, s in partners
-        )
+        total += max((s if ((not labeled and other != 0) or other == cls) else 0.0) for other, s in partners)
     return (total / n if n else 0.0), n
 
 

@@ -36,7 +36,9 @@ class DrugCombEvaluation:
 
 def drugcomb_items(records: Sequence[dict]) -> list[dict]:
     """Runner items of DrugComb records: the sentence, with its paragraph as context."""
-    return [{"doc_id": r["doc_id"], "sentence": r["sentence"], "context": r.get("paragraph")} for r in records]
+    return [
+        {"doc_id": r["doc_id"], "sentence": r["sentence"], "context": r.get("paragraph")} for r in records
+    ]
 
 
 def run_with_progress(runner, items: list[dict], desc: str, *, progress: bool = True) -> list[dict]:
@@ -58,12 +60,25 @@ def evaluate_drugcomb(records: Sequence[dict], runner, *, progress: bool = True)
     results = run_with_progress(runner, items, f"eval {runner.engine.model_id}", progress=progress)
     gen_s = time.perf_counter() - started
     # the decision priors in force (a bundled model's calibrated ones unless overridden)
-    return score_drugcomb(records, results, model_id=runner.engine.model_id, prompt_version=runner.version,
-                          label_bias=getattr(runner.engine, "label_bias", None) or None, generation_seconds=gen_s)
+    return score_drugcomb(
+        records,
+        results,
+        model_id=runner.engine.model_id,
+        prompt_version=runner.version,
+        label_bias=getattr(runner.engine, "label_bias", None) or None,
+        generation_seconds=gen_s,
+    )
 
 
-def score_drugcomb(records: Sequence[dict], results: Sequence[dict], *, model_id: str, prompt_version: str,
-                   label_bias: dict | None = None, generation_seconds: float = 0.0) -> DrugCombEvaluation:
+def score_drugcomb(
+    records: Sequence[dict],
+    results: Sequence[dict],
+    *,
+    model_id: str,
+    prompt_version: str,
+    label_bias: dict | None = None,
+    generation_seconds: float = 0.0,
+) -> DrugCombEvaluation:
     """Score runner results (one per record, same order) officially: the scoring half of ``evaluate_drugcomb``
     (a benchmark that times engines chunk by chunk scores their results here, the same way)."""
     gen_s = generation_seconds
@@ -76,13 +91,22 @@ def score_drugcomb(records: Sequence[dict], results: Sequence[dict], *, model_id
         gold_sets = sorted((g.label, list(g.drugs)) for g in gold)
         pred_sets = sorted((r["relation_label"], r["drug_idxs"]) for r in rows)
         if gold_sets != pred_sets or problems or res["parse_status"] != "ok":
-            per_sentence.append({"doc_id": rec["doc_id"], "sentence": rec["sentence"], "gold": gold_sets,
-                                 "pred": pred_sets, "parse_status": res["parse_status"],
-                                 "parse_reason": res["parse_reason"], "problems": problems,
-                                 "raw_output": res["raw_output"]})
+            per_sentence.append(
+                {
+                    "doc_id": rec["doc_id"],
+                    "sentence": rec["sentence"],
+                    "gold": gold_sets,
+                    "pred": pred_sets,
+                    "parse_status": res["parse_status"],
+                    "parse_reason": res["parse_reason"],
+                    "problems": problems,
+                    "raw_output": res["raw_output"],
+                }
+            )
     official = score_official(gold_all, relations_from_official(pred_rows))
-    variant = score_rexdrug_variant([gold_answer(r) for r in records],
-                                    [[answer_item(p) for p in res["parsed"]] for res in results])
+    variant = score_rexdrug_variant(
+        [gold_answer(r) for r in records], [[answer_item(p) for p in res["parsed"]] for res in results]
+    )
     statuses: dict[str, int] = {}
     for res in results:
         statuses[res["parse_status"]] = statuses.get(res["parse_status"], 0) + 1
@@ -147,8 +171,16 @@ def stored_relations(parsed: Sequence[dict], mentions: Sequence[dict]) -> list[d
     out = []
     for rel in parsed:
         kept, _ = drug_members(rel.get("drugs") or [], normalize, mentions)
-        drugs = list({(d["surface"], d["start"], d["end"]): {"name": d["surface"], "start": d["start"],
-                                                              "end": d["end"]} for d in kept}.values())
+        drugs = list(
+            {
+                (d["surface"], d["start"], d["end"]): {
+                    "name": d["surface"],
+                    "start": d["start"],
+                    "end": d["end"],
+                }
+                for d in kept
+            }.values()
+        )
         out.append({**rel, "drugs": drugs})
     return out
 
@@ -160,14 +192,19 @@ def _sentence_item(record: dict):
 
     fields = {"doc_id": record["doc_id"], "sentence": record["sentence"], "context": record.get("paragraph")}
     sentence, context, start = fields["sentence"], fields["context"], record.get("sentence_start")
-    if not isinstance(sentence, str) or not sentence.strip() or (context is not None and not isinstance(context, str)):
+    if (
+        not isinstance(sentence, str)
+        or not sentence.strip()
+        or (context is not None and not isinstance(context, str))
+    ):
         return fields  # the runner reports it as an input error
     span = valid_span((start, start + len(sentence)), sentence, context) if isinstance(start, int) else None
     return ExtractionItem(sentence, context, span, fields=fields)
 
 
-def evaluate_sentences(records: Sequence[dict], runner, matcher, *, all_sentences: bool = False,
-                       progress: bool = True) -> SentenceEvaluation:
+def evaluate_sentences(
+    records: Sequence[dict], runner, matcher, *, all_sentences: bool = False, progress: bool = True
+) -> SentenceEvaluation:
     """The sweep over annotated sentences, scored: candidates (as the sweep selects them, or every
     sentence with ``all_sentences``) go to the runner with their paragraph as context, and their
     relations are scored as the combinations stage stores them (``stored_relations``)."""
@@ -181,18 +218,26 @@ def evaluate_sentences(records: Sequence[dict], runner, matcher, *, all_sentence
     started = time.perf_counter()
     results = run_with_progress(runner, items, f"eval {runner.engine.model_id}", progress=progress)
     gen_s = time.perf_counter() - started
-    relations = {res["doc_id"]: stored_relations(res["parsed"], views[res["doc_id"]]["mentions"])
-                 for res in results}
-    scores = score_sentences(records, relations,
-                             mentions={k: [m for m in v["mentions"] if m.get("kind") in DRUG_KINDS]
-                                       for k, v in views.items()},
-                             candidates={k: v["is_candidate"] for k, v in views.items()})
+    relations = {
+        res["doc_id"]: stored_relations(res["parsed"], views[res["doc_id"]]["mentions"]) for res in results
+    }
+    scores = score_sentences(
+        records,
+        relations,
+        mentions={k: [m for m in v["mentions"] if m.get("kind") in DRUG_KINDS] for k, v in views.items()},
+        candidates={k: v["is_candidate"] for k, v in views.items()},
+    )
     statuses: dict[str, int] = {}
     for res in results:
         statuses[res["parse_status"]] = statuses.get(res["parse_status"], 0) + 1
-    summary = {"model_id": runner.engine.model_id, "prompt_version": runner.version,
-               "sent_to_model": "all sentences" if all_sentences else "candidates (the sweep's rule)",
-               **scores, "parse_status": statuses, "generation_seconds": round(gen_s, 2)}
+    summary = {
+        "model_id": runner.engine.model_id,
+        "prompt_version": runner.version,
+        "sent_to_model": "all sentences" if all_sentences else "candidates (the sweep's rule)",
+        **scores,
+        "parse_status": statuses,
+        "generation_seconds": round(gen_s, 2),
+    }
     return SentenceEvaluation(summary, results, sentence_errors(records, relations))
 
 
@@ -206,8 +251,9 @@ class DDIEvaluation:
     outputs: list[dict]  # runner results
 
 
-def ddi_corpus(corpus: str, *, gold_path=None, zip_path=None, limit: int | None = None
-               ) -> tuple[list[dict], list[dict], int, list[dict]]:
+def ddi_corpus(
+    corpus: str, *, gold_path=None, zip_path=None, limit: int | None = None
+) -> tuple[list[dict], list[dict], int, list[dict]]:
     """(gold records, runner items, sentences skipped for having no candidate pair, corpus read errors)
     of ``corpus`` ("official": the DDIExtraction 2013 test zip; "processed": RexDrug's JSONL copy).
 
@@ -222,15 +268,27 @@ def ddi_corpus(corpus: str, *, gold_path=None, zip_path=None, limit: int | None 
         official = read_official(zip_path, "test")
         gold, errors = official.sentences, official.errors
         with_pairs = [s for s in gold if s["pairs"]]
-        items = [{"id": s["id"], "sentence": " ".join(s["sentence"].split()),
-                  "hints": [e["text"] for e in s["entities"]]} for s in with_pairs]
+        items = [
+            {
+                "id": s["id"],
+                "sentence": " ".join(s["sentence"].split()),
+                "hints": [e["text"] for e in s["entities"]],
+            }
+            for s in with_pairs
+        ]
     else:
         from etl.paths import data_path
 
         gold, errors = read_jsonl(gold_path or data_path("ddi13", "test.jsonl")), []
         with_pairs = [r for r in gold if r.get("relations")]
-        items = [{"id": r.get("id"), "sentence": " ".join(str(r.get("context") or "").split()),
-                  "hints": [e["entity"] for e in r.get("entities", [])]} for r in with_pairs]
+        items = [
+            {
+                "id": r.get("id"),
+                "sentence": " ".join(str(r.get("context") or "").split()),
+                "hints": [e["entity"] for e in r.get("entities", [])],
+            }
+            for r in with_pairs
+        ]
     skipped = len(gold) - len(with_pairs)
     if limit:
         with_pairs, items, skipped = with_pairs[:limit], items[:limit], 0
@@ -242,15 +300,25 @@ def ddi_prediction(row: dict) -> dict:
     """A runner row as a DDI prediction record: the model's answer items with their DDI labels, and the
     runner's one parse (DDI labels are the ``ddi`` prompt's own: no repair)."""
     if row["parse_status"] in RETRYABLE_STATUSES:  # the model never answered
-        return {"id": row["id"], "relations": [], "parse_status": row["parse_status"],
-                "parse_reason": row["parse_reason"]}
+        return {
+            "id": row["id"],
+            "relations": [],
+            "parse_status": row["parse_status"],
+            "parse_reason": row["parse_reason"],
+        }
     items = row.get("answer_items") or []
     relations = [{"type": i.get("type"), "ent_sets": i.get("ent_set", i.get("ent_sets"))} for i in items]
-    return {"id": row["id"], "relations": relations, "parse_status": row["parse_status"],
-            "parse_reason": row["parse_reason"]}
+    return {
+        "id": row["id"],
+        "relations": relations,
+        "parse_status": row["parse_status"],
+        "parse_reason": row["parse_reason"],
+    }
 
 
-def official_ddi_result(gold: list[dict], pred: list[dict], errors: list[dict], *, subset: bool, zip_path=None) -> dict:
+def official_ddi_result(
+    gold: list[dict], pred: list[dict], errors: list[dict], *, subset: bool, zip_path=None
+) -> dict:
     """Scores of predictions on the official corpus, labelled with its counts (and the zip, if not the bundled one)."""
     from model.evaluation.ddi_official import (
         corpus_counts,
@@ -264,9 +332,14 @@ def official_ddi_result(gold: list[dict], pred: list[dict], errors: list[dict], 
     label = official_label(counts, "test", subset=subset)
     if zip_path:
         label += f" [zip: {zip_path}]"
-    return {"benchmark": label, "counts": counts, "scores": score_official(gold, pred),
-            "string_pair_scores": score_string_pairs(gold, pred), "name_oracle": name_oracle(gold),
-            "corpus_errors": errors}
+    return {
+        "benchmark": label,
+        "counts": counts,
+        "scores": score_official(gold, pred),
+        "string_pair_scores": score_string_pairs(gold, pred),
+        "name_oracle": name_oracle(gold),
+        "corpus_errors": errors,
+    }
 
 
 def processed_ddi_result(gold: list[dict], predictions: list[dict], *, gold_path=None, subset: bool) -> dict:
@@ -274,10 +347,15 @@ def processed_ddi_result(gold: list[dict], predictions: list[dict], *, gold_path
     from model.evaluation.ddi import PROCESSED_LABEL, positive_pairs, score_ddi
 
     label = PROCESSED_LABEL if gold_path is None else f"ddi13-processed format (custom gold: {gold_path})"
-    counts = {"sentences": len(gold), "pairs": sum(len(r.get("relations") or []) for r in gold),
-              "positive": sum(len(positive_pairs(r)) for r in gold)}
-    label += (f" [{counts['sentences']:,} sentences, {counts['pairs']:,} pair rows, "
-              f"{counts['positive']:,} positive name pairs")
+    counts = {
+        "sentences": len(gold),
+        "pairs": sum(len(r.get("relations") or []) for r in gold),
+        "positive": sum(len(positive_pairs(r)) for r in gold),
+    }
+    label += (
+        f" [{counts['sentences']:,} sentences, {counts['pairs']:,} pair rows, "
+        f"{counts['positive']:,} positive name pairs"
+    )
     label += "; subset]" if subset else "]"
     return {"benchmark": label, "counts": counts, "scores": score_ddi(gold, predictions)}
 
@@ -289,14 +367,19 @@ def ddi_run_stats(predictions: list[dict], skipped: int, seconds: float) -> dict
 
     statuses = Counter(p["parse_status"] for p in predictions)
     n = len(predictions)
-    return {"sentences_run": n, "sentences_without_candidate_pairs_skipped": skipped,
-            "parse_status": dict(sorted(statuses.items())),
-            "answers_with_ddi_pairs": sum(1 for p in predictions if predicted_pairs(p["relations"])[0]),
-            "seconds": round(seconds, 2), "seconds_per_sentence": round(seconds / n, 4) if n else None}
+    return {
+        "sentences_run": n,
+        "sentences_without_candidate_pairs_skipped": skipped,
+        "parse_status": dict(sorted(statuses.items())),
+        "answers_with_ddi_pairs": sum(1 for p in predictions if predicted_pairs(p["relations"])[0]),
+        "seconds": round(seconds, 2),
+        "seconds_per_sentence": round(seconds / n, 4) if n else None,
+    }
 
 
-def evaluate_ddi(corpus: str, runner, *, gold_path=None, zip_path=None, limit: int | None = None,
-                 progress: bool = True) -> DDIEvaluation:
+def evaluate_ddi(
+    corpus: str, runner, *, gold_path=None, zip_path=None, limit: int | None = None, progress: bool = True
+) -> DDIEvaluation:
     """Run ``runner`` (the ``ddi`` prompt) over one DDI13 corpus and score it (``ddi_corpus``)."""
     gold, items, skipped, errors = ddi_corpus(corpus, gold_path=gold_path, zip_path=zip_path, limit=limit)
     started = time.perf_counter()

@@ -70,8 +70,10 @@ def _span_keys(record: dict) -> dict[int, str]:
 def gold_sets(record: dict) -> list[SetRelation]:
     """Gold combination rows of one record (sets of mention keys); NO_COMB sentences have none."""
     keys = _span_keys(record)
-    return [SetRelation.make(record["doc_id"], (keys[i] for i in rel["spans"]), rel["class"])
-            for rel in record.get("rels") or []]
+    return [
+        SetRelation.make(record["doc_id"], (keys[i] for i in rel["spans"]), rel["class"])
+        for rel in record.get("rels") or []
+    ]
 
 
 def predicted_sets(record: dict, relations: Sequence[Mapping[str, Any]]) -> list[SetRelation]:
@@ -104,8 +106,11 @@ def label_agreement(gold: Sequence[SetRelation], pred: Sequence[SetRelation]) ->
         gold_labels.setdefault((g.doc_id, g.drugs), set()).add(g.label)
     matched = [p for p in pred if (p.doc_id, p.drugs) in gold_labels]
     agree = sum(1 for p in matched if p.label in gold_labels[(p.doc_id, p.drugs)])
-    return {"matched_sets": len(matched), "same_label": agree,
-            "agreement": round(agree / len(matched), 4) if matched else None}
+    return {
+        "matched_sets": len(matched),
+        "same_label": agree,
+        "agreement": round(agree / len(matched), 4) if matched else None,
+    }
 
 
 def mention_counts(gold_spans: Sequence[Mapping], mentions: Sequence[Mapping]) -> tuple[int, int, int]:
@@ -125,17 +130,29 @@ def _prf(tp: int, n_pred: int, n_gold: int) -> dict[str, Any]:
     p = tp / n_pred if n_pred else 0.0
     r = tp / n_gold if n_gold else 0.0
     f1 = 2 * p * r / (p + r) if p + r else 0.0
-    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4), "tp": tp,
-            "n_pred": n_pred, "n_gold": n_gold}
+    return {
+        "precision": round(p, 4),
+        "recall": round(r, 4),
+        "f1": round(f1, 4),
+        "tp": tp,
+        "n_pred": n_pred,
+        "n_gold": n_gold,
+    }
 
 
 def _rounded(prf: PRF) -> dict[str, Any]:
-    return {"precision": round(prf.precision, 4), "recall": round(prf.recall, 4), "f1": round(prf.f1, 4),
-            "n_gold": prf.n_gold, "n_pred": prf.n_pred}
+    return {
+        "precision": round(prf.precision, 4),
+        "recall": round(prf.recall, 4),
+        "f1": round(prf.f1, 4),
+        "n_gold": prf.n_gold,
+        "n_pred": prf.n_pred,
+    }
 
 
-def all_sets(records: Sequence[dict], relations: Mapping[Hashable, Sequence[Mapping[str, Any]]]
-             ) -> tuple[list[SetRelation], list[SetRelation]]:
+def all_sets(
+    records: Sequence[dict], relations: Mapping[Hashable, Sequence[Mapping[str, Any]]]
+) -> tuple[list[SetRelation], list[SetRelation]]:
     """(gold rows, predicted rows) of every record; a record missing from ``relations`` predicted nothing."""
     gold: list[SetRelation] = []
     pred: list[SetRelation] = []
@@ -145,8 +162,9 @@ def all_sets(records: Sequence[dict], relations: Mapping[Hashable, Sequence[Mapp
     return gold, pred
 
 
-def sentence_errors(records: Sequence[dict], relations: Mapping[Hashable, Sequence[Mapping[str, Any]]]
-                    ) -> list[dict]:
+def sentence_errors(
+    records: Sequence[dict], relations: Mapping[Hashable, Sequence[Mapping[str, Any]]]
+) -> list[dict]:
     """Per-sentence disagreements (exact sets, any label): what a curator reads to see why."""
     gold, pred = all_sets(records, relations)
     by_doc: dict[Hashable, dict[str, list]] = {}
@@ -159,9 +177,14 @@ def sentence_errors(records: Sequence[dict], relations: Mapping[Hashable, Sequen
         if not sides:
             continue
         if {r.drugs for r in sides["gold"]} != {r.drugs for r in sides["pred"]}:
-            out.append({"doc_id": rec["doc_id"], "sentence": rec["sentence"],
-                        "gold": [[r.label, _names(r.drugs)] for r in sides["gold"]],
-                        "pred": [[r.label, _names(r.drugs)] for r in sides["pred"]]})
+            out.append(
+                {
+                    "doc_id": rec["doc_id"],
+                    "sentence": rec["sentence"],
+                    "gold": [[r.label, _names(r.drugs)] for r in sides["gold"]],
+                    "pred": [[r.label, _names(r.drugs)] for r in sides["pred"]],
+                }
+            )
     return out
 
 
@@ -187,8 +210,10 @@ def score_sentences(
         "sentences": len(records),
         "gold_combinations": len(gold),
         "predicted_combinations": len(pred),
-        "combinations": {name: _rounded(precision_recall_f1(gold, pred, exact=exact, mode=mode))
-                         for name, exact, mode in SENTENCE_METRICS},
+        "combinations": {
+            name: _rounded(precision_recall_f1(gold, pred, exact=exact, mode=mode))
+            for name, exact, mode in SENTENCE_METRICS
+        },
         "labels": label_agreement(gold, pred),
     }
     if mentions is not None:
@@ -207,4 +232,3 @@ def score_sentences(
             "recall_ceiling": round(len(kept) / len(gold), 4) if gold else None,
         }
     return out
-

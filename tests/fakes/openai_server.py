@@ -26,8 +26,9 @@ class FakeOpenAI:
         handler = type("BoundHandler", (_Handler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="fake-openai", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-openai", daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -81,11 +82,20 @@ class _Handler(BaseHTTPRequestHandler):
             content = self.fake.answer(request["messages"])
         except (ValueError, KeyError, TypeError) as exc:
             return self._send(400, {"error": {"message": str(exc)}})
-        self._send(200, {
-            "object": "chat.completion",
-            "model": request.get("model"),
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-        })
+        self._send(
+            200,
+            {
+                "object": "chat.completion",
+                "model": request.get("model"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": content},
+                    }
+                ],
+            },
+        )
 
     def _send(self, status: int, payload: dict) -> None:
         self.fake.record(self.path, status)

@@ -18,8 +18,12 @@ def build(path: Path = HERE / "DDICorpus-fixture.zip") -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for member, source in MEMBERS.items():
             z.writestr(zipfile.ZipInfo(member, (2015, 9, 28, 9, 54, 0)), (HERE / source).read_bytes())
-        z.writestr(zipfile.ZipInfo("DDICorpus/Test/Test for DDI Extraction task/DrugBank/.DS_Store",
-                                   (2015, 9, 28, 9, 54, 0)), b"\x00\x00\x00\x01Bud1")
+        z.writestr(
+            zipfile.ZipInfo(
+                "DDICorpus/Test/Test for DDI Extraction task/DrugBank/.DS_Store", (2015, 9, 28, 9, 54, 0)
+            ),
+            b"\x00\x00\x00\x01Bud1",
+        )
     return path
 
 
