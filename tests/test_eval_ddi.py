@@ -387,6 +387,34 @@ def _cli(capsys, *argv) -> tuple[int, dict | None]:
     return rc, (json.loads(out) if rc == 0 else None)
 
 
+def test_cli_end_to_end_the_matcher_finds_the_drugs(capsys):
+    """--entities found: no gold entities in the prompt; our drug matcher finds aspirin, warfarin and
+    heparin in S0 and only lithium in M0 (drug classes are not hints), so the rule pairs S0's three and
+    answers NO_COMB on M0.  Official: aspirin/warfarin hits p0 (effect, TP) and p3 (negative, FP);
+    aspirin/heparin hits p2 (FP) and p5 (advise: FP and FN); warfarin/heparin p4 (FP); M0's two
+    mechanism pairs are FN.  String pairs: 1 TP, 2 FP (aspirin/heparin as effect, warfarin/heparin), 3 FN."""
+    rc, summary = _cli(
+        capsys,
+        "--model",
+        "rule_ddi_all_pairs",
+        "--zip",
+        str(ZIP),
+        "--corpus",
+        "official",
+        "--entities",
+        "found",
+    )
+    off = summary["official"]
+    assert rc == 0 and off["entities"] == "found"
+    assert [off["scores"]["micro"][k] for k in ("tp", "fp", "fn")] == [1, 4, 3]
+    assert [off["string_pair_scores"]["micro"][k] for k in ("tp", "fp", "fn")] == [1, 2, 3]
+    rc, summary = _cli(capsys, "--model", "rule_ddi_all_pairs", "--zip", str(ZIP), "--corpus", "official")
+    gold = summary["official"]  # gold entities: M0's diuretics are hints too
+    assert gold["entities"] == "gold" and [
+        gold["string_pair_scores"]["micro"][k] for k in ("tp", "fp", "fn")
+    ] == [1, 5, 3]
+
+
 def test_cli_runs_the_rule_on_both_corpora(tmp_path, capsys):
     rc, summary = _cli(
         capsys,

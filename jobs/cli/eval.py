@@ -53,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--limit", type=int, help="only the first N sentences with candidate pairs of each corpus"
     )
     ddi.add_argument("--out", help="folder for predictions, raw outputs and summary.json")
+    ddi.add_argument(
+        "--entities",
+        choices=("gold", "found"),
+        default="gold",
+        help="--model: the prompt's drug hints are the corpus entities (gold, the default) or found by our "
+        "drug matcher as in the sweep (found: end to end, as zero-shot LLM results on DDI13 are reported)",
+    )
     add_model_arguments(ddi)
     sen = sub.add_parser(
         "sentences",
@@ -269,7 +276,12 @@ def _ddi_run_model(args) -> int:
     started = time.perf_counter()
     engine = create_engine(engine_config)
     load_s = time.perf_counter() - started
-    runner = ExtractionRunner(engine, prompt, sampling=engine_config.sampling)
+    matcher = None
+    if args.entities == "found":
+        from etl.drugs import default_matcher
+
+        matcher = default_matcher()
+    runner = ExtractionRunner(engine, prompt, sampling=engine_config.sampling, matcher=matcher)
     summary: dict = {
         "engine": engine_config.kind,
         "model_id": engine.model_id,
@@ -282,7 +294,12 @@ def _ddi_run_model(args) -> int:
     try:
         for corpus in corpora:
             evaluation = evaluate_ddi(
-                corpus, runner, gold_path=args.gold, zip_path=args.zip, limit=args.limit
+                corpus,
+                runner,
+                gold_path=args.gold,
+                zip_path=args.zip,
+                limit=args.limit,
+                entities=args.entities,
             )
             summary[corpus] = evaluation.result
             if out:

@@ -251,16 +251,24 @@ class DDIEvaluation:
     outputs: list[dict]  # runner results
 
 
+DDI_ENTITY_SOURCES = ("gold", "found")
+
+
 def ddi_corpus(
-    corpus: str, *, gold_path=None, zip_path=None, limit: int | None = None
+    corpus: str, *, gold_path=None, zip_path=None, limit: int | None = None, entities: str = "gold"
 ) -> tuple[list[dict], list[dict], int, list[dict]]:
     """(gold records, runner items, sentences skipped for having no candidate pair, corpus read errors)
     of ``corpus`` ("official": the DDIExtraction 2013 test zip; "processed": RexDrug's JSONL copy).
 
     Only sentences with a candidate pair go to the model (elsewhere there is nothing to score); with
-    ``limit`` the gold is cut to the same sentences.  The items' hints are the corpus entities.
+    ``limit`` the gold is cut to the same sentences.  The items' hints are the corpus entities
+    (``entities="gold"``), or none (``"found"``: end to end, the runner's drug matcher finds the drugs
+    as the sweep's does, or the model names them itself when the prompt has no hints).
     """
     from model.evaluation.drugcomb import read_jsonl
+
+    if entities not in DDI_ENTITY_SOURCES:
+        raise ValueError(f"entities must be one of {DDI_ENTITY_SOURCES}, got {entities!r}")
 
     if corpus == "official":
         from model.evaluation.ddi_official import read_official
@@ -289,6 +297,8 @@ def ddi_corpus(
             }
             for r in with_pairs
         ]
+    if entities == "found":
+        items = [{k: v for k, v in item.items() if k != "hints"} for item in items]
     skipped = len(gold) - len(with_pairs)
     if limit:
         with_pairs, items, skipped = with_pairs[:limit], items[:limit], 0
@@ -378,10 +388,20 @@ def ddi_run_stats(predictions: list[dict], skipped: int, seconds: float) -> dict
 
 
 def evaluate_ddi(
-    corpus: str, runner, *, gold_path=None, zip_path=None, limit: int | None = None, progress: bool = True
+    corpus: str,
+    runner,
+    *,
+    gold_path=None,
+    zip_path=None,
+    limit: int | None = None,
+    progress: bool = True,
+    entities: str = "gold",
 ) -> DDIEvaluation:
-    """Run ``runner`` (the ``ddi`` prompt) over one DDI13 corpus and score it (``ddi_corpus``)."""
-    gold, items, skipped, errors = ddi_corpus(corpus, gold_path=gold_path, zip_path=zip_path, limit=limit)
+    """Run ``runner`` (the ``ddi`` prompt) over one DDI13 corpus and score it (``ddi_corpus``); with
+    ``entities="found"`` the runner needs a drug matcher (or a prompt without hints)."""
+    gold, items, skipped, errors = ddi_corpus(
+        corpus, gold_path=gold_path, zip_path=zip_path, limit=limit, entities=entities
+    )
     started = time.perf_counter()
     rows = run_with_progress(runner, items, f"ddi13-{corpus}", progress=progress)
     seconds = time.perf_counter() - started
@@ -391,4 +411,5 @@ def evaluate_ddi(
     else:
         result = processed_ddi_result(gold, predictions, gold_path=gold_path, subset=bool(limit))
     result.update(ddi_run_stats(predictions, skipped, seconds))
+    result["entities"] = entities
     return DDIEvaluation(result, predictions, rows)
