@@ -124,19 +124,26 @@ def resolve_data_file(name: str) -> Path:
     return data_path(*Path(name).parts)
 
 
-def load_drugcomb(path: str | Path) -> list[Record]:
-    """DrugComb JSONL (allenai format) -> records; a malformed line is a configuration error."""
-    path = resolve_data_file(str(path))
+def _read_records(path: Path, what: str, keep=None) -> list[Record]:
+    """Records of a JSONL in DrugComb's row format, ``keep(n, row)`` choosing rows (it may raise
+    ``ValueError``); a malformed line is a configuration error naming the file and line."""
     records: list[Record] = []
     with path.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                records.append(record_from_json(json.loads(line)))
+                row = json.loads(line)
+                if keep is None or keep(n, row):
+                    records.append(record_from_json(row))
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{n}: not a DrugComb record ({exc})") from exc
+                raise ValueError(f"{path}:{n}: not a {what} ({exc})") from exc
     return records
+
+
+def load_drugcomb(path: str | Path) -> list[Record]:
+    """DrugComb JSONL (allenai format) -> records; a malformed line is a configuration error."""
+    return _read_records(resolve_data_file(str(path)), "DrugComb record")
 
 
 def record_from_json(row: dict) -> Record:
@@ -311,23 +318,18 @@ def load_mix(path: str | Path, split: str) -> list[Record]:
     """The ``split`` records of a gold JSONL in DrugComb's row format with ``split`` and ``source`` fields;
     a record of a hold-out file, or no record of that split, is a configuration error."""
     path = resolve_data_file(str(path))
-    records: list[Record] = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if row.get("split") != split:
-                    continue
-                if any(str(row.get("source") or "").startswith(h) for h in HOLDOUT_SOURCES):
-                    raise ValueError(
-                        f"{path}:{n}: record {row.get('doc_id')!r} comes from hold-out file "
-                        f"{row['source']!r}, which is never trained on"
-                    )
-                records.append(record_from_json(row))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{n}: not a gold record ({exc})") from exc
+
+    def keep(n: int, row: dict) -> bool:
+        if row.get("split") != split:
+            return False
+        if any(str(row.get("source") or "").startswith(h) for h in HOLDOUT_SOURCES):
+            raise ValueError(
+                f"{path}:{n}: record {row.get('doc_id')!r} comes from hold-out file "
+                f"{row['source']!r}, which is never trained on"
+            )
+        return True
+
+    records = _read_records(path, "gold record", keep)
     if not records:
         raise ValueError(f"{path}: no records of split {split!r}")
     return records
