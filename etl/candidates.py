@@ -301,18 +301,7 @@ def sentence_rows(
                 "end": end,
                 "text": text,
                 "text_hash": hashlib.sha1(text.encode("utf-8")).hexdigest(),
-                "mentions": [
-                    {
-                        "start": m.start,
-                        "end": m.end,
-                        "surface": m.surface,
-                        "id": m.id,
-                        "preferred_name": m.preferred_name,
-                        "is_class": m.is_class,
-                        "kind": m.kind,
-                    }
-                    for m in mentions
-                ],
+                "mentions": [m.as_row() for m in mentions],
                 "n_distinct_drugs": decision.n_distinct_drugs,
                 "n_distinct_classes": decision.n_distinct_classes,
                 # a keywords/abbreviations line lists terms and states nothing: never a candidate

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 from etl.drugs.kb import AliasEntry, DrugEntry, DrugKB
@@ -48,6 +48,10 @@ class Mention:
     @property
     def is_drug(self) -> bool:
         return self.kind in DRUG_KINDS
+
+    def as_row(self) -> dict:
+        """The mention as stored (``schemas`` mention struct) and printed by ``rexdrug drugs find``."""
+        return asdict(self)
 
 
 CODE_ID_PREFIX = "RXD:CODE:"

@@ -51,17 +51,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--file {args.file}: no such file")
             text = args.file.read_text(encoding="utf-8")
         for m in default_matcher().find(text):
-            _emit(
-                {
-                    "start": m.start,
-                    "end": m.end,
-                    "surface": m.surface,
-                    "id": m.id,
-                    "preferred_name": m.preferred_name,
-                    "is_class": m.is_class,
-                    "kind": m.kind,
-                }
-            )
+            _emit(m.as_row())
         return 0
     if args.drugs_command == "build-kb":
         from etl.drugs.build import build_kb
