@@ -90,12 +90,14 @@ stats AS (
            count(DISTINCT pmid || '#' || sentence_index) AS n_sentences,
            count(*) AS n_mentions,
            max(confidence) AS max_confidence,
-           avg(confidence) AS mean_confidence,
+           -- Kahan-summed: avg()'s plain sum depends on the order rows arrive in (cluster vs local runs)
+           CASE WHEN count(confidence) > 0 THEN fsum(confidence) / count(confidence) END AS mean_confidence,
            list(DISTINCT pmid ORDER BY pmid) AS pmids,
            min(pub_year)::INTEGER AS first_year,
            max(pub_year)::INTEGER AS last_year,
            list({'pmid': pmid, 'label': label, 'sentence': sentence_text}
-                ORDER BY pub_year DESC NULLS LAST, pmid, sentence_index)[1:$n_examples] AS example_sentences,
+                ORDER BY pub_year DESC NULLS LAST, pmid, sentence_index, label, sentence_text)[1:$n_examples]
+                AS example_sentences,
            list(DISTINCT model_id ORDER BY model_id) AS model_ids
     FROM combos GROUP BY drug_set_key
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import duckdb
@@ -302,3 +303,35 @@ def test_kb_export_min_confidence_filters_rows_and_leaves_the_stored_kb(tmp_path
     stored = pq.read_table(wh / "combination_kb" / "kb.parquet")
     assert sorted(stored.column("drug_set_key").to_pylist()) == ["A + B", "A + C", "C + D"]
     assert main(["kb", "export", "--warehouse", str(wh), "--output", str(out), "--min-confidence", "2"]) == 2
+
+
+def test_the_kb_does_not_depend_on_row_order():
+    """The same drug set in one sentence from two models with two labels (a rule sweep and a model
+    sweep of one warehouse), and confidences whose floating-point sum depends on the order: the KB is
+    the same whatever order the rows arrive in (a cluster and a local run deliver them differently)."""
+    confidences = [0.1, 0.2, 0.3, 0.7, 0.45, 0.33]
+    rows = [
+        combo("1", "COMB", ["A", "B"], "A plus B", model="rule", idx=2),
+        combo("1", "POS", ["A", "B"], "A plus B", model="smol", idx=2),
+        *[combo(str(p), "POS", ["A", "B"], f"A then B ({p})") for p in range(2, 6)],
+    ]
+    for i, (r, conf) in enumerate(zip(rows, confidences)):
+        r["combination_id"], r["confidence"] = f"c{i}", conf
+    arts = pa.Table.from_pylist([article(str(p), 2020) for p in range(1, 6)], schema=ARTICLES)
+    kbs = []
+    for order in itertools.islice(itertools.permutations(range(6)), 0, 720, 7):
+        c = duckdb.connect()
+        c.register(
+            "current_combinations", pa.Table.from_pylist([rows[i] for i in order], schema=COMBINATIONS)
+        )
+        c.register("current_articles", arts)
+        kbs.append(build_kb(c, n_examples=3).to_pylist())
+    assert all(kb == kbs[0] for kb in kbs[1:])
+    (entry,) = kbs[0]
+    # examples: newest first, then pmid, sentence, label, sentence text (a total order of what they show)
+    assert [(e["pmid"], e["label"]) for e in entry["example_sentences"]] == [
+        ("1", "COMB"),
+        ("1", "POS"),
+        ("2", "POS"),
+    ]
+    assert entry["mean_confidence"] == pytest.approx(sum(confidences) / 6)
