@@ -62,42 +62,51 @@ def is_converted(path: Path | None = None) -> bool:
     return (path / _MARKER).is_file()
 
 
-def ensure_embedded_model(force: bool = False) -> Path:
-    """Convert the GGUF into an HF folder once (atomic, locked); return the folder."""
-    target = embedded_model_dir()
-    if is_converted(target) and not force:
+def build_once(target: Path, marker: str, build, *, what: str, force: bool = False) -> Path:
+    """Build the cache folder ``target`` once, atomically and under a file lock, and return it.
+
+    ``build(tmp)`` fills a fresh temp folder beside ``target`` and returns (the folder inside ``tmp`` to
+    publish, the JSON-able record written into it as ``marker``); the marker is written last and the
+    folder renamed into place, so a folder with its marker is always complete and a failed build leaves
+    nothing.  Concurrent callers (Spark workers sharing the cache) wait on the lock and reuse the result.
+    """
+    if (target / marker).is_file() and not force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(target.parent / (target.name + ".lock")):
-        if is_converted(target) and not force:  # another process finished while we waited
+        if (target / marker).is_file() and not force:  # another process finished while we waited
             return target
-        source = gguf_file()
         started = time.perf_counter()
-        log.info("converting %s into %s (once)", source.name, target)
+        log.info("converting %s into %s (once)", what, target)
         tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is shared by workers
         try:
-            _convert(source, tmp)
-            (tmp / _MARKER).write_text(
-                json.dumps(
-                    {
-                        "source": str(source),
-                        "package": EMBEDDED_PACKAGE,
-                        "version": importlib.metadata.version(EMBEDDED_PACKAGE),
-                        "origin": EMBEDDED_ID,
-                        "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    },
-                    indent=2,
-                )
-            )
+            folder, record = build(tmp)
+            (folder / marker).write_text(json.dumps(record, indent=2))
             if target.exists():
                 shutil.rmtree(target)
-            os.replace(tmp, target)
-        except BaseException:
+            os.replace(folder, target)
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        log.info("embedded model ready in %.1fs: %s", time.perf_counter() - started, target)
+        log.info("%s ready in %.1fs: %s", what, time.perf_counter() - started, target)
     return target
+
+
+def ensure_embedded_model(force: bool = False) -> Path:
+    """Convert the GGUF into an HF folder once (atomic, locked); return the folder."""
+
+    def build(tmp: Path) -> tuple[Path, dict]:
+        source = gguf_file()  # only when converting: a converted cache needs no package lookup
+        _convert(source, tmp)
+        return tmp, {
+            "source": str(source),
+            "package": EMBEDDED_PACKAGE,
+            "version": importlib.metadata.version(EMBEDDED_PACKAGE),
+            "origin": EMBEDDED_ID,
+            "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+
+    return build_once(embedded_model_dir(), _MARKER, build, what="the embedded model's GGUF", force=force)
 
 
 def _convert(source: Path, out: Path) -> None:

@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -287,44 +286,22 @@ def is_converted(folder: Path) -> bool:
 
 def ensure_converted_model(config: EngineConfig, force: bool = False) -> Path:
     """Merge the adapter into the base and convert it with CTranslate2 once (atomic, locked)."""
-    from model.embedded import _file_lock
+    from model.embedded import build_once
 
-    target = converted_model_dir(config)
-    if is_converted(target) and not force:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / (target.name + ".lock")):
-        if is_converted(target) and not force:  # another process finished while we waited
-            return target
-        started = time.perf_counter()
-        log.info(
-            "converting %s for CTranslate2 (%s) into %s (once)", config.model, config.compute_type, target
-        )
-        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is shared by workers
-        try:
-            eos_ids = _merge_and_convert(config, tmp / "merged", tmp / "model")
-            shutil.rmtree(tmp / "merged")
-            (tmp / "model" / _MARKER).write_text(
-                json.dumps(
-                    {
-                        "model": config.model,
-                        "adapter_path": config.adapter_path,
-                        "compute_type": config.compute_type,
-                        "ctranslate2": importlib.metadata.version("ctranslate2"),
-                        "eos_token_ids": eos_ids,
-                        "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    },
-                    indent=2,
-                )
-            )
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp / "model", target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        log.info("CTranslate2 model ready in %.1fs: %s", time.perf_counter() - started, target)
-    return target
+    def build(tmp: Path) -> tuple[Path, dict]:
+        eos_ids = _merge_and_convert(config, tmp / "merged", tmp / "model")
+        shutil.rmtree(tmp / "merged")
+        return tmp / "model", {
+            "model": config.model,
+            "adapter_path": config.adapter_path,
+            "compute_type": config.compute_type,
+            "ctranslate2": importlib.metadata.version("ctranslate2"),
+            "eos_token_ids": eos_ids,
+            "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+
+    what = f"{config.model} for CTranslate2 ({config.compute_type})"
+    return build_once(converted_model_dir(config), _MARKER, build, what=what, force=force)
 
 
 def _merge_and_convert(config: EngineConfig, merged: Path, out: Path) -> list[int]:
