@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -593,18 +592,9 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m training.calibrate``: the same options and code as ``rexdrug train calibrate``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        out = run(args)
-    except ValueError as exc:
-        log.error("%s", exc)
-        return 2
-    json.dump(out, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-    return 0
+    from training.common import tool_main
+
+    return tool_main(__doc__.splitlines()[0], add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ module (e.g. to read a config) costs nothing.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -382,3 +384,20 @@ def timing_callback(timing: Timing):
             timing.step_seconds.append(time.perf_counter() - getattr(self, "_t0", time.perf_counter()))
 
     return _StepTimer()
+
+
+def tool_main(description: str, add_arguments, run, argv: list[str] | None = None) -> int:
+    """``python -m training.<tool>``: the tool's own options (``add_arguments``) and code (``run``), the
+    ones ``rexdrug train <tool>`` uses; its result as JSON on stdout, exit 2 on a configuration error."""
+    parser = argparse.ArgumentParser(description=description)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        out = run(args)
+    except ValueError as exc:
+        logging.getLogger(run.__module__).error("%s", exc)
+        return 2
+    json.dump(out, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0

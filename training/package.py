@@ -79,18 +79,9 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m training.package``: the same options and code as ``rexdrug train package``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    try:
-        out = run(args)
-    except ValueError as exc:
-        log.error("%s", exc)
-        return 2
-    json.dump(out, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-    return 0
+    from training.common import tool_main
+
+    return tool_main(__doc__.splitlines()[0], add_arguments, run, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
