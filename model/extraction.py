@@ -80,6 +80,9 @@ class ExtractionRunner:
         self.task = DDI_TASK if self.prompt_config.variant == "ddi" else DRUGCOMB_TASK
         # rows carry ``label_logprobs`` (the first type slot's); calibration turns it on
         self.keep_label_logprobs = False
+        # combinations whose drugs the sentence contrasts ("A versus B") are dropped with a repair code
+        # (model.contrast; the raw output keeps them); False reads answers as written
+        self.drop_contrasted = True
 
     def hints_for(self, item: ExtractionItem) -> list[str] | None:
         if not self.prompt_config.hints:
@@ -148,7 +151,7 @@ class ExtractionRunner:
             return self.error_row(
                 item, ENGINE_ERROR, f"bad_response: the engine returned {type(text).__name__}, not text"
             )
-        parsed = parse_completion(text, item.sentence, self.task)
+        parsed = parse_completion(text, item.sentence, self.task, drop_contrasted=self.drop_contrasted)
         row = {
             **item.row_fields(),
             "raw_output": text,

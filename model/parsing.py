@@ -6,7 +6,8 @@ Small models rarely comply, so the parser recovers what it can, and says what it
 * status ``ok``: both tag pairs present (``<think>`` only when the completion has one) and the answer
   is a valid JSON list of valid relations, nothing changed;
 * ``repaired``: relations recovered after repairs (missing/unclosed tags, code fences, trailing text,
-  single quotes, truncated JSON, unknown labels or one-drug sets dropped, duplicates merged); each
+  single quotes, truncated JSON, unknown labels or one-drug sets dropped, duplicates merged, and with
+  ``drop_contrasted`` DrugComb sets whose drugs the sentence contrasts, "A versus B"); each
   repair is a ``RepairNote`` (a ``Repair`` code and its details) in ``repairs``, and their messages make
   up ``reason``;
 * ``no_answer``: no answer-like text at all (empty output, prose only);
@@ -29,6 +30,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from model.contrast import contrasted_pair
 from model.evaluation.matching import normalize_drug_name
 from schemas.answer import (
     COMB,
@@ -77,6 +79,7 @@ class Repair(enum.Enum):
     DUPLICATE_RELATION = "duplicate relation merged"
     NO_COMB_BESIDE_RELATIONS = "NO_COMB item next to relations ignored"
     NOT_IN_SENTENCE = "not in sentence: {names}"
+    CONTRASTED_SET = "{label} set dropped: the sentence contrasts {first!r} and {second!r} ({cue!r})"
     NO_RELATION_OBJECTS = "answer list holds no relation objects"
     EMPTY_LIST = "empty answer list read as NO_COMB"
 
@@ -251,15 +254,20 @@ def ddi_items(parsed: ParsedCompletion) -> list[dict] | None:
 
 
 def parse_completion(
-    text: str | None, sentence: str | None = None, task: str = DRUGCOMB_TASK
+    text: str | None, sentence: str | None = None, task: str = DRUGCOMB_TASK, *, drop_contrasted: bool = False
 ) -> ParsedCompletion:
     """Parse one completion of ``task`` (``drugcomb`` or ``ddi``; see module doc).  Never raises on
-    model output."""
+    model output.  ``drop_contrasted``: DrugComb sets whose drugs the sentence contrasts ("A versus B",
+    ``model.contrast``) are dropped with ``Repair.CONTRASTED_SET`` — what the extraction runner reads;
+    rewards read the answer as the model wrote it (a contrasted set must cost the model, not vanish)."""
     if task not in TASK_LABELS:
         raise ValueError(f"unknown task {task!r}; known: {', '.join(TASK_LABELS)}")
     try:
         parsed = _parse(
-            text if isinstance(text, str) else ("" if text is None else str(text)), sentence, task
+            text if isinstance(text, str) else ("" if text is None else str(text)),
+            sentence,
+            task,
+            drop_contrasted and task == DRUGCOMB_TASK,
         )
     except Exception as exc:  # noqa: BLE001 - a parser bug must not kill a sweep; it becomes a status
         parsed = ParsedCompletion(
@@ -272,7 +280,7 @@ def parse_completion(
 # --- structure: think / answer regions ----------------------------------------------------------------
 
 
-def _parse(text: str, sentence: str | None, task: str) -> ParsedCompletion:
+def _parse(text: str, sentence: str | None, task: str, drop_contrasted: bool = False) -> ParsedCompletion:
     repairs: list[RepairNote] = []
     think, has_think_tags, rest = _split_think(text, repairs)
     region, has_answer_tags = _answer_region(rest, repairs)
@@ -304,7 +312,9 @@ def _parse(text: str, sentence: str | None, task: str) -> ParsedCompletion:
             repairs=repairs,
             **base,
         )
-    relations, declared_no_comb, n_dup, n_drop, schema_ok = _clean_items(value, sentence, repairs, task)
+    relations, declared_no_comb, n_dup, n_drop, schema_ok = _clean_items(
+        value, sentence, repairs, task, drop_contrasted
+    )
     if not schema_ok:
         return ParsedCompletion(
             [],
@@ -523,13 +533,16 @@ def _loads_lenient(candidate: str, repairs: list[RepairNote]):
 # --- relation cleaning and grounding ----------------------------------------------------------------
 
 
-def _clean_items(items: list, sentence: str | None, repairs: list[RepairNote], task: str):
+def _clean_items(
+    items: list, sentence: str | None, repairs: list[RepairNote], task: str, drop_contrasted: bool = False
+):
     relations: list[Relation] = []
     seen: dict[frozenset, str] = {}
     declared_no_comb = False
     n_dup = n_drop = 0
     n_objects = 0
     unaligned: list[str] = []
+    index = SentenceIndex(sentence) if sentence is not None else None
     for idx, item in enumerate(items):
         if not isinstance(item, dict):
             n_drop += 1
@@ -566,6 +579,15 @@ def _clean_items(items: list, sentence: str | None, repairs: list[RepairNote], t
                 else Repair.DUPLICATE_RELATION.note()
             )
             continue
+        if drop_contrasted and index is not None:
+            contrast = contrasted_pair(sentence, [index.find_all(n) for n in unique])
+            if contrast is not None:
+                i, j, cue = contrast
+                n_drop += 1
+                repairs.append(
+                    Repair.CONTRASTED_SET.note(label=label, first=unique[i], second=unique[j], cue=cue)
+                )
+                continue
         seen[key] = label
         spans, grounded = _ground(unique, sentence)
         if grounded is not None:
@@ -653,17 +675,24 @@ class SentenceIndex:
         self.offsets = offsets
 
     def find(self, name: str) -> tuple[int, int] | None:
+        """The first occurrence of ``name`` (its character span), or None."""
+        return next(self._occurrences(name), None)
+
+    def find_all(self, name: str) -> list[tuple[int, int]]:
+        """Every occurrence of ``name``, in order."""
+        return list(self._occurrences(name))
+
+    def _occurrences(self, name: str):
         key = normalize_drug_name(name)
         if not key:
-            return None
+            return
         pos = self.text.find(key)
         while pos >= 0:
             start = self.offsets[pos]
             end = self.offsets[pos + len(key) - 1] + 1
             if self._boundary(start, end):
-                return start, end
+                yield start, end
             pos = self.text.find(key, pos + 1)
-        return None
 
     def _boundary(self, start: int, end: int) -> bool:
         s = self.sentence

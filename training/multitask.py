@@ -21,12 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.prompting import DDI_TEMPLATES, NER_TEMPLATES, PromptConfig, build_messages, format_target
+from model.prompting import (
+    DDI_TEMPLATES,
+    NER_TEMPLATES,
+    VARIANTS,
+    PromptConfig,
+    build_messages,
+    format_target,
+)
 from schemas.answer import DDI_LABELS as _ANSWER_LABELS
 from schemas.answer import DDI_TASK, DDI_TYPES, DRUGCOMB_TASK, no_comb_answer
-from training.data import load_drugcomb, resolve_data_file, split_train_dev
+from training.data import candidate_drug_finder, load_drugcomb, resolve_data_file, split_train_dev
 
 TASKS = (DRUGCOMB_TASK, DDI_TASK, "ner")
+DDI_HINT_SOURCES = ("gold", "found", "mixed")
 LANGS = ("en", "zh")
 DDI_LABELS = dict(zip(DDI_TYPES, _ANSWER_LABELS))  # corpus type -> answer label
 
@@ -42,6 +50,21 @@ class MultitaskConfig:
     split_seed: int = 13
     ddi_file: str = "ddi13/train.jsonl"
     context: str = "sentence"  # DrugComb prompt context: abstract | sentence | window
+    window: int = 1  # neighbouring sentences each side for context=window
+    # The DrugComb n-ary rows' prompt: "taiyi" (taiyi_en / taiyi_zh by the row's language), or one
+    # model.prompting variant in English for every row (e.g. "compact": the shipped rexdrug-smol's, so a
+    # stage-2 run on top of it keeps its prompt); with drugcomb_hints the matcher's candidate drugs are
+    # listed as the sweep lists them.
+    drugcomb_prompt: str = "taiyi"
+    drugcomb_hints: bool = False
+    # DDI13 rows: the prompt's "Drugs:" line from the corpus' entities ("gold") or from the drug
+    # matcher, as an end-to-end run and the sweep list them ("found"), or each row one of the two
+    # (seeded, "mixed").  The target is always the corpus' positive pairs.
+    ddi_hints: str = "gold"
+    # Seeded samples: at most this many rows per task ({task: n}); for DDI, ddi_positive_share of them
+    # (when set) from sentences with a positive pair.  limit_per_task keeps the first N (file order).
+    samples: dict[str, int] = field(default_factory=dict)
+    ddi_positive_share: float | None = None
     limit_per_task: int | None = None
 
     def validate(self) -> None:
@@ -50,6 +73,21 @@ class MultitaskConfig:
             raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
         if not 0.0 <= self.zh_fraction <= 1.0:
             raise ValueError("zh_fraction must be in [0, 1]")
+        if self.drugcomb_prompt != "taiyi" and self.drugcomb_prompt not in VARIANTS:
+            raise ValueError(
+                f"drugcomb_prompt must be 'taiyi' or one of {', '.join(VARIANTS)}, got {self.drugcomb_prompt!r}"
+            )
+        if self.drugcomb_prompt == "rexdrug":
+            raise ValueError(
+                "drugcomb_prompt=rexdrug asks for reasoning; multi-task rows have answer targets only"
+            )
+        if self.ddi_hints not in DDI_HINT_SOURCES:
+            raise ValueError(f"ddi_hints must be one of {DDI_HINT_SOURCES}, got {self.ddi_hints!r}")
+        bad = sorted(k for k, v in self.samples.items() if k not in TASKS or not isinstance(v, int) or v < 1)
+        if bad:
+            raise ValueError(f"samples must map tasks of {TASKS} to positive counts, got {self.samples}")
+        if self.ddi_positive_share is not None and not 0.0 <= self.ddi_positive_share <= 1.0:
+            raise ValueError("ddi_positive_share must be in [0, 1] or null")
 
 
 def _row(task: str, lang: str, user: list[dict] | str, target: str, source_id: Any) -> dict:
@@ -67,14 +105,25 @@ def drugcomb_rows(config: MultitaskConfig, rng: random.Random) -> tuple[list[dic
     """(n-ary rows, NER rows) from the DrugComb train part (dev held out as in training.data)."""
     train, _dev = split_train_dev(load_drugcomb(config.drugcomb_file), config.dev_fraction, config.split_seed)
     nary, ner = [], []
+    finder = candidate_drug_finder() if config.drugcomb_hints else None
     for r in train:
         lang = "zh" if rng.random() < config.zh_fraction else "en"
-        prompt = PromptConfig(variant=f"taiyi_{lang}", context=config.context)
+        if config.drugcomb_prompt == "taiyi":
+            prompt = PromptConfig(variant=f"taiyi_{lang}", context=config.context, window=config.window)
+        else:
+            lang = "en"
+            prompt = PromptConfig(
+                variant=config.drugcomb_prompt,
+                hints=config.drugcomb_hints,
+                context=config.context,
+                window=config.window,
+            )
+        hints = finder(r.sentence) if finder else None
         nary.append(
             _row(
                 DRUGCOMB_TASK,
                 lang,
-                build_messages(r.sentence, r.paragraph, prompt),
+                build_messages(r.sentence, r.paragraph, prompt, hints),
                 format_target(r.relations),
                 r.doc_id,
             )
@@ -93,7 +142,9 @@ def drugcomb_rows(config: MultitaskConfig, rng: random.Random) -> tuple[list[dic
 
 
 def ddi_rows(config: MultitaskConfig, rng: random.Random) -> list[dict]:
+    """DDI13 train rows; ``positive`` (a sentence with a positive pair) is kept for sampling."""
     rows = []
+    finder = candidate_drug_finder() if config.ddi_hints != "gold" else None
     path = resolve_data_file(config.ddi_file)
     with Path(path).open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
@@ -111,10 +162,38 @@ def ddi_rows(config: MultitaskConfig, rng: random.Random) -> list[dict]:
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{n}: not a DDI13 record ({exc})") from exc
             lang = "zh" if rng.random() < config.zh_fraction else "en"
+            found = config.ddi_hints == "found" or (config.ddi_hints == "mixed" and rng.random() < 0.5)
+            if found:
+                drugs = finder(" ".join(sentence.split()))
             answer = json.dumps(pairs or no_comb_answer(), ensure_ascii=False)
-            user = DDI_TEMPLATES[lang].replace("{sentence}", sentence).replace("{drugs}", "; ".join(drugs))
-            rows.append(_row(DDI_TASK, lang, user, f"<answer>{answer}</answer>", rec.get("id", n)))
+            if lang == "en":  # the request eval ddi and the sweep send (model.prompting's ddi variant)
+                user = build_messages(" ".join(sentence.split()), None, DDI_PROMPT, drugs)
+            else:
+                user = (
+                    DDI_TEMPLATES[lang].replace("{sentence}", sentence).replace("{drugs}", "; ".join(drugs))
+                )
+            row = _row(DDI_TASK, lang, user, f"<answer>{answer}</answer>", rec.get("id", n))
+            row["positive"] = bool(pairs)
+            rows.append(row)
     return rows
+
+
+DDI_PROMPT = PromptConfig(variant="ddi", hints=True, context="sentence")
+
+
+def sample_rows(
+    rows: list[dict], n: int, rng: random.Random, positive_share: float | None = None
+) -> list[dict]:
+    """A seeded sample of ``n`` rows (all when fewer), ``positive_share`` of them with ``positive`` set."""
+    if n >= len(rows):
+        return list(rows)
+    if positive_share is None:
+        return rng.sample(rows, n)
+    pos = [r for r in rows if r.get("positive")]
+    neg = [r for r in rows if not r.get("positive")]
+    n_pos = min(len(pos), round(n * positive_share))
+    n_neg = min(len(neg), n - n_pos)
+    return rng.sample(pos, n_pos) + rng.sample(neg, n_neg)
 
 
 def build_multitask_rows(config: MultitaskConfig) -> tuple[list[dict], dict[str, int]]:
@@ -130,7 +209,12 @@ def build_multitask_rows(config: MultitaskConfig) -> tuple[list[dict], dict[str,
     rows = []
     for task in config.tasks:
         chosen = by_task[task]
+        if task in config.samples:
+            share = config.ddi_positive_share if task == DDI_TASK else None
+            chosen = sample_rows(chosen, config.samples[task], rng, share)
         rows += chosen[: config.limit_per_task] if config.limit_per_task else chosen
+    for row in rows:
+        row.pop("positive", None)
     rng.shuffle(rows)
     counts: dict[str, int] = {}
     for r in rows:
