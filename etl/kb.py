@@ -57,19 +57,44 @@ def min_confidence_sql(column: str = "confidence") -> str:
     return f"({column} >= $min_confidence OR ($min_confidence <= 0 AND {column} IS NULL))"
 
 
+def _kept_rows_sql(view: str, alias: str) -> str:
+    """The rows of a current relation view that count (model, prompt version and minimum-confidence
+    filters), with their article's year: what both KB sections aggregate."""
+    return f"""
+    SELECT {alias}.*, a.pub_year
+    FROM {view} {alias}
+    LEFT JOIN current_articles a USING (pmid, pmid_version)
+    WHERE ($model_id IS NULL OR {alias}.model_id = $model_id)
+      AND ($prompt_version IS NULL OR {alias}.prompt_version = $prompt_version)
+      AND {min_confidence_sql(f"{alias}.confidence")}
+"""
+
+
+def _evidence_sql(label: str) -> str:
+    """The aggregates both KB sections keep per entry (``label``: the rows' label column): papers,
+    sentences, rows, confidences, years, examples in a total order, models."""
+    return f"""
+           count(DISTINCT pmid) AS n_papers,
+           count(DISTINCT pmid || '#' || sentence_index) AS n_sentences,
+           count(*) AS n_mentions,
+           max(confidence) AS max_confidence,
+           -- Kahan-summed: avg()'s plain sum depends on the order rows arrive in (cluster vs local runs)
+           CASE WHEN count(confidence) > 0 THEN fsum(confidence) / count(confidence) END AS mean_confidence,
+           list(DISTINCT pmid ORDER BY pmid) AS pmids,
+           min(pub_year)::INTEGER AS first_year,
+           max(pub_year)::INTEGER AS last_year,
+           list({{'pmid': pmid, 'label': {label}, 'sentence': sentence_text}}
+                ORDER BY pub_year DESC NULLS LAST, pmid, sentence_index, {label}, sentence_text)[1:$n_examples]
+                AS example_sentences,
+           list(DISTINCT model_id ORDER BY model_id) AS model_ids"""
+
+
 # Label precedence only breaks exact ties deterministically; a tie between POS and NEG is "MIXED".
 _KB_SQL = (
     """
-WITH combos AS (
-    SELECT c.*, a.pub_year
-    FROM current_combinations c
-    LEFT JOIN current_articles a USING (pmid, pmid_version)
-    WHERE ($model_id IS NULL OR c.model_id = $model_id)
-      AND ($prompt_version IS NULL OR c.prompt_version = $prompt_version)
-      AND """
-    + min_confidence_sql("c.confidence")
-    + """
-),
+WITH combos AS ("""
+    + _kept_rows_sql("current_combinations", "c")
+    + """),
 members AS (
     SELECT drug_set_key,
            d.canonical_id AS member_id,
@@ -89,20 +114,9 @@ stats AS (
     SELECT drug_set_key,
            count(*) FILTER (WHERE label = 'POS') AS n_pos,
            count(*) FILTER (WHERE label = 'COMB') AS n_comb,
-           count(*) FILTER (WHERE label = 'NEG') AS n_neg,
-           count(DISTINCT pmid) AS n_papers,
-           count(DISTINCT pmid || '#' || sentence_index) AS n_sentences,
-           count(*) AS n_mentions,
-           max(confidence) AS max_confidence,
-           -- Kahan-summed: avg()'s plain sum depends on the order rows arrive in (cluster vs local runs)
-           CASE WHEN count(confidence) > 0 THEN fsum(confidence) / count(confidence) END AS mean_confidence,
-           list(DISTINCT pmid ORDER BY pmid) AS pmids,
-           min(pub_year)::INTEGER AS first_year,
-           max(pub_year)::INTEGER AS last_year,
-           list({'pmid': pmid, 'label': label, 'sentence': sentence_text}
-                ORDER BY pub_year DESC NULLS LAST, pmid, sentence_index, label, sentence_text)[1:$n_examples]
-                AS example_sentences,
-           list(DISTINCT model_id ORDER BY model_id) AS model_ids
+           count(*) FILTER (WHERE label = 'NEG') AS n_neg,"""
+    + _evidence_sql("label")
+    + """
     FROM combos GROUP BY drug_set_key
 )
 SELECT *, row_number() OVER (ORDER BY n_papers DESC, n_sentences DESC, mean_confidence DESC NULLS LAST,
@@ -164,16 +178,9 @@ def _majority_type_sql() -> str:
 # The labels are constants of schemas.answer, written into the SQL once here.
 _INTERACTION_KB_SQL = (
     """
-WITH pairs AS (
-    SELECT i.*, a.pub_year
-    FROM current_interactions i
-    LEFT JOIN current_articles a USING (pmid, pmid_version)
-    WHERE ($model_id IS NULL OR i.model_id = $model_id)
-      AND ($prompt_version IS NULL OR i.prompt_version = $prompt_version)
-      AND """
-    + min_confidence_sql("i.confidence")
-    + """
-),
+WITH pairs AS ("""
+    + _kept_rows_sql("current_interactions", "i")
+    + """),
 stats AS (
     SELECT pair_key,
            min(drug_a.canonical_id) AS drug_a_id,
@@ -186,20 +193,9 @@ stats AS (
         f"count(*) FILTER (WHERE interaction_type = {_sql_text(label)}) AS {column}"
         for label, column in INTERACTION_TYPE_COUNTS.items()
     )
-    + """,
-           count(DISTINCT pmid) AS n_papers,
-           count(DISTINCT pmid || '#' || sentence_index) AS n_sentences,
-           count(*) AS n_mentions,
-           max(confidence) AS max_confidence,
-           -- Kahan-summed: avg()'s plain sum depends on the order rows arrive in
-           CASE WHEN count(confidence) > 0 THEN fsum(confidence) / count(confidence) END AS mean_confidence,
-           list(DISTINCT pmid ORDER BY pmid) AS pmids,
-           min(pub_year)::INTEGER AS first_year,
-           max(pub_year)::INTEGER AS last_year,
-           list({'pmid': pmid, 'label': interaction_type, 'sentence': sentence_text}
-                ORDER BY pub_year DESC NULLS LAST, pmid, sentence_index, interaction_type, sentence_text)[1:$n_examples]
-                AS example_sentences,
-           list(DISTINCT model_id ORDER BY model_id) AS model_ids
+    + ","
+    + _evidence_sql("interaction_type")
+    + """
     FROM pairs GROUP BY pair_key
 )
 SELECT *, row_number() OVER (ORDER BY n_papers DESC, n_sentences DESC, mean_confidence DESC NULLS LAST,

@@ -14,6 +14,22 @@ EXAMPLE_SENTENCE = pa.struct(
     ]
 )
 
+# What both sections keep per entry, in this order at the end of each (etl.kb._evidence_sql).
+_EVIDENCE = [
+    pa.field("n_papers", pa.int64()),
+    pa.field("n_sentences", pa.int64()),  # distinct sentences (pmid, sentence index)
+    pa.field("n_mentions", pa.int64()),  # relation rows (one per model and prompt extraction)
+    pa.field("pmids", pa.list_(pa.string())),
+    pa.field("first_year", pa.int32()),
+    pa.field("last_year", pa.int32()),
+    pa.field("example_sentences", pa.list_(EXAMPLE_SENTENCE)),  # label: the row's label or interaction type
+    pa.field("model_ids", pa.list_(pa.string())),
+    # the rows' confidences (etl.combinations); null when no row of the entry has one
+    pa.field("max_confidence", pa.float64()),
+    pa.field("mean_confidence", pa.float64()),
+    pa.field("evidence_rank", pa.int64()),  # 1 = the best supported entry (etl.kb ranking)
+]
+
 COMBINATION_KB = pa.schema(
     [
         pa.field("drug_set_key", pa.string(), nullable=False),
@@ -28,18 +44,7 @@ COMBINATION_KB = pa.schema(
         pa.field(
             "consensus_share", pa.float64()
         ),  # label agreement: share of mentions with the consensus label
-        pa.field("n_papers", pa.int64()),
-        pa.field("n_sentences", pa.int64()),  # distinct sentences (pmid, sentence text)
-        pa.field("n_mentions", pa.int64()),  # combination rows (one per model and prompt extraction)
-        pa.field("pmids", pa.list_(pa.string())),
-        pa.field("first_year", pa.int32()),
-        pa.field("last_year", pa.int32()),
-        pa.field("example_sentences", pa.list_(EXAMPLE_SENTENCE)),
-        pa.field("model_ids", pa.list_(pa.string())),
-        # the rows' confidences (etl.combinations); null when no row of the set has one
-        pa.field("max_confidence", pa.float64()),
-        pa.field("mean_confidence", pa.float64()),
-        pa.field("evidence_rank", pa.int64()),  # 1 = the best supported drug set (etl.kb ranking)
+        *_EVIDENCE,
     ]
 )
 
@@ -58,16 +63,6 @@ INTERACTION_KB = pa.schema(
         # the most frequent type; a tie goes to the type first in DDI_LABELS (majority_share shows it)
         pa.field("majority_type", pa.string()),
         pa.field("majority_share", pa.float64()),
-        pa.field("n_papers", pa.int64()),
-        pa.field("n_sentences", pa.int64()),  # distinct sentences (pmid, sentence index)
-        pa.field("n_mentions", pa.int64()),  # interaction rows (one per model and prompt extraction)
-        pa.field("pmids", pa.list_(pa.string())),
-        pa.field("first_year", pa.int32()),
-        pa.field("last_year", pa.int32()),
-        pa.field("example_sentences", pa.list_(EXAMPLE_SENTENCE)),  # label: the row's interaction type
-        pa.field("model_ids", pa.list_(pa.string())),
-        pa.field("max_confidence", pa.float64()),
-        pa.field("mean_confidence", pa.float64()),
-        pa.field("evidence_rank", pa.int64()),  # 1 = the best supported pair (etl.kb ranking)
+        *_EVIDENCE,
     ]
 )

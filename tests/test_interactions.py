@@ -4,7 +4,6 @@ prompt (hints from the stored mentions), the interaction rows and the per-task c
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
@@ -14,6 +13,8 @@ from etl.config import load_config
 from jobs.sweep import SweepConfig, TaskPlan, extraction_config_digest
 from schemas.answer import DDI_EFFECT, DDI_LABELS, SWEEP_COMBINATIONS, SWEEP_INTERACTIONS
 from schemas.extraction import EXTRACTION_ERRORS, EXTRACTIONS, INTERACTIONS
+from tests.test_combinations import KB as COMBINATION_KB
+from tests.test_combinations import extraction
 
 BASE = ["source=demo", "engine.kind=rule_all_drugs"]
 
@@ -143,10 +144,10 @@ def candidate(prompt_version):
 @pytest.mark.parametrize("kind", ["rule_all_drugs", "rule_cue", "rule_no_comb", "rule_ddi_all_pairs"])
 def test_every_rule_answers_the_ddi_prompt_with_pairs_of_the_stored_drug_mentions(kind):
     from model.engines import EngineConfig, create_engine
+    from model.engines.rules import RULE_DDI_CONFIDENCE
     from model.extraction import ExtractionRunner, extraction_rows
     from model.items import ExtractionItem
     from model.prompting import PromptConfig
-    from model.engines.rules import RULE_DDI_CONFIDENCE
 
     runner = ExtractionRunner(
         create_engine(EngineConfig(kind=kind), matcher=NoMatcher()),
@@ -184,16 +185,7 @@ KB = {
             {"id": "DB00526", "preferred_name": "Oxaliplatin", "kind": "drug", "matched_by": "regimen"},
         ],
     },
-    "folfox": {
-        "id": "REGIMEN:FOLFOX",
-        "preferred_name": "FOLFOX",
-        "kind": "regimen",
-        "components": [
-            {"id": "DB00544", "preferred_name": "Fluorouracil", "kind": "drug"},
-            {"id": "DB00650", "preferred_name": "Leucovorin", "kind": "drug"},
-            {"id": "DB00526", "preferred_name": "Oxaliplatin", "kind": "drug"},
-        ],
-    },
+    "folfox": COMBINATION_KB["folfox"],
 }
 
 
@@ -220,26 +212,12 @@ TEXT = "Aspirin raised warfarin levels; GEMOX (gemcitabine, oxaliplatin) and FOL
 
 
 def row(key, relations, status="ok", error=None, reason=""):
+    """An extraction row of the interactions task (test_combinations' row, another sentence and prompt)."""
     return {
-        "extraction_key": key,
-        "pmid": "9",
-        "pmid_version": 2,
-        "sentence_index": 4,
-        "sentence_start": 100,
-        "sentence_end": 100 + len(TEXT),
-        "sentence_text": TEXT,
-        "text_hash": "t",
-        "raw_output": "<answer>...</answer>",
-        "think": None,
-        "parse_status": status,
-        "parse_reason": reason,
-        "relations": relations,
-        "n_relations": len(relations),
-        "error": error,
-        "model_id": "rule:all_drugs",
-        "prompt_version": "ddi-v1+hints",
-        "run_id": "r1",
-        "extracted_at": datetime(2026, 12, 1, tzinfo=UTC),
+        **extraction(key, relations, status, error, raw="<answer>...</answer>"),
+        "pmid": "9", "pmid_version": 2, "sentence_index": 4, "sentence_start": 100,
+        "sentence_end": 100 + len(TEXT), "sentence_text": TEXT, "think": None, "parse_reason": reason,
+        "model_id": "rule:all_drugs", "prompt_version": "ddi-v1+hints", "run_id": "r1",
     }
 
 
