@@ -32,7 +32,7 @@ BASE = ["source=demo", "engine.kind=rule_all_drugs"]
         (["prompt.variant=ddi"], "prompt.variant=ddi asks for the ddi task"),
         (["tasks=[interactions]", "interactions.engine.kindd=rule_cue"], "interactions.engine"),
         (["tasks=[interactions]", "interactions.engine.kind=nope"], "engine.kind must be one of"),
-        (["interactions.adapter=x"], "unknown config key(s) in section 'interactions'"),
+        (["interactions.promt.variant=ddi"], "unknown config key(s) in section 'interactions'"),
     ],
 )
 def test_task_configuration_errors_are_clear(overrides, message):
