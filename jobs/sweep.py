@@ -99,8 +99,9 @@ def _embedded_default_prompt() -> PromptConfig:
 
 
 def _interactions_default_prompt() -> PromptConfig:
-    """The ddi prompt (DDI13 pairs) with the candidate sentence's drugs as its hints."""
-    return PromptConfig(variant="ddi", hints=True)
+    """The ddi prompt (DDI13 pairs) with the candidate sentence's drugs as its hints; it reads the sentence
+    alone (``context="sentence"``: what its version says, as the multi-task training rows do)."""
+    return PromptConfig(variant="ddi", hints=True, context="sentence")
 
 
 @dataclass

@@ -38,7 +38,7 @@ def pair(pmid, kind, a, b, idx=0, sentence="s", model="m", confidence=None, n=0)
         "drug_b": drug(b),
         "confidence": confidence,
         "model_id": model,
-        "prompt_version": "ddi-v1+hints",
+        "prompt_version": "ddi-v1+hints+ctx=sentence",
         "run_id": "r",
     }
 

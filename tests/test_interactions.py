@@ -55,7 +55,7 @@ def test_interactions_default_to_the_sweeps_engine_with_the_ddi_prompt():
     combos, pairs = config.task_plans()
     assert (combos.name, pairs.name) == (SWEEP_COMBINATIONS, SWEEP_INTERACTIONS)
     assert pairs.engine == config.engine
-    assert pairs.identity == ("rule:all_drugs", "ddi-v1+hints")
+    assert pairs.identity == ("rule:all_drugs", "ddi-v1+hints+ctx=sentence")
     assert combos.identity[1] != pairs.identity[1]  # their own extraction keys
 
 
@@ -154,9 +154,9 @@ def test_every_rule_answers_the_ddi_prompt_with_pairs_of_the_stored_drug_mention
         PromptConfig(variant="ddi", hints=True),
         matcher=NoMatcher(),
     )
-    prompt = runner.prompt(ExtractionItem.from_candidate(candidate("ddi-v1+hints")))
+    prompt = runner.prompt(ExtractionItem.from_candidate(candidate("ddi-v1+hints+ctx=sentence")))
     assert prompt.messages[0]["content"].endswith("\nDrugs: Warfarin; aspirin")  # no class, no iron
-    (row,) = extraction_rows([candidate("ddi-v1+hints")], runner, "run-1")
+    (row,) = extraction_rows([candidate("ddi-v1+hints+ctx=sentence")], runner, "run-1")
     assert row["parse_status"] == "ok"
     assert [(r["label"], [d["name"] for d in r["drugs"]], r["confidence"]) for r in row["relations"]] == [
         (DDI_EFFECT, ["Warfarin", "aspirin"], RULE_DDI_CONFIDENCE)
@@ -217,7 +217,7 @@ def row(key, relations, status="ok", error=None, reason=""):
         **extraction(key, relations, status, error, raw="<answer>...</answer>"),
         "pmid": "9", "pmid_version": 2, "sentence_index": 4, "sentence_start": 100,
         "sentence_end": 100 + len(TEXT), "sentence_text": TEXT, "think": None, "parse_reason": reason,
-        "model_id": "rule:all_drugs", "prompt_version": "ddi-v1+hints", "run_id": "r1",
+        "model_id": "rule:all_drugs", "prompt_version": "ddi-v1+hints+ctx=sentence", "run_id": "r1",
     }
 
 
@@ -253,7 +253,7 @@ def test_a_pair_is_stored_in_canonical_order_with_its_type_grounding_and_provena
     assert (first["engine_kind"], first["model_id"], first["prompt_version"], first["run_id"]) == (
         "rule_all_drugs",
         "rule:all_drugs",
-        "ddi-v1+hints",
+        "ddi-v1+hints+ctx=sentence",
         "r1",
     )
     assert (first["pmid"], first["pmid_version"], first["sentence_index"], first["sentence_start"]) == (
@@ -296,7 +296,7 @@ def test_unusable_answers_are_error_rows_with_the_extraction_key(record, stage, 
     pairs, errors = interactions([record])
     assert pairs == []
     (error,) = errors
-    assert (error["extraction_key"], error["stage"], error["prompt_version"]) == ("k1", stage, "ddi-v1+hints")
+    assert (error["extraction_key"], error["stage"], error["prompt_version"]) == ("k1", stage, "ddi-v1+hints+ctx=sentence")
     assert reason in error["reason"]
 
 

@@ -50,7 +50,7 @@ def test_an_interaction_row_is_the_hand_checked_pair(both_swept):
     # "Possible differences between enalapril and captopril ." (DrugBank DB00584, DB01197)
     assert rows == [
         (DDI_EFFECT, "DB00584 + DB01197", "enalapril", 29, 38, True, "Enalapril", "captopril", 43, 52, True,
-         "Captopril", True, True, RULE_DDI_CONFIDENCE, ENGINE, "rule:all_drugs", "ddi-v1+hints", "ok", True)
+         "Captopril", True, True, RULE_DDI_CONFIDENCE, ENGINE, "rule:all_drugs", "ddi-v1+hints+ctx=sentence", "ok", True)
     ]  # fmt: skip
     assert summary.n_interactions == query(warehouse, "SELECT count(*) FROM interactions")[0][0] > 0
 
@@ -85,13 +85,13 @@ def test_the_rules_pairs_are_every_pair_of_each_sentences_combination(both_swept
 def test_the_ledger_and_summary_name_both_tasks(both_swept):
     warehouse, summary = both_swept
     assert summary.tasks == [SWEEP_COMBINATIONS, SWEEP_INTERACTIONS]
-    assert (summary.interactions_model_id, summary.interactions_prompt_version) == ("rule:all_drugs", "ddi-v1+hints")
+    assert (summary.interactions_model_id, summary.interactions_prompt_version) == ("rule:all_drugs", "ddi-v1+hints+ctx=sentence")
     # one item per task and candidate sentence
     (n_sentences,) = query(warehouse, "SELECT count(*) FROM current_sentences WHERE is_candidate")[0]
     assert summary.n_extracted == summary.n_candidates == 2 * n_sentences
     assert query(
         warehouse, "SELECT tasks, n_interactions, interactions_prompt_version, n_extracted FROM sweep_runs"
-    ) == [([SWEEP_COMBINATIONS, SWEEP_INTERACTIONS], summary.n_interactions, "ddi-v1+hints", summary.n_extracted)]
+    ) == [([SWEEP_COMBINATIONS, SWEEP_INTERACTIONS], summary.n_interactions, "ddi-v1+hints+ctx=sentence", summary.n_extracted)]
     assert summary.kb_interaction_pairs == query(warehouse, "SELECT count(*) FROM interaction_kb")[0][0] > 0
 
 
