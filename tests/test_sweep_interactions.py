@@ -57,7 +57,8 @@ def test_an_interaction_row_is_the_hand_checked_pair(both_swept):
 
 def test_the_rules_pairs_are_every_pair_of_each_sentences_combination(both_swept):
     """The all-drugs rule puts a sentence's drugs in one set; its ddi answer pairs the same drugs (the
-    stored mentions): per sentence, the interaction pairs are exactly the 2-subsets of the set."""
+    stored mentions): per sentence with a combination, the interaction pairs are exactly the 2-subsets
+    of its set."""
     warehouse, _ = both_swept
     sets = {
         (p, i): ids
@@ -69,7 +70,8 @@ def test_the_rules_pairs_are_every_pair_of_each_sentences_combination(both_swept
     ):
         assert kind == DDI_EFFECT
         pairs.setdefault((p, i), []).append(key)
-    assert set(pairs) == set(sets) and len(sets) >= 8
+    # (a sentence whose set the parser drops, e.g. as contrasted, may still have pairs: <=, not ==)
+    assert set(sets) <= set(pairs) and len(sets) >= 8
     for sentence, ids in sets.items():
         assert sorted(pairs[sentence]) == sorted(f"{a} + {b}" for a, b in combinations(sorted(ids), 2))
     # "gemcitabine-oxaliplatin (GEMOX)": three hinted names, one pair (GEMOX is the same two drugs)
