@@ -1,8 +1,9 @@
-"""Extraction rows -> normalized combination rows (pure; no Spark, no model).
+"""Extraction rows -> normalized combination and interaction rows (pure; no Spark, no model).
 
 Input is a table of ``schemas.extraction.EXTRACTIONS`` (the parsed relations of each candidate
-sentence); output is the ``COMBINATIONS`` and ``COMBINATION_DRUGS`` tables plus ``EXTRACTION_ERRORS``
-rows for sentences whose model output could not be used.  Drug names are normalized with the drug KB:
+sentence); output is the ``COMBINATIONS`` and ``COMBINATION_DRUGS`` tables (the ``combinations``
+task) or the ``INTERACTIONS`` table (the ``interactions`` task, DDI13 pairs), plus ``EXTRACTION_ERRORS``
+rows for sentences whose model output could not be used; both tasks go through one relation path.  Drug names are normalized with the drug KB:
 a regimen name (FOLFOX) becomes its components, so that the drug-set key of "FOLFOX + bevacizumab" is
 the same as the one of its four drugs written out.
 """
@@ -11,14 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
 
-from schemas.answer import COMBINATION_LABELS, USABLE_PARSE_STATUSES
+from schemas.answer import COMBINATION_LABELS, DDI_LABELS, USABLE_PARSE_STATUSES
 from schemas.drugs import DRUG_KINDS
-from schemas.extraction import COMBINATION_DRUGS, COMBINATIONS, EXTRACTION_ERRORS, SENTENCE_KEY
+from schemas.extraction import (
+    COMBINATION_DRUGS,
+    COMBINATIONS,
+    EXTRACTION_ERRORS,
+    INTERACTIONS,
+    SENTENCE_KEY,
+)
 
 Normalizer = Callable[[str], dict[str, Any]]
 
@@ -144,21 +151,18 @@ def combination_id(extraction_key: str, relation_index: int) -> str:
     return hashlib.sha1(f"{extraction_key}#{relation_index}".encode()).hexdigest()
 
 
-def build_combination_tables(
-    extractions: pa.Table, normalizer: Normalizer
-) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """Return (combinations, combination_drugs, errors) for a batch of extraction rows.
+def _usable_relations(
+    extractions: pa.Table, normalizer: Normalizer, labels: tuple[str, ...], errors: list[dict[str, Any]]
+) -> Iterator[tuple[dict[str, Any], int, str, list[dict[str, Any]], list[str], list[str]]]:
+    """The relations of ``labels`` whose drugs fold to >= 2 distinct canonical ids, one per relation:
+    (extraction row, relation index, label, normalized drugs, non-drug names, sorted distinct ids).
 
-    A NO_COMB answer yields no combination row (the extraction row records that the sentence was
-    read).  A relation whose drugs fold to fewer than two distinct canonical ids is not a combination
-    and is reported as an error row (stage "normalize") rather than dropped silently.
+    What is not usable becomes an error row in ``errors`` (the one error path of every task): an engine
+    failure (stage "engine"), an unusable parse ("parse"), a relation with fewer than two distinct drugs
+    ("normalize").  A relation of another label (NO_COMB) is skipped: the extraction row records that
+    the sentence was read.
     """
-    combos: list[dict[str, Any]] = []
-    exploded: list[dict[str, Any]] = []
-    errors: list[dict[str, Any]] = []
     for row in extractions.to_pylist():
-        key = {k: row.get(k) for k in SENTENCE_KEY}
-        prov = {k: row.get(k) for k in _PROVENANCE}
         if row.get("error"):
             errors.append(_error(row, "engine", row["error"]))
             continue
@@ -169,7 +173,7 @@ def build_combination_tables(
             continue
         for index, relation in enumerate(row.get("relations") or []):
             label = relation.get("label")
-            if label not in COMBINATION_LABELS:
+            if label not in labels:
                 continue  # NO_COMB: nothing to store beyond the extraction row
             drugs, non_drugs = drug_members(relation.get("drugs") or [], normalizer, row.get("mentions"))
             set_ids = sorted({d["canonical_id"] for d in drugs})
@@ -183,50 +187,129 @@ def build_combination_tables(
                     )
                 )
                 continue
-            cid = combination_id(row["extraction_key"], index)
-            set_key = " + ".join(set_ids)
-            combos.append(
+            yield row, index, label, drugs, non_drugs, set_ids
+
+
+def _relation_fields(row: dict[str, Any], relation_index: int, drugs: list[dict[str, Any]], non_drugs) -> dict:
+    """The columns every relation row shares (combinations, interactions): sentence key, grounding and
+    normalization summary, reasoning, parse status, confidence, provenance."""
+    relation = row["relations"][relation_index]
+    return {
+        **{k: row.get(k) for k in SENTENCE_KEY},
+        "relation_index": relation_index,
+        "all_grounded": all(d["grounded"] for d in drugs),
+        "all_normalized": all(d["normalized"] for d in drugs),
+        "reasoning": row.get("think"),
+        "parse_status": row.get("parse_status"),
+        "non_drugs": non_drugs,
+        "confidence": relation_confidence(relation),
+        **{k: row.get(k) for k in _PROVENANCE},
+    }
+
+
+def build_combination_tables(
+    extractions: pa.Table, normalizer: Normalizer
+) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Return (combinations, combination_drugs, errors) for a batch of extraction rows.
+
+    A NO_COMB answer yields no combination row (the extraction row records that the sentence was
+    read).  A relation whose drugs fold to fewer than two distinct canonical ids is not a combination
+    and is reported as an error row (stage "normalize") rather than dropped silently.
+    """
+    combos: list[dict[str, Any]] = []
+    exploded: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for row, index, label, drugs, non_drugs, set_ids in _usable_relations(
+        extractions, normalizer, COMBINATION_LABELS, errors
+    ):
+        prov = {k: row.get(k) for k in _PROVENANCE}
+        cid = combination_id(row["extraction_key"], index)
+        set_key = " + ".join(set_ids)
+        combos.append(
+            {
+                "combination_id": cid,
+                **_relation_fields(row, index, drugs, non_drugs),
+                "label": label,
+                "drugs": drugs,
+                "drug_set_key": set_key,
+                "drug_set_ids": set_ids,
+                "n_drugs": len(set_ids),
+            }
+        )
+        for position, d in enumerate(drugs):
+            exploded.append(
                 {
                     "combination_id": cid,
-                    **key,
-                    "relation_index": index,
+                    "pmid": row["pmid"],
+                    "pmid_version": row["pmid_version"],
+                    "sentence_index": row["sentence_index"],
                     "label": label,
-                    "drugs": drugs,
                     "drug_set_key": set_key,
-                    "drug_set_ids": set_ids,
-                    "n_drugs": len(set_ids),
-                    "all_grounded": all(d["grounded"] for d in drugs),
-                    "all_normalized": all(d["normalized"] for d in drugs),
-                    "reasoning": row.get("think"),
-                    "parse_status": row.get("parse_status"),
-                    "non_drugs": non_drugs,
-                    "confidence": relation_confidence(relation),
+                    "position": position,
+                    **{k: d[k] for k in ("surface", "start", "end", "grounded", "canonical_id")},
+                    **{k: d[k] for k in ("preferred_name", "is_class", "normalized", "via_regimen", "kind")},
                     **prov,
                 }
             )
-            for position, d in enumerate(drugs):
-                exploded.append(
-                    {
-                        "combination_id": cid,
-                        "pmid": row["pmid"],
-                        "pmid_version": row["pmid_version"],
-                        "sentence_index": row["sentence_index"],
-                        "label": label,
-                        "drug_set_key": set_key,
-                        "position": position,
-                        **{k: d[k] for k in ("surface", "start", "end", "grounded", "canonical_id")},
-                        **{
-                            k: d[k]
-                            for k in ("preferred_name", "is_class", "normalized", "via_regimen", "kind")
-                        },
-                        **prov,
-                    }
-                )
     return (
         _table(combos, COMBINATIONS),
         _table(exploded, COMBINATION_DRUGS),
         _table(errors, EXTRACTION_ERRORS),
     )
+
+
+def build_interaction_tables(
+    extractions: pa.Table, normalizer: Normalizer, engine_kind: str | None = None
+) -> tuple[pa.Table, pa.Table]:
+    """Return (interactions, errors) for a batch of extraction rows of the ``interactions`` task.
+
+    The same path as combinations (``_usable_relations``: normalization, non-drugs left out, error rows),
+    with DDI13's labels; an interaction is a pair, so a relation whose drugs fold to more than two
+    distinct ids (three names, or a regimen's components) is an error row (stage "normalize") too.  The
+    pair is stored in canonical order (by canonical id); each drug is the name the model wrote for it,
+    the first one named directly when there is one (a regimen's component only otherwise).  An answer
+    names a pair once: a later relation of the same extraction row whose drugs fold to a pair already
+    stored ("GEMOX" and "oxaliplatin" after "gemcitabine" and "oxaliplatin") adds no row.
+    ``engine_kind`` is the engine that answered (the sweep's configuration; rows do not carry it).
+    """
+    pairs: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    stored: set[tuple[str, str]] = set()
+    for row, index, label, drugs, non_drugs, set_ids in _usable_relations(
+        extractions, normalizer, DDI_LABELS, errors
+    ):
+        if len(set_ids) > 2:
+            errors.append(
+                _error(
+                    row,
+                    "normalize",
+                    f"relation {index} ({label}) names {len(set_ids)} distinct drugs, an interaction is "
+                    f"a pair: {set_ids}",
+                )
+            )
+            continue
+        pair_key = " + ".join(set_ids)
+        if (row["extraction_key"], pair_key) in stored:
+            continue
+        stored.add((row["extraction_key"], pair_key))
+        named: dict[str, dict[str, Any]] = {}
+        for d in drugs:
+            if d["canonical_id"] not in named or (named[d["canonical_id"]]["via_regimen"] and not d["via_regimen"]):
+                named[d["canonical_id"]] = d
+        drug_a, drug_b = (named[i] for i in set_ids)
+        pairs.append(
+            {
+                "interaction_id": combination_id(row["extraction_key"], index),
+                **_relation_fields(row, index, [drug_a, drug_b], non_drugs),
+                "interaction_type": label,
+                "pair_key": pair_key,
+                "drug_a": drug_a,
+                "drug_b": drug_b,
+                "parse_reason": row.get("parse_reason"),
+                "engine_kind": engine_kind,
+            }
+        )
+    return _table(pairs, INTERACTIONS), _table(errors, EXTRACTION_ERRORS)
 
 
 def _error(row: dict[str, Any], stage: str, reason: str) -> dict[str, Any]:

@@ -9,9 +9,10 @@ Layout of a warehouse folder (the one place that knows it is ``WarehouseLayout``
       ingest_ledger/ingest_ledger.parquet           one row per source file, rewritten atomically
       raw/entrez/...                                E-utilities responses landed before parsing
       sentences/run_id=<run>/part-*.parquet         the sweep's tables, one folder per committed run
-      extractions/ combinations/ combination_drugs/ extraction_errors/   (same layout)
+      extractions/ combinations/ combination_drugs/ interactions/ extraction_errors/   (same layout)
       sweep_runs/run-<run>.parquet                  the sweep's run ledger
       combination_kb/kb.parquet                     the knowledge base (``rexdrug kb build``)
+      interaction_kb/kb.parquet                     its interactions section (drug pairs)
       _staging/<run>/                               a sweep's work before its commit
       _staging/_checkpoints/extractions/<config>/   finished extract partitions of an interrupted sweep
       warehouse.duckdb                              views only; rebuilt by ``refresh``
@@ -70,10 +71,11 @@ from schemas.extraction import (
     COMBINATIONS,
     EXTRACTION_ERRORS,
     EXTRACTIONS,
+    INTERACTIONS,
     SWEEP_RUNS,
     SWEEP_SENTENCES,
 )
-from schemas.kb import COMBINATION_KB
+from schemas.kb import COMBINATION_KB, INTERACTION_KB
 
 log = logging.getLogger(__name__)
 
@@ -179,11 +181,13 @@ SWEEP_TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "extractions": EXTRACTIONS,
     "combinations": COMBINATIONS,
     "combination_drugs": COMBINATION_DRUGS,
+    "interactions": INTERACTIONS,  # the interactions task (SweepConfig.tasks)
     "extraction_errors": EXTRACTION_ERRORS,
 }
 SENTENCES_TABLE = "sentences"
 RUNS_TABLE = "sweep_runs"
 KB_TABLE = "combination_kb"  # written by jobs/kb.py
+INTERACTION_KB_TABLE = "interaction_kb"  # the KB's interactions section, written with it
 KB_FILE = "kb.parquet"
 
 SWEEP_TABLES: tuple[TableSpec, ...] = (
@@ -191,7 +195,10 @@ SWEEP_TABLES: tuple[TableSpec, ...] = (
     TableSpec(SENTENCES_TABLE, SENTENCES_TABLE, SWEEP_SENTENCES, RUN_GLOB),
     TableSpec(RUNS_TABLE, RUNS_TABLE, SWEEP_RUNS, FLAT_GLOB),
 )
-KB_TABLES: tuple[TableSpec, ...] = (TableSpec(KB_TABLE, KB_TABLE, COMBINATION_KB, FLAT_GLOB),)
+KB_TABLES: tuple[TableSpec, ...] = (
+    TableSpec(KB_TABLE, KB_TABLE, COMBINATION_KB, FLAT_GLOB),
+    TableSpec(INTERACTION_KB_TABLE, INTERACTION_KB_TABLE, INTERACTION_KB, FLAT_GLOB),
+)
 
 
 # Current views: an article that was deleted or superseded by a newer version drops out of these,
@@ -232,7 +239,7 @@ SWEEP_VIEWS: tuple[ViewSpec, ...] = (
             f"""SELECT t.* FROM {table} t
                 SEMI JOIN current_extractions x ON t.extraction_key = x.extraction_key AND t.run_id = x.run_id""",
         )
-        for table in ("combinations", "extraction_errors")
+        for table in ("combinations", "interactions", "extraction_errors")
     ),
     ViewSpec(
         "current_combination_drugs",
@@ -278,6 +285,10 @@ class WarehouseLayout:
     @property
     def kb(self) -> Path:
         return self.table_dir(KB_TABLE) / KB_FILE
+
+    @property
+    def interaction_kb(self) -> Path:
+        return self.table_dir(INTERACTION_KB_TABLE) / KB_FILE
 
     @property
     def raw(self) -> Path:

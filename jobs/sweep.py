@@ -4,6 +4,13 @@ Stages (each a pure function from ``etl/`` or ``model/`` wired here with ``mapIn
 
     ingest -> refresh -> sentences -> candidates -> extract -> combinations -> commit -> kb -> refresh
 
+Tasks (``SweepConfig.tasks``, ``schemas.answer.SWEEP_TASKS``): ``combinations`` (the default: DrugComb
+sets, the ``combinations`` tables) and ``interactions`` (DDI13 drug pairs, the ``interactions`` table,
+asked with a ``ddi`` prompt whose hints are the candidate sentence's stored drug mentions).  Each task is
+its own model + prompt, so it has its own extraction keys, candidates, checkpoints (the digest names the
+task) and rows in ``extractions``/``extraction_errors``; a candidate sentence is one extraction item per
+task, and the run's counts (``n_candidates``, ``n_extracted``, ...) count items of every task.
+
 Crash safety: every stage of a run writes under ``<warehouse>/_staging/<run_id>/``; nothing is visible
 in the warehouse until the commit stage, which first drops a ``_COMMITTING`` marker (everything is
 staged), then moves each staged dataset into ``<table>/run_id=<run_id>/`` (one atomic rename each) and
@@ -54,7 +61,7 @@ import pyarrow.parquet as pq
 
 from etl.article_filters import ArticleFilters
 from etl.candidates import SelectorConfig
-from etl.config import to_dict
+from etl.config import deep_merge, from_dict, to_dict
 from etl.pubmed.entrez import EntrezConfig, default_until, parse_day
 from etl.warehouse import (
     RUNS_TABLE,
@@ -72,8 +79,8 @@ from etl.warehouse import (
 from jobs.progress import partition_id
 from model.engines.base import EngineConfig
 from model.prompting import PromptConfig, prompt_version
-from schemas.answer import RETRYABLE_STATUSES
-from schemas.extraction import CANDIDATES, EXTRACTIONS, SWEEP_RUNS, SWEEP_SENTENCES
+from schemas.answer import RETRYABLE_STATUSES, SWEEP_COMBINATIONS, SWEEP_INTERACTIONS, SWEEP_TASKS
+from schemas.extraction import CANDIDATES, EXTRACTION_ERRORS, EXTRACTIONS, SWEEP_RUNS, SWEEP_SENTENCES
 from schemas.spark import conform
 
 log = logging.getLogger(__name__)
@@ -89,6 +96,36 @@ def _embedded_default_prompt() -> PromptConfig:
     from model.embedded import bundled_prompt_config
 
     return bundled_prompt_config(DEFAULT_MODEL, fallback=PromptConfig(variant="compact", hints=True))
+
+
+def _interactions_default_prompt() -> PromptConfig:
+    """The ddi prompt (DDI13 pairs) with the candidate sentence's drugs as its hints; it reads the sentence
+    alone (``context="sentence"``: what its version says, as the multi-task training rows do)."""
+    return PromptConfig(variant="ddi", hints=True, context="sentence")
+
+
+@dataclass
+class InteractionsConfig:
+    """The ``interactions`` task's model: the sweep's ``engine`` with the settings in ``engine`` changed
+    (any ``EngineConfig`` key: ``model``, ``adapter_path``, ``kind``, ``sampling``...; empty: the sweep's
+    own engine) and its prompt, a ``ddi`` variant (the variant decides the task)."""
+
+    engine: dict[str, Any] = field(default_factory=dict)
+    prompt: PromptConfig = field(default_factory=_interactions_default_prompt)
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """One sweep task as it runs: its name (``schemas.answer.SWEEP_TASKS``), engine and prompt, and the
+    model id and prompt version its rows carry (the task's part of the extraction key)."""
+
+    name: str
+    engine: EngineConfig
+    prompt: PromptConfig
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        return resolve_model_identity(self.engine, self.prompt)
 
 
 @dataclass
@@ -128,6 +165,11 @@ class SweepConfig:
     # recorded with entrez.term in sweep_runs.filters
     filters: ArticleFilters = field(default_factory=ArticleFilters)
     progress_interval_s: float = 15.0  # the extract stage's progress line on stderr, from the driver
+    # what the model is asked per candidate sentence (schemas.answer.SWEEP_TASKS): "combinations" (DrugComb
+    # sets: the combinations tables) and/or "interactions" (DDI13 drug pairs: the interactions table)
+    tasks: list[str] = field(default_factory=lambda: [SWEEP_COMBINATIONS])
+    # the interactions task's engine settings and prompt (default: the sweep's engine, the ddi prompt)
+    interactions: InteractionsConfig = field(default_factory=InteractionsConfig)
 
     def validate(self) -> None:
         if self.source not in ("files", "entrez", "demo"):
@@ -159,6 +201,48 @@ class SweepConfig:
         self.filters.validate()
         self.engine.validate()
         self.prompt.validate()
+        self._validate_tasks()
+
+    def _validate_tasks(self) -> None:
+        known = ", ".join(SWEEP_TASKS)
+        if not self.tasks:
+            raise ValueError(f"tasks must name at least one task ({known})")
+        unknown = [t for t in self.tasks if t not in SWEEP_TASKS]
+        if unknown:
+            raise ValueError(f"unknown task(s) in tasks: {', '.join(map(repr, unknown))}; known: {known}")
+        repeated = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
+        if repeated:
+            raise ValueError(f"tasks names {', '.join(repeated)} more than once")
+        self.interactions_engine()  # a wrong interactions.engine key is an error even when the task is off
+        for plan in self.task_plans():
+            if plan.prompt.task != SWEEP_TASKS[plan.name]:
+                key = "prompt" if plan.name == SWEEP_COMBINATIONS else f"{plan.name}.prompt"
+                raise ValueError(
+                    f"{key}.variant={plan.prompt.variant} asks for the {plan.prompt.task} task, but it is "
+                    f"the {plan.name} task's prompt (the variant decides the task: "
+                    + (
+                        "interactions need variant ddi)"
+                        if plan.name == SWEEP_INTERACTIONS
+                        else "for interactions add interactions to tasks; they take interactions.prompt)"
+                    )
+                )
+
+    def interactions_engine(self) -> EngineConfig:
+        """The interactions task's engine: the sweep's engine with ``interactions.engine`` over it."""
+        merged = deep_merge(to_dict(self.engine), self.interactions.engine)
+        return from_dict(EngineConfig, merged, path="interactions.engine")
+
+    def task_plans(self) -> list[TaskPlan]:
+        """The configured tasks in the sweep's order (``SWEEP_TASKS``), each with its engine and prompt."""
+        plans = []
+        for name in SWEEP_TASKS:
+            if name not in self.tasks:
+                continue
+            if name == SWEEP_COMBINATIONS:
+                plans.append(TaskPlan(name, self.engine, self.prompt))
+            else:
+                plans.append(TaskPlan(name, self.interactions_engine(), self.interactions.prompt))
+        return plans
 
     def entrez_window(self) -> tuple[date, date]:
         """The E-utilities window [since, until] as dates (until defaults to yesterday)."""
@@ -189,8 +273,8 @@ class SweepConfig:
 class SweepSummary:
     run_id: str
     warehouse: str
-    model_id: str
-    prompt_version: str
+    model_id: str | None  # the combinations task's (None when the run has no combinations task)
+    prompt_version: str | None
     n_input_files: int = 0
     n_articles: int = 0
     n_sentences: int = 0
@@ -206,6 +290,11 @@ class SweepSummary:
     status: str = "committed"  # "failed": there were extractions and every one of them failed;
     # "up_to_date": a nightly Entrez sweep whose window an earlier run already covered (nothing ran)
     kb_drug_sets: int | None = None  # None: the KB was not rebuilt (build_kb=false)
+    tasks: list[str] = field(default_factory=lambda: [SWEEP_COMBINATIONS])
+    n_interactions: int = 0
+    interactions_model_id: str | None = None
+    interactions_prompt_version: str | None = None
+    kb_interaction_pairs: int | None = None  # the KB's interactions section (None: not rebuilt)
     window_since: str | None = None  # source "entrez": the window fetched
     window_until: str | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -316,10 +405,12 @@ def _dataset_exists(path: Path) -> bool:
 # worker-side functions (run inside Spark's Python workers; must be importable and picklable)
 
 _RUNNER_CACHE: dict[str, Any] = {}
+_ENGINE_CACHE: dict[str, Any] = {}
 
 
 def _cached_runner(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, threads: int):
-    """One engine per Python worker process, created on first use and kept across tasks."""
+    """One runner per engine and prompt per Python worker process, created on first use and kept across
+    tasks; the runners of two sweep tasks on the same engine share one engine (one model in memory)."""
     key = json.dumps([to_dict(engine_cfg), to_dict(prompt_cfg)], sort_keys=True)
     runner = _RUNNER_CACHE.get(key)
     if runner is None:
@@ -327,18 +418,26 @@ def _cached_runner(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, threads: 
             import torch
 
             torch.set_num_threads(threads)
-        runner = build_runner(engine_cfg, prompt_cfg)
+        runner = build_runner(engine_cfg, prompt_cfg, engines=_ENGINE_CACHE)
         _RUNNER_CACHE[key] = runner
     return runner
 
 
-def build_runner(engine_cfg: EngineConfig, prompt_cfg: PromptConfig):
+def build_runner(engine_cfg: EngineConfig, prompt_cfg: PromptConfig, engines: dict[str, Any] | None = None):
+    """The extraction runner of an engine and a prompt; with ``engines`` (engine config JSON -> engine),
+    an engine built before for the same configuration is reused."""
     from etl.drugs import default_matcher
     from model.engines import create_engine
     from model.extraction import ExtractionRunner
 
     matcher = default_matcher()
-    return ExtractionRunner(create_engine(engine_cfg, matcher=matcher), prompt_cfg, matcher=matcher)
+    key = json.dumps(to_dict(engine_cfg), sort_keys=True)
+    engine = engines.get(key) if engines is not None else None
+    if engine is None:
+        engine = create_engine(engine_cfg, matcher=matcher)
+        if engines is not None:
+            engines[key] = engine
+    return ExtractionRunner(engine, prompt_cfg, matcher=matcher)
 
 
 def make_extract_fn(
@@ -449,6 +548,20 @@ def make_combinations_fn(which: int):
     return combos
 
 
+def make_interactions_fn(which: int, engine_kind: str):
+    """``which`` selects (interactions, errors) from the one pure function (the interactions task)."""
+
+    def interactions(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from etl.combinations import build_interaction_tables
+        from etl.drugs import normalize
+
+        for batch in batches:
+            tables = build_interaction_tables(pa.Table.from_batches([batch]), normalize, engine_kind)
+            yield from tables[which].to_batches()
+
+    return interactions
+
+
 # --------------------------------------------------------------------------------------------------
 # driver
 
@@ -478,9 +591,22 @@ def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> Sw
     from schemas.spark import to_spark
 
     recovered = recover_staging(layout)
-    model_id, prompt_ver = resolve_model_identity(config.engine, config.prompt)
+    plans = config.task_plans()
+    identities = [plan.identity for plan in plans]  # (model id, prompt version) per task
+    by_task = dict(zip((plan.name for plan in plans), identities))
+    model_id, prompt_ver = by_task.get(SWEEP_COMBINATIONS, (None, None))
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-    summary = SweepSummary(run_id, str(layout.root), model_id, prompt_ver, recovered_runs=recovered)
+    summary = SweepSummary(
+        run_id,
+        str(layout.root),
+        model_id,
+        prompt_ver,
+        recovered_runs=recovered,
+        tasks=[plan.name for plan in plans],
+    )
+    summary.interactions_model_id, summary.interactions_prompt_version = by_task.get(
+        SWEEP_INTERACTIONS, (None, None)
+    )
     timer = StageTimer()
     started = datetime.now(UTC)
     if config.source == "entrez":
@@ -550,52 +676,67 @@ def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> Sw
             ).count()
 
     with timer("candidates"):
-        candidates_path, n_candidates, n_skipped, n_retried = _select_candidates(
-            layout, run_id, model_id, prompt_ver, config.max_candidates
-        )
-        summary.n_candidates, summary.n_skipped, summary.n_retried = n_candidates, n_skipped, n_retried
-        if n_retried:
-            log.info("%d candidate(s) whose earlier extraction failed are extracted again", n_retried)
+        selected = []  # (plan, its candidates file, how many to extract), per task
+        for plan, (task_model, task_prompt) in zip(plans, identities):
+            path, n_candidates, n_skipped, n_retried = _select_candidates(
+                layout, run_id, task_model, task_prompt, config.max_candidates, task=plan.name
+            )
+            summary.n_candidates += n_candidates
+            summary.n_skipped += n_skipped
+            summary.n_retried += n_retried
+            if n_retried:
+                log.info(
+                    "%d %s candidate(s) whose earlier extraction failed are extracted again", n_retried, plan.name
+                )
+            selected.append((plan, path, n_candidates))
 
     with timer("extract"):
         if summary.n_candidates:
-            checkpoints = layout.extract_checkpoints(extraction_config_digest(config, model_id, prompt_ver))
-            todo_path, resumed_path, n_todo, summary.n_resumed = _resume_extractions(
-                candidates_path, checkpoints, run_id
-            )
-            if summary.n_resumed:
-                log.info(
-                    "%d of %d candidate(s) taken from the checkpoints of an interrupted run; %d to extract",
-                    summary.n_resumed,
-                    summary.n_candidates,
-                    n_todo,
-                )
-            extracted = None
-            if n_todo:
-                parts = config.extract_partitions or spark.sparkContext.defaultParallelism
-                parts = max(1, min(parts, n_todo))
-                threads = config.threads_per_task or _default_threads(spark, parts)
+            frames, n_todo_total, todo = [], 0, []
+            for plan, path, n_candidates in selected:
+                if not n_candidates:
+                    continue
+                checkpoints = layout.extract_checkpoints(extraction_config_digest(config, plan))
+                todo_path, resumed_path, n_todo, n_resumed = _resume_extractions(path, checkpoints, run_id)
+                summary.n_resumed += n_resumed
+                if n_resumed:
+                    log.info(
+                        "%d of %d %s candidate(s) taken from the checkpoints of an interrupted run; %d to extract",
+                        n_resumed,
+                        n_candidates,
+                        plan.name,
+                        n_todo,
+                    )
+                if n_todo:
+                    todo.append((plan, todo_path, n_todo, checkpoints))
+                if resumed_path is not None:
+                    frames.append(spark.read.schema(to_spark(EXTRACTIONS)).parquet(literal_path(resumed_path)))
+                n_todo_total += n_todo
+            parallelism = spark.sparkContext.defaultParallelism
+            parts = [max(1, min(config.extract_partitions or parallelism, n)) for _, _, n, _ in todo]
+            # the tasks' partitions run in one Spark stage: the threads are shared out over all of them
+            threads = config.threads_per_task or (_default_threads(spark, sum(parts)) if parts else 1)
+            for (plan, todo_path, _, checkpoints), n_parts in zip(todo, parts):
                 extract = make_extract_fn(
-                    config.engine,
-                    config.prompt,
+                    plan.engine,
+                    plan.prompt,
                     config.batch_size,
                     threads,
                     run_id,
                     progress_dir=str(staging / "work" / "extract_progress"),
                     checkpoint_dir=str(checkpoints),
                 )
-                extracted = (
+                frames.insert(
+                    0,
                     spark.read.parquet(literal_path(todo_path))
-                    .repartition(parts, "extraction_key")
-                    .mapInArrow(extract, to_spark(EXTRACTIONS))
+                    .repartition(n_parts, "extraction_key")
+                    .mapInArrow(extract, to_spark(EXTRACTIONS)),
                 )
-            if resumed_path is not None:
-                resumed = spark.read.schema(to_spark(EXTRACTIONS)).parquet(literal_path(resumed_path))
-                extracted = resumed if extracted is None else extracted.unionByName(resumed)
+            extracted = _union(frames)
             from jobs.progress import StatusFileProgress
 
             with StatusFileProgress(
-                staging / "work" / "extract_progress", n_todo, interval_s=config.progress_interval_s
+                staging / "work" / "extract_progress", n_todo_total, interval_s=config.progress_interval_s
             ):
                 extracted.write.parquet(str(layout.staged(run_id, "extractions")))
             summary.n_extracted = spark.read.parquet(
@@ -613,18 +754,7 @@ def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> Sw
 
     with timer("combinations"):
         if summary.n_extracted:
-            extractions = spark.read.parquet(literal_path(layout.staged(run_id, "extractions")))
-            for which, name in enumerate(("combinations", "combination_drugs", "extraction_errors")):
-                schema = SWEEP_TABLE_SCHEMAS[name]
-                extractions.mapInArrow(make_combinations_fn(which), to_spark(schema)).write.parquet(
-                    str(layout.staged(run_id, name))
-                )
-            summary.n_combinations = spark.read.parquet(
-                literal_path(layout.staged(run_id, "combinations"))
-            ).count()
-            summary.n_errors = spark.read.parquet(
-                literal_path(layout.staged(run_id, "extraction_errors"))
-            ).count()
+            _relation_tables(spark, layout, run_id, plans, identities, summary)
 
     with timer("commit"):
         shutil.rmtree(staging / "work", ignore_errors=True)  # intermediate files, not tables
@@ -632,8 +762,8 @@ def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> Sw
             "run_id": run_id,
             "status": summary.status,
             "source": config.source,
-            "model_id": model_id,
-            "prompt_version": prompt_ver,
+            "model_id": summary.model_id,
+            "prompt_version": summary.prompt_version,
             "n_articles": summary.n_articles,
             "n_sentences": summary.n_sentences,
             "n_candidates": summary.n_candidates,
@@ -658,18 +788,24 @@ def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> Sw
                 },
                 sort_keys=True,
             ),
+            "tasks": summary.tasks,
+            "n_interactions": summary.n_interactions,
+            "interactions_model_id": summary.interactions_model_id,
+            "interactions_prompt_version": summary.interactions_prompt_version,
         }
         (staging / COMMIT_MARKER).write_text(json.dumps(run_row))
         _commit_staged(layout, run_id, run_row)
 
     try:
         if config.build_kb:
-            from jobs.kb import build_and_store_kb
+            from jobs.kb import build_and_store_kbs
 
             with timer("kb"):  # still under the lock: no writer can change the warehouse in between
-                summary.kb_drug_sets = build_and_store_kb(
+                combination_kb, interaction_kb = build_and_store_kbs(
                     layout.root, min_confidence=config.min_confidence, refresh_database=False
-                ).num_rows
+                )
+                summary.kb_drug_sets = combination_kb.num_rows
+                summary.kb_interaction_pairs = interaction_kb.num_rows
     finally:
         with timer("refresh"):  # the second and last refresh of the run: committed tables and the KB
             refresh(layout)
@@ -677,19 +813,66 @@ def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> Sw
     return summary
 
 
-def extraction_config_digest(config: SweepConfig, model_id: str, prompt_ver: str) -> str:
-    """What decides an extraction besides its candidate row: a checkpoint is reused under the same only."""
+def extraction_config_digest(config: SweepConfig, plan: TaskPlan) -> str:
+    """What decides an extraction of ``plan``'s task besides its candidate row: a checkpoint is reused
+    under the same only.  The task is part of it, so one task's rows never resume another's."""
     from etl.checkpoints import config_digest
 
+    model_id, prompt_ver = plan.identity
     return config_digest(
         {
-            "engine": to_dict(config.engine),
-            "prompt": to_dict(config.prompt),
+            "task": plan.name,
+            "engine": to_dict(plan.engine),
+            "prompt": to_dict(plan.prompt),
             "batch_size": config.batch_size,
             "model_id": model_id,
             "prompt_version": prompt_ver,
         }
     )
+
+
+def _union(frames: list):
+    """One DataFrame of every frame's rows (by column name)."""
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
+def _relation_tables(spark, layout: WarehouseLayout, run_id: str, plans, identities, summary) -> None:
+    """The combinations stage: each task's relation tables from its own extraction rows (its model id and
+    prompt version), and the error rows of every task in one ``extraction_errors`` dataset."""
+    from pyspark.sql import functions as F
+
+    from jobs.spark import literal_path
+    from schemas.spark import to_spark
+
+    extractions = spark.read.parquet(literal_path(layout.staged(run_id, "extractions")))
+    errors = []
+    for plan, (task_model, task_prompt) in zip(plans, identities):
+        rows = extractions.where((F.col("model_id") == task_model) & (F.col("prompt_version") == task_prompt))
+        if plan.name == SWEEP_COMBINATIONS:
+            for which, name in enumerate(("combinations", "combination_drugs")):
+                schema = SWEEP_TABLE_SCHEMAS[name]
+                rows.mapInArrow(make_combinations_fn(which), to_spark(schema)).write.parquet(
+                    str(layout.staged(run_id, name))
+                )
+            errors.append(rows.mapInArrow(make_combinations_fn(2), to_spark(EXTRACTION_ERRORS)))
+        else:
+            schema = SWEEP_TABLE_SCHEMAS[SWEEP_INTERACTIONS]
+            rows.mapInArrow(make_interactions_fn(0, plan.engine.kind), to_spark(schema)).write.parquet(
+                str(layout.staged(run_id, SWEEP_INTERACTIONS))
+            )
+            errors.append(rows.mapInArrow(make_interactions_fn(1, plan.engine.kind), to_spark(EXTRACTION_ERRORS)))
+    _union(errors).write.parquet(str(layout.staged(run_id, "extraction_errors")))
+
+    def count(name: str) -> int:
+        path = layout.staged(run_id, name)
+        return spark.read.parquet(literal_path(path)).count() if path.exists() else 0
+
+    summary.n_combinations = count("combinations")
+    summary.n_interactions = count(SWEEP_INTERACTIONS)
+    summary.n_errors = count("extraction_errors")
 
 
 def _resume_extractions(
@@ -773,9 +956,14 @@ def _export_new_articles(layout: WarehouseLayout, staging: Path, filters=None) -
 
 
 def _select_candidates(
-    layout: WarehouseLayout, run_id: str, model_id: str, prompt_ver: str, cap: int | None
+    layout: WarehouseLayout,
+    run_id: str,
+    model_id: str,
+    prompt_ver: str,
+    cap: int | None,
+    task: str = SWEEP_COMBINATIONS,
 ) -> tuple[Path, int, int, int]:
-    """Candidate sentences of current articles not yet extracted with this model and prompt.
+    """Candidate sentences of current articles not yet extracted with this model and prompt (``task``'s).
 
     A sentence counts as extracted only when it has a final row (the model answered); one whose
     extractions all failed (retryable statuses) is a candidate again.  Returns the staged parquet path,
@@ -784,7 +972,7 @@ def _select_candidates(
     run's stage.
     """
     staged_sentences = layout.staged(run_id, SENTENCES_TABLE)
-    out = layout.staging(run_id) / "work" / "candidates.parquet"
+    out = layout.staging(run_id) / "work" / task / "candidates.parquet"  # one folder per task
     out.parent.mkdir(parents=True, exist_ok=True)
     sources = ["SELECT * FROM current_sentences"]
     if _dataset_exists(staged_sentences):

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from schemas.answer import COMBINATION_LABELS, LABELS
+from schemas.answer import COMBINATION_LABELS, DRUGCOMB_TASK, LABELS
 
 CONFIDENCE_FILE = "confidence_calibration.json"  # next to an adapter; not part of its model id
 CALIBRATION_METHODS = ("platt", "isotonic")
@@ -326,10 +326,16 @@ def write_confidence_calibration(
 
 
 def model_confidence(
-    logprobs: Mapping[str, float] | None, calibration: ConfidenceCalibration | None, position: int = 0
+    logprobs: Mapping[str, float] | None,
+    calibration: ConfidenceCalibration | None,
+    position: int = 0,
+    task: str = DRUGCOMB_TASK,
 ) -> float | None:
     """Calibrated confidence of one relation (the ``position``-th of its answer) from its slot's
-    log-probabilities (None without either)."""
+    log-probabilities (None without either).  Calibrations are fitted on DrugComb combinations: a
+    relation of another task (a DDI13 interaction) gets None, not a number that means something else."""
+    if task != DRUGCOMB_TASK:
+        return None
     score = combination_score(logprobs)
     if score is None or calibration is None:
         return None
@@ -389,7 +395,8 @@ def logprobs_from_rows(rows: Sequence[Mapping] | None) -> dict[str, float] | Non
 
 def relation_evidence(parsed, slot_records: Sequence[Mapping] | None, engine) -> list[dict]:
     """Per parsed relation (same order as ``parsed.relations``): its slot's label log-probabilities
-    (``logprobs_rows`` form, None without a slot) and its confidence from ``engine.relation_confidence``."""
+    (``logprobs_rows`` form, None without a slot) and its confidence from ``engine.relation_confidence``
+    for the parse's task (``parsed.task``: a combination or an interaction)."""
     confidence_of = getattr(engine, "relation_confidence", None)
     out = []
     slots = slots_of_relations(parsed.relations, parsed.raw_answer, slot_records)
@@ -398,7 +405,9 @@ def relation_evidence(parsed, slot_records: Sequence[Mapping] | None, engine) ->
         out.append(
             {
                 "label_logprobs": logprobs_rows(logprobs),
-                "confidence": confidence_of(logprobs, position) if confidence_of is not None else None,
+                "confidence": (
+                    confidence_of(logprobs, position, task=parsed.task) if confidence_of is not None else None
+                ),
             }
         )
     return out

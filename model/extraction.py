@@ -16,8 +16,15 @@ from model.confidence import relation_evidence, relations_with_evidence
 from model.engines.base import Engine, EngineResult, SamplingConfig, redact_secrets
 from model.items import ExtractionItem, Prompt
 from model.parsing import ddi_items, parse_completion
-from model.prompting import PromptConfig, build_messages, candidate_hints, prompt_version, unique_names
-from schemas.answer import DDI_TASK, DRUGCOMB_TASK, ENGINE_ERROR, INPUT_ERROR, RETRYABLE_STATUSES
+from model.prompting import (
+    PromptConfig,
+    build_messages,
+    candidate_hints,
+    mention_hints,
+    prompt_version,
+    unique_names,
+)
+from schemas.answer import DDI_TASK, ENGINE_ERROR, INPUT_ERROR, RETRYABLE_STATUSES
 from schemas.extraction import SENTENCE_KEY
 
 log = logging.getLogger(__name__)
@@ -77,7 +84,7 @@ class ExtractionRunner:
         self.chunk_size = chunk_size or max(1, getattr(getattr(engine, "config", None), "batch_size", 8)) * 4
         self.version = prompt_version(self.prompt_config)
         # the task whose labels the answers carry: the ddi prompt asks for DDI13 types
-        self.task = DDI_TASK if self.prompt_config.variant == "ddi" else DRUGCOMB_TASK
+        self.task = self.prompt_config.task
         # rows carry ``label_logprobs`` (the first type slot's); calibration turns it on
         self.keep_label_logprobs = False
         # combinations whose drugs the sentence contrasts ("A versus B") are dropped with a repair code
@@ -89,6 +96,10 @@ class ExtractionRunner:
             return None
         if item.hints is not None:
             return list(item.hints)
+        if self.task == DDI_TASK and item.mentions is not None:
+            # a sweep candidate's stored mentions (the candidates stage found them): the drugs whose
+            # pairs the ddi prompt asks about, without running the matcher again
+            return mention_hints(item.sentence, item.mentions)
         if self.matcher is None:
             raise ValueError("prompt.hints is on but items carry no 'hints' and no drug matcher was given")
         return candidate_hints(item.sentence, self.matcher)
@@ -97,7 +108,7 @@ class ExtractionRunner:
         """The engine request for ``item``: its messages and the hint names they list."""
         hints = self.hints_for(item)
         messages = build_messages(item.sentence, item.context, self.prompt_config, hints, span=item.span)
-        return Prompt(messages, item, tuple(unique_names(hints or [])))
+        return Prompt(messages, item, tuple(unique_names(hints or [])), task=self.task)
 
     def run(self, items: Sequence[ExtractionItem | Mapping[str, Any]]) -> list[dict]:
         out: list[dict] = []

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.answer import DRUGCOMB_TASK
+
 
 @dataclass(frozen=True)
 class ExtractionItem:
@@ -85,3 +87,6 @@ class Prompt:
     messages: list[dict]
     item: ExtractionItem
     hints: tuple[str, ...] = ()  # the candidate drugs the prompt names (what the rule baselines combine)
+    # the answer task the messages ask for (``schemas.answer``: DrugComb sets or DDI13 pairs); the rule
+    # baselines, which never read the messages, answer a ``ddi`` prompt with pairs
+    task: str = DRUGCOMB_TASK

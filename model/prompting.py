@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 from model.answer_schema import NO_COMB_ANSWER, render_answer
 from model.parsing import answer_item
-from schemas.answer import NO_COMB
+from schemas.answer import DDI_TASK, DRUGCOMB_TASK, NO_COMB
+from schemas.drugs import DRUG_KINDS
 
 VARIANTS = ("rexdrug", "rexdrug_answer_only", "taiyi_en", "taiyi_zh", "compact", "ddi")
 CONTEXTS = ("abstract", "sentence", "window")
@@ -74,6 +75,12 @@ class PromptConfig:
     def reasoning(self) -> bool:
         return self.variant == "rexdrug"
 
+    @property
+    def task(self) -> str:
+        """The answer task this prompt asks for (``schemas.answer``): the ``ddi`` variant asks for DDI13
+        pairs, every other variant for DrugComb combinations."""
+        return DDI_TASK if self.variant == "ddi" else DRUGCOMB_TASK
+
 
 def prompt_version(config: PromptConfig) -> str:
     """Stable id of the prompt, e.g. ``rexdrug-v1``, ``rexdrug-v1+hints``, ``taiyi_zh-v1+ctx=sentence``."""
@@ -92,14 +99,37 @@ def candidate_hints(sentence: str, matcher, *, drugs_only: bool = False) -> list
     with every non-class mention: naming drugs only in its prompt cost 0.004 on each official DrugComb
     test F1).  ``drugs_only`` keeps drug-kind mentions only (``schemas.drugs.DRUG_KINDS``): what the rule
     baselines combine."""
+    found = [
+        (m.start, m.end, getattr(m, "id", None), m.surface, getattr(m, "is_class", False), getattr(m, "is_drug", True))
+        for m in matcher.find(sentence)
+    ]
+    return _hint_names(sentence, found, drugs_only)
+
+
+def mention_hints(sentence: str, mentions, *, drugs_only: bool = True) -> list[str]:
+    """The hints of a sentence from its *stored* mentions (``schemas.drugs.MENTION`` rows, what the sweep's
+    candidates stage found and passes on): the same rule as ``candidate_hints`` without running the
+    matcher again.  ``drugs_only`` (the default: what the ``ddi`` prompt lists, the drugs that may
+    interact) keeps drug-kind mentions (``schemas.drugs.DRUG_KINDS``)."""
+    found = [
+        (m.get("start"), m.get("end"), m.get("id"), m.get("surface"), bool(m.get("is_class")), m.get("kind") in DRUG_KINDS)
+        for m in mentions or ()
+        if m.get("start") is not None and m.get("end") is not None
+    ]
+    return _hint_names(sentence, found, drugs_only)
+
+
+def _hint_names(sentence: str, found, drugs_only: bool) -> list[str]:
+    """Distinct names of (start, end, id, surface, is_class, is_drug) mentions: classes (and, with
+    ``drugs_only``, non-drugs) left out, one per KB id (else per surface), as written, in order."""
     names, seen = [], set()
-    for m in sorted(matcher.find(sentence), key=lambda m: m.start):
-        if getattr(m, "is_class", False) or (drugs_only and not getattr(m, "is_drug", True)):
+    for start, end, mention_id, surface, is_class, is_drug in sorted(found, key=lambda m: m[0]):
+        if is_class or (drugs_only and not is_drug):
             continue
-        key = (getattr(m, "id", None) or m.surface).lower()
+        key = (mention_id or surface or "").lower()
         if key not in seen:
             seen.add(key)
-            names.append(sentence[m.start : m.end])
+            names.append(sentence[start:end])
     return names
 
 

@@ -29,6 +29,12 @@ DDI_EFFECT = DDI_LABELS[0]  # the most frequent DDI13 type (train and test)
 DRUGCOMB_TASK, DDI_TASK = "drugcomb", "ddi"
 TASK_LABELS: dict[str, tuple[str, ...]] = {DRUGCOMB_TASK: COMBINATION_LABELS, DDI_TASK: DDI_LABELS}
 
+# The sweep's tasks (``SweepConfig.tasks``), named after the warehouse tables they fill, and the answer
+# task each one asks the model for: ``combinations`` (DrugComb n-ary sets) and ``interactions`` (DDI13
+# pairs).  In the order the sweep runs them.
+SWEEP_COMBINATIONS, SWEEP_INTERACTIONS = "combinations", "interactions"
+SWEEP_TASKS: dict[str, str] = {SWEEP_COMBINATIONS: DRUGCOMB_TASK, SWEEP_INTERACTIONS: DDI_TASK}
+
 
 def no_comb_answer() -> list[dict]:
     """The NO_COMB answer value (a fresh list each call: callers may extend it)."""

@@ -1,5 +1,10 @@
 """Extraction tables: one row per model run over a candidate sentence, the relations it yielded,
-their drugs exploded, and what failed.  Written by the sweep (``jobs/sweep.py``)."""
+their drugs exploded, and what failed.  Written by the sweep (``jobs/sweep.py``).
+
+The sweep's tasks (``schemas.answer.SWEEP_TASKS``) share the extraction rows and their error rows: a
+task is its own model + prompt (an interaction row's ``prompt_version`` is a ``ddi`` prompt's), so its
+rows have their own extraction keys.  ``COMBINATIONS`` holds the DrugComb task's sets,
+``INTERACTIONS`` the DDI13 task's drug pairs."""
 
 from __future__ import annotations
 
@@ -140,6 +145,34 @@ COMBINATIONS = pa.schema(
     + _PROVENANCE
 )
 
+# One drug-drug interaction (the sweep's ``interactions`` task): a DDI13 relation of an extraction row whose
+# two drugs normalize to two distinct canonical ids.  The pair is in canonical order (drug_a's canonical id
+# sorts first), so the same two drugs give the same row shape and ``pair_key`` however the model wrote them.
+INTERACTIONS = pa.schema(
+    [pa.field("interaction_id", pa.string(), nullable=False)]  # sha1(extraction_key#relation_index)
+    + _SENTENCE_KEY
+    + [
+        pa.field("relation_index", pa.int32(), nullable=False),
+        pa.field("interaction_type", pa.string(), nullable=False),  # schemas.answer.DDI_LABELS
+        pa.field("pair_key", pa.string(), nullable=False),  # "<drug_a id> + <drug_b id>"
+        # each drug: the name as the model wrote it, its offsets in the sentence and whether it was found
+        # there, the canonical id + preferred name and how it was normalized (matched_by)
+        pa.field("drug_a", COMBINATION_DRUG),
+        pa.field("drug_b", COMBINATION_DRUG),
+        pa.field("all_grounded", pa.bool_()),
+        pa.field("all_normalized", pa.bool_()),
+        pa.field("non_drugs", pa.list_(pa.string())),  # names of the relation that are no known drugs
+        pa.field("reasoning", pa.string()),
+        pa.field("parse_status", pa.string()),
+        pa.field("parse_reason", pa.string()),  # the parser's repairs of the answer, as text ("" when none)
+        # the relation's confidence as the engine gave it (etl.combinations.relation_confidence): a rule's
+        # documented constant (model.engines.rules.RULE_DDI_CONFIDENCE); null from engines with none
+        pa.field("confidence", pa.float64()),
+        pa.field("engine_kind", pa.string()),  # model.engines.base.ENGINE_KINDS
+    ]
+    + _PROVENANCE
+)
+
 COMBINATION_DRUGS = pa.schema(
     [
         pa.field("combination_id", pa.string(), nullable=False),
@@ -210,5 +243,11 @@ SWEEP_RUNS = pa.schema(
         # extractions taken from the checkpoints of an interrupted run (not sent to the engine again);
         # counted in n_extracted too
         pa.field("n_resumed", pa.int64()),
+        # the tasks the run extracted (schemas.answer.SWEEP_TASKS); model_id / prompt_version above are
+        # the combinations task's, the interactions task's are its own columns
+        pa.field("tasks", pa.list_(pa.string())),
+        pa.field("n_interactions", pa.int64()),
+        pa.field("interactions_model_id", pa.string()),
+        pa.field("interactions_prompt_version", pa.string()),
     ]
 )

@@ -75,11 +75,11 @@ def query(warehouse: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
-def table_hashes(warehouse: Path) -> dict[str, str]:
+def table_hashes(warehouse: Path, tables: tuple[str, ...] = CONTENT_TABLES) -> dict[str, str]:
     """sha256 of each table's rows (volatile columns dropped, rows sorted)."""
     hashes = {}
     with connect_readonly(warehouse) as con:
-        for name in CONTENT_TABLES:
+        for name in tables:
             cols = [c[0] for c in con.execute(f"DESCRIBE {name}").fetchall() if c[0] not in VOLATILE]
             rows = con.execute(
                 f"SELECT {', '.join(map(repr, cols)).replace(chr(39), chr(34))} FROM {name}"

@@ -1,4 +1,5 @@
-"""`rexdrug kb build|export|diff`: the drug-combination knowledge base (one row per drug set)."""
+"""`rexdrug kb build|export|diff`: the knowledge base (one row per drug set; its interactions section, one
+row per drug pair)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "--min-confidence",
             type=float,
             metavar="X",
-            help="count only combination rows with confidence >= X, in [0, 1]; 0 keeps all, rows "
-            "without a confidence too (default: the sweep config's min_confidence, 0.0)",
+            help="count only combination and interaction rows with confidence >= X, in [0, 1]; 0 keeps "
+            "all, rows without a confidence too (default: the sweep config's min_confidence, 0.0)",
         )
     export.add_argument("--output", required=True, type=Path)
     export.add_argument("--format", choices=["parquet", "csv", "jsonl"], help="default: from the file suffix")
     export.epilog = (
-        "The stored warehouse KB (combination_kb) is rebuilt as well, unless --min-confidence is "
-        "given: an export with its own threshold writes only the file."
+        "The interactions section (drug pairs, interaction_kb) goes to a file beside the output: "
+        "kb.csv -> kb.interactions.csv.  The stored warehouse KB (combination_kb, interaction_kb) is "
+        "rebuilt as well, unless --min-confidence is given: an export with its own threshold writes only "
+        "the files."
     )
     from jobs.cli.kb_diff import add_diff_arguments
 
@@ -40,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
         from jobs.cli.kb_diff import run_diff
 
         return run_diff(args)
-    from etl.kb import export_kb, validate_min_confidence
-    from jobs.kb import build_and_store_kb
+    from etl.kb import export_kb, interactions_export_path, validate_min_confidence
+    from jobs.kb import build_and_store_kbs
     from jobs.sweep import SweepConfig
 
     if not (args.warehouse / "warehouse.duckdb").exists() and not args.warehouse.is_dir():
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     min_confidence = validate_min_confidence(
         args.min_confidence if own_threshold else SweepConfig().min_confidence
     )
-    table = build_and_store_kb(
+    table, interactions = build_and_store_kbs(
         args.warehouse,
         model_id=args.model_id,
         prompt_version=args.prompt_version,
@@ -58,14 +61,18 @@ def run(args: argparse.Namespace) -> int:
         min_confidence=min_confidence,
         store=args.kb_command == "build" or not own_threshold,
     )
+    result = {
+        "drug_sets": table.num_rows,
+        "interaction_pairs": interactions.num_rows,
+        "warehouse": str(args.warehouse),
+        "min_confidence": min_confidence,
+    }
     if args.kb_command == "export":
         fmt = args.format or args.output.suffix.lstrip(".").replace("json", "jsonl").replace(
             "jsonll", "jsonl"
         )
         export_kb(table, args.output, fmt)
-    json.dump(
-        {"drug_sets": table.num_rows, "warehouse": str(args.warehouse), "min_confidence": min_confidence},
-        sys.stdout,
-    )
+        result["interactions_output"] = str(export_kb(interactions, interactions_export_path(args.output), fmt))
+    json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -197,6 +197,14 @@ def _print_human_summary(result: dict, warehouse: Path) -> None:
         ),
         "time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in result["stage_seconds"].items()),
     ]
+    from schemas.answer import SWEEP_INTERACTIONS
+
+    interactions = SWEEP_INTERACTIONS in (result.get("tasks") or [])
+    if interactions:
+        lines.append(f"interactions task: {result['n_interactions']} drug-drug interactions")
     if result.get("kb_drug_sets") is not None:
-        lines.append(f"knowledge base: {result['kb_drug_sets']} drug sets")
+        lines.append(
+            f"knowledge base: {result['kb_drug_sets']} drug sets"
+            + (f", {result['kb_interaction_pairs']} interacting pairs" if interactions else "")
+        )
     sys.stderr.write("\n".join(lines) + "\n\n" + EXPLORE_SQL.format(wh=warehouse))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from model.items import Prompt
+from schemas.answer import DRUGCOMB_TASK
 
 ENGINE_KINDS = (
     "transformers",
@@ -292,9 +293,11 @@ class Engine(abc.ABC):
         """One result per prompt, in order (default: generate from each prompt's messages)."""
         return self.generate([p.messages for p in prompts], sampling)
 
-    def relation_confidence(self, label_logprobs: dict[str, float] | None, position: int = 0) -> float | None:
-        """Confidence in [0, 1] of one extracted relation (the ``position``-th of its answer), given its
-        type slot's label log-probabilities (None when the engine recorded none).  Default None: an engine that reports no log-probabilities
+    def relation_confidence(
+        self, label_logprobs: dict[str, float] | None, position: int = 0, task: str = DRUGCOMB_TASK
+    ) -> float | None:
+        """Confidence in [0, 1] of one extracted relation (the ``position``-th of its answer, of ``task``:
+        ``schemas.answer``), given its type slot's label log-probabilities (None when the engine recorded none).  Default None: an engine that reports no log-probabilities
         (vLLM and OpenAI-compatible today) has nothing to calibrate (see ``model.confidence``)."""
         return None
 

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from model.engines.base import Engine, EngineConfig, EngineResult, SamplingConfig, engine_model_id
+from schemas.answer import DRUGCOMB_TASK
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +98,12 @@ class CTranslate2Engine(Engine):
             for ids, row_slots in zip(generated, slots)
         ]
 
-    def relation_confidence(self, label_logprobs: dict[str, float] | None, position: int = 0) -> float | None:
+    def relation_confidence(
+        self, label_logprobs: dict[str, float] | None, position: int = 0, task: str = DRUGCOMB_TASK
+    ) -> float | None:
         from model.confidence import model_confidence
 
-        return model_confidence(label_logprobs, self.confidence_calibration, position)
+        return model_confidence(label_logprobs, self.confidence_calibration, position, task)
 
     def _generate_rows(
         self, prompts: list[list[int]], sampling: SamplingConfig

@@ -14,6 +14,9 @@ answer in the model's format, so the parser and scorer are exactly those used fo
 * ``rule_ddi_all_pairs`` - the DDI13 baseline: every pair of the given drugs (the prompt's hints,
   which the ``ddi`` prompt fills with the corpus entities; the matcher's drugs when there are none)
   labelled EFFECT, the most frequent DDI type.
+
+Every rule answers a ``ddi`` prompt (``Prompt.task``: the sweep's ``interactions`` task) the way
+``rule_ddi_all_pairs`` does, so a sweep with both tasks runs end to end without a model.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from model.answer_schema import NO_COMB_ANSWER
 from model.engines.base import Engine, EngineResult, SamplingConfig
 from model.items import Prompt
 from model.prompting import candidate_hints, unique_names
-from schemas.answer import COMB, DDI_EFFECT, NEG, POS
+from schemas.answer import COMB, DDI_EFFECT, DDI_TASK, DRUGCOMB_TASK, NEG, POS
 
 _NO_COMB_TEXT = f"<answer>{json.dumps(NO_COMB_ANSWER)}</answer>"
 
@@ -68,6 +71,12 @@ RULE_CONFIDENCE: dict[str, float | None] = {
     "rule_no_comb": None,
     "rule_ddi_all_pairs": None,
 }
+# The confidence of a rule's interaction rows (a ``ddi`` prompt, answered with every pair of the given
+# drugs): the share of all pairs of DDI13's given entities that are an interacting pair (any type) on the
+# training split of the processed copy (data/ddi13/train.jsonl: 3,307 of 20,078 pairs, 0.165; EFFECT
+# right as well: 1,309, 0.065).  With the matcher's drugs instead of the corpus entities (the sweep) it
+# is an upper bound.
+RULE_DDI_CONFIDENCE = 0.16
 
 
 def _answer(label: str, names: list[str]) -> str:
@@ -93,9 +102,12 @@ class _RuleEngine(Engine):
             self._matcher = default_matcher()
         return self._matcher
 
-    def relation_confidence(self, label_logprobs: dict[str, float] | None, position: int = 0) -> float | None:
-        """The rule's documented constant (``RULE_CONFIDENCE``), whatever the relation."""
-        return RULE_CONFIDENCE[f"rule_{self.name}"]
+    def relation_confidence(
+        self, label_logprobs: dict[str, float] | None, position: int = 0, task: str = DRUGCOMB_TASK
+    ) -> float | None:
+        """The rule's documented constant, whatever the relation: ``RULE_CONFIDENCE`` for a combination,
+        ``RULE_DDI_CONFIDENCE`` for an interaction (every rule answers a ddi prompt with all pairs)."""
+        return RULE_DDI_CONFIDENCE if task == DDI_TASK else RULE_CONFIDENCE[f"rule_{self.name}"]
 
     def complete(
         self, prompts: Sequence[Prompt], sampling: SamplingConfig | None = None
@@ -107,7 +119,9 @@ class _RuleEngine(Engine):
             if not isinstance(sentence, str) or not sentence.strip():
                 out.append(EngineResult("", "the item has no target sentence"))
                 continue
-            out.append(EngineResult(self.answer_item(sentence, list(prompt.hints))))
+            hints = list(prompt.hints)
+            answer = self.pairs_answer(sentence, hints) if prompt.task == DDI_TASK else self.answer_item(sentence, hints)
+            out.append(EngineResult(answer))
         return out
 
     def generate(self, batch: list[list[dict]], sampling: SamplingConfig | None = None) -> list[EngineResult]:
@@ -123,6 +137,15 @@ class _RuleEngine(Engine):
         """The answer for an item (its sentence and the prompt's hints); the DrugComb rules read the
         sentence only."""
         return self.answer(sentence)
+
+    def pairs_answer(self, sentence: str, hints: list[str]) -> str:
+        """The DDI13 all-pairs answer: every pair of the given drugs (the prompt's hints; the matcher's
+        drugs when there are none) labelled EFFECT, the most frequent DDI13 type."""
+        names = unique_names(hints) or self.drugs(sentence)
+        if len(names) < 2:
+            return _NO_COMB_TEXT
+        rows = [{"type": DDI_EFFECT, "ent_set": [a, b]} for a, b in combinations(names, 2)]
+        return "<answer>" + json.dumps(rows, ensure_ascii=False) + "</answer>"
 
     def answer(self, sentence: str) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -164,11 +187,7 @@ class DDIAllPairsRule(_RuleEngine):
     label = DDI_EFFECT  # the most frequent DDI13 type (train and test)
 
     def answer_item(self, sentence: str, hints: list[str]) -> str:
-        names = unique_names(hints) or self.drugs(sentence)
-        if len(names) < 2:
-            return _NO_COMB_TEXT
-        rows = [{"type": self.label, "ent_set": [a, b]} for a, b in combinations(names, 2)]
-        return "<answer>" + json.dumps(rows, ensure_ascii=False) + "</answer>"
+        return self.pairs_answer(sentence, hints)
 
     def answer(self, sentence: str) -> str:
         return self.answer_item(sentence, [])

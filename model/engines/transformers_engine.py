@@ -15,6 +15,7 @@ import os
 import time
 
 from model.engines.base import Engine, EngineConfig, EngineResult, SamplingConfig, engine_model_id
+from schemas.answer import DRUGCOMB_TASK
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +77,13 @@ class TransformersEngine(Engine):
                 results[i] = EngineResult(text, slots=slots)
         return results
 
-    def relation_confidence(self, label_logprobs: dict[str, float] | None, position: int = 0) -> float | None:
+    def relation_confidence(
+        self, label_logprobs: dict[str, float] | None, position: int = 0, task: str = DRUGCOMB_TASK
+    ) -> float | None:
         """Calibrated confidence of a relation from its slot's label log-probabilities (model.confidence)."""
         from model.confidence import model_confidence
 
-        return model_confidence(label_logprobs, self.confidence_calibration, position)
+        return model_confidence(label_logprobs, self.confidence_calibration, position, task)
 
     def generate_prompts(self, prompts: list[str], sampling: SamplingConfig) -> list[str]:
         """One padded forward batch of already-rendered prompts."""
