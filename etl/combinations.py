@@ -190,7 +190,9 @@ def _usable_relations(
             yield row, index, label, drugs, non_drugs, set_ids
 
 
-def _relation_fields(row: dict[str, Any], relation_index: int, drugs: list[dict[str, Any]], non_drugs) -> dict:
+def _relation_fields(
+    row: dict[str, Any], relation_index: int, drugs: list[dict[str, Any]], non_drugs
+) -> dict:
     """The columns every relation row shares (combinations, interactions): sentence key, grounding and
     normalization summary, reasoning, parse status, confidence, provenance."""
     relation = row["relations"][relation_index]
@@ -294,7 +296,9 @@ def build_interaction_tables(
         stored.add((row["extraction_key"], pair_key))
         named: dict[str, dict[str, Any]] = {}
         for d in drugs:
-            if d["canonical_id"] not in named or (named[d["canonical_id"]]["via_regimen"] and not d["via_regimen"]):
+            if d["canonical_id"] not in named or (
+                named[d["canonical_id"]]["via_regimen"] and not d["via_regimen"]
+            ):
                 named[d["canonical_id"]] = d
         drug_a, drug_b = (named[i] for i in set_ids)
         pairs.append(

@@ -362,12 +362,7 @@ def exclusive_lock(path: Path, busy_message: str, holder: str | None = None) -> 
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            held_by = handle.read().strip()
-            raise WarehouseBusy(f"{busy_message} ({held_by})" if held_by else busy_message) from None
+        _acquire_or_raise(handle, busy_message)
         try:
             if holder is not None:
                 handle.seek(0)
@@ -379,6 +374,31 @@ def exclusive_lock(path: Path, busy_message: str, holder: str | None = None) -> 
             if holder is not None:
                 handle.truncate(0)
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+# How long a process that finds the lock taken waits for the holder's name: the holder writes it right
+# after taking the lock, so an empty file means it is between the two steps (or just released the lock).
+_HOLDER_WAIT_S = 1.0
+
+
+def _acquire_or_raise(handle, busy_message: str) -> None:
+    """Take the flock of ``handle`` now, or raise ``WarehouseBusy`` quoting the holder's line.  An empty
+    holder line is read again for up to ``_HOLDER_WAIT_S`` (and the lock tried again: it may have been
+    released meanwhile), so the message names who holds it instead of racing its write."""
+    import fcntl
+    import time
+
+    deadline = time.monotonic() + _HOLDER_WAIT_S
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            handle.seek(0)
+            held_by = handle.read().strip()
+            if held_by or time.monotonic() >= deadline:
+                raise WarehouseBusy(f"{busy_message} ({held_by})" if held_by else busy_message) from None
+            time.sleep(0.02)
 
 
 _HELD_WRITER_LOCKS: dict[Path, int] = {}

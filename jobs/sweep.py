@@ -686,7 +686,9 @@ def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> Sw
             summary.n_retried += n_retried
             if n_retried:
                 log.info(
-                    "%d %s candidate(s) whose earlier extraction failed are extracted again", n_retried, plan.name
+                    "%d %s candidate(s) whose earlier extraction failed are extracted again",
+                    n_retried,
+                    plan.name,
                 )
             selected.append((plan, path, n_candidates))
 
@@ -710,7 +712,9 @@ def _run_sweep_locked(config: SweepConfig, layout: WarehouseLayout, spark) -> Sw
                 if n_todo:
                     todo.append((plan, todo_path, n_todo, checkpoints))
                 if resumed_path is not None:
-                    frames.append(spark.read.schema(to_spark(EXTRACTIONS)).parquet(literal_path(resumed_path)))
+                    frames.append(
+                        spark.read.schema(to_spark(EXTRACTIONS)).parquet(literal_path(resumed_path))
+                    )
                 n_todo_total += n_todo
             parallelism = spark.sparkContext.defaultParallelism
             parts = [max(1, min(config.extract_partitions or parallelism, n)) for _, _, n, _ in todo]
@@ -863,7 +867,9 @@ def _relation_tables(spark, layout: WarehouseLayout, run_id: str, plans, identit
             rows.mapInArrow(make_interactions_fn(0, plan.engine.kind), to_spark(schema)).write.parquet(
                 str(layout.staged(run_id, SWEEP_INTERACTIONS))
             )
-            errors.append(rows.mapInArrow(make_interactions_fn(1, plan.engine.kind), to_spark(EXTRACTION_ERRORS)))
+            errors.append(
+                rows.mapInArrow(make_interactions_fn(1, plan.engine.kind), to_spark(EXTRACTION_ERRORS))
+            )
     _union(errors).write.parquet(str(layout.staged(run_id, "extraction_errors")))
 
     def count(name: str) -> int:

@@ -100,7 +100,14 @@ def candidate_hints(sentence: str, matcher, *, drugs_only: bool = False) -> list
     test F1).  ``drugs_only`` keeps drug-kind mentions only (``schemas.drugs.DRUG_KINDS``): what the rule
     baselines combine."""
     found = [
-        (m.start, m.end, getattr(m, "id", None), m.surface, getattr(m, "is_class", False), getattr(m, "is_drug", True))
+        (
+            m.start,
+            m.end,
+            getattr(m, "id", None),
+            m.surface,
+            getattr(m, "is_class", False),
+            getattr(m, "is_drug", True),
+        )
         for m in matcher.find(sentence)
     ]
     return _hint_names(sentence, found, drugs_only)
@@ -112,7 +119,14 @@ def mention_hints(sentence: str, mentions, *, drugs_only: bool = True) -> list[s
     matcher again.  ``drugs_only`` (the default: what the ``ddi`` prompt lists, the drugs that may
     interact) keeps drug-kind mentions (``schemas.drugs.DRUG_KINDS``)."""
     found = [
-        (m.get("start"), m.get("end"), m.get("id"), m.get("surface"), bool(m.get("is_class")), m.get("kind") in DRUG_KINDS)
+        (
+            m.get("start"),
+            m.get("end"),
+            m.get("id"),
+            m.get("surface"),
+            bool(m.get("is_class")),
+            m.get("kind") in DRUG_KINDS,
+        )
         for m in mentions or ()
         if m.get("start") is not None and m.get("end") is not None
     ]

@@ -21,6 +21,7 @@ EFFECT, MECHANISM, ADVISE, INT = DDI_LABELS
 def pair(pmid, kind, a, b, idx=0, sentence="s", model="m", confidence=None, n=0):
     """One interaction row; ``a``/``b`` are canonical ids, already in canonical order (as the builder
     stores them)."""
+
     def drug(i):
         return {"surface": i.lower(), "canonical_id": i, "preferred_name": i.title(), "is_class": i == "CLS"}
 
@@ -154,7 +155,11 @@ def test_the_interaction_kb_does_not_depend_on_row_order():
     assert len(kbs) > 50 and all(kb == kbs[0] for kb in kbs[1:])
     ab = by_pair(pa.Table.from_pylist(kbs[0], schema=INTERACTION_KB))["A + B"]
     assert (ab["n_effect"], ab["n_mechanism"], ab["n_sentences"], ab["n_mentions"]) == (5, 1, 5, 6)
-    assert [(e["pmid"], e["label"]) for e in ab["example_sentences"]] == [("5", EFFECT), ("5", MECHANISM), ("2", EFFECT)]
+    assert [(e["pmid"], e["label"]) for e in ab["example_sentences"]] == [
+        ("5", EFFECT),
+        ("5", MECHANISM),
+        ("2", EFFECT),
+    ]
 
 
 def test_an_export_writes_the_section_beside_the_output():

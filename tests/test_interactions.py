@@ -89,7 +89,9 @@ def test_the_checkpoint_digest_names_the_task():
     # the task itself, not only its prompt, is part of it
     same = TaskPlan(SWEEP_INTERACTIONS, combos.engine, combos.prompt)
     assert extraction_config_digest(config, same) != extraction_config_digest(config, combos)
-    assert extraction_config_digest(config, combos) == extraction_config_digest(config, config.task_plans()[0])
+    assert extraction_config_digest(config, combos) == extraction_config_digest(
+        config, config.task_plans()[0]
+    )
 
 
 # --- the rule engine answers the ddi prompt; hints from the stored mentions -----------------------------
@@ -215,9 +217,17 @@ def row(key, relations, status="ok", error=None, reason=""):
     """An extraction row of the interactions task (test_combinations' row, another sentence and prompt)."""
     return {
         **extraction(key, relations, status, error, raw="<answer>...</answer>"),
-        "pmid": "9", "pmid_version": 2, "sentence_index": 4, "sentence_start": 100,
-        "sentence_end": 100 + len(TEXT), "sentence_text": TEXT, "think": None, "parse_reason": reason,
-        "model_id": "rule:all_drugs", "prompt_version": "ddi-v1+hints+ctx=sentence", "run_id": "r1",
+        "pmid": "9",
+        "pmid_version": 2,
+        "sentence_index": 4,
+        "sentence_start": 100,
+        "sentence_end": 100 + len(TEXT),
+        "sentence_text": TEXT,
+        "think": None,
+        "parse_reason": reason,
+        "model_id": "rule:all_drugs",
+        "prompt_version": "ddi-v1+hints+ctx=sentence",
+        "run_id": "r1",
     }
 
 
@@ -296,7 +306,11 @@ def test_unusable_answers_are_error_rows_with_the_extraction_key(record, stage, 
     pairs, errors = interactions([record])
     assert pairs == []
     (error,) = errors
-    assert (error["extraction_key"], error["stage"], error["prompt_version"]) == ("k1", stage, "ddi-v1+hints+ctx=sentence")
+    assert (error["extraction_key"], error["stage"], error["prompt_version"]) == (
+        "k1",
+        stage,
+        "ddi-v1+hints+ctx=sentence",
+    )
     assert reason in error["reason"]
 
 

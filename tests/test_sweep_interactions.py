@@ -62,7 +62,9 @@ def test_the_rules_pairs_are_every_pair_of_each_sentences_combination(both_swept
     warehouse, _ = both_swept
     sets = {
         (p, i): ids
-        for p, i, ids in query(warehouse, "SELECT pmid, sentence_index, drug_set_ids FROM current_combinations")
+        for p, i, ids in query(
+            warehouse, "SELECT pmid, sentence_index, drug_set_ids FROM current_combinations"
+        )
     }
     pairs: dict[tuple, list[str]] = {}
     for p, i, key, kind in query(
@@ -87,13 +89,23 @@ def test_the_rules_pairs_are_every_pair_of_each_sentences_combination(both_swept
 def test_the_ledger_and_summary_name_both_tasks(both_swept):
     warehouse, summary = both_swept
     assert summary.tasks == [SWEEP_COMBINATIONS, SWEEP_INTERACTIONS]
-    assert (summary.interactions_model_id, summary.interactions_prompt_version) == ("rule:all_drugs", "ddi-v1+hints+ctx=sentence")
+    assert (summary.interactions_model_id, summary.interactions_prompt_version) == (
+        "rule:all_drugs",
+        "ddi-v1+hints+ctx=sentence",
+    )
     # one item per task and candidate sentence
     (n_sentences,) = query(warehouse, "SELECT count(*) FROM current_sentences WHERE is_candidate")[0]
     assert summary.n_extracted == summary.n_candidates == 2 * n_sentences
     assert query(
         warehouse, "SELECT tasks, n_interactions, interactions_prompt_version, n_extracted FROM sweep_runs"
-    ) == [([SWEEP_COMBINATIONS, SWEEP_INTERACTIONS], summary.n_interactions, "ddi-v1+hints+ctx=sentence", summary.n_extracted)]
+    ) == [
+        (
+            [SWEEP_COMBINATIONS, SWEEP_INTERACTIONS],
+            summary.n_interactions,
+            "ddi-v1+hints+ctx=sentence",
+            summary.n_extracted,
+        )
+    ]
     assert summary.kb_interaction_pairs == query(warehouse, "SELECT count(*) FROM interaction_kb")[0][0] > 0
 
 
@@ -103,7 +115,9 @@ def test_the_default_sweep_writes_no_interactions_and_the_same_combinations(defa
     (version,) = query(default_swept, "SELECT DISTINCT prompt_version FROM extractions")[0]
     same = f"SELECT * EXCLUDE (run_id, extracted_at) FROM extractions WHERE prompt_version = '{version}'"
     assert sorted(map(repr, query(default_swept, same))) == sorted(map(repr, query(warehouse, same)))
-    assert query(default_swept, "SELECT DISTINCT confidence FROM combinations") == [(RULE_CONFIDENCE[ENGINE],)]
+    assert query(default_swept, "SELECT DISTINCT confidence FROM combinations") == [
+        (RULE_CONFIDENCE[ENGINE],)
+    ]
     assert query(default_swept, "SELECT count(*) FROM interactions") == [(0,)]
     assert not (default_swept / "interactions").exists()
     assert not (default_swept / "interaction_kb").exists()
@@ -132,9 +146,14 @@ def test_kb_export_includes_the_interactions_section_and_its_threshold(both_swep
     assert section == tmp_path / "kb.interactions.jsonl"
     rows = [json.loads(line) for line in section.read_text().splitlines()]
     stored = query(warehouse, "SELECT pair_key, n_mentions FROM interaction_kb ORDER BY evidence_rank")
-    assert [(r["pair_key"], r["n_mentions"]) for r in rows] == stored and result["interaction_pairs"] == len(stored)
+    assert [(r["pair_key"], r["n_mentions"]) for r in rows] == stored and result["interaction_pairs"] == len(
+        stored
+    )
     # the rule's interaction constant (0.16) is below 0.2, its combination constant (0.45) above
-    assert main(["kb", "export", "--warehouse", str(warehouse), "--output", str(out), "--min-confidence", "0.2"]) == 0
+    assert (
+        main(["kb", "export", "--warehouse", str(warehouse), "--output", str(out), "--min-confidence", "0.2"])
+        == 0
+    )
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert (result["interaction_pairs"], result["drug_sets"] > 0) == (0, True)
     assert section.read_text() == ""

@@ -310,6 +310,55 @@ def test_exclusive_lock_refuses_a_second_holder_and_is_released(tmp_path):
         pass
 
 
+def test_a_busy_lock_names_its_holder_even_before_the_holder_wrote_its_line(tmp_path):
+    """The race the concurrent `kb build` test hit once: the second process read the lock file between
+    the holder's flock and its write of the holder line, and reported a busy lock without its holder."""
+    import fcntl
+    import threading
+
+    from etl.warehouse import WarehouseBusy, exclusive_lock
+
+    lock = tmp_path / "wh" / ".lock"
+    lock.parent.mkdir()
+    handle = open(lock, "a+")  # noqa: SIM115 - held across the thread below
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken, holder line not written yet
+
+    def write_holder():
+        handle.write("held by `rexdrug kb build`, pid 1\n")
+        handle.flush()
+
+    timer = threading.Timer(0.2, write_holder)
+    timer.start()
+    try:
+        with pytest.raises(WarehouseBusy, match=r"busy \(held by `rexdrug kb build`, pid 1\)"):
+            with exclusive_lock(lock, "busy"):
+                pass
+    finally:
+        timer.join()
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        handle.close()
+
+
+def test_a_lock_released_while_its_holder_line_is_read_is_taken(tmp_path):
+    import fcntl
+    import threading
+
+    from etl.warehouse import exclusive_lock
+
+    lock = tmp_path / "wh" / ".lock"
+    lock.parent.mkdir()
+    handle = open(lock, "a+")  # noqa: SIM115
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    timer = threading.Timer(0.2, lambda: fcntl.flock(handle.fileno(), fcntl.LOCK_UN))
+    timer.start()
+    try:
+        with exclusive_lock(lock, "busy", holder="me"):
+            assert lock.read_text() == "me\n"
+    finally:
+        timer.join()
+        handle.close()
+
+
 # --- refresh safety: full disk, short writes (issue 11, class 3) ------------------------------------------
 
 

@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
             "jsonll", "jsonl"
         )
         export_kb(table, args.output, fmt)
-        result["interactions_output"] = str(export_kb(interactions, interactions_export_path(args.output), fmt))
+        result["interactions_output"] = str(
+            export_kb(interactions, interactions_export_path(args.output), fmt)
+        )
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -120,7 +120,11 @@ class _RuleEngine(Engine):
                 out.append(EngineResult("", "the item has no target sentence"))
                 continue
             hints = list(prompt.hints)
-            answer = self.pairs_answer(sentence, hints) if prompt.task == DDI_TASK else self.answer_item(sentence, hints)
+            answer = (
+                self.pairs_answer(sentence, hints)
+                if prompt.task == DDI_TASK
+                else self.answer_item(sentence, hints)
+            )
             out.append(EngineResult(answer))
         return out
 
