@@ -330,9 +330,11 @@ def test_a_busy_lock_names_its_holder_even_before_the_holder_wrote_its_line(tmp_
     timer = threading.Timer(0.2, write_holder)
     timer.start()
     try:
-        with pytest.raises(WarehouseBusy, match=r"busy \(held by `rexdrug kb build`, pid 1\)"):
-            with exclusive_lock(lock, "busy"):
-                pass
+        with (
+            pytest.raises(WarehouseBusy, match=r"busy \(held by `rexdrug kb build`, pid 1\)"),
+            exclusive_lock(lock, "busy"),
+        ):
+            pass
     finally:
         timer.join()
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
