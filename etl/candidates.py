@@ -27,6 +27,8 @@ Which sentences with >= 2 drugs go to the model is the selector's choice (``Sele
     never a candidate. Measured (bench/bench_candidates.py --selector evidence): on the real-PubMed dev set
     it sends ~30% fewer sentences at the same gold-combination recall, on DrugComb it loses ~4% of the
     gold combination sentences of train, so it is off by default.
+Either selector: the sentences of an abstract that describes a computational study (molecular docking,
+molecular dynamics, RMSD, in silico: ``in_silico_needs_cue``) need a co-administration cue.
 Sentence context (the abstract) is joined from the articles table, not stored per row (see
 ``schemas/drugs.py``). Titles are not split: offsets index the abstract only.
 """
@@ -210,6 +212,13 @@ _SENTENCE_CUE_RE = re.compile(
 _ABSTRACT_CUE_RE = re.compile(
     r"\b(combin\w*|co-?administ\w*|concomitant\w*|synerg\w*|regimen\w*|add-on|plus)\b", re.IGNORECASE
 )
+# an abstract that describes a computational study: its drugs are ligands docked or simulated together,
+# not given together ("both Paclitaxel and Sotorasib stabilize protein structures")
+_IN_SILICO_RE = re.compile(
+    r"\b(molecular docking|docking|docked|molecular dynamics|MD simulations?|RMSD|RMSF|in silico|"
+    r"virtual screening)\b",
+    re.IGNORECASE,
+)
 _KEYWORDS_LINE_RE = re.compile(r"^\s*(key\s*words?|abbreviations?)\s*[:.]", re.IGNORECASE)
 
 
@@ -221,6 +230,11 @@ class SelectorConfig:
     # a sentence whose drugs are all endogenous (hormones, cytokines, mediators) needs a co-administration
     # cue: on by default (measured: no DrugComb combination sentence lost, fewer hormone-level sentences)
     endogenous_needs_cue: bool = True
+    # the sentences of an abstract that describes a computational study (docking, molecular dynamics,
+    # in silico) need a co-administration cue: measured, no gold combination of DrugComb (2 such
+    # paragraphs) or of the real-PubMed set (8 such sentences) is in one; the demo's docking paper was
+    # its one KB entry
+    in_silico_needs_cue: bool = True
     # MeSH descriptors that index an article as combination therapy (evidence selector)
     combination_mesh: list[str] = field(
         default_factory=lambda: [
@@ -272,6 +286,7 @@ def sentence_rows(
     selector = selector or SelectorConfig()
     selective = selector.kind == "evidence"
     context = article_combination_context(abstract, mesh_headings, selector) if selective else True
+    in_silico = selector.in_silico_needs_cue and bool(_IN_SILICO_RE.search(abstract))
     spans = split_sentences(abstract)
     found = [matcher.find(abstract[start:end], evidence=evidence) for start, end in spans]
     # short forms an abstract defines once ("ipsapirone (IPSA)") name the drug in its other sentences
@@ -307,7 +322,8 @@ def sentence_rows(
                 # a keywords/abbreviations line lists terms and states nothing: never a candidate
                 "is_candidate": decision.is_candidate
                 and not _KEYWORDS_LINE_RE.search(text)
-                and (not selective or has_combination_evidence(text, context)),
+                and (not selective or has_combination_evidence(text, context))
+                and (not in_silico or bool(_SENTENCE_CUE_RE.search(text))),
             }
         )
     return rows

@@ -10,7 +10,10 @@ both.  This module is the check the parser applies to every DrugComb relation (`
   mention of the other holds a comparison cue (``COMPARISON_CUES``) and no co-administration cue
   (``CO_ADMINISTRATION_CUES``): "A versus B" is contrasted, "A plus B versus A alone" is not (the
   segment between A and B is " plus "), nor is "A and B ... A versus B" (one segment joins them);
-* a relation with a contrasted neighbour pair is dropped.
+* two drugs that each name their own arm ("55 patients in the rezafungin group and 52 in the caspofungin
+  group": the drug right before "group"/"arm"/"cohort", ``ARM_WORDS``) are contrasted too, wherever they
+  stand ("the propofol + dexmedetomidine group" is one arm: only its last drug is next to the word);
+* a relation with a contrasted pair is dropped.
 
 Only neighbours are tested, and only the strong comparison words: "or" is not a cue here, because
 "A or B with C" is how DrugComb's annotators write two combinations.  Measured on the gold answers
@@ -43,6 +46,22 @@ CO_ADMINISTRATION_CUES = re.compile(
 )
 
 
+# a drug directly followed by one of these names a treatment arm ("the rezafungin group", "-treated arm")
+ARM_WORDS = re.compile(
+    r"\s*(?:-?\s*(?:treated|based|containing|only|alone|monotherapy))?\s*(group|groups|arm|arms|cohort|cohorts)\b",
+    re.IGNORECASE,
+)
+
+
+def arm_word(sentence: str, spans: Sequence[Span]) -> str | None:
+    """The arm word right after a mention (of ``spans``) of a drug, or None."""
+    for _start, end in spans:
+        found = ARM_WORDS.match(sentence, end)
+        if found:
+            return found.group(1)
+    return None
+
+
 def segment_contrasts(segment: str) -> str | None:
     """The comparison cue of a text segment between two drug mentions, or None when the segment has
     none or also has a co-administration cue."""
@@ -69,12 +88,16 @@ def _pair_contrast(sentence: str, first: Sequence[Span], second: Sequence[Span])
 
 
 def contrasted_pair(sentence: str, mentions: Sequence[Sequence[Span]]) -> tuple[int, int, str] | None:
-    """``(i, j, cue)`` for the first neighbour pair of a relation's drugs that the sentence contrasts,
-    or None.  ``mentions[k]`` are the character spans of drug k in ``sentence`` (every occurrence);
+    """``(i, j, cue)`` for the first pair of a relation's drugs that the sentence contrasts (neighbours
+    split by a comparison, else the first two that each name an arm), or None.  ``mentions[k]`` are the character spans of drug k in ``sentence`` (every occurrence);
     a drug without a mention is skipped (the parser reports it as not in the sentence)."""
     placed = sorted((min(spans), k) for k, spans in enumerate(mentions) if spans)
     for (_, i), (_, j) in itertools.pairwise(placed):
         cue = _pair_contrast(sentence, mentions[i], mentions[j])
         if cue is not None:
             return i, j, cue
+    arms = [(k, word) for _, k in placed if (word := arm_word(sentence, mentions[k]))]
+    if len(arms) >= 2:
+        (i, word), (j, _) = arms[0], arms[1]
+        return i, j, word
     return None

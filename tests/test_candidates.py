@@ -177,3 +177,35 @@ def test_research_codes_are_candidate_drugs():
     )
     row = out.to_pylist()[0]
     assert row["n_distinct_drugs"] == 2 and row["mentions"][0]["id"] == "RXD:CODE:PF4708671"
+
+
+@pytest.mark.parametrize(
+    "abstract, expected",
+    [
+        # a docking study (the demo's): its drugs are ligands, not a combination given
+        (
+            "We used molecular docking of pollutants. Both paclitaxel and sotorasib stabilize the protein. "
+            "Paclitaxel combined with sotorasib bound the pocket.",
+            [False, False, True],  # the first has no two drugs; the third has a co-administration cue
+        ),
+        ("RMSD analyses were run. Paclitaxel and sotorasib stabilize the protein.", [False, False]),
+        # the same sentence in a clinical abstract is a candidate, as before
+        ("Patients were treated. Paclitaxel and sotorasib stabilized the disease.", [False, True]),
+    ],
+)
+def test_in_silico_abstracts_need_a_co_administration_cue(abstract, expected):
+    rows = sentence_table(
+        articles([{"pmid": "7", "pmid_version": 1, "title": "t", "chemicals": [], "abstract": abstract}])
+    )
+    assert [r["is_candidate"] for r in rows.to_pylist()] == expected
+
+
+def test_the_in_silico_rule_can_be_switched_off():
+    from etl.candidates import SelectorConfig
+
+    abstract = "RMSD analyses were run. Paclitaxel and sotorasib stabilize the protein."
+    rows = sentence_table(
+        articles([{"pmid": "7", "pmid_version": 1, "title": "t", "chemicals": [], "abstract": abstract}]),
+        selector=SelectorConfig(in_silico_needs_cue=False),
+    )
+    assert [r["is_candidate"] for r in rows.to_pylist()] == [False, True]

@@ -68,6 +68,24 @@ CASES = [
     ),
     ("Metformin or sitagliptin was given.", ["metformin", "sitagliptin"], None),  # "or": not a cue
     ("Warfarin than heparin", ["warfarin", "heparin"], ("warfarin", "heparin", "than")),
+    # separate arms: each drug names its own group, whatever joins the two
+    (
+        "55 patients in the rezafungin group and 52 in the caspofungin group had adverse events.",
+        ["rezafungin", "caspofungin"],
+        ("rezafungin", "caspofungin", "group"),
+    ),
+    (
+        "Responses in the cisplatin-treated arm and the carboplatin arm.",
+        ["cisplatin", "carboplatin"],
+        ("cisplatin", "carboplatin", "arm"),
+    ),
+    # one arm of two drugs: only the last is next to the word
+    ("Pain was lowest in the propofol + dexmedetomidine group.", ["propofol", "dexmedetomidine"], None),
+    (
+        "The cyclophosphamide, methotrexate and fluorouracil group gained 2 kg.",
+        ["cyclophosphamide", "methotrexate", "fluorouracil"],
+        None,
+    ),
     # a drug the sentence does not name is skipped (the parser flags it as not in the sentence)
     ("Rezafungin versus caspofungin.", ["rezafungin", "micafungin"], None),
 ]

@@ -267,11 +267,18 @@ def test_rule_baselines_name_only_drugs_and_prompts_keep_the_trained_hints(match
         ),
         ("Cisplatin/paclitaxel was active.", "Cisplatin/paclitaxel was active.", True, True),
         ("Cisplatin + paclitaxel was active.", "Cisplatin + paclitaxel was active.", True, True),
-        # no cue in the sentence, none in the abstract: a comparison or a docking study
+        # no cue in the sentence, none in the abstract: a comparison
+        (
+            "We compared paclitaxel and sotorasib in KRAS cells. Both slowed growth.",
+            "We compared paclitaxel and sotorasib in KRAS cells.",
+            True,
+            False,
+        ),
+        # a docking study: no cue, so no candidate for any selector (in_silico_needs_cue)
         (
             "We docked paclitaxel and sotorasib into KRAS. Both stabilised the protein.",
             "We docked paclitaxel and sotorasib into KRAS.",
-            True,
+            False,
             False,
         ),
         # no cue in the sentence, but the abstract is about a combination regimen
@@ -319,7 +326,7 @@ def test_endogenous_needs_cue_can_be_switched_off(matcher):
 def test_evidence_selector_reads_mesh_indexing(matcher):
     from etl.candidates import SelectorConfig
 
-    abstract = "We docked paclitaxel and sotorasib into KRAS."
+    abstract = "We gave paclitaxel and sotorasib to KRAS mice."
     headings = [{"ui": "D004359", "name": "Drug Therapy, Combination", "major": False, "qualifiers": []}]
     rows = sentence_rows(
         "1", 1, abstract, matcher, selector=SelectorConfig(kind="evidence"), mesh_headings=headings
