@@ -184,8 +184,10 @@ def test_research_codes_are_candidate_drugs():
     [
         # a docking study (the demo's): its drugs are ligands, not a combination given
         (
-            "We used molecular docking of pollutants. Both paclitaxel and sotorasib stabilize the protein. "
-            "Paclitaxel combined with sotorasib bound the pocket.",
+            (
+                "We used molecular docking of pollutants. Both paclitaxel and sotorasib stabilize the protein. "
+                "Paclitaxel combined with sotorasib bound the pocket."
+            ),
             [False, False, True],  # the first has no two drugs; the third has a co-administration cue
         ),
         ("RMSD analyses were run. Paclitaxel and sotorasib stabilize the protein.", [False, False]),
