@@ -7,7 +7,7 @@ import pytest
 
 @pytest.mark.parametrize("kind,expected", [("drugs", True), ("evidence", False)])
 def test_the_sweeps_sentence_stage_uses_the_configured_selector(kind, expected):
-    """SweepConfig.selector reaches the sentence stage (pure function, no Spark): a docking study that
+    """SweepConfig.selector reaches the sentence stage (pure function, no Spark): a comparison that
     names two drugs is a candidate for the drugs selector, not for the evidence one."""
     import hashlib
 
@@ -18,7 +18,7 @@ def test_the_sweeps_sentence_stage_uses_the_configured_selector(kind, expected):
     from jobs.sweep import SweepConfig, make_sentences_fn
 
     config = load_config(SweepConfig, None, ["source=demo", f"selector.kind={kind}"])
-    abstract = "We docked paclitaxel and sotorasib into KRAS."
+    abstract = "We compared paclitaxel and sotorasib in KRAS cells."
     batch = pa.RecordBatch.from_pylist(
         [
             {
