@@ -542,7 +542,7 @@ def _clean_items(
     n_dup = n_drop = 0
     n_objects = 0
     unaligned: list[str] = []
-    index = SentenceIndex(sentence) if sentence is not None else None
+    index = SentenceIndex(sentence) if sentence is not None else None  # built once per answer
     for idx, item in enumerate(items):
         if not isinstance(item, dict):
             n_drop += 1
@@ -589,7 +589,7 @@ def _clean_items(
                 )
                 continue
         seen[key] = label
-        spans, grounded = _ground(unique, sentence)
+        spans, grounded = _ground(unique, index)
         if grounded is not None:
             unaligned += [n for n, g in zip(unique, grounded) if not g]
         relations.append(Relation(label, tuple(unique), spans, grounded, item_index=idx))
@@ -651,10 +651,10 @@ def _dedupe_names(names: list[str]) -> list[str]:
     return out
 
 
-def _ground(names: list[str], sentence: str | None):
-    if sentence is None:
+def _ground(names: list[str], index: SentenceIndex | None):
+    """Each name's first span in the sentence ``index`` was built on (None, None without a sentence)."""
+    if index is None:
         return None, None
-    index = SentenceIndex(sentence)
     spans = tuple(index.find(n) for n in names)
     return spans, tuple(s is not None for s in spans)
 
