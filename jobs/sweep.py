@@ -78,7 +78,7 @@ from etl.warehouse import (
 )
 from jobs.progress import partition_id
 from model.engines.base import EngineConfig
-from model.prompting import PromptConfig, prompt_version
+from model.prompting import PromptConfig, ddi_prompt_config, prompt_version
 from schemas.answer import RETRYABLE_STATUSES, SWEEP_COMBINATIONS, SWEEP_INTERACTIONS, SWEEP_TASKS
 from schemas.extraction import CANDIDATES, EXTRACTION_ERRORS, EXTRACTIONS, SWEEP_RUNS, SWEEP_SENTENCES
 from schemas.spark import conform
@@ -98,12 +98,6 @@ def _embedded_default_prompt() -> PromptConfig:
     return bundled_prompt_config(DEFAULT_MODEL, fallback=PromptConfig(variant="compact", hints=True))
 
 
-def _interactions_default_prompt() -> PromptConfig:
-    """The ddi prompt (DDI13 pairs) with the candidate sentence's drugs as its hints; it reads the sentence
-    alone (``context="sentence"``: what its version says, as the multi-task training rows do)."""
-    return PromptConfig(variant="ddi", hints=True, context="sentence")
-
-
 @dataclass
 class InteractionsConfig:
     """The ``interactions`` task's model: the sweep's ``engine`` with the settings in ``engine`` changed
@@ -111,7 +105,7 @@ class InteractionsConfig:
     own engine) and its prompt, a ``ddi`` variant (the variant decides the task)."""
 
     engine: dict[str, Any] = field(default_factory=dict)
-    prompt: PromptConfig = field(default_factory=_interactions_default_prompt)
+    prompt: PromptConfig = field(default_factory=ddi_prompt_config)
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,13 @@ class PromptConfig:
         return DDI_TASK if self.variant == "ddi" else DRUGCOMB_TASK
 
 
+def ddi_prompt_config() -> PromptConfig:
+    """The ddi prompt as the sweep's interactions task and the multi-task training rows send it: DDI13
+    pairs, the sentence's drugs as hints, the sentence alone (``context="sentence"``: the ddi prompt reads
+    no context, and its version says so)."""
+    return PromptConfig(variant="ddi", hints=True, context="sentence")
+
+
 def prompt_version(config: PromptConfig) -> str:
     """Stable id of the prompt, e.g. ``rexdrug-v1``, ``rexdrug-v1+hints``, ``taiyi_zh-v1+ctx=sentence``."""
     version = f"{config.variant}-{_VERSIONS[config.variant]}"

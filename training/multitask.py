@@ -27,6 +27,7 @@ from model.prompting import (
     VARIANTS,
     PromptConfig,
     build_messages,
+    ddi_prompt_config,
     format_target,
 )
 from schemas.answer import DDI_LABELS as _ANSWER_LABELS
@@ -163,11 +164,12 @@ def ddi_rows(config: MultitaskConfig, rng: random.Random) -> list[dict]:
                 raise ValueError(f"{path}:{n}: not a DDI13 record ({exc})") from exc
             lang = "zh" if rng.random() < config.zh_fraction else "en"
             found = config.ddi_hints == "found" or (config.ddi_hints == "mixed" and rng.random() < 0.5)
+            text = " ".join(sentence.split())  # as eval ddi and the sweep read the sentence
             if found:
-                drugs = finder(" ".join(sentence.split()))
+                drugs = finder(text)
             answer = json.dumps(pairs or no_comb_answer(), ensure_ascii=False)
             if lang == "en":  # the request eval ddi and the sweep send (model.prompting's ddi variant)
-                user = build_messages(" ".join(sentence.split()), None, DDI_PROMPT, drugs)
+                user = build_messages(text, None, ddi_prompt_config(), drugs)
             else:
                 user = (
                     DDI_TEMPLATES[lang].replace("{sentence}", sentence).replace("{drugs}", "; ".join(drugs))
@@ -176,9 +178,6 @@ def ddi_rows(config: MultitaskConfig, rng: random.Random) -> list[dict]:
             row["positive"] = bool(pairs)
             rows.append(row)
     return rows
-
-
-DDI_PROMPT = PromptConfig(variant="ddi", hints=True, context="sentence")
 
 
 def sample_rows(
